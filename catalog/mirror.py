@@ -1,0 +1,110 @@
+"""Applying Zuora's catalog payloads to the mirror: the one way in (as dj-stripe's sync_from_data).
+
+`apply_catalog` takes every product of a complete catalog read and, in one transaction, upserts
+products, rate plans and charges and marks what Zuora no longer lists. Nothing is ever deleted: a
+mapping or a subscription may still point at it. The number of queries does not grow with the size
+of the catalog (bulk reads, bulk creates, bulk updates).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from catalog.models import Product, ProductRatePlan, ProductRatePlanCharge
+
+BATCH = 500
+
+
+class CatalogError(ValueError):
+    """A payload that is not a catalog as Zuora describes it."""
+
+
+def _date(value: Any, what: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise CatalogError(f"{what}: bad date {value!r}") from None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _upsert(model, rows: dict[str, dict], fields: list[str], now: dt.datetime,
+            counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Create or update rows keyed by zuora_id; returns zuora_id → instance."""
+    existing = {o.zuora_id: o for o in model.objects.filter(zuora_id__in=list(rows))}
+    created, updated = [], []
+    for zid, values in rows.items():
+        obj = existing.get(zid)
+        if obj is None:
+            obj = model(zuora_id=zid, synced_at=now, **values)
+            created.append(obj)
+            existing[zid] = obj
+        else:
+            for key, value in values.items():
+                setattr(obj, key, value)
+            obj.removed_at = None
+            obj.synced_at = now
+            updated.append(obj)
+    model.objects.bulk_create(created, batch_size=BATCH)
+    if updated:
+        model.objects.bulk_update(updated, fields + ["removed_at", "synced_at"], batch_size=BATCH)
+    counts[model.__name__] = {"created": len(created), "updated": len(updated)}
+    return existing
+
+
+@transaction.atomic
+def apply_catalog(products: list[dict]) -> dict[str, dict[str, int]]:
+    """Mirror a complete catalog read. Returns counts per model: created, updated, removed."""
+    now = timezone.now()
+    counts: dict[str, dict[str, int]] = {}
+    product_rows, plan_rows, charge_rows = {}, {}, {}
+    plan_product, charge_plan = {}, {}
+    for product in products:
+        if not isinstance(product, dict) or not product.get("id"):
+            raise CatalogError(f"a product without an id: {str(product)[:100]}")
+        product_rows[product["id"]] = {
+            "name": str(product.get("name") or "")[:255], "sku": str(product.get("sku") or "")[:100],
+            "description": product.get("description") or "", "category": str(product.get("category") or "")[:100],
+            "effective_start": _date(product.get("effectiveStartDate"), f"product {product['id']}"),
+            "effective_end": _date(product.get("effectiveEndDate"), f"product {product['id']}"),
+        }
+        for plan in product.get("productRatePlans") or []:
+            plan_product[plan["id"]] = product["id"]
+            plan_rows[plan["id"]] = {
+                "name": str(plan.get("name") or "")[:255], "description": plan.get("description") or "",
+                "zuora_status": str(plan.get("status") or "")[:20],
+                "effective_start": _date(plan.get("effectiveStartDate"), f"rate plan {plan['id']}"),
+                "effective_end": _date(plan.get("effectiveEndDate"), f"rate plan {plan['id']}"),
+            }
+            for charge in plan.get("productRatePlanCharges") or []:
+                charge_plan[charge["id"]] = plan["id"]
+                charge_rows[charge["id"]] = {
+                    "name": str(charge.get("name") or "")[:255], "charge_type": str(charge.get("type") or ""),
+                    "charge_model": str(charge.get("model") or ""), "uom": str(charge.get("uom") or "")[:50],
+                    "billing_period": str(charge.get("billingPeriod") or "")[:30],
+                    "default_quantity": _decimal(charge.get("defaultQuantity")),
+                    "pricing": charge.get("pricing") or [],
+                }
+    products_by_id = _upsert(Product, product_rows, [*next(iter(product_rows.values()), {})], now, counts)
+    for zid, values in plan_rows.items():
+        values["product"] = products_by_id[plan_product[zid]]
+    plans_by_id = _upsert(ProductRatePlan, plan_rows, [*next(iter(plan_rows.values()), {})], now, counts)
+    for zid, values in charge_rows.items():
+        values["rate_plan"] = plans_by_id[charge_plan[zid]]
+    _upsert(ProductRatePlanCharge, charge_rows, [*next(iter(charge_rows.values()), {})], now, counts)
+    for model, seen in ((Product, product_rows), (ProductRatePlan, plan_rows), (ProductRatePlanCharge, charge_rows)):
+        removed = model.objects.filter(removed_at__isnull=True).exclude(zuora_id__in=list(seen)).update(removed_at=now)
+        counts.setdefault(model.__name__, {"created": 0, "updated": 0})["removed"] = removed
+    return counts

@@ -1,0 +1,175 @@
+"""The Zuora product catalog mirror and the plan map. Knows nothing of Kommo or of sync."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+
+class MirroredQuerySet(models.QuerySet):
+    def present(self):
+        return self.filter(removed_at__isnull=True)
+
+
+class Mirrored(models.Model):
+    """A row copied from Zuora's catalog; `removed_at` is set when Zuora stopped listing it."""
+
+    zuora_id = models.CharField("Zuora id", max_length=64, unique=True)
+    name = models.CharField(max_length=255)
+    removed_at = models.DateTimeField(null=True, blank=True, help_text="Zuora no longer lists it")
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    objects = MirroredQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Product(Mirrored):
+    sku = models.CharField("SKU", max_length=100, blank=True, db_index=True)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    effective_start = models.DateField()
+    effective_end = models.DateField()
+
+    class Meta:
+        ordering = ["name"]
+
+
+class ProductRatePlan(Mirrored):
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="rate_plans")
+    description = models.TextField(blank=True)
+    zuora_status = models.CharField(max_length=20, blank=True, help_text="Active, Expired or NotStarted")
+    effective_start = models.DateField()
+    effective_end = models.DateField()
+
+    class Meta:
+        ordering = ["product__name", "name"]
+        verbose_name = "product rate plan"
+
+    def __str__(self) -> str:
+        return f"{self.product.name} / {self.name}"
+
+    def currencies(self) -> set[str]:
+        """Currencies in which every charge of the plan has a price."""
+        charges = list(self.charges.all())
+        if not charges:
+            return set()
+        sets = [{p.get("currency") for p in c.pricing} for c in charges]
+        return set.intersection(*sets)
+
+
+class ProductRatePlanCharge(Mirrored):
+    rate_plan = models.ForeignKey(ProductRatePlan, on_delete=models.CASCADE, related_name="charges")
+    charge_type = models.CharField(max_length=20, help_text="OneTime, Recurring or Usage")
+    charge_model = models.CharField(max_length=40)
+    uom = models.CharField("unit of measure", max_length=50, blank=True)
+    billing_period = models.CharField(max_length=30, blank=True)
+    default_quantity = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    # [{"currency": "USD", "price": "120", "tiers": [{tier, startingUnit, endingUnit, price, priceFormat}]}]
+    pricing = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["rate_plan", "name"]
+        verbose_name = "product rate plan charge"
+
+    def price_in(self, currency: str) -> dict | None:
+        return next((p for p in self.pricing if p.get("currency") == currency), None)
+
+
+class SyncRun(models.Model):
+    """One run of sync_catalog: counts for the admin, and the error when Zuora failed half-way."""
+
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    ok = models.BooleanField(default=False)
+    pages = models.PositiveIntegerField(default=0)
+    counts = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+
+currency_code = RegexValidator(r"^[A-Z]{3}$", "a three-letter ISO currency code such as USD")
+
+
+def normalize(value: str) -> str:
+    """Kommo values are matched ignoring case and surrounding spaces."""
+    return " ".join(str(value).split()).casefold()
+
+
+def default_currency() -> str:
+    return settings.ZKBRIDGE_DEFAULT_CURRENCY
+
+
+class PlanMapping(models.Model):
+    """What a Kommo value (a plan option's text, or a Kommo product) means in Zuora."""
+
+    class Kind(models.TextChoices):
+        PLAN = "plan", "Plan field value"
+        PRODUCT = "product", "Kommo product (catalog element id)"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PLAN)
+    kommo_value = models.CharField(max_length=255, help_text="As Kommo shows it; matched ignoring case and spaces")
+    normalized_value = models.CharField(max_length=255, editable=False, db_index=True)
+    currency = models.CharField(max_length=3, default=default_currency, validators=[currency_code])
+    label = models.CharField(max_length=255, blank=True, help_text="Shown in notes, e.g. 'Growth'")
+    term_months = models.PositiveIntegerField(default=12, validators=[MinValueValidator(1)],
+                                              help_text="Initial term (TERMED)")
+    evergreen = models.BooleanField(default=False, help_text="EVERGREEN instead of a fixed term")
+    auto_renew = models.BooleanField(default=True)
+    renewal_term_months = models.PositiveIntegerField(default=12, validators=[MinValueValidator(1)])
+    payment_term = models.CharField(max_length=100, blank=True, help_text="Empty: Zuora's 'Due Upon Receipt'")
+    active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kind", "kommo_value"]
+        constraints = [models.UniqueConstraint(fields=["kind", "normalized_value", "currency"],
+                                               name="plan_mapping_value_currency")]
+
+    def __str__(self) -> str:
+        return f"{self.kommo_value} ({self.currency})"
+
+    def save(self, *args, **kwargs):
+        self.normalized_value = normalize(self.kommo_value)
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        self.normalized_value = normalize(self.kommo_value or "")
+        if self.kind == self.Kind.PRODUCT and not str(self.kommo_value).strip().isdigit():
+            raise ValidationError({"kommo_value": "A Kommo product is named by its catalog element id (a number)"})
+
+
+class MappedRatePlan(models.Model):
+    """One Zuora rate plan a mapping subscribes to, with optional quantity and price overrides."""
+
+    mapping = models.ForeignKey(PlanMapping, on_delete=models.CASCADE, related_name="rate_plans")
+    product_rate_plan = models.ForeignKey(ProductRatePlan, on_delete=models.PROTECT, related_name="mappings")
+    quantity = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True,
+                                   validators=[MinValueValidator(Decimal("0"))],
+                                   help_text="Overrides the charge's default quantity (per-unit charges)")
+    price = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True,
+                                validators=[MinValueValidator(Decimal("0"))],
+                                help_text="Overrides the list price (per unit, or the flat fee)")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["mapping", "product_rate_plan"],
+                                               name="mapped_rate_plan_once")]
+
+    def __str__(self) -> str:
+        return str(self.product_rate_plan)
+
+
+def today() -> dt.date:
+    return timezone.localdate()

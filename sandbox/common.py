@@ -1,0 +1,155 @@
+"""What both emulators share: settings, fault and latency injection, request logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import socketserver
+import sys
+import time
+import uuid
+from functools import wraps
+from typing import Any, Callable
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from sandbox.models import Fault, RequestLog, Setting
+
+log = logging.getLogger("zkbridge.sandbox")
+
+DEFAULTS: dict[str, Any] = {
+    "zuora_clients": {"zkbridge-demo": "zkbridge-demo-secret"},
+    "kommo_long_lived_tokens": ["kommo-demo-long-lived-token"],
+    "kommo_oauth_clients": {"kommo-demo-client": "kommo-demo-client-secret"},
+    "kommo_requests_per_second": 7,
+    # "async": deliver web hooks from a thread after commit, as Kommo does (a little later);
+    # "sync": deliver before answering (deterministic tests); "off": record only.
+    "kommo_webhook_delivery": "async",
+    # How many status polls a usage import stays Processing before it completes.
+    "zuora_usage_polls_before_done": 1,
+}
+
+
+def get_setting(key: str) -> Any:
+    row = Setting.objects.filter(key=key).first()
+    return row.value if row else DEFAULTS[key]
+
+
+def set_setting(key: str, value: Any) -> None:
+    if key not in DEFAULTS:
+        raise KeyError(key)
+    Setting.objects.update_or_create(key=key, defaults={"value": value})
+
+
+def json_body(request: HttpRequest) -> Any:
+    """The request's JSON body; ValueError when it is not JSON."""
+    return json.loads(request.body.decode("utf-8"))
+
+
+def _matching_faults(service: str, method: str, path: str) -> list[Fault]:
+    faults = Fault.objects.filter(service=service).filter(Q(method="*") | Q(method=method)).exclude(remaining=0)
+    chosen = []
+    for fault in faults:
+        if not path.startswith(fault.path_prefix):
+            continue
+        if fault.remaining is not None:
+            # Claim one use atomically: two concurrent requests never both spend the last one.
+            if not Fault.objects.filter(id=fault.id, remaining__gt=0).update(remaining=F("remaining") - 1):
+                continue
+        Fault.objects.filter(id=fault.id).update(hits=F("hits") + 1)
+        chosen.append(fault)
+    return chosen
+
+
+def drop_connection(request: HttpRequest) -> bool:
+    """Close the client's TCP connection without an answer (the work is already committed).
+
+    Works under Django's development/live test server (the request handler is on the stack) and
+    under gunicorn (`gunicorn.socket` in the environ). Returns False when no socket was found.
+    """
+    sock = request.META.get("gunicorn.socket")
+    if sock is None:
+        frame = sys._getframe(1)
+        while frame is not None:
+            handler = frame.f_locals.get("self")
+            if isinstance(handler, socketserver.StreamRequestHandler):
+                sock = handler.connection
+                # The server must not try to write an answer or an error page afterwards.
+                handler.close_connection = True
+                break
+            frame = frame.f_back
+    if sock is None:
+        return False
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    return True
+
+
+class ConnectionDropped(HttpResponse):
+    """Returned after drop_connection: the server's write fails quietly (broken pipe)."""
+
+
+def emulated(service: str, prefix: str, fault_response: Callable[[Fault, HttpRequest], HttpResponse | None],
+             before: Callable[[HttpRequest], HttpResponse | None] | None = None):
+    """Wrap an emulator view with request logging, `before` checks (auth, rate limit) and faults."""
+
+    def decorator(view):
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs):
+            path = request.path[len(prefix):] or "/"
+            faults = _matching_faults(service, request.method, path)
+            delay = sum(f.latency_ms for f in faults if f.kind == "latency") / 1000
+            if delay:
+                time.sleep(delay)
+            response = before(request) if before else None
+            drop = None
+            if response is None:
+                for fault in faults:
+                    if fault.kind == "latency":
+                        continue
+                    if fault.kind == "drop_after_commit":
+                        drop = fault
+                        continue
+                    response = fault_response(fault, request)
+                    if response is not None:
+                        break
+            if response is None:
+                with transaction.atomic():
+                    response = view(request, *args, **kwargs)
+            request_id = uuid.uuid4().hex
+            if service == "zuora":
+                response["Zuora-Request-Id"] = request_id
+                if request.headers.get("Zuora-Track-Id"):
+                    response["Zuora-Track-Id"] = request.headers["Zuora-Track-Id"][:64]
+            RequestLog.objects.create(
+                service=service, method=request.method, path=path[:500], status=response.status_code, at=time.time()
+            )
+            if drop is not None and drop_connection(request):
+                log.info("sandbox %s: dropped the connection after %s %s", service, request.method, path)
+                return ConnectionDropped(status=500)
+            return response
+
+        return wrapper
+
+    return decorator
+
+
+def sleep_then(fault: Fault, response: HttpResponse) -> HttpResponse:
+    time.sleep(fault.sleep_seconds)
+    return response
+
+
+def problem(status: int, title: str, detail: str, errors: list[dict] | None = None) -> JsonResponse:
+    """Kommo's application/problem+json error."""
+    body: dict[str, Any] = {"title": title, "type": f"https://httpstatus.es/{status}", "status": status,
+                            "detail": detail}
+    if errors is not None:
+        body["validation-errors"] = [{"request_id": "0", "errors": errors}]
+    return JsonResponse(body, status=status, content_type="application/problem+json")

@@ -1,0 +1,93 @@
+"""The emulators' control API: reset, seed, faults and knobs, for tests, the demo and benchmarks.
+
+Mounted only when ZKBRIDGE_SANDBOX is on, like the emulators themselves.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from sandbox import demo
+from sandbox.common import DEFAULTS, json_body, set_setting
+from sandbox.kommo import set_status
+from sandbox.models import Fault, KLead, KNote, KTask, RequestLog, ZAccount, ZSubscription
+
+FAULT_FIELDS = {"service", "method", "path_prefix", "kind", "remaining", "latency_ms", "retry_after",
+                "sleep_seconds", "reason_code", "reason_message"}
+
+
+def _bad(message: str, status: int = 400) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+@csrf_exempt
+def reset(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return _bad("use POST", 405)
+    demo.reset()
+    if request.GET.get("seed", "1") != "0":
+        demo.seed()
+    return JsonResponse({"reset": True})
+
+
+@csrf_exempt
+def faults(request: HttpRequest) -> HttpResponse:
+    if request.method == "DELETE":
+        Fault.objects.all().delete()
+        return HttpResponse(status=204)
+    if request.method == "GET":
+        return JsonResponse({"faults": list(Fault.objects.values())})
+    if request.method != "POST":
+        return _bad("use GET, POST or DELETE", 405)
+    try:
+        body = json_body(request)
+    except ValueError:
+        return _bad("body must be JSON")
+    if not isinstance(body, dict) or set(body) - FAULT_FIELDS:
+        return _bad(f"unknown fields: {sorted(set(body) - FAULT_FIELDS) if isinstance(body, dict) else body!r}")
+    if body.get("service") not in ("zuora", "kommo") or body.get("kind") not in dict(Fault.KINDS):
+        return _bad(f"service must be zuora or kommo; kind one of {sorted(dict(Fault.KINDS))}")
+    fault = Fault.objects.create(**body)
+    return JsonResponse({"id": fault.id}, status=201)
+
+
+@csrf_exempt
+def settings(request: HttpRequest) -> HttpResponse:
+    if request.method != "PUT":
+        return _bad("use PUT", 405)
+    try:
+        body = json_body(request)
+    except ValueError:
+        return _bad("body must be JSON")
+    if not isinstance(body, dict) or set(body) - set(DEFAULTS):
+        return _bad(f"known settings: {sorted(DEFAULTS)}")
+    for key, value in body.items():
+        set_setting(key, value)
+    return JsonResponse({"ok": True})
+
+
+@csrf_exempt
+def lead_status(request: HttpRequest, lead_id: int) -> HttpResponse:
+    """Move a Kommo lead to a stage as a salesperson would; the status web hooks fire."""
+    if request.method != "POST":
+        return _bad("use POST", 405)
+    try:
+        status_id = int(json_body(request)["status_id"])
+    except (ValueError, KeyError, TypeError):
+        return _bad('body must be {"status_id": <int>}')
+    lead = KLead.objects.filter(id=lead_id).first()
+    if lead is None:
+        return _bad("no such lead", 404)
+    set_status(lead, status_id, lead.status_id)
+    return JsonResponse({"id": lead.id, "status_id": lead.status_id, "closed_at": lead.closed_at})
+
+
+def state(request: HttpRequest) -> HttpResponse:
+    calls = RequestLog.objects.values("service", "method", "path").annotate(n=Count("id")).order_by("service", "path")
+    return JsonResponse({
+        "zuora": {"accounts": ZAccount.objects.count(), "subscriptions": ZSubscription.objects.count()},
+        "kommo": {"notes": KNote.objects.count(), "tasks": KTask.objects.count()},
+        "calls": list(calls),
+    })

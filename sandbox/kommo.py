@@ -1,0 +1,560 @@
+"""A Kommo API v4 emulator that follows ../shared/reference/kommo-api.md (not zkbridge's client).
+
+Served under /sandbox/kommo/: OAuth with single-use rotating refresh tokens, long-lived tokens, leads /
+contacts / companies with custom fields and products, notes, tasks, web hook subscriptions (and
+deliveries, form-encoded like Kommo's), HTTP 204 on empty lists, a non-JSON 429 above 7 requests a
+second, problem+json validation errors, and injected faults.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import threading
+import time
+from typing import Any
+
+import requests
+from django.db import transaction
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from qs_codec import DecodeOptions, EncodeOptions, decode, encode
+
+from sandbox.common import emulated, get_setting, json_body, problem, sleep_then
+from sandbox.models import (
+    Fault,
+    KAuthCode,
+    KCatalogElement,
+    KCompany,
+    KContact,
+    KLead,
+    KNote,
+    KTask,
+    KToken,
+    KWebhook,
+    KWebhookDelivery,
+    RequestLog,
+)
+
+log = logging.getLogger("zkbridge.sandbox")
+PREFIX = "/sandbox/kommo"
+ACCOUNT_ID = 29000001
+SUBDOMAIN = "sandbox"
+WON, LOST = 142, 143
+# Lead custom fields this Kommo account has: id → (name, type). PATCHes naming others are refused.
+LEAD_FIELDS = {
+    881234: ("Plan", "select"),
+    881240: ("Contract start", "date"),
+    881250: ("Zuora account", "text"),
+    881251: ("Zuora subscription", "text"),
+    881260: ("Currency", "text"),
+}
+PIPELINE_ID = 4520110
+QUERY = DecodeOptions(depth=10, list_limit=1000, parameter_limit=2000)
+
+
+def _fault_response(fault: Fault, request: HttpRequest) -> HttpResponse | None:
+    if fault.kind in ("http500", "http502", "http503"):
+        status = int(fault.kind[4:])
+        return HttpResponse(f"<html><body><h1>{status}</h1></body></html>", status=status, content_type="text/html")
+    if fault.kind == "http429":
+        response = HttpResponse("Too Many Requests", status=429, content_type="text/html")
+        response["Retry-After"] = str(fault.retry_after)
+        return response
+    if fault.kind == "html403":
+        return HttpResponse("<html><body><h1>Access denied</h1><p>Your account is blocked.</p></body></html>",
+                            status=403, content_type="text/html")
+    if fault.kind == "timeout":
+        return sleep_then(fault, HttpResponse("", status=504, content_type="text/html"))
+    if fault.kind in ("success_false",):
+        return problem(400, "Bad Request", fault.reason_message, [{"code": "InjectedError", "path": "",
+                                                                   "detail": fault.reason_message}])
+    if fault.kind == "unauthorized":
+        return problem(401, "Unauthorized", "Token has been revoked")
+    return None
+
+
+def _authenticate(request: HttpRequest) -> HttpResponse | None:
+    if not request.path.startswith(f"{PREFIX}/api/v4/"):
+        return None
+    now = time.time()
+    limit = get_setting("kommo_requests_per_second")
+    recent = RequestLog.objects.filter(service="kommo", at__gt=now - 1).exclude(status=429).count()
+    if recent >= limit:
+        # Kommo's 429 is not JSON.
+        return HttpResponse("Too Many Requests", status=429, content_type="text/html")
+    header = request.headers.get("Authorization", "")
+    token = header[7:] if header.lower().startswith("bearer ") else ""
+    if token and token in get_setting("kommo_long_lived_tokens"):
+        return None
+    if token and KToken.objects.filter(access_token=token, revoked=False,
+                                       access_expires_at__gt=timezone.now()).exists():
+        return None
+    return problem(401, "Unauthorized", "Unauthorized")
+
+
+def kommo_view(view):
+    return emulated("kommo", PREFIX, _fault_response, _authenticate)(view)
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+# --- OAuth -----------------------------------------------------------------------------------------
+@kommo_view
+def oauth_token(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return problem(405, "Method Not Allowed", "Use POST")
+    try:
+        body = json_body(request)
+        assert isinstance(body, dict)
+    except (ValueError, AssertionError):
+        return problem(400, "Bad Request", "The body must be a JSON object")
+    clients = get_setting("kommo_oauth_clients")
+    client_id, secret = str(body.get("client_id", "")), str(body.get("client_secret", ""))
+    if not client_id or not secrets.compare_digest(clients.get(client_id, "\0"), secret):
+        return problem(401, "Unauthorized", "Client authentication failed")
+    grant = body.get("grant_type")
+    if grant == "authorization_code":
+        if not KAuthCode.objects.filter(code=str(body.get("code", "")), used=False).update(used=True):
+            return problem(400, "Bad Request", "Authorization code has expired")
+    elif grant == "refresh_token":
+        # Single use: the first redemption wins, every later one is refused.
+        old = str(body.get("refresh_token", ""))
+        if not KToken.objects.filter(refresh_token=old, refresh_used=False, revoked=False).update(refresh_used=True):
+            return problem(401, "Unauthorized", "Token has been revoked")
+        # The old access token dies with its refresh token.
+        KToken.objects.filter(refresh_token=old).update(revoked=True)
+    else:
+        return problem(400, "Bad Request", "grant_type must be authorization_code or refresh_token")
+    token = KToken.objects.create(access_token=secrets.token_urlsafe(32), refresh_token=secrets.token_urlsafe(32),
+                                  access_expires_at=timezone.now() + dt.timedelta(seconds=86400))
+    return JsonResponse({"token_type": "Bearer", "expires_in": 86400, "access_token": token.access_token,
+                         "refresh_token": token.refresh_token})
+
+
+# --- Shapes ----------------------------------------------------------------------------------------
+def _link(path: str) -> dict:
+    return {"self": {"href": f"https://{SUBDOMAIN}.kommo.com{path}"}}
+
+
+def lead_json(lead: KLead, with_: set[str]) -> dict[str, Any]:
+    embedded: dict[str, Any] = {"tags": [], "companies": [{"id": lead.company_id, "_links": _link(
+        f"/api/v4/companies/{lead.company_id}")}] if lead.company_id else []}
+    if "contacts" in with_:
+        embedded["contacts"] = [{"id": c["id"], "is_main": bool(c.get("is_main")),
+                                 "_links": _link(f"/api/v4/contacts/{c['id']}")} for c in lead.contacts]
+    if "catalog_elements" in with_:
+        embedded["catalog_elements"] = lead.catalog_elements
+    return {
+        "id": lead.id, "name": lead.name, "price": lead.price, "responsible_user_id": lead.responsible_user_id,
+        "group_id": 0, "status_id": lead.status_id, "pipeline_id": lead.pipeline_id, "loss_reason_id": None,
+        "created_by": lead.responsible_user_id, "updated_by": lead.responsible_user_id,
+        "created_at": lead.created_at, "updated_at": lead.updated_at, "closed_at": lead.closed_at,
+        "closest_task_at": None, "is_deleted": lead.is_deleted, "custom_fields_values": lead.custom_fields_values,
+        "score": None, "account_id": ACCOUNT_ID, "labor_cost": None, "_links": _link(f"/api/v4/leads/{lead.id}"),
+        "_embedded": embedded,
+    }
+
+
+def contact_json(contact: KContact) -> dict[str, Any]:
+    return {"id": contact.id, "name": contact.name, "first_name": contact.first_name,
+            "last_name": contact.last_name, "responsible_user_id": 7720001, "created_at": contact.updated_at,
+            "updated_at": contact.updated_at, "account_id": ACCOUNT_ID,
+            "custom_fields_values": contact.custom_fields_values, "_links": _link(f"/api/v4/contacts/{contact.id}"),
+            "_embedded": {"tags": [{"id": i + 1, "name": t} for i, t in enumerate(contact.tags)],
+                          "companies": [{"id": contact.company_id}] if contact.company_id else []}}
+
+
+def company_json(company: KCompany) -> dict[str, Any]:
+    return {"id": company.id, "name": company.name, "responsible_user_id": 7720001,
+            "created_at": company.updated_at, "updated_at": company.updated_at, "account_id": ACCOUNT_ID,
+            "custom_fields_values": company.custom_fields_values, "_links": _link(f"/api/v4/companies/{company.id}"),
+            "_embedded": {"tags": []}}
+
+
+def _page(request: HttpRequest, queryset, key: str, shape) -> HttpResponse:
+    try:
+        page = int(request.GET.get("page", "1"))
+        limit = int(request.GET.get("limit", "50"))
+    except ValueError:
+        return problem(400, "Bad Request", "page and limit must be whole numbers")
+    if page < 1 or not 1 <= limit <= 250:
+        return problem(400, "Bad Request", "limit must be between 1 and 250")
+    items = list(queryset[(page - 1) * limit: page * limit + 1])
+    if not items:
+        return HttpResponse(status=204)  # Kommo answers an empty list with no body at all
+    more = len(items) > limit
+    base = request.build_absolute_uri(request.path)
+    params = request.GET.copy()
+    params["page"] = str(page)
+    links = {"self": {"href": f"{base}?{params.urlencode()}"}}
+    if more:
+        params["page"] = str(page + 1)
+        links["next"] = {"href": f"{base}?{params.urlencode()}"}
+    return JsonResponse({"_page": page, "_links": links, "_embedded": {key: [shape(i) for i in items[:limit]]}})
+
+
+def _ids(value: Any) -> list[int]:
+    values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+    return [int(v) for v in values if str(v).isdigit()]
+
+
+def _query(request: HttpRequest) -> dict:
+    return decode(request.META.get("QUERY_STRING", ""), QUERY)
+
+
+def _with(request: HttpRequest) -> set[str]:
+    return {w.strip() for w in request.GET.get("with", "").split(",") if w.strip()}
+
+
+# --- Leads -----------------------------------------------------------------------------------------
+@kommo_view
+def leads(request: HttpRequest) -> HttpResponse:
+    if request.method == "PATCH":
+        try:
+            body = json_body(request)
+        except ValueError:
+            return problem(400, "Bad Request", "The body must be JSON")
+        if not isinstance(body, list) or not body or len(body) > 250:
+            return problem(400, "Bad Request", "Expected an array of 1 to 250 leads")
+        return _patch_leads(body)
+    if request.method != "GET":
+        return problem(405, "Method Not Allowed", "Use GET or PATCH")
+    filters = _query(request).get("filter") or {}
+    queryset = KLead.objects.filter(is_deleted=False)
+    if not isinstance(filters, dict):
+        return problem(400, "Bad Request", "filter must be an object")
+    statuses = filters.get("statuses")
+    if statuses:
+        condition = Q()
+        for item in (statuses.values() if isinstance(statuses, dict) else statuses):
+            try:
+                condition |= Q(pipeline_id=int(item["pipeline_id"]), status_id=int(item["status_id"]))
+            except (KeyError, TypeError, ValueError):
+                return problem(400, "Bad Request", "filter[statuses] needs pipeline_id and status_id")
+        queryset = queryset.filter(condition)
+    for field in ("closed_at", "updated_at", "created_at"):
+        bounds = filters.get(field)
+        if isinstance(bounds, dict):
+            try:
+                if "from" in bounds:
+                    queryset = queryset.filter(**{f"{field}__gte": int(bounds["from"])})
+                if "to" in bounds:
+                    queryset = queryset.filter(**{f"{field}__lte": int(bounds["to"])})
+            except ValueError:
+                return problem(400, "Bad Request", f"filter[{field}] bounds must be unix timestamps")
+    if "id" in filters:
+        queryset = queryset.filter(id__in=_ids(filters["id"]))
+    with_ = _with(request)
+    return _page(request, queryset.order_by("id"), "leads", lambda lead: lead_json(lead, with_))
+
+
+@kommo_view
+def lead_detail(request: HttpRequest, lead_id: int) -> HttpResponse:
+    lead = KLead.objects.filter(id=lead_id, is_deleted=False).first()
+    if lead is None:
+        return HttpResponse(status=204) if request.method == "GET" else problem(404, "Not Found", "Lead not found")
+    if request.method == "PATCH":
+        try:
+            body = json_body(request)
+        except ValueError:
+            return problem(400, "Bad Request", "The body must be JSON")
+        if not isinstance(body, dict):
+            return problem(400, "Bad Request", "Expected a JSON object")
+        return _patch_leads([{**body, "id": lead_id}], single=True)
+    if request.method != "GET":
+        return problem(405, "Method Not Allowed", "Use GET or PATCH")
+    return JsonResponse(lead_json(lead, _with(request)))
+
+
+def _patch_leads(items: list, single: bool = False) -> HttpResponse:
+    errors = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not str(item.get("id", "")).isdigit():
+            errors.append({"code": "NotSupportedChoice", "path": f"{index}.id", "detail": "id is required"})
+            continue
+        for f_index, field in enumerate(item.get("custom_fields_values") or []):
+            if not isinstance(field, dict) or field.get("field_id") not in LEAD_FIELDS:
+                errors.append({"code": "NotSupportedChoice", "path": f"custom_fields_values.{f_index}.field_id",
+                               "detail": "The value you have provided is not supported"})
+            elif not isinstance(field.get("values"), list) or not field["values"]:
+                errors.append({"code": "FieldMissing", "path": f"custom_fields_values.{f_index}.values",
+                               "detail": "This field is missing"})
+    if errors:  # one invalid field rejects the whole request
+        return problem(400, "Bad Request", "Request validation failed", errors)
+    changed = []
+    for item in items:
+        lead = KLead.objects.select_for_update().filter(id=int(item["id"]), is_deleted=False).first()
+        if lead is None:
+            return problem(404, "Not Found", f"Lead {item['id']} not found")
+        old_status = lead.status_id
+        if "name" in item:
+            lead.name = str(item["name"])[:255]
+        if "price" in item:
+            lead.price = int(item["price"])
+        if "status_id" in item:
+            lead.status_id = int(item["status_id"])
+        fields = {f["field_id"]: f for f in (lead.custom_fields_values or [])}
+        for field in item.get("custom_fields_values") or []:
+            name, kind = LEAD_FIELDS[field["field_id"]]
+            fields[field["field_id"]] = {"field_id": field["field_id"], "field_name": name, "field_code": None,
+                                         "field_type": kind, "values": [{"value": v.get("value")}
+                                                                        for v in field["values"]]}
+        lead.custom_fields_values = list(fields.values()) or None
+        set_status(lead, lead.status_id, old_status)
+        changed.append(lead)
+    shaped = [{"id": lead.id, "updated_at": lead.updated_at, "_links": _link(f"/api/v4/leads/{lead.id}")}
+              for lead in changed]
+    if single:
+        return JsonResponse(shaped[0])
+    return JsonResponse({"_links": _link("/api/v4/leads"), "_embedded": {"leads": shaped}})
+
+
+def set_status(lead: KLead, status_id: int, old_status: int) -> None:
+    """Save a lead; a stage change closes it (Won/Lost) and fires the status web hooks."""
+    lead.updated_at = _now()
+    if status_id != old_status:
+        lead.closed_at = _now() if status_id in (WON, LOST) else None
+    lead.save()
+    if status_id != old_status:
+        fire_webhooks("status", lead, old_status)
+
+
+@kommo_view
+def pipelines(request: HttpRequest) -> HttpResponse:
+    statuses = [{"id": 39402112, "name": "Negotiation", "sort": 10}, {"id": WON, "name": "Closed - won", "sort": 10000},
+                {"id": LOST, "name": "Closed - lost", "sort": 11000}]
+    return JsonResponse({"_embedded": {"pipelines": [{"id": PIPELINE_ID, "name": "Sales", "is_main": True,
+                                                      "_embedded": {"statuses": statuses}}]}})
+
+
+# --- Contacts, companies, catalogs -----------------------------------------------------------------
+@kommo_view
+def contacts(request: HttpRequest) -> HttpResponse:
+    filters = _query(request).get("filter") or {}
+    queryset = KContact.objects.order_by("id")
+    if isinstance(filters, dict) and "id" in filters:
+        queryset = queryset.filter(id__in=_ids(filters["id"]))
+    return _page(request, queryset, "contacts", contact_json)
+
+
+@kommo_view
+def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
+    contact = KContact.objects.filter(id=contact_id).first()
+    return JsonResponse(contact_json(contact)) if contact else HttpResponse(status=204)
+
+
+@kommo_view
+def company_detail(request: HttpRequest, company_id: int) -> HttpResponse:
+    company = KCompany.objects.filter(id=company_id).first()
+    return JsonResponse(company_json(company)) if company else HttpResponse(status=204)
+
+
+@kommo_view
+def catalogs(request: HttpRequest) -> HttpResponse:
+    ids = sorted(set(KCatalogElement.objects.values_list("catalog_id", flat=True)))
+    if not ids:
+        return HttpResponse(status=204)
+    return JsonResponse({"_embedded": {"catalogs": [{"id": i, "name": "Products", "type": "products"} for i in ids]}})
+
+
+@kommo_view
+def catalog_elements(request: HttpRequest, catalog_id: int) -> HttpResponse:
+    return _page(request, KCatalogElement.objects.filter(catalog_id=catalog_id).order_by("id"), "elements",
+                 lambda e: {"id": e.id, "name": e.name, "catalog_id": e.catalog_id,
+                            "custom_fields_values": e.custom_fields_values})
+
+
+# --- Notes and tasks -------------------------------------------------------------------------------
+def _note_json(note: KNote) -> dict[str, Any]:
+    return {"id": note.id, "entity_id": note.entity_id, "note_type": note.note_type, "params": note.params,
+            "created_at": note.created_at, "account_id": ACCOUNT_ID}
+
+
+@kommo_view
+def notes(request: HttpRequest, entity_type: str) -> HttpResponse:
+    if request.method == "GET":
+        filters = _query(request).get("filter") or {}
+        queryset = KNote.objects.filter(entity_type=entity_type).order_by("id")
+        if isinstance(filters, dict) and "entity_id" in filters:
+            queryset = queryset.filter(entity_id__in=_ids(filters["entity_id"]))
+        return _page(request, queryset, "notes", _note_json)
+    if request.method != "POST":
+        return problem(405, "Method Not Allowed", "Use GET or POST")
+    try:
+        body = json_body(request)
+    except ValueError:
+        return problem(400, "Bad Request", "The body must be JSON")
+    if not isinstance(body, list) or not 1 <= len(body) <= 250:
+        return problem(400, "Bad Request", "Expected an array of 1 to 250 notes")
+    errors = []
+    for index, item in enumerate(body):
+        if not isinstance(item, dict) or not isinstance(item.get("entity_id"), int):
+            errors.append({"code": "FieldMissing", "path": f"{index}.entity_id", "detail": "This field is missing"})
+        elif item.get("note_type") not in ("common", "service_message", "extended_service_message"):
+            errors.append({"code": "NotSupportedChoice", "path": f"{index}.note_type",
+                           "detail": "The value you have provided is not supported"})
+        elif not str((item.get("params") or {}).get("text", "")).strip():
+            errors.append({"code": "FieldMissing", "path": f"{index}.params.text", "detail": "This field is missing"})
+    if errors:
+        return problem(400, "Bad Request", "Request validation failed", errors)
+    created = [KNote.objects.create(entity_type=entity_type, entity_id=i["entity_id"], note_type=i["note_type"],
+                                    params=i["params"], created_at=_now()) for i in body]
+    return JsonResponse({"_links": _link(f"/api/v4/{entity_type}/notes"),
+                         "_embedded": {"notes": [{"id": n.id, "entity_id": n.entity_id} for n in created]}})
+
+
+@kommo_view
+def lead_notes(request: HttpRequest, lead_id: int) -> HttpResponse:
+    queryset = KNote.objects.filter(entity_type="leads", entity_id=lead_id).order_by("id")
+    return _page(request, queryset, "notes", _note_json)
+
+
+def _task_json(task: KTask) -> dict[str, Any]:
+    return {"id": task.id, "entity_id": task.entity_id, "entity_type": task.entity_type, "text": task.text,
+            "complete_till": task.complete_till, "task_type_id": task.task_type_id,
+            "responsible_user_id": task.responsible_user_id, "is_completed": task.is_completed}
+
+
+@kommo_view
+def tasks(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        filters = _query(request).get("filter") or {}
+        queryset = KTask.objects.order_by("id")
+        if isinstance(filters, dict) and "entity_id" in filters:
+            queryset = queryset.filter(entity_id__in=_ids(filters["entity_id"]))
+        return _page(request, queryset, "tasks", _task_json)
+    if request.method != "POST":
+        return problem(405, "Method Not Allowed", "Use GET or POST")
+    try:
+        body = json_body(request)
+    except ValueError:
+        return problem(400, "Bad Request", "The body must be JSON")
+    if not isinstance(body, list) or not 1 <= len(body) <= 250:
+        return problem(400, "Bad Request", "Expected an array of 1 to 250 tasks")
+    errors = []
+    for index, item in enumerate(body):
+        for name in ("text", "complete_till"):
+            if not isinstance(item, dict) or item.get(name) in (None, ""):
+                errors.append({"code": "FieldMissing", "path": f"{index}.{name}", "detail": "This field is missing"})
+        if isinstance(item, dict) and item.get("entity_type") not in (None, "leads", "contacts", "companies"):
+            errors.append({"code": "NotSupportedChoice", "path": f"{index}.entity_type",
+                           "detail": "The value you have provided is not supported"})
+    if errors:
+        return problem(400, "Bad Request", "Request validation failed", errors)
+    created = [KTask.objects.create(entity_type=i.get("entity_type") or "leads", entity_id=int(i.get("entity_id") or 0),
+                                    text=str(i["text"]), complete_till=int(i["complete_till"]),
+                                    task_type_id=int(i.get("task_type_id") or 1),
+                                    responsible_user_id=i.get("responsible_user_id"), created_at=_now())
+               for i in body]
+    return JsonResponse({"_links": _link("/api/v4/tasks"),
+                         "_embedded": {"tasks": [{"id": t.id, "request_id": str(n)} for n, t in enumerate(created)]}})
+
+
+# --- Web hooks -------------------------------------------------------------------------------------
+@kommo_view
+def webhooks(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        hooks = list(KWebhook.objects.order_by("id"))
+        if not hooks:
+            return HttpResponse(status=204)
+        return JsonResponse({"_total_items": len(hooks), "_embedded": {"webhooks": [
+            {"id": h.id, "destination": h.destination, "settings": h.settings, "disabled": h.disabled,
+             "created_at": h.created_at, "account_id": ACCOUNT_ID} for h in hooks]}})
+    try:
+        body = json_body(request)
+        assert isinstance(body, dict) and str(body.get("destination", "")).startswith(("http://", "https://"))
+    except (ValueError, AssertionError):
+        return problem(400, "Bad Request", "Request validation failed",
+                       [{"code": "FieldMissing", "path": "destination", "detail": "This field is missing"}])
+    if request.method == "POST":
+        settings = body.get("settings") or ["status_lead"]
+        hook, _ = KWebhook.objects.update_or_create(destination=body["destination"], defaults={
+            "settings": settings, "disabled": False, "failures": 0, "created_at": _now()})
+        return JsonResponse({"id": hook.id, "destination": hook.destination, "settings": hook.settings,
+                             "disabled": False, "created_at": hook.created_at, "account_id": ACCOUNT_ID}, status=201)
+    if request.method == "DELETE":
+        KWebhook.objects.filter(destination=body["destination"]).delete()
+        return HttpResponse(status=204)
+    return problem(405, "Method Not Allowed", "Use GET, POST or DELETE")
+
+
+def webhook_body(action: str, lead: KLead, old_status: int) -> str:
+    """The form-encoded body Kommo posts for a lead event, PHP-style keys, every value a string."""
+    fields = []
+    for field in lead.custom_fields_values or []:
+        values = []
+        for value in field.get("values") or []:
+            # Kommo's quirk: date fields arrive as values[0]=<unix> with no [value] key.
+            if field.get("field_type") == "date":
+                values.append(str(value.get("value")))
+            else:
+                item = {"value": str(value.get("value"))}
+                if value.get("enum_id"):
+                    item["enum"] = str(value["enum_id"])
+                values.append(item)
+        fields.append({"id": str(field["field_id"]), "name": field.get("field_name") or "", "values": values})
+    entity = {
+        "id": str(lead.id), "name": lead.name, "status_id": str(lead.status_id), "old_status_id": str(old_status),
+        "pipeline_id": str(lead.pipeline_id), "old_pipeline_id": str(lead.pipeline_id), "price": str(lead.price),
+        "responsible_user_id": str(lead.responsible_user_id), "last_modified": str(lead.updated_at),
+        "modified_user_id": str(lead.responsible_user_id), "created_user_id": str(lead.responsible_user_id),
+        "date_create": str(lead.created_at), "created_at": str(lead.created_at), "updated_at": str(lead.updated_at),
+        "account_id": str(ACCOUNT_ID),
+    }
+    if fields:
+        entity["custom_fields"] = fields
+    payload = {"leads": {action: [entity]},
+               "account": {"subdomain": SUBDOMAIN, "id": str(ACCOUNT_ID),
+                           "_links": {"self": f"https://{SUBDOMAIN}.kommo.com"}}}
+    return encode(payload, EncodeOptions())
+
+
+def deliver(hook_id: int, body: str) -> None:
+    hook = KWebhook.objects.get(id=hook_id)
+    delivery = KWebhookDelivery(webhook=hook, body=body)
+    try:
+        answer = requests.post(hook.destination, data=body, timeout=5,
+                               headers={"Content-Type": "application/x-www-form-urlencoded",
+                                        "User-Agent": "amoCRM-Webhooks/3.0"})
+        delivery.status = answer.status_code
+    except requests.RequestException as exc:
+        delivery.error = str(exc)[:300]
+    delivery.save()
+    ok = delivery.status is not None and 200 <= delivery.status < 300
+    # Kommo switches a hook off after repeated failures (the exact number is not confirmed: 100 here).
+    hook.failures = 0 if ok else hook.failures + 1
+    hook.disabled = hook.failures >= 100
+    hook.save(update_fields=["failures", "disabled"])
+
+
+def fire_webhooks(action: str, lead: KLead, old_status: int) -> None:
+    setting = f"{action}_lead"
+    hooks = [h for h in KWebhook.objects.filter(disabled=False) if setting in h.settings]
+    if not hooks:
+        return
+    body = webhook_body(action, lead, old_status)
+    mode = get_setting("kommo_webhook_delivery")
+    for hook in hooks:
+        if mode == "sync":
+            transaction.on_commit(lambda h=hook.id: deliver(h, body))
+        elif mode == "async":
+            transaction.on_commit(lambda h=hook.id: threading.Thread(target=_deliver_in_thread, args=(h, body),
+                                                                      daemon=True).start())
+        else:
+            KWebhookDelivery.objects.create(webhook=hook, body=body, error="delivery switched off")
+
+
+def _deliver_in_thread(hook_id: int, body: str) -> None:
+    from django.db import connection
+
+    try:
+        deliver(hook_id, body)
+    except Exception:  # a thread must not die silently
+        log.exception("sandbox kommo: web hook delivery failed")
+    finally:
+        connection.close()

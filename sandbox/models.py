@@ -1,0 +1,268 @@
+"""The emulators' own state. Kept in tables (not memory) so that several processes — the web server,
+the workers, a live test server — see one Zuora and one Kommo, and a restart keeps them.
+
+Nothing here is imported by zkbridge's own code: the emulators stand in for the outside world.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Fault(models.Model):
+    """A fault or latency injected into the emulators, matched by service, method and path prefix."""
+
+    KINDS = [
+        ("http500", "HTTP 500"),
+        ("http502", "HTTP 502 (HTML)"),
+        ("http503", "HTTP 503"),
+        ("http429", "HTTP 429 with Retry-After"),
+        ("timeout", "answer after a long sleep"),
+        ("success_false", "HTTP 200 with success: false"),
+        ("drop_after_commit", "do the work, commit, drop the connection"),
+        ("latency", "add latency, then answer normally"),
+        ("html403", "HTTP 403 HTML page (Kommo block)"),
+        ("unauthorized", "HTTP 401"),
+    ]
+    service = models.CharField(max_length=10, choices=[("zuora", "Zuora"), ("kommo", "Kommo")])
+    method = models.CharField(max_length=10, default="*")
+    path_prefix = models.CharField(max_length=200, default="/")
+    kind = models.CharField(max_length=20, choices=KINDS)
+    # How many matching requests it still applies to; null = every one until removed.
+    remaining = models.IntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    retry_after = models.PositiveIntegerField(default=1)
+    sleep_seconds = models.FloatField(default=10)
+    reason_code = models.BigIntegerField(default=53100030)
+    reason_message = models.CharField(max_length=300, default="Injected business error")
+    hits = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class Setting(models.Model):
+    """Emulator knobs (credentials, rate limits, webhook delivery mode) as key → JSON value."""
+
+    key = models.CharField(max_length=100, primary_key=True)
+    value = models.JSONField()
+
+
+class RequestLog(models.Model):
+    """Every request the emulators answered: for the Kommo rate limit and for tests counting calls."""
+
+    service = models.CharField(max_length=10)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    status = models.PositiveSmallIntegerField(default=0)
+    at = models.FloatField(db_index=True)  # time.time(): cheap comparisons for the 1-second window
+
+    class Meta:
+        indexes = [models.Index(fields=["service", "at"])]
+
+
+# --- Zuora -----------------------------------------------------------------------------------------
+class ZToken(models.Model):
+    token = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+
+
+class ZIdempotency(models.Model):
+    key = models.CharField(max_length=255, unique=True)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    done = models.BooleanField(default=False)
+    status = models.PositiveSmallIntegerField(default=0)
+    body = models.JSONField(null=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+
+class ZProduct(models.Model):
+    zid = models.CharField(max_length=32, unique=True)
+    sku = models.CharField(max_length=100)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    effective_start = models.DateField()
+    effective_end = models.DateField()
+
+    class Meta:
+        ordering = ["id"]
+
+
+class ZRatePlan(models.Model):
+    zid = models.CharField(max_length=32, unique=True)
+    product = models.ForeignKey(ZProduct, on_delete=models.CASCADE, related_name="rate_plans")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    effective_start = models.DateField()
+    effective_end = models.DateField()
+    # Charges as Zuora's catalog answers them: [{id, name, type, model, uom, billingPeriod,
+    # defaultQuantity, pricing: [{currency, price, tiers: [...]}]}]
+    charges = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class ZAccount(models.Model):
+    account_number = models.CharField(max_length=30, unique=True, null=True)
+    name = models.CharField(max_length=255)
+    currency = models.CharField(max_length=3)
+    crm_id = models.CharField(max_length=100, blank=True, db_index=True)
+    bill_cycle_day = models.PositiveSmallIntegerField(default=0)
+    payment_term = models.CharField(max_length=100, default="Due Upon Receipt")
+    custom_fields = models.JSONField(default=dict)
+    bill_to = models.JSONField(default=dict)
+    sold_to = models.JSONField(default=dict)
+    status = models.CharField(max_length=20, default="Active")
+    created = models.DateTimeField(auto_now_add=True)
+
+
+class ZSubscription(models.Model):
+    subscription_number = models.CharField(max_length=30, unique=True, null=True)
+    account = models.ForeignKey(ZAccount, on_delete=models.CASCADE, related_name="subscriptions")
+    status = models.CharField(max_length=20, default="Active")
+    term_type = models.CharField(max_length=10, default="TERMED")
+    initial_term = models.PositiveIntegerField(default=12)
+    initial_term_period_type = models.CharField(max_length=10, default="Month")
+    renewal_term = models.PositiveIntegerField(default=12)
+    auto_renew = models.BooleanField(default=True)
+    contract_effective_date = models.DateField()
+    term_start_date = models.DateField()
+    term_end_date = models.DateField(null=True)
+    custom_fields = models.JSONField(default=dict)
+    # [{productRatePlanId, ratePlanName, productName, charges: [{id, quantity, price}]}]
+    rate_plans = models.JSONField(default=list)
+    order_number = models.CharField(max_length=30)
+    created = models.DateTimeField(auto_now_add=True)
+
+
+class ZOrder(models.Model):
+    order_number = models.CharField(max_length=30, unique=True, null=True)
+    account_number = models.CharField(max_length=30)
+    order_date = models.DateField()
+    request = models.JSONField()
+    line_items = models.JSONField(default=list)
+    created = models.DateTimeField(auto_now_add=True)
+
+
+class ZUsageImport(models.Model):
+    file_name = models.CharField(max_length=50)
+    size = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, default="Pending")
+    rows = models.JSONField(default=list)
+    error = models.TextField(blank=True)
+    polls = models.PositiveIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+
+class ZUsage(models.Model):
+    unique_key = models.CharField(max_length=100, blank=True)
+    account_number = models.CharField(max_length=30)
+    subscription_number = models.CharField(max_length=30, blank=True)
+    uom = models.CharField(max_length=50)
+    quantity = models.DecimalField(max_digits=18, decimal_places=6)
+    start_date = models.DateField()
+    end_date = models.DateField(null=True)
+    usage_import = models.ForeignKey(ZUsageImport, null=True, on_delete=models.SET_NULL)
+
+
+# --- Kommo -----------------------------------------------------------------------------------------
+class KToken(models.Model):
+    """OAuth tokens. Refresh tokens are single-use: `used` is set the moment one is redeemed."""
+
+    access_token = models.CharField(max_length=100, unique=True)
+    refresh_token = models.CharField(max_length=100, unique=True)
+    access_expires_at = models.DateTimeField()
+    refresh_used = models.BooleanField(default=False)
+    revoked = models.BooleanField(default=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+
+class KAuthCode(models.Model):
+    code = models.CharField(max_length=100, unique=True)
+    used = models.BooleanField(default=False)
+
+
+class KCompany(models.Model):
+    id = models.BigIntegerField(primary_key=True)
+    name = models.CharField(max_length=255)
+    custom_fields_values = models.JSONField(null=True, blank=True)
+    updated_at = models.BigIntegerField(default=0)
+
+
+class KContact(models.Model):
+    id = models.BigIntegerField(primary_key=True)
+    name = models.CharField(max_length=255)
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    custom_fields_values = models.JSONField(null=True, blank=True)
+    tags = models.JSONField(default=list)
+    company = models.ForeignKey(KCompany, null=True, blank=True, on_delete=models.SET_NULL)
+    updated_at = models.BigIntegerField(default=0)
+
+
+class KCatalogElement(models.Model):
+    id = models.BigIntegerField(primary_key=True)
+    catalog_id = models.BigIntegerField()
+    name = models.CharField(max_length=255)
+    custom_fields_values = models.JSONField(null=True, blank=True)
+
+
+class KLead(models.Model):
+    id = models.BigIntegerField(primary_key=True)
+    name = models.CharField(max_length=255)
+    price = models.BigIntegerField(default=0)
+    status_id = models.BigIntegerField()
+    pipeline_id = models.BigIntegerField()
+    responsible_user_id = models.BigIntegerField(default=7720001)
+    created_at = models.BigIntegerField()
+    updated_at = models.BigIntegerField()
+    closed_at = models.BigIntegerField(null=True, blank=True)
+    is_deleted = models.BooleanField(default=False)
+    custom_fields_values = models.JSONField(null=True, blank=True)
+    company = models.ForeignKey(KCompany, null=True, blank=True, on_delete=models.SET_NULL)
+    # [{"id": contact id, "is_main": bool}]
+    contacts = models.JSONField(default=list)
+    # [{"id": element id, "metadata": {"quantity": n, "catalog_id": id}}]
+    catalog_elements = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class KNote(models.Model):
+    entity_type = models.CharField(max_length=20)
+    entity_id = models.BigIntegerField(db_index=True)
+    note_type = models.CharField(max_length=30)
+    params = models.JSONField(default=dict)
+    created_at = models.BigIntegerField()
+
+
+class KTask(models.Model):
+    entity_type = models.CharField(max_length=20)
+    entity_id = models.BigIntegerField(db_index=True)
+    text = models.TextField()
+    complete_till = models.BigIntegerField()
+    task_type_id = models.PositiveIntegerField(default=1)
+    responsible_user_id = models.BigIntegerField(null=True)
+    is_completed = models.BooleanField(default=False)
+    created_at = models.BigIntegerField()
+
+
+class KWebhook(models.Model):
+    destination = models.URLField(max_length=500, unique=True)
+    settings = models.JSONField(default=list)
+    disabled = models.BooleanField(default=False)
+    failures = models.PositiveIntegerField(default=0)
+    created_at = models.BigIntegerField()
+
+
+class KWebhookDelivery(models.Model):
+    webhook = models.ForeignKey(KWebhook, on_delete=models.CASCADE, related_name="deliveries")
+    body = models.TextField()
+    status = models.PositiveSmallIntegerField(null=True)
+    error = models.CharField(max_length=300, blank=True)
+    at = models.DateTimeField(auto_now_add=True)

@@ -1,0 +1,46 @@
+"""/sandbox/…: the Zuora and Kommo emulators, their pages and their control API."""
+
+from django.urls import path
+
+from sandbox import control, kommo, pages, zuora
+
+z = [
+    path("zuora/", pages.zuora_home, name="sandbox-zuora-home"),
+    path("zuora/oauth/token", zuora.oauth_token),
+    path("zuora/v1/catalog/products", zuora.catalog_products),
+    path("zuora/v1/orders", zuora.orders),
+    path("zuora/v1/orders/preview", zuora.orders_preview),
+    path("zuora/object-query/accounts", zuora.query_accounts),
+    path("zuora/object-query/accounts/<str:key>", zuora.query_accounts),
+    path("zuora/object-query/subscriptions", zuora.query_subscriptions),
+    path("zuora/object-query/subscriptions/<str:key>", zuora.query_subscriptions),
+    path("zuora/v1/usage", zuora.usage_import),
+    path("zuora/v1/usage/<str:import_id>/status", zuora.usage_status),
+]
+k = [
+    path("kommo/", pages.kommo_home, name="sandbox-kommo-home"),
+    path("kommo/demo/leads/<int:lead_id>/move/", pages.kommo_move),
+    path("kommo/oauth2/access_token", kommo.oauth_token),
+    path("kommo/api/v4/leads", kommo.leads),
+    path("kommo/api/v4/leads/pipelines", kommo.pipelines),
+    path("kommo/api/v4/leads/notes", kommo.notes, {"entity_type": "leads"}),
+    path("kommo/api/v4/leads/<int:lead_id>", kommo.lead_detail),
+    path("kommo/api/v4/leads/<int:lead_id>/notes", kommo.lead_notes),
+    path("kommo/api/v4/contacts", kommo.contacts),
+    path("kommo/api/v4/contacts/notes", kommo.notes, {"entity_type": "contacts"}),
+    path("kommo/api/v4/contacts/<int:contact_id>", kommo.contact_detail),
+    path("kommo/api/v4/companies/notes", kommo.notes, {"entity_type": "companies"}),
+    path("kommo/api/v4/companies/<int:company_id>", kommo.company_detail),
+    path("kommo/api/v4/catalogs", kommo.catalogs),
+    path("kommo/api/v4/catalogs/<int:catalog_id>/elements", kommo.catalog_elements),
+    path("kommo/api/v4/tasks", kommo.tasks),
+    path("kommo/api/v4/webhooks", kommo.webhooks),
+]
+c = [
+    path("control/reset", control.reset),
+    path("control/faults", control.faults),
+    path("control/settings", control.settings),
+    path("control/state", control.state),
+    path("control/kommo/leads/<int:lead_id>/status", control.lead_status),
+]
+urlpatterns = z + k + c

@@ -1,0 +1,36 @@
+"""Typed errors the clients raise. Flows decide what each means for a sync record."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """Base: an outside API did not do what was asked."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: int | str | None = None,
+                 excerpt: str = "", retry_after: float | None = None, provider: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.excerpt = excerpt
+        self.retry_after = retry_after
+        self.provider = provider
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TransientError(ApiError):
+    """Worth retrying later: 429, 5xx, timeouts, lock contention, temporary errors."""
+
+
+class BusinessError(ApiError):
+    """The API refused the request on its merits; a person (or a mapping fix) must act."""
+
+
+class AuthError(ApiError):
+    """Credentials are wrong, expired or revoked; retrying blindly will not help."""
+
+
+class NotFoundError(ApiError):
+    """The thing asked for does not exist (or is not visible to these credentials)."""

@@ -1,0 +1,196 @@
+"""The HTTP layer both clients share: timeouts, bounded header-aware retries, redacted call logging.
+
+Subclasses say how their API signals errors (`classify`) and how they authenticate (`auth_headers`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import requests
+
+from sync.clients.errors import ApiError, AuthError, TransientError
+from sync.models import ApiCall
+
+log = logging.getLogger("zkbridge.clients")
+
+# The sync record the current flow works on: calls are linked to it without clients knowing about deals.
+current_record_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("current_record_id", default=None)
+
+SECRET_KEYS = re.compile(r"(token|secret|password|authorization|api[_-]?key|client_id|code$)", re.I)
+MAX_LOGGED_BODY = 10_000
+# The longest wait we spend inside one call; longer Retry-After values go back to the sync record.
+MAX_INLINE_WAIT = 5.0
+
+
+def redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: "***" if SECRET_KEYS.search(str(k)) else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def redact_text(text: str | bytes | None, content_type: str = "") -> str:
+    """A body as safe to store: JSON and form values under secret-looking keys replaced by ***."""
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    try:
+        return json.dumps(redact(json.loads(text)), ensure_ascii=False)[:MAX_LOGGED_BODY]
+    except ValueError:
+        pass
+    if "=" in text and ("form" in content_type or re.fullmatch(r"[\w%.\-\[\]]+=[^\s]*", text)):
+        pairs = parse_qsl(text, keep_blank_values=True)
+        return urlencode([(k, "***" if SECRET_KEYS.search(k) else v) for k, v in pairs])[:MAX_LOGGED_BODY]
+    return text[:MAX_LOGGED_BODY]
+
+
+def excerpt(text: str, limit: int = 200) -> str:
+    flat = re.sub(r"\s+", " ", text or "").strip()
+    return flat[:limit] + ("…" if len(flat) > limit else "")
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any  # parsed JSON, or None for an empty body
+    headers: Mapping[str, str]  # case-insensitive (requests' CaseInsensitiveDict)
+    text: str
+
+
+class HttpClient:
+    provider = "http"
+
+    def __init__(self, base_url: str, timeout: float, session: requests.Session | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.max_tries = 3
+
+    # --- hooks for subclasses ---------------------------------------------------------------------
+    def auth_headers(self, force_refresh: bool = False) -> dict[str, str]:
+        return {}
+
+    def classify(self, answer: Answer) -> ApiError | None:
+        raise NotImplementedError
+
+    def before_request(self) -> None:
+        """Called before every attempt (the Kommo throttle)."""
+
+    def secrets(self) -> list[str]:
+        """Values that must never be written to a log row, whatever key they hide under."""
+        return []
+
+    # --- the request loop ---------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, params: dict | list | None = None, json_body: Any = None,
+                form: dict | None = None, files: dict | None = None, headers: dict[str, str] | None = None,
+                idempotency_key: str | None = None, authenticated: bool = True) -> Answer:
+        """Send one logical request; retry only what is safe to repeat, within a short bounded wait."""
+        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        safe = method == "GET" or idempotency_key is not None
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            send_headers = {"Accept": "application/json", **(headers or {})}
+            if authenticated:
+                send_headers.update(self.auth_headers(force_refresh=refreshed))
+            if idempotency_key:
+                send_headers["Idempotency-Key"] = idempotency_key
+            try:
+                answer = self._send(method, url, params, json_body, form, files, send_headers, idempotency_key)
+            except TransientError as exc:  # timeout or connection error: retry only if repeatable
+                if safe and attempt < self.max_tries:
+                    time.sleep(self._backoff(attempt))
+                    continue
+                raise exc
+            error = self.classify(answer)
+            if error is None:
+                return answer
+            if isinstance(error, AuthError) and authenticated and not refreshed and error.status == 401:
+                refreshed = True  # one new token, then a real failure
+                continue
+            retry_ok = safe or answer.status == 429  # a 429 was not processed: repeating it is safe
+            if isinstance(error, TransientError) and retry_ok and attempt < self.max_tries:
+                wait = error.retry_after if error.retry_after is not None else self._backoff(attempt)
+                if wait <= MAX_INLINE_WAIT:
+                    time.sleep(wait)
+                    continue
+            raise error
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        return min(0.25 * (2 ** (attempt - 1)), MAX_INLINE_WAIT)
+
+    def _send(self, method, url, params, json_body, form, files, headers, idempotency_key) -> Answer:
+        self.before_request()
+        started = time.monotonic()
+        call = ApiCall(provider=self.provider, method=method, path=self._loggable_path(url, params),
+                       idempotency_key=idempotency_key or "", sync_record_id=current_record_id.get())
+        if json_body is not None:
+            call.request_body = self._scrub(redact_text(json.dumps(json_body)))
+        elif form is not None:
+            call.request_body = self._scrub(redact_text(urlencode(form), "form"))
+        elif files:
+            call.request_body = "; ".join(f"<file {name}: {f[0]}, {len(f[1])} bytes>" for name, f in files.items())
+        try:
+            response = self.session.request(method, url, params=params, json=json_body, data=form, files=files,
+                                            headers=headers, timeout=self.timeout)
+        except requests.Timeout as exc:
+            self._log(call, started, error=f"timeout after {self.timeout}s")
+            raise TransientError(f"{self.provider}: no answer within {self.timeout}s ({method} {call.path})",
+                                 provider=self.provider) from exc
+        except requests.RequestException as exc:
+            self._log(call, started, error=f"connection error: {excerpt(str(exc), 300)}")
+            raise TransientError(f"{self.provider}: connection failed ({method} {call.path}): {excerpt(str(exc))}",
+                                 provider=self.provider) from exc
+        text = response.text
+        body = None
+        if text.strip():
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+        call.status = response.status_code
+        call.request_id = response.headers.get("Zuora-Request-Id", "")[:100]
+        call.response_body = self._scrub(redact_text(text, response.headers.get("Content-Type", "")))
+        self._log(call, started)
+        return Answer(response.status_code, body, response.headers, text)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self.secrets():
+            if secret and len(secret) >= 6:
+                text = text.replace(secret, "***")
+        return text
+
+    def _loggable_path(self, url: str, params: Any) -> str:
+        parts = urlsplit(url)
+        path = parts.path
+        query = parts.query or (urlencode(params, doseq=True) if params else "")
+        return self._scrub(f"{path}?{query}" if query else path)[:500]
+
+    def _log(self, call: ApiCall, started: float, error: str = "") -> None:
+        call.duration_ms = int((time.monotonic() - started) * 1000)
+        call.error = error[:500]
+        try:
+            call.save()
+        except Exception:  # the log must never break the call it describes
+            log.exception("could not store the ApiCall row")
+
+    @staticmethod
+    def retry_after(answer: Answer) -> float | None:
+        value = answer.headers.get("Retry-After")
+        try:
+            return max(float(value), 0.0) if value is not None else None
+        except ValueError:
+            return None

@@ -1,0 +1,235 @@
+"""KommoClient: HTTP to Python values and typed errors. No business rules live here.
+
+Follows ../shared/reference/kommo-api.md: a long-lived token, or OAuth whose refresh tokens are
+single-use (refreshed under a lock and persisted before use, so two workers can never race), at most
+7 requests a second across all workers, HTTP 204 for empty answers, non-JSON 429 and HTML 403 pages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundError, TransientError
+from sync.clients.http import Answer, HttpClient, excerpt
+from sync.locks import locked_row
+from sync.models import ProviderToken, Throttle
+
+REFRESH_MARGIN = dt.timedelta(minutes=5)
+BATCH = 50  # Kommo asks for at most 50 entities per write
+
+
+class KommoClient(HttpClient):
+    provider = "kommo"
+
+    def __init__(self, base_url: str, *, access_token: str | None = None, client_id: str | None = None,
+                 client_secret: str | None = None, redirect_uri: str | None = None,
+                 refresh_token: str | None = None, timeout: float = 20, requests_per_second: int = 7,
+                 session=None):
+        super().__init__(base_url, timeout, session)
+        self.long_lived = access_token
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.redirect_uri = redirect_uri
+        self.initial_refresh_token = refresh_token
+        self.rps = requests_per_second
+        self._access: str | None = None
+
+    @classmethod
+    def from_settings(cls) -> KommoClient:
+        return cls(settings.KOMMO_BASE_URL, access_token=settings.KOMMO_ACCESS_TOKEN,
+                   client_id=settings.KOMMO_CLIENT_ID, client_secret=settings.KOMMO_CLIENT_SECRET,
+                   redirect_uri=settings.KOMMO_REDIRECT_URI, refresh_token=settings.KOMMO_REFRESH_TOKEN,
+                   timeout=settings.KOMMO_TIMEOUT_SECONDS, requests_per_second=settings.KOMMO_REQUESTS_PER_SECOND)
+
+    def secrets(self) -> list[str]:
+        return [s for s in (self.long_lived, self.client_secret, self.initial_refresh_token, self._access) if s]
+
+    # --- throttle ---------------------------------------------------------------------------------
+    def before_request(self) -> None:
+        """Wait for a free slot in the shared 1-second window (≤ rps calls, all workers together)."""
+        with locked_row(Throttle, name=self.provider) as row:
+            now = time.time()
+            recent = [t for t in row.recent if t > now - 1.0]
+            if len(recent) >= self.rps:
+                time.sleep(max(recent[-self.rps] + 1.0 - now, 0) + 0.01)
+                now = time.time()
+                recent = [t for t in recent if t > now - 1.0]
+            recent.append(now)
+            row.recent = recent[-self.rps:]
+            row.save(update_fields=["recent"])
+
+    # --- tokens -----------------------------------------------------------------------------------
+    def auth_headers(self, force_refresh: bool = False) -> dict[str, str]:
+        if self.long_lived:
+            return {"Authorization": f"Bearer {self.long_lived}"}
+        return {"Authorization": f"Bearer {self.access_token(force_refresh)}"}
+
+    def access_token(self, force_refresh: bool = False) -> str:
+        if not (self.client_id and self.client_secret and self.redirect_uri):
+            raise AuthError("Kommo: set KOMMO_ACCESS_TOKEN, or the KOMMO_CLIENT_ID/SECRET/REDIRECT_URI/"
+                            "REFRESH_TOKEN variables", provider=self.provider)
+        row = ProviderToken.objects.filter(provider=self.provider).first()
+        if not force_refresh and row and row.access_token and row.expires_at and \
+                row.expires_at - REFRESH_MARGIN > timezone.now():
+            self._access = row.access_token
+            return row.access_token
+        stale = row.access_token if row else None
+        with locked_row(ProviderToken, provider=self.provider) as row:
+            fresh = row.access_token and row.expires_at and row.expires_at - REFRESH_MARGIN > timezone.now()
+            if fresh and row.access_token != stale:
+                self._access = row.access_token  # another worker refreshed while we waited
+                return row.access_token
+            if fresh and not force_refresh:
+                self._access = row.access_token
+                return row.access_token
+            refresh_token = row.refresh_token or self.initial_refresh_token
+            if not refresh_token:
+                raise AuthError("Kommo: no refresh token stored; set KOMMO_REFRESH_TOKEN", provider=self.provider)
+            answer = self.request("POST", "/oauth2/access_token", json_body={
+                "client_id": self.client_id, "client_secret": self.client_secret, "grant_type": "refresh_token",
+                "refresh_token": refresh_token, "redirect_uri": self.redirect_uri}, authenticated=False)
+            body = answer.body or {}
+            if not body.get("access_token") or not body.get("refresh_token"):
+                raise AuthError(f"Kommo: the token answer lacks tokens: {excerpt(answer.text)}",
+                                provider=self.provider)
+            # Persist the new pair before anything uses it: the old refresh token is already dead.
+            row.access_token = body["access_token"]
+            row.refresh_token = body["refresh_token"]
+            row.expires_at = timezone.now() + dt.timedelta(seconds=int(body.get("expires_in") or 86400))
+            row.refreshed_at = timezone.now()
+            row.refresh_count += 1
+            row.save()
+            self._access = row.access_token
+            return row.access_token
+
+    # --- errors -----------------------------------------------------------------------------------
+    def classify(self, answer: Answer) -> ApiError | None:
+        status, body = answer.status, answer.body
+        kw: dict[str, Any] = {"status": status, "excerpt": excerpt(answer.text), "provider": "kommo"}
+        if 200 <= status < 300:
+            if body is None and answer.text.strip():
+                return TransientError(f"Kommo answered {status} with a body that is not JSON: "
+                                      f"{excerpt(answer.text)}", **kw)
+            return None
+        detail = self._problem(body) or excerpt(answer.text) or "(empty body)"
+        if status == 429:
+            return TransientError(f"Kommo rate limit (429): {detail}", retry_after=self.retry_after(answer) or 1.0,
+                                  **kw)
+        if status == 401:
+            return AuthError(f"Kommo authentication failed (401): {detail}", **kw)
+        if status == 403:
+            # Kommo blocks accounts that keep exceeding the rate limit with an HTML 403 on every call.
+            return TransientError(f"Kommo refused access (403; blocked for exceeding limits?): {detail}",
+                                  retry_after=self.retry_after(answer) or 600.0, **kw)
+        if status == 404:
+            return NotFoundError(f"Kommo: not found (404): {detail}", **kw)
+        if status >= 500 or status == 408:
+            return TransientError(f"Kommo server error ({status}): {detail}", retry_after=self.retry_after(answer),
+                                  **kw)
+        return BusinessError(f"Kommo refused the request ({status}): {detail}", **kw)
+
+    @staticmethod
+    def _problem(body: Any) -> str:
+        if not isinstance(body, dict):
+            return ""
+        parts = [str(body.get("detail") or body.get("title") or "")]
+        for group in body.get("validation-errors") or []:
+            for error in (group or {}).get("errors") or []:
+                parts.append(f"{error.get('path')}: {error.get('detail')} ({error.get('code')})")
+        return "; ".join(p for p in parts if p)
+
+    # --- API ---------------------------------------------------------------------------------------
+    def get_lead(self, lead_id: int, with_: str = "contacts,catalog_elements") -> dict:
+        answer = self.request("GET", f"/api/v4/leads/{int(lead_id)}", params={"with": with_})
+        if answer.status == 204 or not isinstance(answer.body, dict):
+            raise NotFoundError(f"Kommo: lead {lead_id} does not exist or is not visible to zkbridge",
+                                status=answer.status, provider=self.provider)
+        return answer.body
+
+    def _list(self, path: str, key: str, params: list[tuple[str, Any]]) -> Iterator[dict]:
+        answer = self.request("GET", path, params=params)
+        while True:
+            if answer.status == 204 or not isinstance(answer.body, dict):
+                return  # Kommo: an empty list is HTTP 204 with no body
+            yield from (answer.body.get("_embedded") or {}).get(key) or []
+            next_link = ((answer.body.get("_links") or {}).get("next") or {}).get("href")
+            if not next_link:
+                return
+            answer = self.request("GET", self._same_host(next_link))
+
+    def _same_host(self, link: str) -> str:
+        # Never follow a link to another host (the base URL comes from configuration only).
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(link)
+        base_path = urlsplit(self.base_url).path
+        path = parts.path[len(base_path):] if base_path and parts.path.startswith(base_path) else parts.path
+        return f"{path}?{parts.query}" if parts.query else path
+
+    def get_contacts(self, ids: list[int]) -> list[dict]:
+        if not ids:
+            return []
+        params = [("filter[id][]", int(i)) for i in ids] + [("limit", 250)]
+        return list(self._list("/api/v4/contacts", "contacts", params))
+
+    def get_company(self, company_id: int) -> dict | None:
+        answer = self.request("GET", f"/api/v4/companies/{int(company_id)}")
+        return answer.body if isinstance(answer.body, dict) else None
+
+    def won_leads(self, pipeline_status: list[tuple[int, int]] | None, *, updated_from: int | None = None,
+                  status_id: int = 142) -> Iterator[dict]:
+        """Leads in the Won status, optionally only those updated since a unix time (all pages)."""
+        params: list[tuple[str, Any]] = [("limit", 250), ("with", "contacts")]
+        for index, (pipeline_id, status) in enumerate(pipeline_status or []):
+            params += [(f"filter[statuses][{index}][pipeline_id]", pipeline_id),
+                       (f"filter[statuses][{index}][status_id]", status)]
+        if updated_from is not None:
+            params.append(("filter[updated_at][from]", int(updated_from)))
+        for lead in self._list("/api/v4/leads", "leads", params):
+            if lead.get("status_id") == status_id:
+                yield lead
+
+    def pipelines(self) -> list[dict]:
+        answer = self.request("GET", "/api/v4/leads/pipelines")
+        return ((answer.body or {}).get("_embedded") or {}).get("pipelines") or [] if answer.status != 204 else []
+
+    def update_lead_fields(self, lead_id: int, values: dict[int, str]) -> None:
+        fields = [{"field_id": fid, "values": [{"value": value}]} for fid, value in values.items()]
+        self.request("PATCH", f"/api/v4/leads/{int(lead_id)}", json_body={"custom_fields_values": fields})
+
+    def lead_notes(self, lead_id: int) -> list[dict]:
+        return list(self._list(f"/api/v4/leads/{int(lead_id)}/notes", "notes", [("limit", 250)]))
+
+    def add_lead_note(self, lead_id: int, text: str) -> int | None:
+        answer = self.request("POST", "/api/v4/leads/notes", json_body=[
+            {"entity_id": int(lead_id), "note_type": "common", "params": {"text": text}}])
+        notes = ((answer.body or {}).get("_embedded") or {}).get("notes") or []
+        return notes[0].get("id") if notes else None
+
+    def lead_tasks(self, lead_id: int) -> list[dict]:
+        return list(self._list("/api/v4/tasks", "tasks", [("filter[entity_id][]", int(lead_id)),
+                                                           ("filter[entity_type]", "leads"), ("limit", 250)]))
+
+    def add_lead_task(self, lead_id: int, text: str, *, due: dt.datetime, task_type_id: int = 1,
+                      responsible_user_id: int | None = None) -> int | None:
+        task: dict[str, Any] = {"text": text, "complete_till": int(due.timestamp()), "entity_id": int(lead_id),
+                                "entity_type": "leads", "task_type_id": task_type_id}
+        if responsible_user_id:
+            task["responsible_user_id"] = int(responsible_user_id)
+        answer = self.request("POST", "/api/v4/tasks", json_body=[task])
+        tasks = ((answer.body or {}).get("_embedded") or {}).get("tasks") or []
+        return tasks[0].get("id") if tasks else None
+
+    def webhooks(self) -> list[dict]:
+        answer = self.request("GET", "/api/v4/webhooks")
+        return ((answer.body or {}).get("_embedded") or {}).get("webhooks") or [] if answer.status != 204 else []
+
+    def subscribe_webhook(self, destination: str, events: list[str]) -> dict:
+        return self.request("POST", "/api/v4/webhooks", json_body={"destination": destination,
+                                                                    "settings": events}).body or {}

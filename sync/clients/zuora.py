@@ -1,0 +1,214 @@
+"""ZuoraClient: HTTP to Python values and typed errors. No business rules live here.
+
+Follows ../shared/reference/zuora-api.md: one OAuth token shared by all workers (in the database,
+refreshed under a lock a minute before expiry and once on a 401), `success: false` on HTTP 200 turned
+into errors by reason-code category, Idempotency-Key on writes, a pinned Zuora-Version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundError, TransientError
+from sync.clients.http import Answer, HttpClient, excerpt
+from sync.locks import locked_row
+from sync.models import ProviderToken
+
+TRANSIENT_CATEGORIES = {50, 61, 70, 99}  # locking contention, temporary, over a limit, integration
+TOKEN_MARGIN = dt.timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class OrderResult:
+    order_number: str
+    account_number: str
+    subscription_numbers: list[str]
+    status: str
+
+
+class ZuoraClient(HttpClient):
+    provider = "zuora"
+
+    def __init__(self, base_url: str, client_id: str | None, client_secret: str | None, *,
+                 timeout: float = 30, version: str = "233.0", entity_id: str | None = None, session=None):
+        super().__init__(base_url, timeout, session)
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.version = version
+        self.entity_id = entity_id
+        self._cached: tuple[str, dt.datetime] | None = None
+
+    @classmethod
+    def from_settings(cls) -> ZuoraClient:
+        return cls(settings.ZUORA_BASE_URL, settings.ZUORA_CLIENT_ID, settings.ZUORA_CLIENT_SECRET,
+                   timeout=settings.ZUORA_TIMEOUT_SECONDS, version=settings.ZUORA_VERSION,
+                   entity_id=settings.ZUORA_ENTITY_ID)
+
+    def secrets(self) -> list[str]:
+        values = [self.client_secret or ""]
+        if self._cached:
+            values.append(self._cached[0])
+        return values
+
+    # --- tokens -----------------------------------------------------------------------------------
+    def auth_headers(self, force_refresh: bool = False) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.access_token(force_refresh)}", "Zuora-Version": self.version}
+        if self.entity_id:
+            headers["Zuora-Entity-Ids"] = self.entity_id
+        return headers
+
+    def access_token(self, force_refresh: bool = False) -> str:
+        """The shared token: reused until a minute before expiry; one worker refreshes, the others wait."""
+        now = timezone.now()
+        if not force_refresh:
+            if self._cached and self._cached[1] - TOKEN_MARGIN > now:
+                return self._cached[0]
+            row = ProviderToken.objects.filter(provider=self.provider).first()
+            if row and row.access_token and row.expires_at and row.expires_at - TOKEN_MARGIN > now:
+                self._cached = (row.access_token, row.expires_at)
+                return row.access_token
+        stale = self._cached[0] if self._cached else None
+        with locked_row(ProviderToken, provider=self.provider) as row:
+            fresh = row.access_token and row.expires_at and row.expires_at - TOKEN_MARGIN > timezone.now()
+            # Someone else refreshed while we waited for the lock: use theirs.
+            if fresh and (not force_refresh or row.access_token != stale):
+                self._cached = (row.access_token, row.expires_at)
+                return row.access_token
+            token, expires_in = self._fetch_token()
+            row.access_token = token
+            row.expires_at = timezone.now() + dt.timedelta(seconds=expires_in)
+            row.refreshed_at = timezone.now()
+            row.refresh_count += 1
+            row.save()
+            self._cached = (token, row.expires_at)
+            return token
+
+    def _fetch_token(self) -> tuple[str, int]:
+        if not self.client_id or not self.client_secret:
+            raise AuthError("Zuora: ZUORA_CLIENT_ID and ZUORA_CLIENT_SECRET are not set", provider=self.provider)
+        answer = self.request("POST", "/oauth/token", form={
+            "client_id": self.client_id, "client_secret": self.client_secret, "grant_type": "client_credentials",
+        }, authenticated=False)
+        body = answer.body if isinstance(answer.body, dict) else {}
+        if not body.get("access_token"):
+            raise AuthError(f"Zuora: the token answer has no access_token: {excerpt(answer.text)}",
+                            status=answer.status, provider=self.provider)
+        return body["access_token"], int(body.get("expires_in") or 3599)
+
+    # --- errors -----------------------------------------------------------------------------------
+    def classify(self, answer: Answer) -> ApiError | None:
+        status, body = answer.status, answer.body
+        reasons = body.get("reasons") if isinstance(body, dict) else None
+        first = reasons[0] if isinstance(reasons, list) and reasons and isinstance(reasons[0], dict) else {}
+        code = first.get("code")
+        message = "; ".join(str(r.get("message")) for r in reasons if isinstance(r, dict)) if reasons else ""
+        detail = message or excerpt(answer.text) or "(empty body)"
+        kw: dict[str, Any] = {"status": status, "code": code, "excerpt": excerpt(answer.text), "provider": "zuora"}
+        if status == 429:
+            return TransientError(f"Zuora rate or concurrency limit (429): {detail}",
+                                  retry_after=self.retry_after(answer), **kw)
+        if status == 401 or (status == 200 and category(code) == 11):
+            return AuthError(f"Zuora authentication failed ({status}): {detail}", **kw)
+        if status == 403:
+            return AuthError(f"Zuora permission denied (403): {detail}", **kw)
+        if status == 404:
+            return NotFoundError(f"Zuora: not found (404): {detail}", **kw)
+        if status == 409:
+            return TransientError(f"Zuora: the same request is still being processed (409): {detail}",
+                                  retry_after=self.retry_after(answer) or 1.0, **kw)
+        if status >= 500:
+            return TransientError(f"Zuora server error ({status}): {detail}", retry_after=self.retry_after(answer),
+                                  **kw)
+        if status >= 400:
+            cls = TransientError if category(code) in TRANSIENT_CATEGORIES else BusinessError
+            return cls(f"Zuora refused the request ({status}): {detail}", **kw)
+        if body is None and answer.text.strip():
+            return TransientError(f"Zuora answered {status} with a body that is not JSON: {excerpt(answer.text)}",
+                                  **kw)
+        if isinstance(body, dict) and (body.get("success") is False or body.get("Success") is False):
+            cat = category(code)
+            if cat in TRANSIENT_CATEGORIES:
+                return TransientError(f"Zuora temporary error {code}: {detail}", **kw)
+            if cat == 40:
+                return NotFoundError(f"Zuora: {detail} ({code})", **kw)
+            return BusinessError(f"Zuora: {detail} ({code})", **kw)
+        return None
+
+    # --- API ---------------------------------------------------------------------------------------
+    def catalog_pages(self, page_size: int = 40) -> Iterator[list[dict]]:
+        """The product catalog, one page of products at a time (following nextPage)."""
+        answer = self.request("GET", "/v1/catalog/products", params={"pageSize": page_size})
+        while True:
+            body = answer.body or {}
+            yield body.get("products") or []
+            next_page = body.get("nextPage")
+            if not next_page:
+                return
+            answer = self.request("GET", self._follow(next_page))
+
+    def _follow(self, link: str) -> str:
+        """nextPage links are absolute or relative to the API root; always stay on our base URL."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(link)
+        path = parts.path
+        base_path = urlsplit(self.base_url).path
+        if base_path and path.startswith(base_path):
+            path = path[len(base_path):]
+        return f"{path}?{parts.query}" if parts.query else path
+
+    def query(self, resource: str, filters: list[str] | None = None, *, expand: list[str] | None = None,
+              page_size: int = 99) -> Iterator[dict]:
+        """Object Query over all pages: `filters` like ["crmId.EQ:company:1"]."""
+        params: list[tuple[str, Any]] = [("pageSize", page_size)]
+        params += [("filter[]", f) for f in filters or []]
+        params += [("expand[]", e) for e in expand or []]
+        while True:
+            answer = self.request("GET", f"/object-query/{resource}", params=params)
+            body = answer.body or {}
+            yield from body.get("data") or []
+            cursor = body.get("nextPage")
+            if not cursor:
+                return
+            params = [p for p in params if p[0] != "cursor"] + [("cursor", cursor)]
+
+    def find_accounts(self, field: str, value: str) -> list[dict]:
+        return list(self.query("accounts", [f"{field}.EQ:{value}"]))
+
+    def find_subscriptions(self, field: str, value: str) -> list[dict]:
+        return list(self.query("subscriptions", [f"{field}.EQ:{value}"], expand=["account", "rateplans"]))
+
+    def create_order(self, order: dict, *, idempotency_key: str, track_id: str | None = None) -> OrderResult:
+        headers = {"Zuora-Track-Id": track_id[:64]} if track_id else None
+        answer = self.request("POST", "/v1/orders", json_body=order, idempotency_key=idempotency_key, headers=headers)
+        body = answer.body or {}
+        subs = body.get("subscriptions") or [{"subscriptionNumber": n} for n in body.get("subscriptionNumbers") or []]
+        return OrderResult(order_number=body.get("orderNumber", ""), account_number=body.get("accountNumber", ""),
+                           subscription_numbers=[s.get("subscriptionNumber") for s in subs if s.get("subscriptionNumber")],
+                           status=body.get("status", ""))
+
+    def preview_order(self, order: dict) -> dict:
+        return self.request("POST", "/v1/orders/preview", json_body=order).body or {}
+
+    def import_usage(self, csv_bytes: bytes, file_name: str, *, idempotency_key: str) -> str:
+        """Upload a usage CSV; returns the path to poll for its status."""
+        answer = self.request("POST", "/v1/usage", files={"file": (file_name, csv_bytes, "text/csv")},
+                              idempotency_key=idempotency_key)
+        return (answer.body or {}).get("checkImportStatus", "")
+
+    def usage_import_status(self, status_path: str) -> dict:
+        return self.request("GET", status_path).body or {}
+
+
+def category(code: Any) -> int | None:
+    """The 2-digit category at the end of Zuora's 8-digit reason codes."""
+    try:
+        return int(code) % 100
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,58 @@
+"""Flows: plain functions, one per business operation, resumable step by step.
+
+A flow registers itself for a SyncRecord kind with @flow(kind). It raises NeedsAttention when a person
+must act; transient client errors propagate to sync.tasks, which schedules the retry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Callable
+
+from django.utils import timezone
+
+from sync.clients.errors import ApiError
+from sync.models import SyncRecord
+
+log = logging.getLogger("zkbridge.sync")
+FLOWS: dict[str, Callable[[SyncRecord], None]] = {}
+
+
+class NeedsAttention(Exception):
+    """A person must act (fix a mapping, add an e-mail…). `task` is what the salesperson should do."""
+
+    def __init__(self, reason: str, task: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.task = task
+
+
+def flow(kind: str):
+    def register(function: Callable[[SyncRecord], None]):
+        FLOWS[kind] = function
+        return function
+
+    return register
+
+
+def notify_attention(record: SyncRecord, exc: NeedsAttention) -> None:
+    """Open a Kommo task on the deal so the salesperson sees the problem where they work (once per reason)."""
+    if not record.kommo_lead_id or record.step_data("attention_task").get("reason") == exc.reason:
+        return
+    from sync.clients.kommo import KommoClient
+
+    text = exc.task or f"zkbridge could not bill this deal in Zuora: {exc.reason}. Fix it, then ask RevOps to retry."
+    responsible = record.step_data("lead").get("responsible_user_id")
+    try:
+        task_id = KommoClient.from_settings().add_lead_task(
+            record.kommo_lead_id, text[:1000], due=timezone.now() + dt.timedelta(days=1),
+            responsible_user_id=responsible)
+    except ApiError as err:  # the record already says what is wrong; the task is a courtesy
+        log.warning("sync_record=%s could not open the Kommo task: %s", record.id, err)
+        return
+    record.mark_step("attention_task", reason=exc.reason, task_id=task_id)
+
+
+# Register the flows.
+from sync.flows import deal_won  # noqa: E402,F401

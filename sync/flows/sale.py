@@ -1,0 +1,166 @@
+"""What is sold: the plan field's value and the lead's products, through the plan map, checked against
+the catalog on the contract effective date and in the deal's currency. Never a silent fallback."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+
+from catalog.models import PlanMapping, ProductRatePlan
+from catalog.planmap import find_mapping
+from catalog.sellable import sellable_on
+from sync.flows import NeedsAttention
+
+
+@dataclass
+class SaleItem:
+    rate_plan: ProductRatePlan
+    quantity: Decimal | None
+    price: Decimal | None
+    label: str
+
+
+@dataclass
+class Sale:
+    currency: str
+    contract_date: dt.date
+    subscription_items: list[SaleItem] = field(default_factory=list)
+    one_time_items: list[SaleItem] = field(default_factory=list)
+    terms: PlanMapping | None = None  # the mapping whose subscription terms apply
+
+    @property
+    def label(self) -> str:
+        return ", ".join(i.label for i in self.subscription_items + self.one_time_items)
+
+
+def field_value(lead: dict[str, Any], field_id: int | None) -> str:
+    if not field_id:
+        return ""
+    for item in lead.get("custom_fields_values") or []:
+        if item.get("field_id") == field_id:
+            values = item.get("values") or []
+            return str(values[0].get("value") or "").strip() if values else ""
+    return ""
+
+
+def contract_date(lead: dict[str, Any]) -> dt.date:
+    """The lead's closed_at as a business date in ZKBRIDGE_TIME_ZONE."""
+    stamp = lead.get("closed_at") or lead.get("updated_at")
+    zone = ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)
+    return dt.datetime.fromtimestamp(int(stamp), tz=zone).date()
+
+
+def deal_currency(lead: dict[str, Any]) -> str:
+    value = field_value(lead, settings.KOMMO_CURRENCY_FIELD_ID).upper()
+    if value and (len(value) != 3 or not value.isalpha()):
+        raise NeedsAttention(f"the deal's currency field says {value!r}, which is not a currency code",
+                             task="Set the deal's currency to a three-letter code such as USD.")
+    return value or settings.ZKBRIDGE_DEFAULT_CURRENCY
+
+
+def is_one_time(plan: ProductRatePlan) -> bool:
+    charges = [c for c in plan.charges.all() if c.removed_at is None]
+    return bool(charges) and all(c.charge_type == "OneTime" for c in charges)
+
+
+def resolve_sale(lead: dict[str, Any]) -> Sale:
+    """Every problem is collected and reported at once, so one fix-and-retry is enough."""
+    currency = deal_currency(lead)
+    sale = Sale(currency=currency, contract_date=contract_date(lead))
+    problems: list[str] = []
+    wanted: list[tuple[str, str, Decimal]] = []
+    plan_value = field_value(lead, settings.KOMMO_PLAN_FIELD_ID)
+    if plan_value:
+        wanted.append((PlanMapping.Kind.PLAN, plan_value, Decimal(1)))
+    for element in (lead.get("_embedded") or {}).get("catalog_elements") or []:
+        quantity = Decimal(str((element.get("metadata") or {}).get("quantity") or 1))
+        wanted.append((PlanMapping.Kind.PRODUCT, str(element.get("id")), quantity))
+    if not wanted:
+        where = f"the plan field ({settings.KOMMO_PLAN_FIELD_ID}) is empty and " if settings.KOMMO_PLAN_FIELD_ID else ""
+        raise NeedsAttention(f"the deal names nothing to sell: {where}it has no products",
+                             task="Choose the plan (or add the products) on this deal.")
+    for kind, value, lead_quantity in wanted:
+        lookup = find_mapping(kind, value, currency)
+        if lookup.mapping is None:
+            problems.append(lookup.reason)
+            continue
+        mapping = lookup.mapping
+        if kind == PlanMapping.Kind.PLAN or sale.terms is None:
+            sale.terms = mapping
+        for item in mapping.rate_plans.all():
+            plan = item.product_rate_plan
+            verdict = sellable_on(plan, sale.contract_date, currency)
+            if not verdict.ok:
+                problems.append(f"'{value}' maps to {verdict.reason} (contract date "
+                                f"{sale.contract_date:%Y-%m-%d}): map it to a plan that is sellable")
+                continue
+            quantity = item.quantity
+            if kind == PlanMapping.Kind.PRODUCT:
+                quantity = lead_quantity * (item.quantity or 1)
+            sale_item = SaleItem(rate_plan=plan, quantity=quantity, price=item.price,
+                                 label=mapping.label or mapping.kommo_value if kind == PlanMapping.Kind.PLAN
+                                 else mapping.label or plan.name)
+            (sale.one_time_items if is_one_time(plan) else sale.subscription_items).append(sale_item)
+    if problems:
+        raise NeedsAttention("; ".join(problems),
+                             task="zkbridge cannot bill this deal yet: " + "; ".join(problems)
+                             + ". RevOps fixes the plan map, or choose another plan.")
+    return sale
+
+
+# --- the order Zuora receives ------------------------------------------------------------------------
+def charge_overrides(item: SaleItem) -> list[dict]:
+    overrides = []
+    for charge in item.rate_plan.charges.all():
+        if charge.removed_at or (item.quantity is None and item.price is None):
+            continue
+        if charge.charge_type not in ("Recurring", "Usage"):
+            continue
+        if charge.charge_model == "FlatFee":
+            if item.price is not None:
+                overrides.append({"productRatePlanChargeId": charge.zuora_id,
+                                  "pricing": {"recurringFlatFee": {"listPrice": str(item.price)}}})
+        elif charge.charge_model == "PerUnit":
+            pricing: dict[str, str] = {}
+            if item.quantity is not None:
+                pricing["quantity"] = str(item.quantity)
+            if item.price is not None:
+                pricing["listPrice"] = str(item.price)
+            key = "recurringPerUnit" if charge.charge_type == "Recurring" else "usagePerUnit"
+            overrides.append({"productRatePlanChargeId": charge.zuora_id, "pricing": {key: pricing}})
+        elif charge.charge_model in ("Tiered", "Volume") and item.quantity is not None \
+                and charge.charge_type == "Recurring":
+            key = "recurringTiered" if charge.charge_model == "Tiered" else "recurringVolume"
+            overrides.append({"productRatePlanChargeId": charge.zuora_id,
+                              "pricing": {key: {"quantity": str(item.quantity)}}})
+    return overrides
+
+
+def line_items(sale: Sale) -> list[dict]:
+    items = []
+    for item in sale.one_time_items:
+        for charge in item.rate_plan.charges.all():
+            if charge.removed_at:
+                continue
+            price = item.price if item.price is not None else Decimal(str(charge.price_in(sale.currency)["price"]))
+            items.append({"itemType": "Product", "itemName": item.label[:100], "productRatePlanChargeId":
+                          charge.zuora_id, "quantity": str(item.quantity or 1), "amountPerUnit": str(price),
+                          "listPricePerUnit": str(price), "transactionStartDate": sale.contract_date.isoformat()})
+    return items
+
+
+def subscription_terms(sale: Sale) -> dict:
+    terms = sale.terms
+    if terms is not None and terms.evergreen:
+        return {"initialTerm": {"termType": "EVERGREEN"}, "autoRenew": False}
+    months = terms.term_months if terms else 12
+    renewal = terms.renewal_term_months if terms else 12
+    return {"initialTerm": {"termType": "TERMED", "period": months, "periodType": "Month",
+                            "startDate": sale.contract_date.isoformat()},
+            "autoRenew": terms.auto_renew if terms else True, "renewalSetting": "RENEW_WITH_SPECIFIC_TERM",
+            "renewalTerms": [{"period": renewal, "periodType": "Month"}]}

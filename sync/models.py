@@ -1,0 +1,163 @@
+"""Everything that moves data: the webhook inbox, sync records, API call log and shared tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.db import models
+from django.utils import timezone
+
+
+class WebhookEvent(models.Model):
+    """The inbox: a webhook or callout exactly as it arrived, stored before anything else happens."""
+
+    SOURCES = [("kommo", "Kommo web hook"), ("zuora", "Zuora callout")]
+    source = models.CharField(max_length=10, choices=SOURCES)
+    # De-duplication: Zuora-Notification-Id, or a hash of the body. Unique per source.
+    dedup_key = models.CharField(max_length=200)
+    body = models.TextField()
+    headers = models.JSONField(default=dict)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    duplicates = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "dedup_key"], name="webhook_event_dedup")]
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.source} #{self.pk} at {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SyncRecord(models.Model):
+    """One business operation (a won deal, a billing event, a usage batch), unique on its natural key."""
+
+    class Kind(models.TextChoices):
+        DEAL_WON = "deal_won", "Deal won"
+        BILLING_EVENT = "billing_event", "Billing event"
+        USAGE_BATCH = "usage_batch", "Usage batch"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        RETRYING = "retrying", "Retrying"
+        SUCCEEDED = "succeeded", "Succeeded"
+        NEEDS_ATTENTION = "needs_attention", "Needs attention"
+        FAILED = "failed", "Failed"
+        RESOLVED = "resolved", "Resolved by staff"
+        CANCELLED = "cancelled", "Cancelled"
+
+    OPEN = (Status.PENDING, Status.RUNNING, Status.RETRYING)
+    RUNNABLE = (Status.PENDING, Status.RETRYING)
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    key = models.CharField(max_length=200, unique=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    reason = models.TextField(blank=True, help_text="Why it needs attention or failed, in plain words")
+    kommo_lead_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    zuora_account_number = models.CharField(max_length=50, blank=True, db_index=True)
+    zuora_subscription_number = models.CharField(max_length=50, blank=True, db_index=True)
+    summary = models.CharField(max_length=300, blank=True, help_text="What was sold, e.g. 'Growth × 10'")
+    # Completed steps: {"order": {"at": iso, ...}, "note": {...}}. A retry resumes after the last one.
+    steps = models.JSONField(default=dict, blank=True)
+    # Bumped when staff retry after a person fixed something: Zuora writes get a fresh Idempotency-Key
+    # (the stored answer for the old key would replay the old failure), transient retries keep theirs.
+    generation = models.PositiveIntegerField(default=1)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    payload = models.JSONField(default=dict, blank=True, help_text="The hint that created it (webhook entity)")
+    source_event = models.ForeignKey(WebhookEvent, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["kind", "status"])]
+
+    def __str__(self) -> str:
+        return self.key
+
+    # --- steps ------------------------------------------------------------------------------------
+    def step_done(self, name: str) -> bool:
+        return bool(self.steps.get(name, {}).get("done"))
+
+    def step_data(self, name: str) -> dict[str, Any]:
+        return self.steps.get(name, {})
+
+    def mark_step(self, name: str, done: bool = True, **data: Any) -> None:
+        """Record a step (or an attempt at one, done=False) and save it at once."""
+        entry = {**self.steps.get(name, {}), **data, "done": done, "at": timezone.now().isoformat()}
+        self.steps = {**self.steps, name: entry}
+        self.save(update_fields=["steps", "updated_at"])
+
+    def idempotency_key(self, step: str) -> str:
+        return f"zkbridge:{self.key}:{step}:g{self.generation}"
+
+    # --- transitions --------------------------------------------------------------------------------
+    def finish(self, status: str, reason: str = "") -> None:
+        self.status = status
+        self.reason = reason
+        self.finished_at = timezone.now()
+        self.next_attempt_at = None
+        self.save(update_fields=["status", "reason", "finished_at", "next_attempt_at", "updated_at"])
+
+    def retry_later(self, reason: str, at: dt.datetime) -> None:
+        self.status = self.Status.RETRYING
+        self.reason = reason
+        self.next_attempt_at = at
+        self.save(update_fields=["status", "reason", "next_attempt_at", "updated_at"])
+
+
+class ApiCall(models.Model):
+    """Every call to Zuora or Kommo, redacted: no token or secret is ever stored here."""
+
+    provider = models.CharField(max_length=10, db_index=True)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    status = models.PositiveSmallIntegerField(null=True, blank=True, help_text="empty: no answer (timeout, reset)")
+    duration_ms = models.PositiveIntegerField(default=0)
+    request_id = models.CharField(max_length=100, blank=True, help_text="Zuora-Request-Id")
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    request_body = models.TextField(blank=True)
+    response_body = models.TextField(blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    sync_record = models.ForeignKey(SyncRecord, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="api_calls")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["provider", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.method} {self.path} → {self.status or 'no answer'}"
+
+
+class ProviderToken(models.Model):
+    """The one shared token per provider, refreshed under a row lock by whichever worker needs it."""
+
+    provider = models.CharField(max_length=10, unique=True)
+    access_token = models.TextField(blank=True)
+    refresh_token = models.TextField(blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    refresh_count = models.PositiveIntegerField(default=0)
+
+
+class Throttle(models.Model):
+    """Recent request times per provider (a sliding window shared by every worker)."""
+
+    name = models.CharField(max_length=20, unique=True)
+    recent = models.JSONField(default=list)
+
+
+class InstallationSecret(models.Model):
+    """Secrets zkbridge generates itself when the environment names none (the Kommo webhook token)."""
+
+    name = models.CharField(max_length=50, unique=True)
+    value = models.CharField(max_length=200)

@@ -1,0 +1,89 @@
+"""django-q2 entry points. Each is idempotent: delivery is at-least-once.
+
+`run_sync` claims a record with a conditional UPDATE (two workers can never both win), runs its flow
+and turns the outcome into a state: succeeded, retrying (transient, with backoff), failed (out of
+attempts), or needs_attention (a person must act; the salesperson also gets a Kommo task).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from sync.clients.errors import ApiError, TransientError
+from sync.clients.http import current_record_id
+from sync.flows import FLOWS, NeedsAttention, notify_attention
+from sync.inbox import enqueue_record
+from sync.models import SyncRecord
+
+log = logging.getLogger("zkbridge.sync")
+MAX_BACKOFF = dt.timedelta(hours=1)
+STALE_RUNNING = dt.timedelta(minutes=10)
+
+
+def backoff(attempts: int, retry_after: float | None) -> dt.timedelta:
+    base = settings.ZKBRIDGE_RETRY_BASE_SECONDS * (2 ** max(attempts - 1, 0))
+    return min(dt.timedelta(seconds=max(base, retry_after or 0)), MAX_BACKOFF)
+
+
+def claim(record_id: int) -> SyncRecord | None:
+    now = timezone.now()
+    claimed = SyncRecord.objects.filter(id=record_id, status__in=SyncRecord.RUNNABLE).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    ).update(status=SyncRecord.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, updated_at=now)
+    return SyncRecord.objects.get(id=record_id) if claimed else None
+
+
+def run_sync(record_id: int) -> str:
+    """Run one sync record's flow once; returns the resulting status."""
+    record = claim(record_id)
+    if record is None:
+        return "not runnable"
+    token = current_record_id.set(record.id)
+    prefix = f"sync_record={record.id} key={record.key}"
+    try:
+        log.info("%s attempt %s started", prefix, record.attempts)
+        FLOWS[record.kind](record)
+    except NeedsAttention as exc:
+        log.warning("%s needs attention: %s", prefix, exc.reason)
+        record.finish(SyncRecord.Status.NEEDS_ATTENTION, exc.reason)
+        notify_attention(record, exc)
+    except TransientError as exc:
+        if record.attempts >= settings.ZKBRIDGE_MAX_ATTEMPTS:
+            log.error("%s failed after %s attempts: %s", prefix, record.attempts, exc)
+            record.finish(SyncRecord.Status.FAILED, f"gave up after {record.attempts} attempts: {exc}")
+        else:
+            at = timezone.now() + backoff(record.attempts, exc.retry_after)
+            log.warning("%s will retry at %s: %s", prefix, at.isoformat(), exc)
+            record.retry_later(f"retrying ({record.attempts}/{settings.ZKBRIDGE_MAX_ATTEMPTS}): {exc}", at)
+    except ApiError as exc:  # auth, not found or a refusal the flow did not translate: a person must look
+        log.error("%s needs attention after an API error: %s", prefix, exc)
+        record.finish(SyncRecord.Status.NEEDS_ATTENTION, f"{exc.provider or 'API'} error: {exc}")
+    except Exception as exc:  # a bug: keep the record visible rather than lose it
+        log.exception("%s crashed", prefix)
+        record.finish(SyncRecord.Status.FAILED, f"internal error: {exc!r}")
+    else:
+        record.finish(SyncRecord.Status.SUCCEEDED)
+        log.info("%s succeeded", prefix)
+    finally:
+        current_record_id.reset(token)
+    return record.status
+
+
+def dispatch_due() -> int:
+    """Scheduled every minute: enqueue retries that are due and rescue records stuck in 'running'
+    (a worker died mid-flow; the flow resumes from its last completed step)."""
+    now = timezone.now()
+    SyncRecord.objects.filter(status=SyncRecord.Status.RUNNING, started_at__lt=now - STALE_RUNNING).update(
+        status=SyncRecord.Status.RETRYING, next_attempt_at=now, reason="the worker running it stopped; resuming")
+    due = list(SyncRecord.objects.filter(
+        Q(status=SyncRecord.Status.RETRYING, next_attempt_at__lte=now)
+        | Q(status=SyncRecord.Status.PENDING, created_at__lt=now - dt.timedelta(minutes=2))
+    ).values_list("id", flat=True)[:500])
+    for record_id in due:
+        enqueue_record(record_id)
+    return len(due)

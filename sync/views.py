@@ -1,0 +1,95 @@
+"""Machine endpoints: thin views that validate, store, create records and enqueue."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.db import connection, transaction
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sync import kommo_webhook
+from sync.inbox import body_hash, ensure_record, store_event
+from sync.installation import kommo_webhook_token
+from sync.models import SyncRecord, WebhookEvent
+
+log = logging.getLogger("zkbridge.webhooks")
+
+
+def read_body(request: HttpRequest) -> bytes | None:
+    """The raw body, or None when it is larger than ZKBRIDGE_MAX_BODY_BYTES."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+        return None
+    try:
+        return request.body
+    except RequestDataTooBig:
+        return None
+
+
+class MachineEndpoint(APIView):
+    """No session, no CSRF, no DRF auth: each endpoint checks its own secret."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    parser_classes: list = []
+
+
+class KommoWebhook(MachineEndpoint):
+    def post(self, request: Request, token: str) -> Response:
+        if not hmac.compare_digest(token.encode(), kommo_webhook_token().encode()):
+            return Response({"error": "not found"}, status=404)
+        body = read_body(request._request)
+        if body is None:
+            return Response({"error": f"body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"}, status=413)
+        try:
+            _, events = kommo_webhook.parse(body)
+        except kommo_webhook.NotKommoFormat as exc:
+            return Response({"error": f"not a Kommo web hook: {exc}"}, status=400)
+        won = kommo_webhook.won_leads(events, settings.KOMMO_WON_STATUS_ID)
+        with transaction.atomic():
+            event, created = store_event("kommo", request._request, body_hash(body))
+            if not created:
+                return Response({"ok": True, "duplicate": True})
+            records = 0
+            for item in won:
+                _, new = ensure_record(SyncRecord.Kind.DEAL_WON, f"deal_won:{item.lead_id}",
+                                       kommo_lead_id=item.lead_id, payload=item.entity, source_event=event)
+                records += new
+            event.processed_at = timezone.now()
+            event.save(update_fields=["processed_at"])
+        log.info("kommo web hook %s: %s lead event(s), %s won, %s new sync record(s)",
+                 event.id, len(events), len(won), records)
+        return Response({"ok": True, "won": len(won), "new_records": records})
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    """Database reachability, queue depth, last webhook and last successful sync."""
+    from django_q.models import OrmQ
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # any driver error means: not healthy
+        return JsonResponse({"database": "error", "detail": str(exc)[:200]}, status=503)
+    last_ok = SyncRecord.objects.filter(status=SyncRecord.Status.SUCCEEDED).order_by("-finished_at").first()
+    last_hook = WebhookEvent.objects.filter(source="kommo").order_by("-received_at").first()
+    queued = OrmQ.objects.count() if "orm" in settings.Q_CLUSTER else None
+    return JsonResponse({
+        "database": "ok",
+        "queue": {"queued": queued},
+        "last_successful_sync": last_ok.finished_at.isoformat() if last_ok and last_ok.finished_at else None,
+        "last_kommo_webhook": last_hook.received_at.isoformat() if last_hook else None,
+        "needs_attention": SyncRecord.objects.filter(status=SyncRecord.Status.NEEDS_ATTENTION).count(),
+        "sandbox": settings.ZKBRIDGE_SANDBOX,
+    })

@@ -1,0 +1,107 @@
+"""Reading configuration from the environment, once, at start-up.
+
+Every helper raises ImproperlyConfigured with the variable's name and what was wrong, so that a bad
+value stops zkbridge with one clear line (manage.py and wsgi.py print it) instead of a traceback deep
+inside a request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal, InvalidOperation
+from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def raw(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return value.strip()
+
+
+def string(name: str, default: str | None = None) -> str | None:
+    value = raw(name)
+    return default if value in (None, "") else value
+
+
+def boolean(name: str, default: bool) -> bool:
+    value = raw(name)
+    if value is None:
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}: expected on/off (1/0, true/false, yes/no), got {value!r}")
+
+
+def integer(name: str, default: int | None = None, minimum: int | None = None) -> int | None:
+    value = raw(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}: expected a whole number, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {number}")
+    return number
+
+
+def decimal(name: str, default: str) -> Decimal:
+    value = string(name, default)
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name}: expected a number, got {value!r}") from None
+
+
+def listing(name: str, default: str) -> list[str]:
+    value = string(name, default) or ""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def url(name: str, default: str | None = None) -> str | None:
+    value = string(name, default)
+    if value is None:
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ImproperlyConfigured(f"{name}: expected an http(s) URL such as https://example.com, got {value!r}")
+    return value.rstrip("/")
+
+
+def currency(name: str, default: str) -> str:
+    value = (string(name, default) or "").upper()
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise ImproperlyConfigured(f"{name}: expected a three-letter ISO currency code such as USD, got {value!r}")
+    return value
+
+
+def time_zone(name: str, default: str) -> str:
+    value = string(name, default) or default
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(f"{name}: unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+    return value
+
+
+def database_url(name: str, default: str) -> dict:
+    import dj_database_url
+
+    value = string(name, default) or default
+    if not re.match(r"^(postgres|postgresql|pgsql|sqlite)://", value):
+        raise ImproperlyConfigured(f"{name}: expected postgres://… or sqlite:///…, got {value.split('://')[0]!r} scheme")
+    try:
+        return dj_database_url.parse(value)
+    except Exception as exc:  # the library raises several types for unparsable URLs
+        raise ImproperlyConfigured(f"{name}: cannot parse ({exc})") from None

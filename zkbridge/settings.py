@@ -1,0 +1,235 @@
+"""zkbridge settings: everything comes from the environment (see ../shared/CONTRACT.md).
+
+A `.env` file in the repository root is read too; the real environment wins.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+from zkbridge import config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+load_dotenv(BASE_DIR / ".env", override=False)
+
+# --- Django core -----------------------------------------------------------------------------------
+_secret = config.string("ZKBRIDGE_SECRET_KEY")
+if _secret is None:
+    # A fixed dev key would let anyone forge sessions on a forgotten demo; a per-checkout file is
+    # stable across restarts (queued django-q2 tasks are signed with it) and never committed.
+    _key_file = BASE_DIR / ".zkbridge" / "dev-secret-key"
+    if _key_file.exists():
+        _secret = _key_file.read_text().strip()
+    else:
+        import secrets
+
+        _key_file.parent.mkdir(exist_ok=True)
+        _secret = secrets.token_urlsafe(50)
+        _key_file.write_text(_secret)
+    if "pytest" not in sys.modules:
+        warnings.warn("ZKBRIDGE_SECRET_KEY is not set: using a generated development key", stacklevel=1)
+SECRET_KEY = _secret
+DEBUG = config.boolean("ZKBRIDGE_DEBUG", False)
+ALLOWED_HOSTS = config.listing("ZKBRIDGE_ALLOWED_HOSTS", "localhost,127.0.0.1")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_q",
+    "catalog",
+    "sync",
+    "sandbox",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "zkbridge.urls"
+WSGI_APPLICATION = "zkbridge.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Database --------------------------------------------------------------------------------------
+_db = config.database_url("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # IMMEDIATE transactions + WAL: the web server and the workers write the same file without
+    # "database is locked" on every second request.
+    _db["OPTIONS"] = {
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+else:
+    _db.setdefault("CONN_MAX_AGE", 0)
+    _db.setdefault("CONN_HEALTH_CHECKS", True)
+DATABASES = {"default": _db}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Webhook bodies are read whole; Kommo's largest realistic body is far below this.
+DATA_UPLOAD_MAX_MEMORY_SIZE = config.integer("ZKBRIDGE_MAX_BODY_BYTES", 1_048_576, minimum=1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+# --- zkbridge: where it is reachable and what it talks to ------------------------------------------
+# The address this zkbridge is reachable at: used for the built-in emulators' base URLs and to print
+# the webhook URL to paste into Kommo (an addition to CONTRACT.md's table).
+ZKBRIDGE_URL = config.url("ZKBRIDGE_URL", "http://127.0.0.1:8000")
+
+_zuora_url = config.url("ZUORA_BASE_URL")
+_kommo_url = config.url("KOMMO_BASE_URL")
+ZKBRIDGE_SANDBOX = config.boolean("ZKBRIDGE_SANDBOX", _zuora_url is None and _kommo_url is None)
+
+ZUORA_BASE_URL = _zuora_url or f"{ZKBRIDGE_URL}/sandbox/zuora"
+KOMMO_BASE_URL = _kommo_url or f"{ZKBRIDGE_URL}/sandbox/kommo"
+ZUORA_USES_EMULATOR = _zuora_url is None
+KOMMO_USES_EMULATOR = _kommo_url is None
+
+# The emulators' demo credentials (sandbox/demo.py seeds the same values).
+SANDBOX_ZUORA_CLIENT_ID = "zkbridge-demo"
+SANDBOX_ZUORA_CLIENT_SECRET = "zkbridge-demo-secret"
+SANDBOX_KOMMO_TOKEN = "kommo-demo-long-lived-token"
+
+ZUORA_CLIENT_ID = config.string("ZUORA_CLIENT_ID", SANDBOX_ZUORA_CLIENT_ID if ZUORA_USES_EMULATOR else None)
+ZUORA_CLIENT_SECRET = config.string(
+    "ZUORA_CLIENT_SECRET", SANDBOX_ZUORA_CLIENT_SECRET if ZUORA_USES_EMULATOR else None
+)
+ZUORA_ENTITY_ID = config.string("ZUORA_ENTITY_ID")
+ZUORA_ACCOUNT_CRM_FIELD = config.string("ZUORA_ACCOUNT_CRM_FIELD", "KommoId__c")
+if not ZUORA_ACCOUNT_CRM_FIELD.endswith("__c"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"ZUORA_ACCOUNT_CRM_FIELD: a Zuora custom field name ends in __c, got {ZUORA_ACCOUNT_CRM_FIELD!r}"
+    )
+# Pinned: the create-order answer's subscriptions[] needs 223.0 or later.
+ZUORA_VERSION = config.string("ZUORA_VERSION", "233.0")
+ZUORA_TIMEOUT_SECONDS = config.integer("ZUORA_TIMEOUT_SECONDS", 30, minimum=1)
+# Whether the won flow previews MRR/TCV for the note (one extra Zuora read call per deal).
+ZUORA_PREVIEW_ORDERS = config.boolean("ZUORA_PREVIEW_ORDERS", True)
+
+KOMMO_ACCESS_TOKEN = config.string("KOMMO_ACCESS_TOKEN", SANDBOX_KOMMO_TOKEN if KOMMO_USES_EMULATOR else None)
+KOMMO_CLIENT_ID = config.string("KOMMO_CLIENT_ID")
+KOMMO_CLIENT_SECRET = config.string("KOMMO_CLIENT_SECRET")
+KOMMO_REDIRECT_URI = config.url("KOMMO_REDIRECT_URI")
+KOMMO_REFRESH_TOKEN = config.string("KOMMO_REFRESH_TOKEN")
+KOMMO_TIMEOUT_SECONDS = config.integer("KOMMO_TIMEOUT_SECONDS", 20, minimum=1)
+KOMMO_REQUESTS_PER_SECOND = config.integer("KOMMO_REQUESTS_PER_SECOND", 7, minimum=1)
+KOMMO_WEBHOOK_TOKEN = config.string("KOMMO_WEBHOOK_TOKEN")
+if KOMMO_WEBHOOK_TOKEN is not None and len(KOMMO_WEBHOOK_TOKEN) < 16:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("KOMMO_WEBHOOK_TOKEN: must be at least 16 characters (it is the webhook's only secret)")
+KOMMO_WON_STATUS_ID = config.integer("KOMMO_WON_STATUS_ID", 142)
+KOMMO_LOST_STATUS_ID = config.integer("KOMMO_LOST_STATUS_ID", 143)
+KOMMO_PLAN_FIELD_ID = config.integer("KOMMO_PLAN_FIELD_ID")
+KOMMO_ACCOUNT_FIELD_ID = config.integer("KOMMO_ACCOUNT_FIELD_ID")
+KOMMO_SUBSCRIPTION_FIELD_ID = config.integer("KOMMO_SUBSCRIPTION_FIELD_ID")
+# Optional lead field naming the deal's currency (an addition); ZKBRIDGE_DEFAULT_CURRENCY otherwise.
+KOMMO_CURRENCY_FIELD_ID = config.integer("KOMMO_CURRENCY_FIELD_ID")
+
+if KOMMO_USES_EMULATOR:
+    # The built-in Kommo emulator's lead fields (sandbox/kommo.py), so the demo works with no variables.
+    KOMMO_PLAN_FIELD_ID = KOMMO_PLAN_FIELD_ID or 881234
+    KOMMO_ACCOUNT_FIELD_ID = KOMMO_ACCOUNT_FIELD_ID or 881250
+    KOMMO_SUBSCRIPTION_FIELD_ID = KOMMO_SUBSCRIPTION_FIELD_ID or 881251
+
+_has_long_lived = KOMMO_ACCESS_TOKEN is not None
+_oauth = [KOMMO_CLIENT_ID, KOMMO_CLIENT_SECRET, KOMMO_REDIRECT_URI, KOMMO_REFRESH_TOKEN]
+if not _has_long_lived and any(_oauth) and not all(_oauth):
+    from django.core.exceptions import ImproperlyConfigured
+
+    _missing = [n for n, v in zip(
+        ["KOMMO_CLIENT_ID", "KOMMO_CLIENT_SECRET", "KOMMO_REDIRECT_URI", "KOMMO_REFRESH_TOKEN"], _oauth
+    ) if not v]
+    raise ImproperlyConfigured(f"{', '.join(_missing)}: Kommo OAuth needs all four variables (or KOMMO_ACCESS_TOKEN)")
+
+ZUORA_CALLOUT_USERNAME = config.string("ZUORA_CALLOUT_USERNAME")
+ZUORA_CALLOUT_PASSWORD = config.string("ZUORA_CALLOUT_PASSWORD")
+ZUORA_CALLOUT_HMAC_KEY = config.string("ZUORA_CALLOUT_HMAC_KEY")
+
+ZKBRIDGE_DEFAULT_CURRENCY = config.currency("ZKBRIDGE_DEFAULT_CURRENCY", "USD")
+ZKBRIDGE_TIME_ZONE = config.time_zone("ZKBRIDGE_TIME_ZONE", "UTC")
+# Bounded retries of transient failures, then "failed" (an addition to CONTRACT.md's table).
+ZKBRIDGE_MAX_ATTEMPTS = config.integer("ZKBRIDGE_MAX_ATTEMPTS", 6, minimum=1)
+ZKBRIDGE_RETRY_BASE_SECONDS = config.integer("ZKBRIDGE_RETRY_BASE_SECONDS", 30, minimum=0)
+
+# --- django-q2 ------------------------------------------------------------------------------------
+_redis = config.string("ZKBRIDGE_REDIS_URL")
+if _redis is not None and not _redis.startswith(("redis://", "rediss://")):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"ZKBRIDGE_REDIS_URL: expected redis://host:port/db, got {_redis!r}")
+Q_CLUSTER = {
+    "name": "zkbridge",
+    "workers": config.integer("ZKBRIDGE_WORKERS", 2, minimum=1),
+    # timeout < retry: a task is never handed out twice while it still runs; flows are idempotent
+    # anyway, and our own retries (with backoff) live on SyncRecord, so django-q2 tries once.
+    "timeout": 240,
+    "retry": 300,
+    "max_attempts": 1,
+    "queue_limit": 20,
+    "catch_up": False,
+    "save_limit": 1000,
+    "ack_failures": True,
+    "poll": 0.5,
+}
+if _redis:
+    Q_CLUSTER["redis"] = _redis
+else:
+    Q_CLUSTER["orm"] = "default"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "zkbridge": {"handlers": ["console"], "level": config.string("ZKBRIDGE_LOG_LEVEL", "INFO")},
+        "django_q": {"handlers": ["console"], "level": "WARNING"},
+    },
+}

@@ -1,0 +1,21 @@
+"""Test settings: the production settings plus django-q2 in sync mode.
+
+django-q2 reads Q_CLUSTER at import time, so sync mode has to be set here rather than with
+override_settings (see ../shared/reference/django-stack.md).
+"""
+
+import os
+
+os.environ.setdefault("ZKBRIDGE_SECRET_KEY", "test-secret-key-not-for-production-use-0123456789")
+
+from zkbridge.settings import *  # noqa: E402,F403
+from zkbridge.settings import Q_CLUSTER  # noqa: E402
+
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+ZKBRIDGE_SANDBOX = True
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Fast retries in tests: the flows are exercised, not the wall clock.
+ZKBRIDGE_RETRY_BASE_SECONDS = 0
+ZUORA_TIMEOUT_SECONDS = 3
+KOMMO_TIMEOUT_SECONDS = 3
+LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -1,0 +1,21 @@
+from django.conf import settings
+from django.contrib import admin
+from django.http import HttpResponseNotFound
+from django.urls import include, path, re_path
+
+from sync import views
+
+admin.site.site_header = "zkbridge"
+admin.site.site_title = "zkbridge admin"
+admin.site.index_title = "Kommo ↔ Zuora"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("webhooks/kommo/<str:token>/", views.KommoWebhook.as_view(), name="kommo-webhook"),
+    path("healthz", views.healthz, name="healthz"),
+]
+
+if settings.ZKBRIDGE_SANDBOX:
+    urlpatterns.append(path("sandbox/", include("sandbox.urls")))
+else:
+    urlpatterns.append(re_path(r"^sandbox/", lambda request: HttpResponseNotFound("sandbox is off")))
