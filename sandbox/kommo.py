@@ -316,6 +316,7 @@ def _patch_leads(items: list, single: bool = False) -> HttpResponse:
 
 def set_status(lead: KLead, status_id: int, old_status: int) -> None:
     """Save a lead; a stage change closes it (Won/Lost) and fires the status web hooks."""
+    lead.status_id = status_id
     lead.updated_at = _now()
     if status_id != old_status:
         lead.closed_at = _now() if status_id in (WON, LOST) else None

@@ -1,6 +1,12 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class SyncConfig(AppConfig):
     name = "sync"
     verbose_name = "Sync"
+
+    def ready(self) -> None:
+        from sync.schedules import ensure_schedules
+
+        post_migrate.connect(ensure_schedules, sender=self)

@@ -89,10 +89,10 @@ class SyncRecord(models.Model):
     def step_data(self, name: str) -> dict[str, Any]:
         return self.steps.get(name, {})
 
-    def mark_step(self, name: str, done: bool = True, **data: Any) -> None:
+    def mark_step(self, step: str, done: bool = True, **data: Any) -> None:
         """Record a step (or an attempt at one, done=False) and save it at once."""
-        entry = {**self.steps.get(name, {}), **data, "done": done, "at": timezone.now().isoformat()}
-        self.steps = {**self.steps, name: entry}
+        entry = {**self.steps.get(step, {}), **data, "done": done, "at": timezone.now().isoformat()}
+        self.steps = {**self.steps, step: entry}
         self.save(update_fields=["steps", "updated_at"])
 
     def idempotency_key(self, step: str) -> str:
@@ -161,3 +161,17 @@ class InstallationSecret(models.Model):
 
     name = models.CharField(max_length=50, unique=True)
     value = models.CharField(max_length=200)
+
+
+class Cursor(models.Model):
+    """Where a scheduled job left off (poll_kommo's last run)."""
+
+    name = models.CharField(max_length=50, unique=True)
+    value = models.CharField(max_length=100)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class NamedLock(models.Model):
+    """A row to lock by name (see sync.locks.locked_row): e.g. one Kommo customer's account creation."""
+
+    name = models.CharField(max_length=200, unique=True)

@@ -19,3 +19,9 @@ ZKBRIDGE_RETRY_BASE_SECONDS = 0
 ZUORA_TIMEOUT_SECONDS = 3
 KOMMO_TIMEOUT_SECONDS = 3
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+
+from zkbridge.settings import BASE_DIR, DATABASES  # noqa: E402
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not :memory:: the live server's threads then use their own connections, as in production.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".zkbridge" / "test.sqlite3")}

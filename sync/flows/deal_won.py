@@ -20,7 +20,8 @@ from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, flow
 from sync.flows.customer import Customer, resolve_customer
 from sync.flows.sale import Sale, charge_overrides, line_items, resolve_sale, subscription_terms
-from sync.models import SyncRecord
+from sync.locks import locked_row
+from sync.models import NamedLock, SyncRecord
 from sync.money import format_money
 
 LEAD_FIELD = "KommoLeadId__c"
@@ -64,20 +65,23 @@ def create_subscription(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClie
         return
     sale = resolve_sale(lead)
     customer = resolve_customer(kommo, lead)
-    account_number = existing_account(zuora, customer, sale)
-    order = build_order(record, sale, customer, account_number)
-    mrr, tcv = preview(zuora, order) if settings.ZUORA_PREVIEW_ORDERS and sale.subscription_items else (None, None)
-    try:
-        result = zuora.create_order(order, idempotency_key=record.idempotency_key("order"),
-                                    track_id=f"zkbridge-{record.id}")
-    except BusinessError as exc:
-        raise NeedsAttention(f"Zuora refused the order: {exc.message}",
-                             task=f"Zuora refused this deal's subscription: {exc.message}. RevOps will fix "
-                                  f"it and retry.") from None
-    subscription = result.subscription_numbers[0] if result.subscription_numbers else ""
-    save_order_step(record, result.account_number, subscription, order_number=result.order_number,
-                    summary=sale.label, currency=sale.currency, mrr=mrr, tcv=tcv,
-                    account_created=account_number is None)
+    # Two deals of one company won at once must not both create its account: one at a time per customer.
+    with locked_row(NamedLock, name=f"customer:{customer.key}"):
+        account_number = existing_account(zuora, customer, sale)
+        order = build_order(record, sale, customer, account_number)
+        mrr, tcv = preview(zuora, order) if settings.ZUORA_PREVIEW_ORDERS and sale.subscription_items \
+            else (None, None)
+        try:
+            result = zuora.create_order(order, idempotency_key=record.idempotency_key("order"),
+                                        track_id=f"zkbridge-{record.id}")
+        except BusinessError as exc:
+            raise NeedsAttention(f"Zuora refused the order: {exc.message}",
+                                 task=f"Zuora refused this deal's subscription: {exc.message}. RevOps will fix "
+                                      f"it and retry.") from None
+        subscription = result.subscription_numbers[0] if result.subscription_numbers else ""
+        save_order_step(record, result.account_number, subscription, order_number=result.order_number,
+                        summary=sale.label, currency=sale.currency, mrr=mrr, tcv=tcv,
+                        account_created=account_number is None)
 
 
 def existing_account(zuora: ZuoraClient, customer: Customer, sale: Sale) -> str | None:

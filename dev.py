@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""zkbridge's two commands, standard library only, so they work on a fresh machine with Python and git.
+
+    python3 dev.py demo    set up and run zkbridge on SQLite with the built-in emulators
+    python3 dev.py test    set up and run the whole test suite (extra arguments go to pytest)
+
+Both create .venv/ and install the pinned requirements the first time (and again when they change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def say(text: str) -> None:
+    print(f"[zkbridge] {text}", flush=True)
+
+
+def ensure_venv(requirements: str) -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"zkbridge needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    if not PY.exists():
+        say("creating .venv/ …")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    files = [ROOT / "requirements.txt", ROOT / requirements]
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+    stamp = VENV / f".installed-{requirements}"
+    if stamp.exists() and stamp.read_text() == digest:
+        return
+    say(f"installing {requirements} (pinned) …")
+    subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
+                    str(ROOT / requirements)], check=True, cwd=ROOT)
+    stamp.write_text(digest)
+
+
+def manage(*args: str, env: dict | None = None, capture: bool = False) -> str:
+    result = subprocess.run([str(PY), "manage.py", *args], cwd=ROOT, env=env, check=True, text=True,
+                            stdout=subprocess.PIPE if capture else None)
+    return result.stdout or ""
+
+
+def wait_for(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise SystemExit(f"zkbridge did not answer at {url} within {seconds:.0f}s")
+
+
+def demo() -> None:
+    ensure_venv("requirements.txt")
+    env = dict(os.environ)
+    if not env.get("ZKBRIDGE_SECRET_KEY"):
+        key_file = ROOT / ".zkbridge" / "dev-secret-key"
+        key_file.parent.mkdir(exist_ok=True)
+        if not key_file.exists():
+            import secrets
+
+            key_file.write_text(secrets.token_urlsafe(50))
+        env["ZKBRIDGE_SECRET_KEY"] = key_file.read_text().strip()
+        say("ZKBRIDGE_SECRET_KEY is not set: using a generated development key (.zkbridge/dev-secret-key)")
+    base = env.setdefault("ZKBRIDGE_URL", "http://127.0.0.1:8000")
+    address = base.split("://", 1)[1].rstrip("/")
+    say("migrating the database (SQLite by default) …")
+    manage("migrate", "--noinput", "-v", "0", env=env)
+    manage("sandbox_seed", env=env)
+    login = manage("demo_setup", "--admin", env=env, capture=True).split()
+    children = [
+        subprocess.Popen([str(PY), "manage.py", "runserver", address, "--noreload"], cwd=ROOT, env=env),
+        subprocess.Popen([str(PY), "manage.py", "qcluster"], cwd=ROOT, env=env),
+    ]
+
+    def stop(*_):
+        say("stopping …")
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        wait_for(f"{base}/healthz")
+        hook = manage("demo_setup", "--connect", env=env, capture=True).strip().splitlines()[-1]
+        print(f"""
+  zkbridge is running (SQLite, django-q2 workers, built-in Zuora and Kommo emulators).
+
+  Admin:              {base}/admin/   login: {login[0]}  password: {login[1]}
+  Kommo emulator:     {base}/sandbox/kommo/   ← press "Move to Won" on a lead
+  Zuora emulator:     {base}/sandbox/zuora/
+  Kommo web hook URL: {hook}
+
+  Ctrl-C stops everything.
+""", flush=True)
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        say("a process stopped; shutting down")
+    except KeyboardInterrupt:
+        pass
+    stop()
+
+
+def test(args: list[str]) -> int:
+    ensure_venv("requirements-dev.txt")
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "zkbridge.settings_test")
+    return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT, env=env)
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test"):
+        sys.exit(__doc__)
+    if sys.argv[1] == "demo":
+        demo()
+    else:
+        sys.exit(test(sys.argv[2:]))
+
+
+if __name__ == "__main__":
+    main()

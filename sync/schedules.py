@@ -1,0 +1,18 @@
+"""django-q2 schedules zkbridge needs, created (or corrected) after every migrate."""
+
+from __future__ import annotations
+
+SCHEDULES = [
+    # name, function, minutes between runs
+    ("zkbridge: dispatch due retries", "sync.tasks.dispatch_due", 1),
+    ("zkbridge: poll Kommo for won leads", "sync.poll.poll_kommo", 5),
+    ("zkbridge: sync the Zuora catalog", "sync.catalog_sync.scheduled_sync", 24 * 60),
+]
+
+
+def ensure_schedules(**kwargs) -> None:
+    from django_q.models import Schedule
+
+    for name, func, minutes in SCHEDULES:
+        Schedule.objects.update_or_create(name=name, defaults={
+            "func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1})
