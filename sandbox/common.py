@@ -103,6 +103,7 @@ def emulated(service: str, prefix: str, fault_response: Callable[[Fault, HttpReq
         @csrf_exempt
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs):
+            arrived = time.time()
             path = request.path[len(prefix):] or "/"
             faults = _matching_faults(service, request.method, path)
             delay = sum(f.latency_ms for f in faults if f.kind == "latency") / 1000
@@ -129,7 +130,7 @@ def emulated(service: str, prefix: str, fault_response: Callable[[Fault, HttpReq
                 if request.headers.get("Zuora-Track-Id"):
                     response["Zuora-Track-Id"] = request.headers["Zuora-Track-Id"][:64]
             RequestLog.objects.create(
-                service=service, method=request.method, path=path[:500], status=response.status_code, at=time.time()
+                service=service, method=request.method, path=path[:500], status=response.status_code, at=arrived
             )
             if drop is not None and drop_connection(request):
                 log.info("sandbox %s: dropped the connection after %s %s", service, request.method, path)

@@ -173,11 +173,21 @@ class HttpClient:
                 text = text.replace(secret, "***")
         return text
 
-    def _loggable_path(self, url: str, params: Any) -> str:
-        parts = urlsplit(url)
+    def relative(self, link: str) -> str:
+        """A link as a path under our base URL. Paging links are followed this way, so an answer can
+        never send us to another host (the base URL comes from configuration only)."""
+        parts = urlsplit(link)
         path = parts.path
-        query = parts.query or (urlencode(params, doseq=True) if params else "")
-        return self._scrub(f"{path}?{query}" if query else path)[:500]
+        base_path = urlsplit(self.base_url).path
+        if base_path and path.startswith(base_path):
+            path = path[len(base_path):]
+        return f"{path}?{parts.query}" if parts.query else path
+
+    def _loggable_path(self, url: str, params: Any) -> str:
+        path = self.relative(url)
+        if params and "?" not in path:
+            path = f"{path}?{urlencode(params, doseq=True)}"
+        return self._scrub(path)[:500]
 
     def _log(self, call: ApiCall, started: float, error: str = "") -> None:
         call.duration_ms = int((time.monotonic() - started) * 1000)

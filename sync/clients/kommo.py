@@ -22,6 +22,7 @@ from sync.models import ProviderToken, Throttle
 
 REFRESH_MARGIN = dt.timedelta(minutes=5)
 BATCH = 50  # Kommo asks for at most 50 entities per write
+WINDOW = 1.05  # seconds: Kommo's 1-second window, plus a margin for clock and network jitter
 
 
 class KommoClient(HttpClient):
@@ -55,11 +56,11 @@ class KommoClient(HttpClient):
         """Wait for a free slot in the shared 1-second window (≤ rps calls, all workers together)."""
         with locked_row(Throttle, name=self.provider) as row:
             now = time.time()
-            recent = [t for t in row.recent if t > now - 1.0]
+            recent = [t for t in row.recent if t > now - WINDOW]
             if len(recent) >= self.rps:
-                time.sleep(max(recent[-self.rps] + 1.0 - now, 0) + 0.01)
+                time.sleep(max(recent[-self.rps] + WINDOW - now, 0))
                 now = time.time()
-                recent = [t for t in recent if t > now - 1.0]
+                recent = [t for t in recent if t > now - WINDOW]
             recent.append(now)
             row.recent = recent[-self.rps:]
             row.save(update_fields=["recent"])
@@ -161,16 +162,7 @@ class KommoClient(HttpClient):
             next_link = ((answer.body.get("_links") or {}).get("next") or {}).get("href")
             if not next_link:
                 return
-            answer = self.request("GET", self._same_host(next_link))
-
-    def _same_host(self, link: str) -> str:
-        # Never follow a link to another host (the base URL comes from configuration only).
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(link)
-        base_path = urlsplit(self.base_url).path
-        path = parts.path[len(base_path):] if base_path and parts.path.startswith(base_path) else parts.path
-        return f"{path}?{parts.query}" if parts.query else path
+            answer = self.request("GET", self.relative(next_link))
 
     def get_contacts(self, ids: list[int]) -> list[dict]:
         if not ids:

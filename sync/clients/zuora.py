@@ -150,18 +150,7 @@ class ZuoraClient(HttpClient):
             next_page = body.get("nextPage")
             if not next_page:
                 return
-            answer = self.request("GET", self._follow(next_page))
-
-    def _follow(self, link: str) -> str:
-        """nextPage links are absolute or relative to the API root; always stay on our base URL."""
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(link)
-        path = parts.path
-        base_path = urlsplit(self.base_url).path
-        if base_path and path.startswith(base_path):
-            path = path[len(base_path):]
-        return f"{path}?{parts.query}" if parts.query else path
+            answer = self.request("GET", self.relative(next_page))
 
     def query(self, resource: str, filters: list[str] | None = None, *, expand: list[str] | None = None,
               page_size: int = 99) -> Iterator[dict]:
