@@ -51,16 +51,27 @@ def json_body(request: HttpRequest) -> Any:
 
 
 def _matching_faults(service: str, method: str, path: str) -> list[Fault]:
+    """Every matching latency fault, plus the first (oldest) matching fault of another kind.
+
+    Only faults that apply are used up, so faults queue: "drop once, then time out twice" is two faults.
+    """
     faults = Fault.objects.filter(service=service).filter(Q(method="*") | Q(method=method)).exclude(remaining=0)
-    chosen = []
+    chosen: list[Fault] = []
+    failing = False
     for fault in faults:
-        if not path.startswith(fault.path_prefix):
+        # "/v1/orders" matches everything under it; "/v1/orders$" only that path.
+        exact = fault.path_prefix.endswith("$")
+        if (path != fault.path_prefix[:-1]) if exact else not path.startswith(fault.path_prefix):
             continue
+        if fault.kind != "latency":
+            if failing:
+                continue
         if fault.remaining is not None:
             # Claim one use atomically: two concurrent requests never both spend the last one.
             if not Fault.objects.filter(id=fault.id, remaining__gt=0).update(remaining=F("remaining") - 1):
                 continue
         Fault.objects.filter(id=fault.id).update(hits=F("hits") + 1)
+        failing = failing or fault.kind != "latency"
         chosen.append(fault)
     return chosen
 

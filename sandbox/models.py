@@ -26,6 +26,8 @@ class Fault(models.Model):
     ]
     service = models.CharField(max_length=10, choices=[("zuora", "Zuora"), ("kommo", "Kommo")])
     method = models.CharField(max_length=10, default="*")
+    # A path prefix under the emulator ("/v1/orders" also matches "/v1/orders/preview"); a trailing "$"
+    # makes it exact ("/v1/orders$").
     path_prefix = models.CharField(max_length=200, default="/")
     kind = models.CharField(max_length=20, choices=KINDS)
     # How many matching requests it still applies to; null = every one until removed.

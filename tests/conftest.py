@@ -74,7 +74,11 @@ class Emulators:
         return KLead.objects.get(id=lead_id)
 
     def calls(self, service: str, method: str | None = None, path_prefix: str = "") -> int:
-        queryset = RequestLog.objects.filter(service=service, path__startswith=path_prefix)
+        """Requests the emulator answered; a path ending in "$" counts that exact path only."""
+        if path_prefix.endswith("$"):
+            queryset = RequestLog.objects.filter(service=service, path=path_prefix[:-1])
+        else:
+            queryset = RequestLog.objects.filter(service=service, path__startswith=path_prefix)
         return queryset.filter(method=method).count() if method else queryset.count()
 
 

@@ -1,0 +1,143 @@
+"""POST /webhooks/kommo/<token>/: stored raw, de-duplicated, 200 fast; garbage gets a short 4xx."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import quote
+
+import pytest
+import requests
+from django.db import connection
+from django_q.models import OrmQ
+
+from sync.installation import kommo_webhook_token
+from sync.models import SyncRecord, WebhookEvent
+from tests.conftest import fixture_text, requires_postgres
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture
+def url(db, settings):
+    settings.KOMMO_WEBHOOK_TOKEN = "a-long-secret-token-for-tests"
+    return f"/webhooks/kommo/{kommo_webhook_token()}/"
+
+
+@pytest.fixture
+def quiet_queue(settings, monkeypatch):
+    """Record what would be enqueued instead of running flows (these tests are about the endpoint)."""
+    queued = []
+    monkeypatch.setattr("sync.inbox.enqueue_record", queued.append)
+    return queued
+
+
+def post(client, url, body: str, content_type: str = FORM):
+    return client.generic("POST", url, body.encode() if isinstance(body, str) else body, content_type=content_type)
+
+
+def won_body(lead_id: int = 24312345, status_id: int = 142) -> str:
+    return (f"leads%5Bstatus%5D%5B0%5D%5Bid%5D={lead_id}&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D={status_id}"
+            f"&leads%5Bstatus%5D%5B0%5D%5Bpipeline_id%5D=4520110&account%5Bsubdomain%5D=acme")
+
+
+def test_the_real_kommo_body_makes_one_record_and_is_enqueued_after_commit(client, url, quiet_queue,
+                                                                            django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = post(client, url, fixture_text("kommo-webhook-lead-won.form").strip())
+    assert answer.status_code == 200 and answer.json()["won"] == 1
+    record = SyncRecord.objects.get()
+    assert record.key == "deal_won:24312345" and record.kommo_lead_id == 24312345 and record.status == "pending"
+    assert record.payload["custom_fields"][1]["values"] == ["1763769600"]  # the date field's quirk survives
+    assert quiet_queue == [record.id]
+    event = WebhookEvent.objects.get()
+    assert event.body.startswith("leads%5Bstatus%5D") and event.processed_at is not None
+
+
+def test_a_duplicate_body_is_acknowledged_and_changes_nothing(client, url, quiet_queue):
+    for _ in range(3):
+        assert post(client, url, won_body()).status_code == 200
+    assert SyncRecord.objects.count() == 1 and WebhookEvent.objects.get().duplicates == 2
+
+
+def test_a_second_body_for_the_same_lead_maps_onto_the_same_record(client, url, quiet_queue):
+    post(client, url, won_body())
+    post(client, url, won_body() + "&account%5Bid%5D=1")
+    assert WebhookEvent.objects.count() == 2 and SyncRecord.objects.count() == 1
+
+
+def test_a_lead_that_is_not_won_is_stored_and_ignored(client, url, quiet_queue):
+    answer = post(client, url, won_body(status_id=39402112))
+    assert answer.status_code == 200 and answer.json()["won"] == 0
+    assert WebhookEvent.objects.count() == 1 and not SyncRecord.objects.exists()
+
+
+def test_several_leads_and_actions_in_one_body(client, url, quiet_queue):
+    body = (won_body(1) + "&leads%5Bstatus%5D%5B1%5D%5Bid%5D=2&leads%5Bstatus%5D%5B1%5D%5Bstatus_id%5D=142"
+            "&leads%5Bupdate%5D%5B0%5D%5Bid%5D=3&leads%5Bupdate%5D%5B0%5D%5Bstatus_id%5D=39402112"
+            "&contacts%5Bupdate%5D%5B0%5D%5Bid%5D=9")
+    assert post(client, url, body).json()["won"] == 2
+    assert sorted(SyncRecord.objects.values_list("kommo_lead_id", flat=True)) == [1, 2]
+
+
+def test_a_wrong_token_is_404_and_nothing_is_stored(client, url, quiet_queue):
+    answer = post(client, "/webhooks/kommo/wrong-token-wrong-token/", won_body())
+    assert answer.status_code == 404 and not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("body, words", [
+    ("", "empty"),
+    ("hello world", "no Kommo entity"),
+    ('{"leads": {"status": [{"id": 1}]}}', "JSON"),
+    ("leads%5Bstatus%5D%5B0%5D%5Bid%5D=abc&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142", "must be a number"),
+    ("leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142", "has no id"),
+    ("leads%5Bstatus%5D%5B0%5D%5Bid%5D=-5", "positive"),
+    ("leads%5Bexplode%5D%5B0%5D%5Bid%5D=5", "unknown lead action"),
+    ("leads%5Bstatus%5D=flat", "not a list"),
+    ("leads%5Bstatus%5D%5B5000%5D%5Bid%5D=1", "cannot be decoded"),
+    ("a=1&" * 6000, "cannot be decoded"),
+    (quote("é").encode("latin-1").decode() + "%FF=%FF", "no Kommo entity"),
+])
+def test_garbage_gets_a_short_400_and_nothing_is_stored(client, url, quiet_queue, body, words):
+    answer = post(client, url, body)
+    assert answer.status_code == 400 and words in answer.json()["error"]
+    assert not WebhookEvent.objects.exists() and not quiet_queue
+
+
+def test_binary_junk_is_a_400(client, url, quiet_queue):
+    answer = client.generic("POST", url, b"\xff\xfe\x00garbage", content_type=FORM)
+    assert answer.status_code == 400 and not WebhookEvent.objects.exists()
+
+
+def test_an_oversized_body_is_413(client, url, quiet_queue, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    answer = post(client, url, won_body() + "&x=" + "a" * 20_000)
+    assert answer.status_code == 413 and not WebhookEvent.objects.exists()
+
+
+def test_get_is_not_allowed(client, url):
+    assert client.get(url).status_code == 405
+
+
+@requires_postgres
+def test_five_concurrent_copies_make_one_record(live_server, transactional_db, settings, monkeypatch):
+    settings.KOMMO_WEBHOOK_TOKEN = "a-long-secret-token-for-tests"
+    monkeypatch.setattr("sync.inbox.enqueue_record", lambda record_id: None)
+    target = f"{live_server.url}/webhooks/kommo/a-long-secret-token-for-tests/"
+    barrier = threading.Barrier(5)
+    statuses = []
+
+    def send(n: int):
+        barrier.wait()
+        # Each copy differs a little (Kommo re-sends with new timestamps): the record key still unites them.
+        statuses.append(requests.post(target, data=won_body() + f"&n={n}", headers={"Content-Type": FORM},
+                                      timeout=10).status_code)
+        connection.close()
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 5
+    assert SyncRecord.objects.count() == 1 and WebhookEvent.objects.count() == 5
+    assert not OrmQ.objects.exists()
