@@ -1,0 +1,69 @@
+"""sync_catalog mirrors Zuora's catalog page by page; a failure leaves the previous mirror intact."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from catalog.models import Product, ProductRatePlan, ProductRatePlanCharge
+from sandbox.models import ZProduct, ZRatePlan
+
+
+def test_catalog_is_mirrored_with_dates_tiers_and_currencies(emulators, capsys):
+    call_command("sync_catalog", "--page-size", "1")
+    out = capsys.readouterr().out
+    assert "Catalog mirrored from 2 page(s)" in out and "ProductRatePlan: 7 created" in out
+    growth = ProductRatePlan.objects.get(name="Growth")
+    assert growth.currencies() == {"USD", "EUR"} and str(growth.effective_start) == "2026-07-01"
+    usage = ProductRatePlanCharge.objects.get(name="API calls")
+    assert usage.charge_model == "Tiered" and usage.uom == "API call"
+    assert [t["endingUnit"] for t in usage.price_in("USD")["tiers"]] == [10000, 100000, None]
+
+
+def test_a_second_run_updates_and_marks_what_disappeared(emulators, capsys):
+    call_command("sync_catalog", verbosity=0)
+    ZRatePlan.objects.filter(name="Starter").update(name="Starter 2026")
+    ZRatePlan.objects.filter(name="Onboarding").delete()
+    call_command("sync_catalog")
+    out = capsys.readouterr().out
+    assert "1 no longer in Zuora" in out
+    assert ProductRatePlan.objects.filter(name="Starter 2026").exists()
+    gone = ProductRatePlan.objects.get(name="Onboarding")
+    assert gone.removed_at is not None  # kept: a mapping or subscription may still point at it
+
+
+def test_a_failing_page_leaves_the_previous_mirror_intact(emulators):
+    call_command("sync_catalog", verbosity=0)
+    before = list(ProductRatePlan.objects.values_list("zuora_id", "name", "removed_at"))
+    ZProduct.objects.filter(name="API Usage").update(name="Renamed")
+    emulators.fault("zuora", "http500", "/v1/catalog/products", remaining=10)
+    with pytest.raises(CommandError, match="previous mirror is unchanged"):
+        call_command("sync_catalog", "--page-size", "1", verbosity=0)
+    assert list(ProductRatePlan.objects.values_list("zuora_id", "name", "removed_at")) == before
+    assert not Product.objects.filter(name="Renamed").exists()
+
+
+def test_query_count_does_not_grow_with_the_catalog(emulators):
+    from catalog.mirror import apply_catalog
+
+    def catalog(n: int, prefix: str) -> list[dict]:
+        return [{"id": f"{prefix}{i}", "name": f"P{i}", "effectiveStartDate": "2020-01-01", "effectiveEndDate": "2099-12-31",
+                 "productRatePlans": [{"id": f"{prefix}{i}r{j}", "name": f"R{j}", "effectiveStartDate": "2020-01-01",
+                                       "effectiveEndDate": "2099-12-31", "productRatePlanCharges": [
+                                           {"id": f"p{i}r{j}c{k}", "name": f"C{k}", "type": "Recurring",
+                                            "model": "FlatFee", "pricing": [{"currency": "USD", "price": 1}]}
+                                           for k in range(2)]} for j in range(2)]} for i in range(n)]
+
+    counts = []
+    for size, prefix in ((5, "a"), (50, "b"), (5, "a"), (50, "b")):  # all new, then all updated
+        with CaptureQueriesContext(connection) as queries:
+            apply_catalog(catalog(size, prefix))
+        counts.append(len(queries))
+    assert counts[0] == counts[1] and counts[2] == counts[3], counts
+
+
+def test_page_size_is_checked(db):
+    with pytest.raises(CommandError, match="between 1 and 40"):
+        call_command("sync_catalog", "--page-size", "0")

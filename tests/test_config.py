@@ -1,0 +1,70 @@
+"""Bad configuration stops zkbridge with one clear line naming the variable (not a traceback)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("ZKBRIDGE_", "ZUORA_", "KOMMO_"))}
+    environment.pop("DJANGO_SETTINGS_MODULE", None)
+    environment.update(env)
+    environment.setdefault("ZKBRIDGE_SECRET_KEY", "x" * 50)
+    environment.setdefault("DATABASE_URL", "sqlite:///:memory:")
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("ZKBRIDGE_DEBUG", "maybe", "expected on/off"),
+    ("DATABASE_URL", "mysql://x", "expected postgres"),
+    ("ZUORA_BASE_URL", "rest.zuora.com", "expected an http(s) URL"),
+    ("KOMMO_WON_STATUS_ID", "won", "expected a whole number"),
+    ("ZKBRIDGE_DEFAULT_CURRENCY", "dollars", "three-letter"),
+    ("ZKBRIDGE_TIME_ZONE", "Mars/Olympus", "unknown time zone"),
+    ("KOMMO_WEBHOOK_TOKEN", "short", "at least 16"),
+    ("ZUORA_ACCOUNT_CRM_FIELD", "KommoId", "ends in __c"),
+    ("ZKBRIDGE_REDIS_URL", "localhost:6379", "redis://"),
+])
+def test_a_bad_value_is_one_line_naming_the_variable(name, value, words):
+    result = manage("check", **{name: value})
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"zkbridge: configuration error: {name}") and words in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_half_an_oauth_configuration_names_what_is_missing():
+    result = manage("check", KOMMO_BASE_URL="https://acme.kommo.com", KOMMO_CLIENT_ID="id")
+    assert result.returncode == 2 and "KOMMO_CLIENT_SECRET, KOMMO_REDIRECT_URI, KOMMO_REFRESH_TOKEN" in result.stderr
+
+
+def test_no_variables_at_all_is_a_working_sandbox():
+    result = manage("check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_real_urls_switch_the_sandbox_off():
+    result = manage("shell", "-v", "0", "-c", "from django.conf import settings; print(settings.ZKBRIDGE_SANDBOX)",
+                    ZUORA_BASE_URL="https://rest.apisandbox.zuora.com", KOMMO_BASE_URL="https://acme.kommo.com",
+                    KOMMO_ACCESS_TOKEN="t")
+    assert result.returncode == 0 and result.stdout.strip() == "False"
+
+
+def test_the_env_file_is_read_and_the_environment_wins(tmp_path):
+    env_file = ROOT / ".env"
+    assert not env_file.exists(), "a developer's .env would change this test"
+    env_file.write_text("KOMMO_WON_STATUS_ID=555\nKOMMO_LOST_STATUS_ID=777\n")
+    try:
+        code = "from django.conf import settings; print(settings.KOMMO_WON_STATUS_ID, settings.KOMMO_LOST_STATUS_ID)"
+        result = manage("shell", "-v", "0", "-c", code, KOMMO_LOST_STATUS_ID="888")
+    finally:
+        env_file.unlink()
+    assert result.stdout.split() == ["555", "888"]

@@ -1,0 +1,67 @@
+"""RevOps finds, reads and repairs sync records in the admin."""
+
+from __future__ import annotations
+
+import pytest
+
+from sync.models import ApiCall, SyncRecord
+
+
+@pytest.fixture
+def records(db, monkeypatch):
+    monkeypatch.setattr("sync.inbox.enqueue_record", lambda record_id: None)
+    made = {
+        "ok": SyncRecord.objects.create(kind="deal_won", key="deal_won:1", kommo_lead_id=1, status="succeeded",
+                                        zuora_account_number="A00000001", zuora_subscription_number="A-S00000001",
+                                        steps={"order": {"done": True, "at": "2026-11-23T10:00:00",
+                                                         "account_number": "A00000001"}}),
+        "stuck": SyncRecord.objects.create(kind="deal_won", key="deal_won:2", kommo_lead_id=2,
+                                           status="needs_attention", reason="no plan mapping for plan 'Platinum'"),
+        "failed": SyncRecord.objects.create(kind="deal_won", key="deal_won:3", kommo_lead_id=3, status="failed"),
+    }
+    ApiCall.objects.create(provider="zuora", method="POST", path="/v1/orders", status=200,
+                           request_body='{"client_secret": "***"}', sync_record=made["ok"])
+    return made
+
+
+def test_list_filters_by_status_and_searches_numbers(admin_client, records):
+    page = admin_client.get("/admin/sync/syncrecord/", {"status__exact": "needs_attention"}).content.decode()
+    assert "deal_won:2" in page and "deal_won:1" not in page
+    for term in ("A-S00000001", "A00000001", "1"):
+        page = admin_client.get("/admin/sync/syncrecord/", {"q": term}).content.decode()
+        assert "deal_won:1" in page and "deal_won:3" not in page
+
+
+def test_detail_shows_the_timeline_and_the_calls(admin_client, records):
+    page = admin_client.get(f"/admin/sync/syncrecord/{records['ok'].id}/change/").content.decode()
+    assert "order" in page and "A00000001" in page and "/v1/orders" in page
+
+
+def test_retry_requeues_only_what_can_be_retried(admin_client, records):
+    ids = [r.id for r in records.values()]
+    answer = admin_client.post("/admin/sync/syncrecord/", {"action": "retry", "_selected_action": ids}, follow=True)
+    assert "2 record(s) queued for retry" in answer.content.decode()
+    statuses = dict(SyncRecord.objects.values_list("key", "status"))
+    assert statuses == {"deal_won:1": "succeeded", "deal_won:2": "pending", "deal_won:3": "pending"}
+    assert SyncRecord.objects.get(key="deal_won:2").generation == 2
+
+
+def test_resolve_and_cancel_leave_succeeded_records_alone(admin_client, records):
+    admin_client.post("/admin/sync/syncrecord/", {"action": "mark_resolved",
+                                                  "_selected_action": [records["ok"].id, records["stuck"].id]})
+    admin_client.post("/admin/sync/syncrecord/", {"action": "cancel", "_selected_action": [records["failed"].id]})
+    statuses = dict(SyncRecord.objects.values_list("key", "status"))
+    assert statuses == {"deal_won:1": "succeeded", "deal_won:2": "resolved", "deal_won:3": "cancelled"}
+    assert "resolved by admin" in SyncRecord.objects.get(key="deal_won:2").reason
+
+
+def test_api_calls_are_read_only(admin_client, records):
+    call = ApiCall.objects.get()
+    assert admin_client.get(f"/admin/sync/apicall/{call.id}/change/").status_code == 200
+    assert admin_client.post(f"/admin/sync/apicall/{call.id}/change/", {"path": "/x"}).status_code == 403
+    assert admin_client.get("/admin/sync/apicall/add/").status_code == 403
+
+
+def test_the_admin_needs_a_login(client, records):
+    answer = client.get("/admin/sync/syncrecord/")
+    assert answer.status_code == 302 and "/admin/login/" in answer["Location"]
