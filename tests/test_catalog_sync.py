@@ -61,7 +61,9 @@ def test_query_count_does_not_grow_with_the_catalog(emulators):
         with CaptureQueriesContext(connection) as queries:
             apply_catalog(catalog(size, prefix))
         counts.append(len(queries))
-    assert counts[0] == counts[1] and counts[2] == counts[3], counts
+    # No per-row queries: ten times the catalog costs at most a few more bulk batches (SQLite splits
+    # statements at 999 variables; PostgreSQL sends 500 rows a statement).
+    assert counts[1] - counts[0] <= 4 and counts[3] - counts[2] <= 4, counts
 
 
 def test_page_size_is_checked(db):
