@@ -29,7 +29,7 @@ def say(text: str) -> None:
 
 
 def ensure_venv(requirements: str) -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs on whatever python3 the machine has
         sys.exit(f"zkbridge needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not PY.exists():
         say("creating .venv/ …")
@@ -40,14 +40,23 @@ def ensure_venv(requirements: str) -> None:
     if stamp.exists() and stamp.read_text() == digest:
         return
     say(f"installing {requirements} (pinned) …")
-    subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r",
-                    str(ROOT / requirements)], check=True, cwd=ROOT)
+    subprocess.run(
+        [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(ROOT / requirements)],
+        check=True,
+        cwd=ROOT,
+    )
     stamp.write_text(digest)
 
 
 def manage(*args: str, env: dict | None = None, capture: bool = False) -> str:
-    result = subprocess.run([str(PY), "manage.py", *args], cwd=ROOT, env=env, check=True, text=True,
-                            stdout=subprocess.PIPE if capture else None)
+    result = subprocess.run(
+        [str(PY), "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+    )
     return result.stdout or ""
 
 
@@ -102,7 +111,8 @@ def demo() -> None:
     try:
         wait_for(f"{base}/healthz")
         hook = manage("demo_setup", "--connect", env=env, capture=True).strip().splitlines()[-1]
-        print(f"""
+        print(
+            f"""
   zkbridge is running (SQLite, django-q2 workers, built-in Zuora and Kommo emulators).
 
   Admin:              {base}/admin/   login: {login[0]}  password: {login[1]}
@@ -111,7 +121,9 @@ def demo() -> None:
   Kommo web hook URL: {hook}
 
   Ctrl-C stops everything.
-""", flush=True)
+""",
+            flush=True,
+        )
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         say("a process stopped; shutting down")
@@ -124,6 +136,9 @@ def test(args: list[str]) -> int:
     ensure_venv("requirements-dev.txt")
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "zkbridge.settings_test")
+    say("ruff check …")
+    if subprocess.call([str(PY), "-m", "ruff", "check", "--quiet", "."], cwd=ROOT) != 0:
+        return 1
     return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT, env=env)
 
 

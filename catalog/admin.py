@@ -11,8 +11,12 @@ from catalog.models import MappedRatePlan, PlanMapping, Product, ProductRatePlan
 from catalog.planmap import check_rate_plan
 from catalog.sellable import status_label
 
-BADGE_COLOURS = {"sellable": "#1a7f37", "retired": "#cf222e", "not yet effective": "#8250df",
-                 "removed from Zuora": "#57606a"}
+BADGE_COLOURS = {
+    "sellable": "#1a7f37",
+    "retired": "#cf222e",
+    "not yet effective": "#8250df",
+    "removed from Zuora": "#57606a",
+}
 
 
 def badge(label: str) -> str:
@@ -72,8 +76,9 @@ class ChargeInline(admin.TabularInline):
         lines = []
         for price in obj.pricing:
             if price.get("tiers"):
-                tiers = "; ".join(f"{t.get('startingUnit')}–{t.get('endingUnit') or '∞'}: {t.get('price')}"
-                                  for t in price["tiers"])
+                tiers = "; ".join(
+                    f"{t.get('startingUnit')}–{t.get('endingUnit') or '∞'}: {t.get('price')}" for t in price["tiers"]
+                )
                 lines.append(f"{price.get('currency')} tiers {tiers}")
             else:
                 lines.append(f"{price.get('currency')} {price.get('price')}")
@@ -129,8 +134,12 @@ class MappedRatePlanInline(admin.TabularInline):
 class PlanMappingAdmin(admin.ModelAdmin):
     list_display = ["kommo_value", "kind", "currency", "label", "resolved_plans", "active", "updated_at"]
     list_filter = ["kind", "currency", "active"]
-    search_fields = ["kommo_value", "label", "rate_plans__product_rate_plan__name",
-                     "rate_plans__product_rate_plan__zuora_id"]
+    search_fields = [
+        "kommo_value",
+        "label",
+        "rate_plans__product_rate_plan__name",
+        "rate_plans__product_rate_plan__zuora_id",
+    ]
     inlines = [MappedRatePlanInline]
 
     def get_queryset(self, request):
@@ -139,8 +148,13 @@ class PlanMappingAdmin(admin.ModelAdmin):
     @admin.display(description="Zuora rate plan(s)")
     def resolved_plans(self, obj: PlanMapping) -> str:
         items = [(str(i.product_rate_plan), status_label(i.product_rate_plan, today())) for i in obj.rate_plans.all()]
-        return format_html("<br>".join(["{} {}"] * len(items)), *[x for name, label in items
-                                                                   for x in (name, badge(label))]) if items else "—"
+        return (
+            format_html(
+                "<br>".join(["{} {}"] * len(items)), *[x for name, label in items for x in (name, badge(label))]
+            )
+            if items
+            else "—"
+        )
 
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)

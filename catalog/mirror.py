@@ -40,8 +40,9 @@ def _decimal(value: Any) -> Decimal | None:
         return None
 
 
-def _upsert(model, rows: dict[str, dict], fields: list[str], now: dt.datetime,
-            counts: dict[str, dict[str, int]]) -> dict[str, Any]:
+def _upsert(
+    model, rows: dict[str, dict], fields: list[str], now: dt.datetime, counts: dict[str, dict[str, int]]
+) -> dict[str, Any]:
     """Create or update rows keyed by zuora_id; returns zuora_id → instance."""
     existing = {o.zuora_id: o for o in model.objects.filter(zuora_id__in=list(rows))}
     created, updated = [], []
@@ -75,15 +76,18 @@ def apply_catalog(products: list[dict]) -> dict[str, dict[str, int]]:
         if not isinstance(product, dict) or not product.get("id"):
             raise CatalogError(f"a product without an id: {str(product)[:100]}")
         product_rows[product["id"]] = {
-            "name": str(product.get("name") or "")[:255], "sku": str(product.get("sku") or "")[:100],
-            "description": product.get("description") or "", "category": str(product.get("category") or "")[:100],
+            "name": str(product.get("name") or "")[:255],
+            "sku": str(product.get("sku") or "")[:100],
+            "description": product.get("description") or "",
+            "category": str(product.get("category") or "")[:100],
             "effective_start": _date(product.get("effectiveStartDate"), f"product {product['id']}"),
             "effective_end": _date(product.get("effectiveEndDate"), f"product {product['id']}"),
         }
         for plan in product.get("productRatePlans") or []:
             plan_product[plan["id"]] = product["id"]
             plan_rows[plan["id"]] = {
-                "name": str(plan.get("name") or "")[:255], "description": plan.get("description") or "",
+                "name": str(plan.get("name") or "")[:255],
+                "description": plan.get("description") or "",
                 "zuora_status": str(plan.get("status") or "")[:20],
                 "effective_start": _date(plan.get("effectiveStartDate"), f"rate plan {plan['id']}"),
                 "effective_end": _date(plan.get("effectiveEndDate"), f"rate plan {plan['id']}"),
@@ -91,8 +95,10 @@ def apply_catalog(products: list[dict]) -> dict[str, dict[str, int]]:
             for charge in plan.get("productRatePlanCharges") or []:
                 charge_plan[charge["id"]] = plan["id"]
                 charge_rows[charge["id"]] = {
-                    "name": str(charge.get("name") or "")[:255], "charge_type": str(charge.get("type") or ""),
-                    "charge_model": str(charge.get("model") or ""), "uom": str(charge.get("uom") or "")[:50],
+                    "name": str(charge.get("name") or "")[:255],
+                    "charge_type": str(charge.get("type") or ""),
+                    "charge_model": str(charge.get("model") or ""),
+                    "uom": str(charge.get("uom") or "")[:50],
                     "billing_period": str(charge.get("billingPeriod") or "")[:30],
                     "default_quantity": _decimal(charge.get("defaultQuantity")),
                     "pricing": charge.get("pricing") or [],

@@ -124,8 +124,9 @@ class PlanMapping(models.Model):
     normalized_value = models.CharField(max_length=255, editable=False, db_index=True)
     currency = models.CharField(max_length=3, default=default_currency, validators=[currency_code])
     label = models.CharField(max_length=255, blank=True, help_text="Shown in notes, e.g. 'Growth'")
-    term_months = models.PositiveIntegerField(default=12, validators=[MinValueValidator(1)],
-                                              help_text="Initial term (TERMED)")
+    term_months = models.PositiveIntegerField(
+        default=12, validators=[MinValueValidator(1)], help_text="Initial term (TERMED)"
+    )
     evergreen = models.BooleanField(default=False, help_text="EVERGREEN instead of a fixed term")
     auto_renew = models.BooleanField(default=True)
     renewal_term_months = models.PositiveIntegerField(default=12, validators=[MinValueValidator(1)])
@@ -135,8 +136,9 @@ class PlanMapping(models.Model):
 
     class Meta:
         ordering = ["kind", "kommo_value"]
-        constraints = [models.UniqueConstraint(fields=["kind", "normalized_value", "currency"],
-                                               name="plan_mapping_value_currency")]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "normalized_value", "currency"], name="plan_mapping_value_currency")
+        ]
 
     def __str__(self) -> str:
         return f"{self.kommo_value} ({self.currency})"
@@ -156,16 +158,25 @@ class MappedRatePlan(models.Model):
 
     mapping = models.ForeignKey(PlanMapping, on_delete=models.CASCADE, related_name="rate_plans")
     product_rate_plan = models.ForeignKey(ProductRatePlan, on_delete=models.PROTECT, related_name="mappings")
-    quantity = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True,
-                                   validators=[MinValueValidator(Decimal("0"))],
-                                   help_text="Overrides the charge's default quantity (per-unit charges)")
-    price = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True,
-                                validators=[MinValueValidator(Decimal("0"))],
-                                help_text="Overrides the list price (per unit, or the flat fee)")
+    quantity = models.DecimalField(
+        max_digits=18,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Overrides the charge's default quantity (per-unit charges)",
+    )
+    price = models.DecimalField(
+        max_digits=18,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Overrides the list price (per unit, or the flat fee)",
+    )
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["mapping", "product_rate_plan"],
-                                               name="mapped_rate_plan_once")]
+        constraints = [models.UniqueConstraint(fields=["mapping", "product_rate_plan"], name="mapped_rate_plan_once")]
 
     def __str__(self) -> str:
         return str(self.product_rate_plan)

@@ -34,8 +34,9 @@ def check_rate_plan(plan: ProductRatePlan, currency: str, day: dt.date | None = 
     if not verdict.ok:
         result.errors.append(verdict.reason)
     elif verdict.retires_soon:
-        result.warnings.append(f"rate plan '{plan}' retires on {verdict.retires_on:%Y-%m-%d}: "
-                               f"plan the move to its successor")
+        result.warnings.append(
+            f"rate plan '{plan}' retires on {verdict.retires_on:%Y-%m-%d}: plan the move to its successor"
+        )
     return result
 
 
@@ -47,9 +48,11 @@ class Lookup:
 
 def find_mapping(kind: str, value: str, currency: str) -> Lookup:
     """The active mapping for a Kommo value in the deal's currency — or why there is none."""
-    candidates = list(PlanMapping.objects.filter(kind=kind, normalized_value=normalize(value), active=True)
-                      .prefetch_related("rate_plans__product_rate_plan__product",
-                                        "rate_plans__product_rate_plan__charges"))
+    candidates = list(
+        PlanMapping.objects.filter(kind=kind, normalized_value=normalize(value), active=True).prefetch_related(
+            "rate_plans__product_rate_plan__product", "rate_plans__product_rate_plan__charges"
+        )
+    )
     what = "plan" if kind == PlanMapping.Kind.PLAN else "Kommo product"
     if not candidates:
         return Lookup(None, f"no plan mapping for {what} '{value}': add it to the plan map in the zkbridge admin")
@@ -63,6 +66,20 @@ def find_mapping(kind: str, value: str, currency: str) -> Lookup:
 
 
 # --- CSV import ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CsvRow:
+    line: int
+    kind: str
+    value: str
+    currency: str
+    plan_id: str
+    label: str
+    quantity: Decimal | None
+    price: Decimal | None
+    term: str
+    auto: str
+
+
 @dataclass
 class ImportResult:
     created: int = 0
@@ -105,13 +122,15 @@ def import_csv(data: bytes, default_currency: str) -> ImportResult:
     unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if missing or unknown:
         if missing:
-            result.errors.append(f"line 1: missing column(s) {', '.join(missing)} "
-                                 f"(header must be {','.join(REQUIRED_COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)}])")
+            result.errors.append(
+                f"line 1: missing column(s) {', '.join(missing)} "
+                f"(header must be {','.join(REQUIRED_COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)}])"
+            )
         if unknown:
             result.errors.append(f"line 1: unknown column(s) {', '.join(unknown)}")
         return result
     reader.fieldnames = header
-    rows = []
+    rows: list[CsvRow] = []
     seen: dict[tuple, int] = {}
     plan_ids = set()
     try:
@@ -156,16 +175,22 @@ def import_csv(data: bytes, default_currency: str) -> ImportResult:
         price = _decimal(row.get("price") or "", "price", problems)
         result.errors += [f"line {line}: {p}" for p in problems]
         plan_ids.add(plan_id)
-        rows.append((line, kind, value, currency, plan_id, row, quantity, price, term, auto))
-    plans = {p.zuora_id: p for p in ProductRatePlan.objects.filter(zuora_id__in=plan_ids)
-             .select_related("product").prefetch_related("charges")}
-    for line, kind, value, currency, plan_id, row, *_ in rows:
-        plan = plans.get(plan_id)
+        rows.append(CsvRow(line, kind, value, currency, plan_id, row.get("label") or "", quantity, price, term, auto))
+    plans = {
+        p.zuora_id: p
+        for p in ProductRatePlan.objects.filter(zuora_id__in=plan_ids)
+        .select_related("product")
+        .prefetch_related("charges")
+    }
+    for item in rows:
+        line, plan_id, plan = item.line, item.plan_id, plans.get(item.plan_id)
         if plan_id and plan is None:
-            result.errors.append(f"line {line}: unknown product_rate_plan_id {plan_id!r} "
-                                 f"(not in the mirrored catalog: run sync_catalog?)")
+            result.errors.append(
+                f"line {line}: unknown product_rate_plan_id {plan_id!r} "
+                f"(not in the mirrored catalog: run sync_catalog?)"
+            )
         elif plan is not None:
-            check = check_rate_plan(plan, currency)
+            check = check_rate_plan(plan, item.currency)
             result.errors += [f"line {line}: {e}" for e in check.errors]
             result.warnings += [f"line {line}: {w}" for w in check.warnings]
     if not rows and not result.errors:
@@ -174,19 +199,22 @@ def import_csv(data: bytes, default_currency: str) -> ImportResult:
         result.errors.sort(key=lambda e: int(re.match(r"line (\d+)", e).group(1)) if e.startswith("line ") else 0)
         return result
     with transaction.atomic():
-        for line, kind, value, currency, plan_id, row, quantity, price, term, auto in rows:
-            defaults = {"kommo_value": value, "active": True}
-            if row.get("label"):
-                defaults["label"] = row["label"]
-            if term:
-                defaults["term_months"] = int(term)
-            if auto:
-                defaults["auto_renew"] = auto in ("true", "yes", "1")
+        for item in rows:
+            defaults: dict = {"kommo_value": item.value, "active": True}
+            if item.label:
+                defaults["label"] = item.label
+            if item.term:
+                defaults["term_months"] = int(item.term)
+            if item.auto:
+                defaults["auto_renew"] = item.auto in ("true", "yes", "1")
             mapping, created = PlanMapping.objects.update_or_create(
-                kind=kind, normalized_value=normalize(value), currency=currency, defaults=defaults)
-            mapping.rate_plans.exclude(product_rate_plan=plans[plan_id]).delete()
-            MappedRatePlan.objects.update_or_create(mapping=mapping, product_rate_plan=plans[plan_id],
-                                                    defaults={"quantity": quantity, "price": price})
+                kind=item.kind, normalized_value=normalize(item.value), currency=item.currency, defaults=defaults
+            )
+            plan = plans[item.plan_id]
+            mapping.rate_plans.exclude(product_rate_plan=plan).delete()
+            MappedRatePlan.objects.update_or_create(
+                mapping=mapping, product_rate_plan=plan, defaults={"quantity": item.quantity, "price": item.price}
+            )
             result.created += created
             result.updated += not created
     return result

@@ -30,8 +30,10 @@ def sellable_on(plan: ProductRatePlan, day: dt.date, currency: str | None = None
     product = plan.product
     if plan.removed_at or product.removed_at:
         return Sellability(False, f"rate plan '{plan}' is no longer in Zuora's catalog")
-    for start, end, what in ((product.effective_start, product.effective_end, f"product '{product.name}'"),
-                             (plan.effective_start, plan.effective_end, f"rate plan '{plan}'")):
+    for start, end, what in (
+        (product.effective_start, product.effective_end, f"product '{product.name}'"),
+        (plan.effective_start, plan.effective_end, f"rate plan '{plan}'"),
+    ):
         if day < start:
             return Sellability(False, f"{what} is not yet effective on {day:%Y-%m-%d} (sellable from {start:%Y-%m-%d})")
         if day > end:
@@ -42,9 +44,12 @@ def sellable_on(plan: ProductRatePlan, day: dt.date, currency: str | None = None
             return Sellability(False, f"rate plan '{plan}' has no charges")
         missing = [c.name for c in charges if c.removed_at is None and c.price_in(currency) is None]
         if missing:
-            return Sellability(False, f"rate plan '{plan}' has no price in {currency} "
-                                      f"(charges: {', '.join(missing)}; priced in "
-                                      f"{', '.join(sorted(plan.currencies())) or 'nothing'})")
+            return Sellability(
+                False,
+                f"rate plan '{plan}' has no price in {currency} "
+                f"(charges: {', '.join(missing)}; priced in "
+                f"{', '.join(sorted(plan.currencies())) or 'nothing'})",
+            )
     end = min(plan.effective_end, product.effective_end)
     soon = end if (end - day).days <= RETIRES_SOON_DAYS else None
     return Sellability(True, retires_on=soon)

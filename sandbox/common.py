@@ -9,8 +9,9 @@ import socketserver
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Q
@@ -106,8 +107,12 @@ class ConnectionDropped(HttpResponse):
     """Returned after drop_connection: the server's write fails quietly (broken pipe)."""
 
 
-def emulated(service: str, prefix: str, fault_response: Callable[[Fault, HttpRequest], HttpResponse | None],
-             before: Callable[[HttpRequest], HttpResponse | None] | None = None):
+def emulated(
+    service: str,
+    prefix: str,
+    fault_response: Callable[[Fault, HttpRequest], HttpResponse | None],
+    before: Callable[[HttpRequest], HttpResponse | None] | None = None,
+):
     """Wrap an emulator view with request logging, `before` checks (auth, rate limit) and faults."""
 
     def decorator(view):
@@ -115,7 +120,7 @@ def emulated(service: str, prefix: str, fault_response: Callable[[Fault, HttpReq
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs):
             arrived = time.time()
-            path = request.path[len(prefix):] or "/"
+            path = request.path[len(prefix) :] or "/"
             faults = _matching_faults(service, request.method, path)
             delay = sum(f.latency_ms for f in faults if f.kind == "latency") / 1000
             if delay:
@@ -160,8 +165,12 @@ def sleep_then(fault: Fault, response: HttpResponse) -> HttpResponse:
 
 def problem(status: int, title: str, detail: str, errors: list[dict] | None = None) -> JsonResponse:
     """Kommo's application/problem+json error."""
-    body: dict[str, Any] = {"title": title, "type": f"https://httpstatus.es/{status}", "status": status,
-                            "detail": detail}
+    body: dict[str, Any] = {
+        "title": title,
+        "type": f"https://httpstatus.es/{status}",
+        "status": status,
+        "detail": detail,
+    }
     if errors is not None:
         body["validation-errors"] = [{"request_id": "0", "errors": errors}]
     return JsonResponse(body, status=status, content_type="application/problem+json")

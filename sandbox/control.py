@@ -14,8 +14,18 @@ from sandbox.common import DEFAULTS, json_body, set_setting
 from sandbox.kommo import set_status
 from sandbox.models import Fault, KLead, KNote, KTask, RequestLog, ZAccount, ZSubscription
 
-FAULT_FIELDS = {"service", "method", "path_prefix", "kind", "remaining", "latency_ms", "retry_after",
-                "sleep_seconds", "reason_code", "reason_message"}
+FAULT_FIELDS = {
+    "service",
+    "method",
+    "path_prefix",
+    "kind",
+    "remaining",
+    "latency_ms",
+    "retry_after",
+    "sleep_seconds",
+    "reason_code",
+    "reason_message",
+}
 
 
 def _bad(message: str, status: int = 400) -> JsonResponse:
@@ -86,8 +96,10 @@ def lead_status(request: HttpRequest, lead_id: int) -> HttpResponse:
 
 def state(request: HttpRequest) -> HttpResponse:
     calls = RequestLog.objects.values("service", "method", "path").annotate(n=Count("id")).order_by("service", "path")
-    return JsonResponse({
-        "zuora": {"accounts": ZAccount.objects.count(), "subscriptions": ZSubscription.objects.count()},
-        "kommo": {"notes": KNote.objects.count(), "tasks": KTask.objects.count()},
-        "calls": list(calls),
-    })
+    return JsonResponse(
+        {
+            "zuora": {"accounts": ZAccount.objects.count(), "subscriptions": ZSubscription.objects.count()},
+            "kommo": {"notes": KNote.objects.count(), "tasks": KTask.objects.count()},
+            "calls": list(calls),
+        }
+    )

@@ -48,14 +48,37 @@ def zuora_id(name: str) -> str:
     return "8a8" + hashlib.md5(name.encode()).hexdigest()[:29]
 
 
-def _charge(name: str, type_: str, model: str, prices: dict[str, str], *, uom: str = "", period: str = "Month",
-            quantity: int = 1, tiers: dict[str, list] | None = None) -> dict:
+def _charge(
+    name: str,
+    type_: str,
+    model: str,
+    prices: dict[str, str],
+    *,
+    uom: str = "",
+    period: str = "Month",
+    quantity: int = 1,
+    tiers: dict[str, list] | None = None,
+) -> dict:
     return {
-        "id": zuora_id(f"charge:{name}"), "name": name, "type": type_, "model": model, "uom": uom or None,
-        "billingPeriod": period if type_ != "OneTime" else None, "defaultQuantity": quantity,
-        "pricing": [{"currency": cur, "price": price if not tiers else None, "tiers": (tiers or {}).get(cur, []),
-                     "includedUnits": None, "overagePrice": None, "discountPercentage": None,
-                     "discountAmount": None} for cur, price in prices.items()],
+        "id": zuora_id(f"charge:{name}"),
+        "name": name,
+        "type": type_,
+        "model": model,
+        "uom": uom or None,
+        "billingPeriod": period if type_ != "OneTime" else None,
+        "defaultQuantity": quantity,
+        "pricing": [
+            {
+                "currency": cur,
+                "price": price if not tiers else None,
+                "tiers": (tiers or {}).get(cur, []),
+                "includedUnits": None,
+                "overagePrice": None,
+                "discountPercentage": None,
+                "discountAmount": None,
+            }
+            for cur, price in prices.items()
+        ],
     }
 
 
@@ -65,55 +88,153 @@ def catalog_spec(today: dt.date) -> list[dict]:
 
     def tiers(rates: list[str]) -> list[dict]:
         bounds = [(0, 10000), (10001, 100000), (100001, None)]
-        return [{"tier": i + 1, "startingUnit": low, "endingUnit": high, "price": rate, "priceFormat": "PerUnit"}
-                for i, ((low, high), rate) in enumerate(zip(bounds, rates))]
+        return [
+            {"tier": i + 1, "startingUnit": low, "endingUnit": high, "price": rate, "priceFormat": "PerUnit"}
+            for i, ((low, high), rate) in enumerate(zip(bounds, rates, strict=True))
+        ]
 
     return [
-        {"name": "zkbridge Platform", "sku": "SKU-PLATFORM", "category": "Base Products",
-         "start": dt.date(2020, 1, 1), "end": FOREVER, "plans": [
-             ("Growth (2024)", dt.date(2024, 1, 1), dt.date(2026, 6, 30),
-              [_charge("Growth 2024 monthly fee", "Recurring", "FlatFee", {"USD": "1000", "EUR": "900"})]),
-             ("Growth", dt.date(2026, 7, 1), FOREVER,
-              [_charge("Growth seats", "Recurring", "PerUnit", {"USD": "120", "EUR": "110"}, uom="Seat",
-                       quantity=10)]),
-             ("Starter", dt.date(2020, 1, 1), FOREVER,
-              [_charge("Starter monthly fee", "Recurring", "FlatFee", {"USD": "300", "EUR": "280"})]),
-             ("Scale (retiring)", dt.date(2025, 1, 1), soon,
-              [_charge("Scale monthly fee", "Recurring", "FlatFee", {"USD": "2500"})]),
-             ("Enterprise (2027)", dt.date(2027, 1, 1), FOREVER,
-              [_charge("Enterprise annual fee", "Recurring", "FlatFee", {"USD": "48000", "EUR": "44000"},
-                       period="Annual")]),
-             ("Onboarding", dt.date(2020, 1, 1), FOREVER,
-              [_charge("Onboarding fee", "OneTime", "FlatFee", {"USD": "2000", "EUR": "1800"})]),
-         ]},
-        {"name": "API Usage", "sku": "SKU-API", "category": "Usage", "start": dt.date(2020, 1, 1), "end": FOREVER,
-         "plans": [
-             ("API calls (tiered)", dt.date(2020, 1, 1), FOREVER,
-              [_charge("API calls", "Usage", "Tiered", {"USD": "", "EUR": ""}, uom="API call",
-                       tiers={"USD": tiers(["0", "0.002", "0.001"]), "EUR": tiers(["0", "0.0018", "0.0009"])})]),
-         ]},
+        {
+            "name": "zkbridge Platform",
+            "sku": "SKU-PLATFORM",
+            "category": "Base Products",
+            "start": dt.date(2020, 1, 1),
+            "end": FOREVER,
+            "plans": [
+                (
+                    "Growth (2024)",
+                    dt.date(2024, 1, 1),
+                    dt.date(2026, 6, 30),
+                    [_charge("Growth 2024 monthly fee", "Recurring", "FlatFee", {"USD": "1000", "EUR": "900"})],
+                ),
+                (
+                    "Growth",
+                    dt.date(2026, 7, 1),
+                    FOREVER,
+                    [
+                        _charge(
+                            "Growth seats",
+                            "Recurring",
+                            "PerUnit",
+                            {"USD": "120", "EUR": "110"},
+                            uom="Seat",
+                            quantity=10,
+                        )
+                    ],
+                ),
+                (
+                    "Starter",
+                    dt.date(2020, 1, 1),
+                    FOREVER,
+                    [_charge("Starter monthly fee", "Recurring", "FlatFee", {"USD": "300", "EUR": "280"})],
+                ),
+                (
+                    "Scale (retiring)",
+                    dt.date(2025, 1, 1),
+                    soon,
+                    [_charge("Scale monthly fee", "Recurring", "FlatFee", {"USD": "2500"})],
+                ),
+                (
+                    "Enterprise (2027)",
+                    dt.date(2027, 1, 1),
+                    FOREVER,
+                    [
+                        _charge(
+                            "Enterprise annual fee",
+                            "Recurring",
+                            "FlatFee",
+                            {"USD": "48000", "EUR": "44000"},
+                            period="Annual",
+                        )
+                    ],
+                ),
+                (
+                    "Onboarding",
+                    dt.date(2020, 1, 1),
+                    FOREVER,
+                    [_charge("Onboarding fee", "OneTime", "FlatFee", {"USD": "2000", "EUR": "1800"})],
+                ),
+            ],
+        },
+        {
+            "name": "API Usage",
+            "sku": "SKU-API",
+            "category": "Usage",
+            "start": dt.date(2020, 1, 1),
+            "end": FOREVER,
+            "plans": [
+                (
+                    "API calls (tiered)",
+                    dt.date(2020, 1, 1),
+                    FOREVER,
+                    [
+                        _charge(
+                            "API calls",
+                            "Usage",
+                            "Tiered",
+                            {"USD": "", "EUR": ""},
+                            uom="API call",
+                            tiers={"USD": tiers(["0", "0.002", "0.001"]), "EUR": tiers(["0", "0.0018", "0.0009"])},
+                        )
+                    ],
+                ),
+            ],
+        },
     ]
 
 
 def seed_zuora_catalog(today: dt.date | None = None) -> None:
     today = today or timezone.localdate()
     for spec in catalog_spec(today):
-        product, _ = ZProduct.objects.update_or_create(zid=zuora_id(spec["name"]), defaults={
-            "sku": spec["sku"], "name": spec["name"], "category": spec["category"],
-            "effective_start": spec["start"], "effective_end": spec["end"]})
+        product, _ = ZProduct.objects.update_or_create(
+            zid=zuora_id(spec["name"]),
+            defaults={
+                "sku": spec["sku"],
+                "name": spec["name"],
+                "category": spec["category"],
+                "effective_start": spec["start"],
+                "effective_end": spec["end"],
+            },
+        )
         for name, start, end, charges in spec["plans"]:
-            ZRatePlan.objects.update_or_create(zid=zuora_id(name), defaults={
-                "product": product, "name": name, "effective_start": start, "effective_end": end, "charges": charges})
+            ZRatePlan.objects.update_or_create(
+                zid=zuora_id(name),
+                defaults={
+                    "product": product,
+                    "name": name,
+                    "effective_start": start,
+                    "effective_end": end,
+                    "charges": charges,
+                },
+            )
 
 
 def _multitext(code: str, value: str, field_id: int) -> dict:
-    return {"field_id": field_id, "field_name": code.title(), "field_code": code, "field_type": "multitext",
-            "values": [{"value": value, "enum_id": 200301 if code == "EMAIL" else 200311, "enum_code": "WORK"}]}
+    return {
+        "field_id": field_id,
+        "field_name": code.title(),
+        "field_code": code,
+        "field_type": "multitext",
+        "values": [{"value": value, "enum_id": 200301 if code == "EMAIL" else 200311, "enum_code": "WORK"}],
+    }
 
 
 def _plan(value: str) -> list[dict]:
-    return [{"field_id": PLAN_FIELD, "field_name": "Plan", "field_code": None, "field_type": "select",
-             "values": [{"value": value, "enum_id": 553300 + int(hashlib.md5(value.encode()).hexdigest()[:4], 16) % 100, "enum_code": None}]}]
+    return [
+        {
+            "field_id": PLAN_FIELD,
+            "field_name": "Plan",
+            "field_code": None,
+            "field_type": "select",
+            "values": [
+                {
+                    "value": value,
+                    "enum_id": 553300 + int(hashlib.md5(value.encode()).hexdigest()[:4], 16) % 100,
+                    "enum_code": None,
+                }
+            ],
+        }
+    ]
 
 
 def seed_kommo() -> None:
@@ -125,9 +246,14 @@ def seed_kommo() -> None:
         (5550004, "Umbrella", "finance@umbrella.example"),
     ]
     for cid, name, email in companies:
-        KCompany.objects.update_or_create(id=cid, defaults={
-            "name": name, "updated_at": now,
-            "custom_fields_values": [_multitext("EMAIL", email, 100301)] if email else None})
+        KCompany.objects.update_or_create(
+            id=cid,
+            defaults={
+                "name": name,
+                "updated_at": now,
+                "custom_fields_values": [_multitext("EMAIL", email, 100301)] if email else None,
+            },
+        )
     contacts = [
         (6660001, "Jane", "Doe", "jane@acme.example", 5550001, []),
         (6660002, "Bob", "Billing", "bob@acme.example", 5550001, ["billing"]),
@@ -139,14 +265,30 @@ def seed_kommo() -> None:
     for cid, first, last, email, company, tags in contacts:
         fields = [_multitext("EMAIL", email, 100201)] if email else []
         fields.append(_multitext("PHONE", "+1 555 0100", 100202))
-        KContact.objects.update_or_create(id=cid, defaults={
-            "name": f"{first} {last}", "first_name": first, "last_name": last, "company_id": company,
-            "custom_fields_values": fields, "tags": tags, "updated_at": now})
+        KContact.objects.update_or_create(
+            id=cid,
+            defaults={
+                "name": f"{first} {last}",
+                "first_name": first,
+                "last_name": last,
+                "company_id": company,
+                "custom_fields_values": fields,
+                "tags": tags,
+                "updated_at": now,
+            },
+        )
     for eid, name in ((770001, "Onboarding package"), (770002, "Extra seats")):
         KCatalogElement.objects.update_or_create(id=eid, defaults={"catalog_id": 12001, "name": name})
     leads = [
-        (24312345, "ACME annual", 14400, "Growth", 5550001, [(6660001, True), (6660002, False)],
-         [{"id": 770001, "metadata": {"quantity": 1, "catalog_id": 12001}}]),
+        (
+            24312345,
+            "ACME annual",
+            14400,
+            "Growth",
+            5550001,
+            [(6660001, True), (6660002, False)],
+            [{"id": 770001, "metadata": {"quantity": 1, "catalog_id": 12001}}],
+        ),
         (24312346, "ACME expansion", 3600, "Starter", 5550001, [(6660001, True)], []),
         (24312347, "Globex pilot", 14400, "Growth", 5550002, [(6660003, True)], []),
         (24312348, "Initech legacy renewal", 12000, "Growth (2024)", 5550003, [(6660004, True)], []),
@@ -154,19 +296,51 @@ def seed_kommo() -> None:
         (24312350, "Umbrella platinum", 50000, "Platinum", 5550004, [(6660006, True)], []),
     ]
     for lid, name, price, plan, company, people, products in leads:
-        KLead.objects.update_or_create(id=lid, defaults={
-            "name": name, "price": price, "status_id": NEGOTIATION, "pipeline_id": PIPELINE,
-            "created_at": now - 86400 * 7, "updated_at": now - 3600, "closed_at": None, "is_deleted": False,
-            "custom_fields_values": _plan(plan), "company_id": company,
-            "contacts": [{"id": c, "is_main": main} for c, main in people], "catalog_elements": products})
+        KLead.objects.update_or_create(
+            id=lid,
+            defaults={
+                "name": name,
+                "price": price,
+                "status_id": NEGOTIATION,
+                "pipeline_id": PIPELINE,
+                "created_at": now - 86400 * 7,
+                "updated_at": now - 3600,
+                "closed_at": None,
+                "is_deleted": False,
+                "custom_fields_values": _plan(plan),
+                "company_id": company,
+                "contacts": [{"id": c, "is_main": main} for c, main in people],
+                "catalog_elements": products,
+            },
+        )
 
 
 @transaction.atomic
 def reset() -> None:
     """Forget everything both emulators know (settings and faults included)."""
-    for model in (Fault, Setting, RequestLog, ZToken, ZIdempotency, ZUsage, ZUsageImport, ZSubscription, ZOrder,
-                  ZAccount, ZRatePlan, ZProduct, KToken, KAuthCode, KNote, KTask, KLead, KContact, KCompany,
-                  KCatalogElement, KWebhook):
+    for model in (
+        Fault,
+        Setting,
+        RequestLog,
+        ZToken,
+        ZIdempotency,
+        ZUsage,
+        ZUsageImport,
+        ZSubscription,
+        ZOrder,
+        ZAccount,
+        ZRatePlan,
+        ZProduct,
+        KToken,
+        KAuthCode,
+        KNote,
+        KTask,
+        KLead,
+        KContact,
+        KCompany,
+        KCatalogElement,
+        KWebhook,
+    ):
         model.objects.all().delete()
 
 

@@ -64,13 +64,20 @@ def _fault_response(fault: Fault, request: HttpRequest) -> HttpResponse | None:
         response["Retry-After"] = str(fault.retry_after)
         return response
     if fault.kind == "html403":
-        return HttpResponse("<html><body><h1>Access denied</h1><p>Your account is blocked.</p></body></html>",
-                            status=403, content_type="text/html")
+        return HttpResponse(
+            "<html><body><h1>Access denied</h1><p>Your account is blocked.</p></body></html>",
+            status=403,
+            content_type="text/html",
+        )
     if fault.kind == "timeout":
         return sleep_then(fault, HttpResponse("", status=504, content_type="text/html"))
     if fault.kind in ("success_false",):
-        return problem(400, "Bad Request", fault.reason_message, [{"code": "InjectedError", "path": "",
-                                                                   "detail": fault.reason_message}])
+        return problem(
+            400,
+            "Bad Request",
+            fault.reason_message,
+            [{"code": "InjectedError", "path": "", "detail": fault.reason_message}],
+        )
     if fault.kind == "unauthorized":
         return problem(401, "Unauthorized", "Token has been revoked")
     return None
@@ -89,8 +96,10 @@ def _authenticate(request: HttpRequest) -> HttpResponse | None:
     token = header[7:] if header.lower().startswith("bearer ") else ""
     if token and token in get_setting("kommo_long_lived_tokens"):
         return None
-    if token and KToken.objects.filter(access_token=token, revoked=False,
-                                       access_expires_at__gt=timezone.now()).exists():
+    if (
+        token
+        and KToken.objects.filter(access_token=token, revoked=False, access_expires_at__gt=timezone.now()).exists()
+    ):
         return None
     return problem(401, "Unauthorized", "Unauthorized")
 
@@ -130,10 +139,19 @@ def oauth_token(request: HttpRequest) -> HttpResponse:
         KToken.objects.filter(refresh_token=old).update(revoked=True)
     else:
         return problem(400, "Bad Request", "grant_type must be authorization_code or refresh_token")
-    token = KToken.objects.create(access_token=secrets.token_urlsafe(32), refresh_token=secrets.token_urlsafe(32),
-                                  access_expires_at=timezone.now() + dt.timedelta(seconds=86400))
-    return JsonResponse({"token_type": "Bearer", "expires_in": 86400, "access_token": token.access_token,
-                         "refresh_token": token.refresh_token})
+    token = KToken.objects.create(
+        access_token=secrets.token_urlsafe(32),
+        refresh_token=secrets.token_urlsafe(32),
+        access_expires_at=timezone.now() + dt.timedelta(seconds=86400),
+    )
+    return JsonResponse(
+        {
+            "token_type": "Bearer",
+            "expires_in": 86400,
+            "access_token": token.access_token,
+            "refresh_token": token.refresh_token,
+        }
+    )
 
 
 # --- Shapes ----------------------------------------------------------------------------------------
@@ -142,38 +160,75 @@ def _link(path: str) -> dict:
 
 
 def lead_json(lead: KLead, with_: set[str]) -> dict[str, Any]:
-    embedded: dict[str, Any] = {"tags": [], "companies": [{"id": lead.company_id, "_links": _link(
-        f"/api/v4/companies/{lead.company_id}")}] if lead.company_id else []}
+    embedded: dict[str, Any] = {
+        "tags": [],
+        "companies": [{"id": lead.company_id, "_links": _link(f"/api/v4/companies/{lead.company_id}")}]
+        if lead.company_id
+        else [],
+    }
     if "contacts" in with_:
-        embedded["contacts"] = [{"id": c["id"], "is_main": bool(c.get("is_main")),
-                                 "_links": _link(f"/api/v4/contacts/{c['id']}")} for c in lead.contacts]
+        embedded["contacts"] = [
+            {"id": c["id"], "is_main": bool(c.get("is_main")), "_links": _link(f"/api/v4/contacts/{c['id']}")}
+            for c in lead.contacts
+        ]
     if "catalog_elements" in with_:
         embedded["catalog_elements"] = lead.catalog_elements
     return {
-        "id": lead.id, "name": lead.name, "price": lead.price, "responsible_user_id": lead.responsible_user_id,
-        "group_id": 0, "status_id": lead.status_id, "pipeline_id": lead.pipeline_id, "loss_reason_id": None,
-        "created_by": lead.responsible_user_id, "updated_by": lead.responsible_user_id,
-        "created_at": lead.created_at, "updated_at": lead.updated_at, "closed_at": lead.closed_at,
-        "closest_task_at": None, "is_deleted": lead.is_deleted, "custom_fields_values": lead.custom_fields_values,
-        "score": None, "account_id": ACCOUNT_ID, "labor_cost": None, "_links": _link(f"/api/v4/leads/{lead.id}"),
+        "id": lead.id,
+        "name": lead.name,
+        "price": lead.price,
+        "responsible_user_id": lead.responsible_user_id,
+        "group_id": 0,
+        "status_id": lead.status_id,
+        "pipeline_id": lead.pipeline_id,
+        "loss_reason_id": None,
+        "created_by": lead.responsible_user_id,
+        "updated_by": lead.responsible_user_id,
+        "created_at": lead.created_at,
+        "updated_at": lead.updated_at,
+        "closed_at": lead.closed_at,
+        "closest_task_at": None,
+        "is_deleted": lead.is_deleted,
+        "custom_fields_values": lead.custom_fields_values,
+        "score": None,
+        "account_id": ACCOUNT_ID,
+        "labor_cost": None,
+        "_links": _link(f"/api/v4/leads/{lead.id}"),
         "_embedded": embedded,
     }
 
 
 def contact_json(contact: KContact) -> dict[str, Any]:
-    return {"id": contact.id, "name": contact.name, "first_name": contact.first_name,
-            "last_name": contact.last_name, "responsible_user_id": 7720001, "created_at": contact.updated_at,
-            "updated_at": contact.updated_at, "account_id": ACCOUNT_ID,
-            "custom_fields_values": contact.custom_fields_values, "_links": _link(f"/api/v4/contacts/{contact.id}"),
-            "_embedded": {"tags": [{"id": i + 1, "name": t} for i, t in enumerate(contact.tags)],
-                          "companies": [{"id": contact.company_id}] if contact.company_id else []}}
+    return {
+        "id": contact.id,
+        "name": contact.name,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "responsible_user_id": 7720001,
+        "created_at": contact.updated_at,
+        "updated_at": contact.updated_at,
+        "account_id": ACCOUNT_ID,
+        "custom_fields_values": contact.custom_fields_values,
+        "_links": _link(f"/api/v4/contacts/{contact.id}"),
+        "_embedded": {
+            "tags": [{"id": i + 1, "name": t} for i, t in enumerate(contact.tags)],
+            "companies": [{"id": contact.company_id}] if contact.company_id else [],
+        },
+    }
 
 
 def company_json(company: KCompany) -> dict[str, Any]:
-    return {"id": company.id, "name": company.name, "responsible_user_id": 7720001,
-            "created_at": company.updated_at, "updated_at": company.updated_at, "account_id": ACCOUNT_ID,
-            "custom_fields_values": company.custom_fields_values, "_links": _link(f"/api/v4/companies/{company.id}"),
-            "_embedded": {"tags": []}}
+    return {
+        "id": company.id,
+        "name": company.name,
+        "responsible_user_id": 7720001,
+        "created_at": company.updated_at,
+        "updated_at": company.updated_at,
+        "account_id": ACCOUNT_ID,
+        "custom_fields_values": company.custom_fields_values,
+        "_links": _link(f"/api/v4/companies/{company.id}"),
+        "_embedded": {"tags": []},
+    }
 
 
 def _page(request: HttpRequest, queryset, key: str, shape) -> HttpResponse:
@@ -184,7 +239,7 @@ def _page(request: HttpRequest, queryset, key: str, shape) -> HttpResponse:
         return problem(400, "Bad Request", "page and limit must be whole numbers")
     if page < 1 or not 1 <= limit <= 250:
         return problem(400, "Bad Request", "limit must be between 1 and 250")
-    items = list(queryset[(page - 1) * limit: page * limit + 1])
+    items = list(queryset[(page - 1) * limit : page * limit + 1])
     if not items:
         return HttpResponse(status=204)  # Kommo answers an empty list with no body at all
     more = len(items) > limit
@@ -231,7 +286,7 @@ def leads(request: HttpRequest) -> HttpResponse:
     statuses = filters.get("statuses")
     if statuses:
         condition = Q()
-        for item in (statuses.values() if isinstance(statuses, dict) else statuses):
+        for item in statuses.values() if isinstance(statuses, dict) else statuses:
             try:
                 condition |= Q(pipeline_id=int(item["pipeline_id"]), status_id=int(item["status_id"]))
             except (KeyError, TypeError, ValueError):
@@ -279,11 +334,21 @@ def _patch_leads(items: list, single: bool = False) -> HttpResponse:
             continue
         for f_index, field in enumerate(item.get("custom_fields_values") or []):
             if not isinstance(field, dict) or field.get("field_id") not in LEAD_FIELDS:
-                errors.append({"code": "NotSupportedChoice", "path": f"custom_fields_values.{f_index}.field_id",
-                               "detail": "The value you have provided is not supported"})
+                errors.append(
+                    {
+                        "code": "NotSupportedChoice",
+                        "path": f"custom_fields_values.{f_index}.field_id",
+                        "detail": "The value you have provided is not supported",
+                    }
+                )
             elif not isinstance(field.get("values"), list) or not field["values"]:
-                errors.append({"code": "FieldMissing", "path": f"custom_fields_values.{f_index}.values",
-                               "detail": "This field is missing"})
+                errors.append(
+                    {
+                        "code": "FieldMissing",
+                        "path": f"custom_fields_values.{f_index}.values",
+                        "detail": "This field is missing",
+                    }
+                )
     if errors:  # one invalid field rejects the whole request
         return problem(400, "Bad Request", "Request validation failed", errors)
     changed = []
@@ -301,14 +366,19 @@ def _patch_leads(items: list, single: bool = False) -> HttpResponse:
         fields = {f["field_id"]: f for f in (lead.custom_fields_values or [])}
         for field in item.get("custom_fields_values") or []:
             name, kind = LEAD_FIELDS[field["field_id"]]
-            fields[field["field_id"]] = {"field_id": field["field_id"], "field_name": name, "field_code": None,
-                                         "field_type": kind, "values": [{"value": v.get("value")}
-                                                                        for v in field["values"]]}
+            fields[field["field_id"]] = {
+                "field_id": field["field_id"],
+                "field_name": name,
+                "field_code": None,
+                "field_type": kind,
+                "values": [{"value": v.get("value")} for v in field["values"]],
+            }
         lead.custom_fields_values = list(fields.values()) or None
         set_status(lead, lead.status_id, old_status)
         changed.append(lead)
-    shaped = [{"id": lead.id, "updated_at": lead.updated_at, "_links": _link(f"/api/v4/leads/{lead.id}")}
-              for lead in changed]
+    shaped = [
+        {"id": lead.id, "updated_at": lead.updated_at, "_links": _link(f"/api/v4/leads/{lead.id}")} for lead in changed
+    ]
     if single:
         return JsonResponse(shaped[0])
     return JsonResponse({"_links": _link("/api/v4/leads"), "_embedded": {"leads": shaped}})
@@ -327,10 +397,20 @@ def set_status(lead: KLead, status_id: int, old_status: int) -> None:
 
 @kommo_view
 def pipelines(request: HttpRequest) -> HttpResponse:
-    statuses = [{"id": 39402112, "name": "Negotiation", "sort": 10}, {"id": WON, "name": "Closed - won", "sort": 10000},
-                {"id": LOST, "name": "Closed - lost", "sort": 11000}]
-    return JsonResponse({"_embedded": {"pipelines": [{"id": PIPELINE_ID, "name": "Sales", "is_main": True,
-                                                      "_embedded": {"statuses": statuses}}]}})
+    statuses = [
+        {"id": 39402112, "name": "Negotiation", "sort": 10},
+        {"id": WON, "name": "Closed - won", "sort": 10000},
+        {"id": LOST, "name": "Closed - lost", "sort": 11000},
+    ]
+    return JsonResponse(
+        {
+            "_embedded": {
+                "pipelines": [
+                    {"id": PIPELINE_ID, "name": "Sales", "is_main": True, "_embedded": {"statuses": statuses}}
+                ]
+            }
+        }
+    )
 
 
 # --- Contacts, companies, catalogs -----------------------------------------------------------------
@@ -365,15 +445,29 @@ def catalogs(request: HttpRequest) -> HttpResponse:
 
 @kommo_view
 def catalog_elements(request: HttpRequest, catalog_id: int) -> HttpResponse:
-    return _page(request, KCatalogElement.objects.filter(catalog_id=catalog_id).order_by("id"), "elements",
-                 lambda e: {"id": e.id, "name": e.name, "catalog_id": e.catalog_id,
-                            "custom_fields_values": e.custom_fields_values})
+    return _page(
+        request,
+        KCatalogElement.objects.filter(catalog_id=catalog_id).order_by("id"),
+        "elements",
+        lambda e: {
+            "id": e.id,
+            "name": e.name,
+            "catalog_id": e.catalog_id,
+            "custom_fields_values": e.custom_fields_values,
+        },
+    )
 
 
 # --- Notes and tasks -------------------------------------------------------------------------------
 def _note_json(note: KNote) -> dict[str, Any]:
-    return {"id": note.id, "entity_id": note.entity_id, "note_type": note.note_type, "params": note.params,
-            "created_at": note.created_at, "account_id": ACCOUNT_ID}
+    return {
+        "id": note.id,
+        "entity_id": note.entity_id,
+        "note_type": note.note_type,
+        "params": note.params,
+        "created_at": note.created_at,
+        "account_id": ACCOUNT_ID,
+    }
 
 
 @kommo_view
@@ -397,16 +491,33 @@ def notes(request: HttpRequest, entity_type: str) -> HttpResponse:
         if not isinstance(item, dict) or not isinstance(item.get("entity_id"), int):
             errors.append({"code": "FieldMissing", "path": f"{index}.entity_id", "detail": "This field is missing"})
         elif item.get("note_type") not in ("common", "service_message", "extended_service_message"):
-            errors.append({"code": "NotSupportedChoice", "path": f"{index}.note_type",
-                           "detail": "The value you have provided is not supported"})
+            errors.append(
+                {
+                    "code": "NotSupportedChoice",
+                    "path": f"{index}.note_type",
+                    "detail": "The value you have provided is not supported",
+                }
+            )
         elif not str((item.get("params") or {}).get("text", "")).strip():
             errors.append({"code": "FieldMissing", "path": f"{index}.params.text", "detail": "This field is missing"})
     if errors:
         return problem(400, "Bad Request", "Request validation failed", errors)
-    created = [KNote.objects.create(entity_type=entity_type, entity_id=i["entity_id"], note_type=i["note_type"],
-                                    params=i["params"], created_at=_now()) for i in body]
-    return JsonResponse({"_links": _link(f"/api/v4/{entity_type}/notes"),
-                         "_embedded": {"notes": [{"id": n.id, "entity_id": n.entity_id} for n in created]}})
+    created = [
+        KNote.objects.create(
+            entity_type=entity_type,
+            entity_id=i["entity_id"],
+            note_type=i["note_type"],
+            params=i["params"],
+            created_at=_now(),
+        )
+        for i in body
+    ]
+    return JsonResponse(
+        {
+            "_links": _link(f"/api/v4/{entity_type}/notes"),
+            "_embedded": {"notes": [{"id": n.id, "entity_id": n.entity_id} for n in created]},
+        }
+    )
 
 
 @kommo_view
@@ -416,9 +527,16 @@ def lead_notes(request: HttpRequest, lead_id: int) -> HttpResponse:
 
 
 def _task_json(task: KTask) -> dict[str, Any]:
-    return {"id": task.id, "entity_id": task.entity_id, "entity_type": task.entity_type, "text": task.text,
-            "complete_till": task.complete_till, "task_type_id": task.task_type_id,
-            "responsible_user_id": task.responsible_user_id, "is_completed": task.is_completed}
+    return {
+        "id": task.id,
+        "entity_id": task.entity_id,
+        "entity_type": task.entity_type,
+        "text": task.text,
+        "complete_till": task.complete_till,
+        "task_type_id": task.task_type_id,
+        "responsible_user_id": task.responsible_user_id,
+        "is_completed": task.is_completed,
+    }
 
 
 @kommo_view
@@ -443,17 +561,33 @@ def tasks(request: HttpRequest) -> HttpResponse:
             if not isinstance(item, dict) or item.get(name) in (None, ""):
                 errors.append({"code": "FieldMissing", "path": f"{index}.{name}", "detail": "This field is missing"})
         if isinstance(item, dict) and item.get("entity_type") not in (None, "leads", "contacts", "companies"):
-            errors.append({"code": "NotSupportedChoice", "path": f"{index}.entity_type",
-                           "detail": "The value you have provided is not supported"})
+            errors.append(
+                {
+                    "code": "NotSupportedChoice",
+                    "path": f"{index}.entity_type",
+                    "detail": "The value you have provided is not supported",
+                }
+            )
     if errors:
         return problem(400, "Bad Request", "Request validation failed", errors)
-    created = [KTask.objects.create(entity_type=i.get("entity_type") or "leads", entity_id=int(i.get("entity_id") or 0),
-                                    text=str(i["text"]), complete_till=int(i["complete_till"]),
-                                    task_type_id=int(i.get("task_type_id") or 1),
-                                    responsible_user_id=i.get("responsible_user_id"), created_at=_now())
-               for i in body]
-    return JsonResponse({"_links": _link("/api/v4/tasks"),
-                         "_embedded": {"tasks": [{"id": t.id, "request_id": str(n)} for n, t in enumerate(created)]}})
+    created = [
+        KTask.objects.create(
+            entity_type=i.get("entity_type") or "leads",
+            entity_id=int(i.get("entity_id") or 0),
+            text=str(i["text"]),
+            complete_till=int(i["complete_till"]),
+            task_type_id=int(i.get("task_type_id") or 1),
+            responsible_user_id=i.get("responsible_user_id"),
+            created_at=_now(),
+        )
+        for i in body
+    ]
+    return JsonResponse(
+        {
+            "_links": _link("/api/v4/tasks"),
+            "_embedded": {"tasks": [{"id": t.id, "request_id": str(n)} for n, t in enumerate(created)]},
+        }
+    )
 
 
 # --- Web hooks -------------------------------------------------------------------------------------
@@ -463,21 +597,51 @@ def webhooks(request: HttpRequest) -> HttpResponse:
         hooks = list(KWebhook.objects.order_by("id"))
         if not hooks:
             return HttpResponse(status=204)
-        return JsonResponse({"_total_items": len(hooks), "_embedded": {"webhooks": [
-            {"id": h.id, "destination": h.destination, "settings": h.settings, "disabled": h.disabled,
-             "created_at": h.created_at, "account_id": ACCOUNT_ID} for h in hooks]}})
+        return JsonResponse(
+            {
+                "_total_items": len(hooks),
+                "_embedded": {
+                    "webhooks": [
+                        {
+                            "id": h.id,
+                            "destination": h.destination,
+                            "settings": h.settings,
+                            "disabled": h.disabled,
+                            "created_at": h.created_at,
+                            "account_id": ACCOUNT_ID,
+                        }
+                        for h in hooks
+                    ]
+                },
+            }
+        )
     try:
         body = json_body(request)
         assert isinstance(body, dict) and str(body.get("destination", "")).startswith(("http://", "https://"))
     except (ValueError, AssertionError):
-        return problem(400, "Bad Request", "Request validation failed",
-                       [{"code": "FieldMissing", "path": "destination", "detail": "This field is missing"}])
+        return problem(
+            400,
+            "Bad Request",
+            "Request validation failed",
+            [{"code": "FieldMissing", "path": "destination", "detail": "This field is missing"}],
+        )
     if request.method == "POST":
         settings = body.get("settings") or ["status_lead"]
-        hook, _ = KWebhook.objects.update_or_create(destination=body["destination"], defaults={
-            "settings": settings, "disabled": False, "failures": 0, "created_at": _now()})
-        return JsonResponse({"id": hook.id, "destination": hook.destination, "settings": hook.settings,
-                             "disabled": False, "created_at": hook.created_at, "account_id": ACCOUNT_ID}, status=201)
+        hook, _ = KWebhook.objects.update_or_create(
+            destination=body["destination"],
+            defaults={"settings": settings, "disabled": False, "failures": 0, "created_at": _now()},
+        )
+        return JsonResponse(
+            {
+                "id": hook.id,
+                "destination": hook.destination,
+                "settings": hook.settings,
+                "disabled": False,
+                "created_at": hook.created_at,
+                "account_id": ACCOUNT_ID,
+            },
+            status=201,
+        )
     if request.method == "DELETE":
         KWebhook.objects.filter(destination=body["destination"]).delete()
         return HttpResponse(status=204)
@@ -500,18 +664,32 @@ def webhook_body(action: str, lead: KLead, old_status: int) -> str:
                 values.append(item)
         fields.append({"id": str(field["field_id"]), "name": field.get("field_name") or "", "values": values})
     entity = {
-        "id": str(lead.id), "name": lead.name, "status_id": str(lead.status_id), "old_status_id": str(old_status),
-        "pipeline_id": str(lead.pipeline_id), "old_pipeline_id": str(lead.pipeline_id), "price": str(lead.price),
-        "responsible_user_id": str(lead.responsible_user_id), "last_modified": str(lead.updated_at),
-        "modified_user_id": str(lead.responsible_user_id), "created_user_id": str(lead.responsible_user_id),
-        "date_create": str(lead.created_at), "created_at": str(lead.created_at), "updated_at": str(lead.updated_at),
+        "id": str(lead.id),
+        "name": lead.name,
+        "status_id": str(lead.status_id),
+        "old_status_id": str(old_status),
+        "pipeline_id": str(lead.pipeline_id),
+        "old_pipeline_id": str(lead.pipeline_id),
+        "price": str(lead.price),
+        "responsible_user_id": str(lead.responsible_user_id),
+        "last_modified": str(lead.updated_at),
+        "modified_user_id": str(lead.responsible_user_id),
+        "created_user_id": str(lead.responsible_user_id),
+        "date_create": str(lead.created_at),
+        "created_at": str(lead.created_at),
+        "updated_at": str(lead.updated_at),
         "account_id": str(ACCOUNT_ID),
     }
     if fields:
         entity["custom_fields"] = fields
-    payload = {"leads": {action: [entity]},
-               "account": {"subdomain": SUBDOMAIN, "id": str(ACCOUNT_ID),
-                           "_links": {"self": f"https://{SUBDOMAIN}.kommo.com"}}}
+    payload = {
+        "leads": {action: [entity]},
+        "account": {
+            "subdomain": SUBDOMAIN,
+            "id": str(ACCOUNT_ID),
+            "_links": {"self": f"https://{SUBDOMAIN}.kommo.com"},
+        },
+    }
     return encode(payload, EncodeOptions())
 
 
@@ -519,9 +697,12 @@ def deliver(hook_id: int, body: str) -> None:
     hook = KWebhook.objects.get(id=hook_id)
     delivery = KWebhookDelivery(webhook=hook, body=body)
     try:
-        answer = requests.post(hook.destination, data=body, timeout=5,
-                               headers={"Content-Type": "application/x-www-form-urlencoded",
-                                        "User-Agent": "amoCRM-Webhooks/3.0"})
+        answer = requests.post(
+            hook.destination,
+            data=body,
+            timeout=5,
+            headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "amoCRM-Webhooks/3.0"},
+        )
         delivery.status = answer.status_code
     except requests.RequestException as exc:
         delivery.error = str(exc)[:300]
@@ -544,8 +725,9 @@ def fire_webhooks(action: str, lead: KLead, old_status: int) -> None:
         if mode == "sync":
             transaction.on_commit(lambda h=hook.id: deliver(h, body))
         elif mode == "async":
-            transaction.on_commit(lambda h=hook.id: threading.Thread(target=_deliver_in_thread, args=(h, body),
-                                                                      daemon=True).start())
+            transaction.on_commit(
+                lambda h=hook.id: threading.Thread(target=_deliver_in_thread, args=(h, body), daemon=True).start()
+            )
         else:
             KWebhookDelivery.objects.create(webhook=hook, body=body, error="delivery switched off")
 

@@ -22,10 +22,19 @@ def kommo_home(request: HttpRequest) -> HttpResponse:
         tasks.setdefault(task.entity_id, []).append(task)
     rows = []
     for lead in leads:
-        fields = {f.get("field_name"): ", ".join(str(v.get("value")) for v in f.get("values") or [])
-                  for f in lead.custom_fields_values or []}
-        rows.append({"lead": lead, "stage": STAGES.get(lead.status_id, lead.status_id), "fields": fields,
-                     "notes": notes.get(lead.id, []), "tasks": tasks.get(lead.id, [])})
+        fields = {
+            f.get("field_name"): ", ".join(str(v.get("value")) for v in f.get("values") or [])
+            for f in lead.custom_fields_values or []
+        }
+        rows.append(
+            {
+                "lead": lead,
+                "stage": STAGES.get(lead.status_id, lead.status_id),
+                "fields": fields,
+                "notes": notes.get(lead.id, []),
+                "tasks": tasks.get(lead.id, []),
+            }
+        )
     return render(request, "sandbox/kommo.html", {"rows": rows, "hooks": KWebhook.objects.all(), "WON": WON})
 
 

@@ -143,8 +143,15 @@ def oauth_token(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"error": "invalid_client", "error_description": "Bad credentials"}, status=401)
     token = secrets.token_hex(16)
     ZToken.objects.create(token=token, expires_at=timezone.now() + dt.timedelta(seconds=3599))
-    return JsonResponse({"access_token": token, "token_type": "bearer", "expires_in": 3599,
-                         "scope": "entity.1a2b7a37 tenant.19", "jti": secrets.token_hex(16)})
+    return JsonResponse(
+        {
+            "access_token": token,
+            "token_type": "bearer",
+            "expires_in": 3599,
+            "scope": "entity.1a2b7a37 tenant.19",
+            "jti": secrets.token_hex(16),
+        }
+    )
 
 
 # --- Catalog ---------------------------------------------------------------------------------------
@@ -158,13 +165,23 @@ def _plan_status(plan: ZRatePlan, today: dt.date) -> str:
 
 def product_json(product: ZProduct, plans: list[ZRatePlan], today: dt.date) -> dict[str, Any]:
     return {
-        "id": product.zid, "sku": product.sku, "name": product.name, "description": product.description,
-        "category": product.category, "effectiveStartDate": product.effective_start.isoformat(),
+        "id": product.zid,
+        "sku": product.sku,
+        "name": product.name,
+        "description": product.description,
+        "category": product.category,
+        "effectiveStartDate": product.effective_start.isoformat(),
         "effectiveEndDate": product.effective_end.isoformat(),
         "productRatePlans": [
-            {"id": p.zid, "name": p.name, "description": p.description, "status": _plan_status(p, today),
-             "effectiveStartDate": p.effective_start.isoformat(), "effectiveEndDate": p.effective_end.isoformat(),
-             "productRatePlanCharges": p.charges}
+            {
+                "id": p.zid,
+                "name": p.name,
+                "description": p.description,
+                "status": _plan_status(p, today),
+                "effectiveStartDate": p.effective_start.isoformat(),
+                "effectiveEndDate": p.effective_end.isoformat(),
+                "productRatePlanCharges": p.charges,
+            }
             for p in plans
         ],
     }
@@ -180,16 +197,21 @@ def catalog_products(request: HttpRequest) -> HttpResponse:
     if page < 1 or not 1 <= page_size <= 40:
         return failure(90000027, "pageSize must be between 1 and 40; page starts at 1", status=400)
     start = (page - 1) * page_size
-    products = list(ZProduct.objects.all()[start:start + page_size + 1])
+    products = list(ZProduct.objects.all()[start : start + page_size + 1])
     has_more = len(products) > page_size
     products = products[:page_size]
     plans: dict[int, list[ZRatePlan]] = {}
     for plan in ZRatePlan.objects.filter(product__in=products):
         plans.setdefault(plan.product_id, []).append(plan)
     today = timezone.localdate()
-    body: dict[str, Any] = {"success": True, "products": [product_json(p, plans.get(p.id, []), today) for p in products]}
+    body: dict[str, Any] = {
+        "success": True,
+        "products": [product_json(p, plans.get(p.id, []), today) for p in products],
+    }
     if has_more:
-        body["nextPage"] = request.build_absolute_uri(f"{PREFIX}/v1/catalog/products?page={page + 1}&pageSize={page_size}")
+        body["nextPage"] = request.build_absolute_uri(
+            f"{PREFIX}/v1/catalog/products?page={page + 1}&pageSize={page_size}"
+        )
     return JsonResponse(body)
 
 
@@ -264,13 +286,21 @@ def _subscribe(rate_plan_specs: list, currency: str, contract_date: dt.date) -> 
         plan = ZRatePlan.objects.select_related("product").filter(zid=plan_id).first()
         if plan is None:
             raise Reject(40, f"Invalid ProductRatePlanId: {plan_id}")
-        for start, end, what in ((plan.product.effective_start, plan.product.effective_end, "product"),
-                                 (plan.effective_start, plan.effective_end, "product rate plan")):
+        for start, end, what in (
+            (plan.product.effective_start, plan.product.effective_end, "product"),
+            (plan.effective_start, plan.effective_end, "product rate plan"),
+        ):
             if not start <= contract_date <= end:
-                raise Reject(30, f"The {what} '{plan.name if what != 'product' else plan.product.name}' is not "
-                                 f"effective on {contract_date.isoformat()} (effective {start} to {end})")
-        overrides = {o.get("productRatePlanChargeId"): o.get("pricing") for o in spec.get("chargeOverrides") or []
-                     if isinstance(o, dict)}
+                raise Reject(
+                    30,
+                    f"The {what} '{plan.name if what != 'product' else plan.product.name}' is not "
+                    f"effective on {contract_date.isoformat()} (effective {start} to {end})",
+                )
+        overrides = {
+            o.get("productRatePlanChargeId"): o.get("pricing")
+            for o in spec.get("chargeOverrides") or []
+            if isinstance(o, dict)
+        }
         known = {c["id"] for c in plan.charges}
         for charge_id in overrides:
             if charge_id not in known:
@@ -286,10 +316,22 @@ def _subscribe(rate_plan_specs: list, currency: str, contract_date: dt.date) -> 
                 mrr += amount / PERIOD_MONTHS.get(charge.get("billingPeriod"), 1)
             elif charge.get("type") == "OneTime":
                 one_time += amount
-            charges.append({"productRatePlanChargeId": charge["id"], "name": charge["name"], "amount": str(amount),
-                            "override": overrides.get(charge["id"])})
-        result.append({"productRatePlanId": plan.zid, "ratePlanName": plan.name, "productName": plan.product.name,
-                       "charges": charges})
+            charges.append(
+                {
+                    "productRatePlanChargeId": charge["id"],
+                    "name": charge["name"],
+                    "amount": str(amount),
+                    "override": overrides.get(charge["id"]),
+                }
+            )
+        result.append(
+            {
+                "productRatePlanId": plan.zid,
+                "ratePlanName": plan.name,
+                "productName": plan.product.name,
+                "charges": charges,
+            }
+        )
     return result, mrr.quantize(Decimal("0.01")), one_time
 
 
@@ -355,8 +397,10 @@ def _plan_order(body: Any) -> dict[str, Any]:
         for action in actions:
             kind = action.get("type")
             if kind != "CreateSubscription":
-                raise Reject(20, f"Order action type '{kind}' is not supported by this emulator"
-                                 if kind else "'type' is required")
+                raise Reject(
+                    20,
+                    f"Order action type '{kind}' is not supported by this emulator" if kind else "'type' is required",
+                )
             contract = order_date
             for trigger in action.get("triggerDates") or []:
                 if trigger.get("name") == "ContractEffective":
@@ -372,12 +416,20 @@ def _plan_order(body: Any) -> dict[str, Any]:
                 raise Reject(20, "'initialTerm.period' must be a positive whole number")
             renewal_terms = terms.get("renewalTerms") or [{"period": period}]
             rate_plans, mrr, one_time = _subscribe(create.get("subscribeToRatePlans") or [], currency, contract)
-            planned.append({
-                "contract": contract, "term_type": term_type, "period": period if term_type == "TERMED" else 0,
-                "period_type": initial.get("periodType", "Month"), "auto_renew": bool(terms.get("autoRenew", True)),
-                "renewal": renewal_terms[0].get("period", period), "rate_plans": rate_plans, "mrr": mrr,
-                "one_time": one_time, "custom_fields": sub.get("customFields") or {},
-            })
+            planned.append(
+                {
+                    "contract": contract,
+                    "term_type": term_type,
+                    "period": period if term_type == "TERMED" else 0,
+                    "period_type": initial.get("periodType", "Month"),
+                    "auto_renew": bool(terms.get("autoRenew", True)),
+                    "renewal": renewal_terms[0].get("period", period),
+                    "rate_plans": rate_plans,
+                    "mrr": mrr,
+                    "one_time": one_time,
+                    "custom_fields": sub.get("customFields") or {},
+                }
+            )
     items = []
     for item in line_items:
         if not isinstance(item, dict) or not item.get("itemName"):
@@ -388,8 +440,14 @@ def _plan_order(body: Any) -> dict[str, Any]:
         except InvalidOperation:
             raise Reject(20, "'orderLineItems.quantity' and 'amountPerUnit' must be numbers") from None
         items.append({**item, "amount": str(qty * amount)})
-    return {"order_date": order_date, "account": account, "new": new, "currency": currency,
-            "subscriptions": planned, "line_items": items}
+    return {
+        "order_date": order_date,
+        "account": account,
+        "new": new,
+        "currency": currency,
+        "subscriptions": planned,
+        "line_items": items,
+    }
 
 
 def _reject_response(exc: Reject) -> JsonResponse:
@@ -413,32 +471,52 @@ def orders(request: HttpRequest) -> HttpResponse:
     if account is None:
         new = plan["new"]
         account = ZAccount.objects.create(
-            name=new["name"], currency=plan["currency"], crm_id=str(new.get("crmId") or ""),
-            bill_cycle_day=new["billCycleDay"], payment_term=new.get("paymentTerm") or "Due Upon Receipt",
-            custom_fields=new.get("customFields") or {}, bill_to=new["billToContact"],
+            name=new["name"],
+            currency=plan["currency"],
+            crm_id=str(new.get("crmId") or ""),
+            bill_cycle_day=new["billCycleDay"],
+            payment_term=new.get("paymentTerm") or "Due Upon Receipt",
+            custom_fields=new.get("customFields") or {},
+            bill_to=new["billToContact"],
             sold_to=new.get("soldToContact") or new["billToContact"],
         )
         account.account_number = new.get("accountNumber") or f"A{account.id:08d}"
         account.save(update_fields=["account_number"])
-    order = ZOrder.objects.create(account_number=account.account_number, order_date=plan["order_date"],
-                                  request=body, line_items=plan["line_items"])
+    order = ZOrder.objects.create(
+        account_number=account.account_number,
+        order_date=plan["order_date"],
+        request=body,
+        line_items=plan["line_items"],
+    )
     order.order_number = f"O-{order.id:08d}"
     order.save(update_fields=["order_number"])
     created = []
     for sub in plan["subscriptions"]:
         end = _add_months(sub["contract"], sub["period"]) if sub["term_type"] == "TERMED" else None
         subscription = ZSubscription.objects.create(
-            account=account, term_type=sub["term_type"], initial_term=sub["period"],
-            initial_term_period_type=sub["period_type"], renewal_term=sub["renewal"], auto_renew=sub["auto_renew"],
-            contract_effective_date=sub["contract"], term_start_date=sub["contract"], term_end_date=end,
-            custom_fields=sub["custom_fields"], rate_plans=sub["rate_plans"], order_number=order.order_number,
+            account=account,
+            term_type=sub["term_type"],
+            initial_term=sub["period"],
+            initial_term_period_type=sub["period_type"],
+            renewal_term=sub["renewal"],
+            auto_renew=sub["auto_renew"],
+            contract_effective_date=sub["contract"],
+            term_start_date=sub["contract"],
+            term_end_date=end,
+            custom_fields=sub["custom_fields"],
+            rate_plans=sub["rate_plans"],
+            order_number=order.order_number,
         )
         subscription.subscription_number = f"A-S{subscription.id:08d}"
         subscription.save(update_fields=["subscription_number"])
         created.append({"subscriptionNumber": subscription.subscription_number, "status": "Active"})
-    body_out: dict[str, Any] = {"success": True, "orderNumber": order.order_number,
-                                "accountNumber": account.account_number, "status": "Completed",
-                                "subscriptions": created}
+    body_out: dict[str, Any] = {
+        "success": True,
+        "orderNumber": order.order_number,
+        "accountNumber": account.account_number,
+        "status": "Completed",
+        "subscriptions": created,
+    }
     if request.GET.get("returnIds") == "true":
         body_out["accountId"] = str(account.id)
     return JsonResponse(body_out)
@@ -454,8 +532,15 @@ def orders_preview(request: HttpRequest) -> HttpResponse:
         return failure(ORDERS * 100 + 90, "Malformed JSON in request body", status=400)
     if isinstance(body, dict) and body.get("previewAccountInfo") and not body.get("existingAccountNumber"):
         info = body["previewAccountInfo"]
-        body = {**body, "newAccount": {"name": "preview", "currency": info.get("currency"), "billCycleDay": 0,
-                                        "billToContact": {"firstName": "P", "lastName": "P"}}}
+        body = {
+            **body,
+            "newAccount": {
+                "name": "preview",
+                "currency": info.get("currency"),
+                "billCycleDay": 0,
+                "billToContact": {"firstName": "P", "lastName": "P"},
+            },
+        }
     try:
         with transaction.atomic():
             plan = _plan_order(body)
@@ -465,11 +550,20 @@ def orders_preview(request: HttpRequest) -> HttpResponse:
     metrics = []
     for sub in plan["subscriptions"]:
         months = sub["period"] if sub["term_type"] == "TERMED" else 12
-        metrics.append({"charges": [
-            {"productRatePlanChargeId": c["productRatePlanChargeId"], "productRatePlanId": rp["productRatePlanId"]}
-            for rp in sub["rate_plans"] for c in rp["charges"]
-        ], "cmrr": {"regular": float(sub["mrr"]), "discount": 0, "regularDelta": float(sub["mrr"])},
-            "tcv": {"regular": float(sub["mrr"] * months + sub["one_time"]), "discount": 0}})
+        metrics.append(
+            {
+                "charges": [
+                    {
+                        "productRatePlanChargeId": c["productRatePlanChargeId"],
+                        "productRatePlanId": rp["productRatePlanId"],
+                    }
+                    for rp in sub["rate_plans"]
+                    for c in rp["charges"]
+                ],
+                "cmrr": {"regular": float(sub["mrr"]), "discount": 0, "regularDelta": float(sub["mrr"])},
+                "tcv": {"regular": float(sub["mrr"] * months + sub["one_time"]), "discount": 0},
+            }
+        )
     return JsonResponse({"success": True, "previewResult": {"chargeMetrics": metrics}})
 
 
@@ -478,24 +572,41 @@ FILTER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\.(EQ|NE|LT|GT|GE|LE|SW|IN):(.*)$
 
 
 def account_json(account: ZAccount) -> dict[str, Any]:
-    return {"id": str(account.id), "accountNumber": account.account_number, "name": account.name,
-            "currency": account.currency, "crmId": account.crm_id or None, "status": account.status,
-            "billCycleDay": account.bill_cycle_day, "paymentTerms": account.payment_term,
-            "createdDate": account.created.isoformat(), **account.custom_fields}
+    return {
+        "id": str(account.id),
+        "accountNumber": account.account_number,
+        "name": account.name,
+        "currency": account.currency,
+        "crmId": account.crm_id or None,
+        "status": account.status,
+        "billCycleDay": account.bill_cycle_day,
+        "paymentTerms": account.payment_term,
+        "createdDate": account.created.isoformat(),
+        **account.custom_fields,
+    }
 
 
 def subscription_json(sub: ZSubscription, expand: set[str]) -> dict[str, Any]:
-    data = {"id": str(sub.id), "name": sub.subscription_number, "accountId": str(sub.account_id),
-            "status": sub.status, "termType": sub.term_type, "initialTerm": sub.initial_term,
-            "autoRenew": sub.auto_renew, "contractEffectiveDate": sub.contract_effective_date.isoformat(),
-            "termStartDate": sub.term_start_date.isoformat(),
-            "termEndDate": sub.term_end_date.isoformat() if sub.term_end_date else None,
-            "createdDate": sub.created.isoformat(), **sub.custom_fields}
+    data = {
+        "id": str(sub.id),
+        "name": sub.subscription_number,
+        "accountId": str(sub.account_id),
+        "status": sub.status,
+        "termType": sub.term_type,
+        "initialTerm": sub.initial_term,
+        "autoRenew": sub.auto_renew,
+        "contractEffectiveDate": sub.contract_effective_date.isoformat(),
+        "termStartDate": sub.term_start_date.isoformat(),
+        "termEndDate": sub.term_end_date.isoformat() if sub.term_end_date else None,
+        "createdDate": sub.created.isoformat(),
+        **sub.custom_fields,
+    }
     if "account" in expand:
         data["account"] = account_json(sub.account)
     if "rateplans" in expand:
-        data["ratePlans"] = [{"productRatePlanId": rp["productRatePlanId"], "name": rp["ratePlanName"]}
-                             for rp in sub.rate_plans]
+        data["ratePlans"] = [
+            {"productRatePlanId": rp["productRatePlanId"], "name": rp["ratePlanName"]} for rp in sub.rate_plans
+        ]
     return data
 
 
@@ -525,8 +636,9 @@ def _object_query(request: HttpRequest, records: list[dict]) -> HttpResponse:
     for raw in request.GET.getlist("filter[]"):
         match = FILTER.match(raw)
         if not match:
-            return failure(90000027, f"Invalid filter '{raw}': expected <field>.<EQ|NE|LT|GT|GE|LE|SW|IN>:<value>",
-                           status=400)
+            return failure(
+                90000027, f"Invalid filter '{raw}': expected <field>.<EQ|NE|LT|GT|GE|LE|SW|IN>:<value>", status=400
+            )
         filters.append(match.groups())
     try:
         page_size = int(request.GET.get("pageSize", "10"))
@@ -536,7 +648,7 @@ def _object_query(request: HttpRequest, records: list[dict]) -> HttpResponse:
     if not 1 <= page_size <= 99:
         return failure(90000027, "pageSize must be between 1 and 99", status=400)
     rows = [r for r in records if all(_matches(r, f, op, v) for f, op, v in filters)]
-    page = rows[offset:offset + page_size]
+    page = rows[offset : offset + page_size]
     body: dict[str, Any] = {"data": page}
     if offset + page_size < len(rows):
         body["nextPage"] = base64.urlsafe_b64encode(str(offset + page_size).encode()).decode()
@@ -547,7 +659,8 @@ def _object_query(request: HttpRequest, records: list[dict]) -> HttpResponse:
 def query_accounts(request: HttpRequest, key: str | None = None) -> HttpResponse:
     if key is not None:
         account = ZAccount.objects.filter(account_number=key).first() or (
-            ZAccount.objects.filter(id=key).first() if key.isdigit() else None)
+            ZAccount.objects.filter(id=key).first() if key.isdigit() else None
+        )
         if account is None:
             return failure(50000040, f"Account {key} not found", status=404)
         return JsonResponse(account_json(account))
@@ -567,8 +680,17 @@ def query_subscriptions(request: HttpRequest, key: str | None = None) -> HttpRes
 
 
 # --- Usage -----------------------------------------------------------------------------------------
-USAGE_COLUMNS = ["ACCOUNT_ID", "UOM", "QTY", "STARTDATE", "ENDDATE", "SUBSCRIPTION_ID", "CHARGE_ID",
-                 "DESCRIPTION", "UNIQUE_KEY"]
+USAGE_COLUMNS = [
+    "ACCOUNT_ID",
+    "UOM",
+    "QTY",
+    "STARTDATE",
+    "ENDDATE",
+    "SUBSCRIPTION_ID",
+    "CHARGE_ID",
+    "DESCRIPTION",
+    "UNIQUE_KEY",
+]
 
 
 @zuora_view
@@ -609,14 +731,25 @@ def _process_usage(record: ZUsageImport) -> None:
             continue
         if not ZAccount.objects.filter(account_number=row["ACCOUNT_ID"]).exists():
             errors.append(f"line {line}: account {row['ACCOUNT_ID']} not found")
-        if row.get("SUBSCRIPTION_ID") and not ZSubscription.objects.filter(
-                subscription_number=row["SUBSCRIPTION_ID"]).exists():
+        if (
+            row.get("SUBSCRIPTION_ID")
+            and not ZSubscription.objects.filter(subscription_number=row["SUBSCRIPTION_ID"]).exists()
+        ):
             errors.append(f"line {line}: subscription {row['SUBSCRIPTION_ID']} not found")
         if row.get("UNIQUE_KEY") and ZUsage.objects.filter(unique_key=row["UNIQUE_KEY"]).exists():
             errors.append(f"line {line}: UNIQUE_KEY {row['UNIQUE_KEY']} was already imported")
-        parsed.append(ZUsage(unique_key=row.get("UNIQUE_KEY", ""), account_number=row["ACCOUNT_ID"],
-                             subscription_number=row.get("SUBSCRIPTION_ID", ""), uom=row["UOM"], quantity=qty,
-                             start_date=start, end_date=end, usage_import=record))
+        parsed.append(
+            ZUsage(
+                unique_key=row.get("UNIQUE_KEY", ""),
+                account_number=row["ACCOUNT_ID"],
+                subscription_number=row.get("SUBSCRIPTION_ID", ""),
+                uom=row["UOM"],
+                quantity=qty,
+                start_date=start,
+                end_date=end,
+                usage_import=record,
+            )
+        )
     if errors:  # one bad row rejects the whole file
         record.status, record.error = "Failed", "; ".join(errors)[:5000]
     else:
@@ -636,5 +769,6 @@ def usage_status(request: HttpRequest, import_id: str) -> HttpResponse:
         else:
             record.status = "Processing"
         record.save()
-    return JsonResponse({"success": True, "importStatus": record.status, "message": record.error or None,
-                         "id": str(record.id)})
+    return JsonResponse(
+        {"success": True, "importStatus": record.status, "message": record.error or None, "id": str(record.id)}
+    )

@@ -15,16 +15,29 @@ from sync.inbox import enqueue_record
 from sync.models import ApiCall, SyncRecord, WebhookEvent
 
 STATUS_COLOURS = {
-    "succeeded": "#1a7f37", "needs_attention": "#bf8700", "failed": "#cf222e", "retrying": "#8250df",
-    "running": "#0969da", "pending": "#57606a", "resolved": "#57606a", "cancelled": "#57606a",
+    "succeeded": "#1a7f37",
+    "needs_attention": "#bf8700",
+    "failed": "#cf222e",
+    "retrying": "#8250df",
+    "running": "#0969da",
+    "pending": "#57606a",
+    "resolved": "#57606a",
+    "cancelled": "#57606a",
 }
-RETRYABLE = (SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED, SyncRecord.Status.RETRYING,
-             SyncRecord.Status.CANCELLED)
+RETRYABLE = (
+    SyncRecord.Status.NEEDS_ATTENTION,
+    SyncRecord.Status.FAILED,
+    SyncRecord.Status.RETRYING,
+    SyncRecord.Status.CANCELLED,
+)
 
 
 def status_badge(status: str, label: str) -> str:
-    return format_html('<b style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</b>',
-                       STATUS_COLOURS.get(status, "#57606a"), label)
+    return format_html(
+        '<b style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</b>',
+        STATUS_COLOURS.get(status, "#57606a"),
+        label,
+    )
 
 
 class ApiCallInline(admin.TabularInline):
@@ -42,16 +55,42 @@ class ApiCallInline(admin.TabularInline):
 
 @admin.register(SyncRecord)
 class SyncRecordAdmin(admin.ModelAdmin):
-    list_display = ["key", "kind", "badge", "kommo_lead_id", "zuora_account_number", "zuora_subscription_number",
-                    "summary", "attempts", "created_at", "short_reason"]
+    list_display = [
+        "key",
+        "kind",
+        "badge",
+        "kommo_lead_id",
+        "zuora_account_number",
+        "zuora_subscription_number",
+        "summary",
+        "attempts",
+        "created_at",
+        "short_reason",
+    ]
     list_filter = ["status", "kind", ("created_at", admin.DateFieldListFilter)]
     search_fields = ["key", "zuora_account_number", "zuora_subscription_number", "summary", "reason"]
     date_hierarchy = "created_at"
     list_per_page = 50
     show_full_result_count = False  # no COUNT(*) over a large table on every page
-    readonly_fields = ["kind", "key", "badge", "reason", "kommo_lead_id", "zuora_account_number",
-                       "zuora_subscription_number", "summary", "timeline", "generation", "attempts",
-                       "next_attempt_at", "created_at", "started_at", "finished_at", "source_event", "payload_pretty"]
+    readonly_fields = [
+        "kind",
+        "key",
+        "badge",
+        "reason",
+        "kommo_lead_id",
+        "zuora_account_number",
+        "zuora_subscription_number",
+        "summary",
+        "timeline",
+        "generation",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "source_event",
+        "payload_pretty",
+    ]
     fields = readonly_fields
     inlines = [ApiCallInline]
     actions = ["retry", "mark_resolved", "cancel"]
@@ -79,11 +118,22 @@ class SyncRecordAdmin(admin.ModelAdmin):
         if not obj.steps:
             return "—"
         steps = sorted(obj.steps.items(), key=lambda item: item[1].get("at", ""))
-        return format_html("<table>{}</table>", format_html_join(
-            "", "<tr><td>{}</td><td><b>{}</b></td><td>{}</td><td><code>{}</code></td></tr>",
-            ((data.get("at", "")[:19].replace("T", " "), name, "done" if data.get("done") else "attempted",
-              json.dumps({k: v for k, v in data.items() if k not in ("at", "done")}, ensure_ascii=False))
-             for name, data in steps)))
+        return format_html(
+            "<table>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td><b>{}</b></td><td>{}</td><td><code>{}</code></td></tr>",
+                (
+                    (
+                        data.get("at", "")[:19].replace("T", " "),
+                        name,
+                        "done" if data.get("done") else "attempted",
+                        json.dumps({k: v for k, v in data.items() if k not in ("at", "done")}, ensure_ascii=False),
+                    )
+                    for name, data in steps
+                ),
+            ),
+        )
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: SyncRecord) -> str:
@@ -96,27 +146,40 @@ class SyncRecordAdmin(admin.ModelAdmin):
         with transaction.atomic():
             # Staff retry after a person fixed something: Zuora writes get a fresh Idempotency-Key.
             count = SyncRecord.objects.filter(id__in=ids, status__in=RETRYABLE).update(
-                status=SyncRecord.Status.PENDING, attempts=0, next_attempt_at=None, generation=F("generation") + 1,
-                reason=f"retry requested by {request.user} at {timezone.now():%Y-%m-%d %H:%M}")
+                status=SyncRecord.Status.PENDING,
+                attempts=0,
+                next_attempt_at=None,
+                generation=F("generation") + 1,
+                reason=f"retry requested by {request.user} at {timezone.now():%Y-%m-%d %H:%M}",
+            )
             for record_id in ids:
                 transaction.on_commit(lambda rid=record_id: enqueue_record(rid))
         skipped = queryset.count() - count
-        self.message_user(request, f"{count} record(s) queued for retry." +
-                          (f" {skipped} skipped (running, succeeded or resolved)." if skipped else ""),
-                          messages.SUCCESS if count else messages.WARNING)
+        self.message_user(
+            request,
+            f"{count} record(s) queued for retry."
+            + (f" {skipped} skipped (running, succeeded or resolved)." if skipped else ""),
+            messages.SUCCESS if count else messages.WARNING,
+        )
 
     @admin.action(description="Mark resolved (fixed by hand)", permissions=["change"])
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = queryset.exclude(status__in=[SyncRecord.Status.SUCCEEDED, SyncRecord.Status.RUNNING]).update(
-            status=SyncRecord.Status.RESOLVED, finished_at=timezone.now(), next_attempt_at=None,
-            reason=f"resolved by {request.user} at {timezone.now():%Y-%m-%d %H:%M}")
+            status=SyncRecord.Status.RESOLVED,
+            finished_at=timezone.now(),
+            next_attempt_at=None,
+            reason=f"resolved by {request.user} at {timezone.now():%Y-%m-%d %H:%M}",
+        )
         self.message_user(request, f"{count} record(s) marked resolved.")
 
     @admin.action(description="Cancel (do not sync)", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = queryset.exclude(status__in=[SyncRecord.Status.SUCCEEDED, SyncRecord.Status.RUNNING]).update(
-            status=SyncRecord.Status.CANCELLED, finished_at=timezone.now(), next_attempt_at=None,
-            reason=f"cancelled by {request.user} at {timezone.now():%Y-%m-%d %H:%M}")
+            status=SyncRecord.Status.CANCELLED,
+            finished_at=timezone.now(),
+            next_attempt_at=None,
+            reason=f"cancelled by {request.user} at {timezone.now():%Y-%m-%d %H:%M}",
+        )
         self.message_user(request, f"{count} record(s) cancelled.")
 
 
@@ -128,8 +191,20 @@ class ApiCallAdmin(admin.ModelAdmin):
     list_select_related = ["sync_record"]
     show_full_result_count = False
     date_hierarchy = "at"
-    readonly_fields = ["at", "provider", "method", "path", "status", "duration_ms", "request_id", "idempotency_key",
-                       "sync_record", "error", "request_body", "response_body"]
+    readonly_fields = [
+        "at",
+        "provider",
+        "method",
+        "path",
+        "status",
+        "duration_ms",
+        "request_id",
+        "idempotency_key",
+        "sync_record",
+        "error",
+        "request_body",
+        "response_body",
+    ]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -144,8 +219,17 @@ class WebhookEventAdmin(admin.ModelAdmin):
     list_filter = ["source"]
     search_fields = ["dedup_key", "body"]
     show_full_result_count = False
-    readonly_fields = ["source", "dedup_key", "received_at", "processed_at", "duplicates", "remote_addr", "headers",
-                       "body", "error"]
+    readonly_fields = [
+        "source",
+        "dedup_key",
+        "received_at",
+        "processed_at",
+        "duplicates",
+        "remote_addr",
+        "headers",
+        "body",
+        "error",
+    ]
 
     def has_add_permission(self, request) -> bool:
         return False

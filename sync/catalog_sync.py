@@ -4,7 +4,7 @@ page that fails half-way leaves the previous mirror intact."""
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from django.utils import timezone
 

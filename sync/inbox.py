@@ -15,8 +15,14 @@ from sync.models import SyncRecord, WebhookEvent
 
 log = logging.getLogger("zkbridge.sync")
 
-KEPT_HEADERS = ("Content-Type", "User-Agent", "Content-Length", "Zuora-Notification-Id", "Zuora-Request-Id",
-                "X-Forwarded-For")
+KEPT_HEADERS = (
+    "Content-Type",
+    "User-Agent",
+    "Content-Length",
+    "Zuora-Notification-Id",
+    "Zuora-Request-Id",
+    "X-Forwarded-For",
+)
 
 
 def body_hash(body: bytes) -> str:
@@ -29,8 +35,12 @@ def store_event(source: str, request: HttpRequest, dedup_key: str) -> tuple[Webh
     try:
         with transaction.atomic():
             event = WebhookEvent.objects.create(
-                source=source, dedup_key=dedup_key[:200], body=request.body.decode("utf-8", "replace"),
-                headers=headers, remote_addr=request.META.get("REMOTE_ADDR") or None)
+                source=source,
+                dedup_key=dedup_key[:200],
+                body=request.body.decode("utf-8", "replace"),
+                headers=headers,
+                remote_addr=request.META.get("REMOTE_ADDR") or None,
+            )
             return event, True
     except IntegrityError:
         WebhookEvent.objects.filter(source=source, dedup_key=dedup_key[:200]).update(duplicates=F("duplicates") + 1)
@@ -55,5 +65,4 @@ def ensure_record(kind: str, key: str, *, enqueue: bool = True, **fields: Any) -
 def enqueue_record(record_id: int) -> None:
     from django_q.tasks import async_task
 
-    async_task("sync.tasks.run_sync", record_id, task_name=f"sync-{record_id}-{timezone.now():%H%M%S%f}",
-               group="sync")
+    async_task("sync.tasks.run_sync", record_id, task_name=f"sync-{record_id}-{timezone.now():%H%M%S%f}", group="sync")

@@ -83,13 +83,17 @@ def parse(body: bytes) -> tuple[dict, list[LeadEvent]]:
                 lead_id = _int(entity["id"], f"leads[{action}][{index}][id]")
                 if lead_id is None or lead_id <= 0:
                     raise NotKommoFormat(f"leads[{action}][{index}][id] must be a positive number")
-                events.append(LeadEvent(
-                    action=action, lead_id=lead_id,
-                    status_id=_int(entity.get("status_id"), f"leads[{action}][{index}][status_id]", required=False),
-                    pipeline_id=_int(entity.get("pipeline_id"), f"leads[{action}][{index}][pipeline_id]",
-                                     required=False),
-                    entity=entity,
-                ))
+                events.append(
+                    LeadEvent(
+                        action=action,
+                        lead_id=lead_id,
+                        status_id=_int(entity.get("status_id"), f"leads[{action}][{index}][status_id]", required=False),
+                        pipeline_id=_int(
+                            entity.get("pipeline_id"), f"leads[{action}][{index}][pipeline_id]", required=False
+                        ),
+                        entity=entity,
+                    )
+                )
     return payload, events
 
 
@@ -98,8 +102,11 @@ def won_leads(events: list[LeadEvent], won_status_id: int) -> list[LeadEvent]:
     seen: set[int] = set()
     result = []
     for event in events:
-        if event.action in ("status", "add", "update") and event.status_id == won_status_id \
-                and event.lead_id not in seen:
+        if (
+            event.action in ("status", "add", "update")
+            and event.status_id == won_status_id
+            and event.lead_id not in seen
+        ):
             seen.add(event.lead_id)
             result.append(event)
     return result

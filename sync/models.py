@@ -126,8 +126,9 @@ class ApiCall(models.Model):
     request_body = models.TextField(blank=True)
     response_body = models.TextField(blank=True)
     error = models.CharField(max_length=500, blank=True)
-    sync_record = models.ForeignKey(SyncRecord, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="api_calls")
+    sync_record = models.ForeignKey(
+        SyncRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_calls"
+    )
     at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

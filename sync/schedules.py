@@ -14,5 +14,6 @@ def ensure_schedules(**kwargs) -> None:
     from django_q.models import Schedule
 
     for name, func, minutes in SCHEDULES:
-        Schedule.objects.update_or_create(name=name, defaults={
-            "func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1})
+        Schedule.objects.update_or_create(
+            name=name, defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1}
+        )

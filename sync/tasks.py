@@ -32,9 +32,11 @@ def backoff(attempts: int, retry_after: float | None) -> dt.timedelta:
 
 def claim(record_id: int) -> SyncRecord | None:
     now = timezone.now()
-    claimed = SyncRecord.objects.filter(id=record_id, status__in=SyncRecord.RUNNABLE).filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    ).update(status=SyncRecord.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, updated_at=now)
+    claimed = (
+        SyncRecord.objects.filter(id=record_id, status__in=SyncRecord.RUNNABLE)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(status=SyncRecord.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, updated_at=now)
+    )
     return SyncRecord.objects.get(id=record_id) if claimed else None
 
 
@@ -79,11 +81,14 @@ def dispatch_due() -> int:
     (a worker died mid-flow; the flow resumes from its last completed step)."""
     now = timezone.now()
     SyncRecord.objects.filter(status=SyncRecord.Status.RUNNING, started_at__lt=now - STALE_RUNNING).update(
-        status=SyncRecord.Status.RETRYING, next_attempt_at=now, reason="the worker running it stopped; resuming")
-    due = list(SyncRecord.objects.filter(
-        Q(status=SyncRecord.Status.RETRYING, next_attempt_at__lte=now)
-        | Q(status=SyncRecord.Status.PENDING, created_at__lt=now - dt.timedelta(minutes=2))
-    ).values_list("id", flat=True)[:500])
+        status=SyncRecord.Status.RETRYING, next_attempt_at=now, reason="the worker running it stopped; resuming"
+    )
+    due = list(
+        SyncRecord.objects.filter(
+            Q(status=SyncRecord.Status.RETRYING, next_attempt_at__lte=now)
+            | Q(status=SyncRecord.Status.PENDING, created_at__lt=now - dt.timedelta(minutes=2))
+        ).values_list("id", flat=True)[:500]
+    )
     for record_id in due:
         enqueue_record(record_id)
     return len(due)

@@ -63,13 +63,23 @@ class KommoWebhook(MachineEndpoint):
                 return Response({"ok": True, "duplicate": True})
             records = 0
             for item in won:
-                _, new = ensure_record(SyncRecord.Kind.DEAL_WON, f"deal_won:{item.lead_id}",
-                                       kommo_lead_id=item.lead_id, payload=item.entity, source_event=event)
+                _, new = ensure_record(
+                    SyncRecord.Kind.DEAL_WON,
+                    f"deal_won:{item.lead_id}",
+                    kommo_lead_id=item.lead_id,
+                    payload=item.entity,
+                    source_event=event,
+                )
                 records += new
             event.processed_at = timezone.now()
             event.save(update_fields=["processed_at"])
-        log.info("kommo web hook %s: %s lead event(s), %s won, %s new sync record(s)",
-                 event.id, len(events), len(won), records)
+        log.info(
+            "kommo web hook %s: %s lead event(s), %s won, %s new sync record(s)",
+            event.id,
+            len(events),
+            len(won),
+            records,
+        )
         return Response({"ok": True, "won": len(won), "new_records": records})
 
 
@@ -85,11 +95,13 @@ def healthz(request: HttpRequest) -> JsonResponse:
     last_ok = SyncRecord.objects.filter(status=SyncRecord.Status.SUCCEEDED).order_by("-finished_at").first()
     last_hook = WebhookEvent.objects.filter(source="kommo").order_by("-received_at").first()
     queued = OrmQ.objects.count() if "orm" in settings.Q_CLUSTER else None
-    return JsonResponse({
-        "database": "ok",
-        "queue": {"queued": queued},
-        "last_successful_sync": last_ok.finished_at.isoformat() if last_ok and last_ok.finished_at else None,
-        "last_kommo_webhook": last_hook.received_at.isoformat() if last_hook else None,
-        "needs_attention": SyncRecord.objects.filter(status=SyncRecord.Status.NEEDS_ATTENTION).count(),
-        "sandbox": settings.ZKBRIDGE_SANDBOX,
-    })
+    return JsonResponse(
+        {
+            "database": "ok",
+            "queue": {"queued": queued},
+            "last_successful_sync": last_ok.finished_at.isoformat() if last_ok and last_ok.finished_at else None,
+            "last_kommo_webhook": last_hook.received_at.isoformat() if last_hook else None,
+            "needs_attention": SyncRecord.objects.filter(status=SyncRecord.Status.NEEDS_ATTENTION).count(),
+            "sandbox": settings.ZKBRIDGE_SANDBOX,
+        }
+    )

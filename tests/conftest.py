@@ -54,8 +54,11 @@ class Emulators:
 
     def win(self, lead_id: int, status_id: int = 142) -> requests.Response:
         """A salesperson moves the lead to Won; the emulator posts the web hook (synchronously in tests)."""
-        return requests.post(f"{self.url}/sandbox/control/kommo/leads/{lead_id}/status",
-                             data=json.dumps({"status_id": status_id}), timeout=30)
+        return requests.post(
+            f"{self.url}/sandbox/control/kommo/leads/{lead_id}/status",
+            data=json.dumps({"status_id": status_id}),
+            timeout=30,
+        )
 
     def subscriptions(self, lead_id: int | None = None) -> list[ZSubscription]:
         subs = ZSubscription.objects.select_related("account").order_by("id")
@@ -101,8 +104,12 @@ def emulators(live_server, settings, transactional_db) -> Emulators:
     set_setting("kommo_requests_per_second", 1000)
     settings.KOMMO_REQUESTS_PER_SECOND = 1000
     env = Emulators(live_server.url)
-    requests.post(f"{env.kommo}/api/v4/webhooks", json={"destination": env.webhook_url, "settings": ["status_lead"]},
-                  headers={"Authorization": f"Bearer {settings.SANDBOX_KOMMO_TOKEN}"}, timeout=10).raise_for_status()
+    requests.post(
+        f"{env.kommo}/api/v4/webhooks",
+        json={"destination": env.webhook_url, "settings": ["status_lead"]},
+        headers={"Authorization": f"Bearer {settings.SANDBOX_KOMMO_TOKEN}"},
+        timeout=10,
+    ).raise_for_status()
     return env
 
 
@@ -113,14 +120,16 @@ def catalog(emulators) -> Emulators:
     assert run.ok, run.error
     from django.core.management import call_command
 
-    call_command("import_plan_map", str(Path(__file__).resolve().parents[1] / "sandbox/fixtures/demo-plan-map.csv"),
-                 verbosity=0)
+    call_command(
+        "import_plan_map", str(Path(__file__).resolve().parents[1] / "sandbox/fixtures/demo-plan-map.csv"), verbosity=0
+    )
     return emulators
 
 
 def map_plan(value: str, plan_name: str, currency: str = "USD", **item) -> PlanMapping:
     """Map a Kommo value straight to a plan (bypassing the sellable check, like a legacy mapping)."""
     mapping, _ = PlanMapping.objects.get_or_create(kind="plan", kommo_value=value, currency=currency)
-    MappedRatePlan.objects.create(mapping=mapping, product_rate_plan=ProductRatePlan.objects.get(name=plan_name),
-                                  **item)
+    MappedRatePlan.objects.create(
+        mapping=mapping, product_rate_plan=ProductRatePlan.objects.get(name=plan_name), **item
+    )
     return mapping

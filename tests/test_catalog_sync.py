@@ -49,12 +49,34 @@ def test_query_count_does_not_grow_with_the_catalog(emulators):
     from catalog.mirror import apply_catalog
 
     def catalog(n: int, prefix: str) -> list[dict]:
-        return [{"id": f"{prefix}{i}", "name": f"P{i}", "effectiveStartDate": "2020-01-01", "effectiveEndDate": "2099-12-31",
-                 "productRatePlans": [{"id": f"{prefix}{i}r{j}", "name": f"R{j}", "effectiveStartDate": "2020-01-01",
-                                       "effectiveEndDate": "2099-12-31", "productRatePlanCharges": [
-                                           {"id": f"p{i}r{j}c{k}", "name": f"C{k}", "type": "Recurring",
-                                            "model": "FlatFee", "pricing": [{"currency": "USD", "price": 1}]}
-                                           for k in range(2)]} for j in range(2)]} for i in range(n)]
+        return [
+            {
+                "id": f"{prefix}{i}",
+                "name": f"P{i}",
+                "effectiveStartDate": "2020-01-01",
+                "effectiveEndDate": "2099-12-31",
+                "productRatePlans": [
+                    {
+                        "id": f"{prefix}{i}r{j}",
+                        "name": f"R{j}",
+                        "effectiveStartDate": "2020-01-01",
+                        "effectiveEndDate": "2099-12-31",
+                        "productRatePlanCharges": [
+                            {
+                                "id": f"p{i}r{j}c{k}",
+                                "name": f"C{k}",
+                                "type": "Recurring",
+                                "model": "FlatFee",
+                                "pricing": [{"currency": "USD", "price": 1}],
+                            }
+                            for k in range(2)
+                        ],
+                    }
+                    for j in range(2)
+                ],
+            }
+            for i in range(n)
+        ]
 
     counts = []
     for size, prefix in ((5, "a"), (50, "b"), (5, "a"), (50, "b")):  # all new, then all updated

@@ -18,21 +18,25 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     environment.update(env)
     environment.setdefault("ZKBRIDGE_SECRET_KEY", "x" * 50)
     environment.setdefault("DATABASE_URL", "sqlite:///:memory:")
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
 
 
-@pytest.mark.parametrize("name, value, words", [
-    ("ZKBRIDGE_DEBUG", "maybe", "expected on/off"),
-    ("DATABASE_URL", "mysql://x", "expected postgres"),
-    ("ZUORA_BASE_URL", "rest.zuora.com", "expected an http(s) URL"),
-    ("KOMMO_WON_STATUS_ID", "won", "expected a whole number"),
-    ("ZKBRIDGE_DEFAULT_CURRENCY", "dollars", "three-letter"),
-    ("ZKBRIDGE_TIME_ZONE", "Mars/Olympus", "unknown time zone"),
-    ("KOMMO_WEBHOOK_TOKEN", "short", "at least 16"),
-    ("ZUORA_ACCOUNT_CRM_FIELD", "KommoId", "ends in __c"),
-    ("ZKBRIDGE_REDIS_URL", "localhost:6379", "redis://"),
-])
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("ZKBRIDGE_DEBUG", "maybe", "expected on/off"),
+        ("DATABASE_URL", "mysql://x", "expected postgres"),
+        ("ZUORA_BASE_URL", "rest.zuora.com", "expected an http(s) URL"),
+        ("KOMMO_WON_STATUS_ID", "won", "expected a whole number"),
+        ("ZKBRIDGE_DEFAULT_CURRENCY", "dollars", "three-letter"),
+        ("ZKBRIDGE_TIME_ZONE", "Mars/Olympus", "unknown time zone"),
+        ("KOMMO_WEBHOOK_TOKEN", "short", "at least 16"),
+        ("ZUORA_ACCOUNT_CRM_FIELD", "KommoId", "ends in __c"),
+        ("ZKBRIDGE_REDIS_URL", "localhost:6379", "redis://"),
+    ],
+)
 def test_a_bad_value_is_one_line_naming_the_variable(name, value, words):
     result = manage("check", **{name: value})
     assert result.returncode == 2
@@ -52,9 +56,16 @@ def test_no_variables_at_all_is_a_working_sandbox():
 
 
 def test_real_urls_switch_the_sandbox_off():
-    result = manage("shell", "-v", "0", "-c", "from django.conf import settings; print(settings.ZKBRIDGE_SANDBOX)",
-                    ZUORA_BASE_URL="https://rest.apisandbox.zuora.com", KOMMO_BASE_URL="https://acme.kommo.com",
-                    KOMMO_ACCESS_TOKEN="t")
+    result = manage(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "from django.conf import settings; print(settings.ZKBRIDGE_SANDBOX)",
+        ZUORA_BASE_URL="https://rest.apisandbox.zuora.com",
+        KOMMO_BASE_URL="https://acme.kommo.com",
+        KOMMO_ACCESS_TOKEN="t",
+    )
     assert result.returncode == 0 and result.stdout.strip() == "False"
 
 

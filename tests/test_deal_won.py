@@ -32,12 +32,15 @@ def test_won_deal_creates_account_and_subscription_with_the_right_plan_and_date(
     [sub] = catalog.subscriptions(ACME_EXPANSION)
     lead = catalog.lead(ACME_EXPANSION)
     assert [rp["ratePlanName"] for rp in sub.rate_plans] == ["Starter"]
-    assert sub.contract_effective_date == dt.datetime.fromtimestamp(lead.closed_at, dt.timezone.utc).date()
+    assert sub.contract_effective_date == dt.datetime.fromtimestamp(lead.closed_at, dt.UTC).date()
     assert sub.term_type == "TERMED" and sub.initial_term == 12 and sub.auto_renew
     assert sub.account.crm_id == "company:5550001" and sub.account.custom_fields == {"KommoId__c": "company:5550001"}
     assert sub.account.name == "ACME Corp" and sub.account.currency == "USD"
-    assert sub.account.bill_to == sub.account.sold_to == {"firstName": "Jane", "lastName": "Doe",
-                                                          "workEmail": "jane@acme.example"}
+    assert (
+        sub.account.bill_to
+        == sub.account.sold_to
+        == {"firstName": "Jane", "lastName": "Doe", "workEmail": "jane@acme.example"}
+    )
     assert rec.zuora_account_number == sub.account.account_number
     assert rec.zuora_subscription_number == sub.subscription_number
 
@@ -49,7 +52,8 @@ def test_the_lead_gets_the_numbers_and_a_note(catalog):
     assert fields[881250] == rec.zuora_account_number and fields[881251] == rec.zuora_subscription_number
     assert catalog.notes(ACME_EXPANSION) == [
         f"Zuora: account {rec.zuora_account_number}, subscription {rec.zuora_subscription_number} "
-        f"(Starter, $300.00 MRR) active"]
+        f"(Starter, $300.00 MRR) active"
+    ]
 
 
 def test_plan_and_products_together_with_one_time_items(catalog):
@@ -97,10 +101,13 @@ def test_one_zuora_write_per_deal(catalog):
 
 
 # --- needs attention, never silent -------------------------------------------------------------------
-@pytest.mark.parametrize("lead_id, words", [
-    (UMBRELLA, "no plan mapping for plan 'Platinum'"),
-    (GLOBEX, "no billing e-mail"),
-])
+@pytest.mark.parametrize(
+    "lead_id, words",
+    [
+        (UMBRELLA, "no plan mapping for plan 'Platinum'"),
+        (GLOBEX, "no billing e-mail"),
+    ],
+)
 def test_needs_attention_has_a_reason_and_a_kommo_task(catalog, lead_id, words):
     catalog.win(lead_id)
     rec = record(lead_id)
@@ -147,8 +154,13 @@ def test_a_deal_in_another_currency_than_its_account_needs_attention(catalog, se
 
 
 def test_a_zuora_business_error_needs_attention_with_zuoras_words(catalog):
-    catalog.fault("zuora", "success_false", "/v1/orders$", reason_code=53100320,
-                  reason_message="'termType' value should be one of: TERMED, EVERGREEN")
+    catalog.fault(
+        "zuora",
+        "success_false",
+        "/v1/orders$",
+        reason_code=53100320,
+        reason_message="'termType' value should be one of: TERMED, EVERGREEN",
+    )
     catalog.win(ACME_EXPANSION)
     rec = record(ACME_EXPANSION)
     assert rec.status == "needs_attention" and "termType" in rec.reason and "53100320" in rec.reason
@@ -173,11 +185,14 @@ def test_same_reason_twice_opens_one_task(catalog):
 
 
 # --- faults end in exactly one subscription ------------------------------------------------------------
-@pytest.mark.parametrize("kind, extra", [
-    ("http500", {}),
-    ("http429", {"retry_after": 1}),
-    ("drop_after_commit", {}),
-])
+@pytest.mark.parametrize(
+    "kind, extra",
+    [
+        ("http500", {}),
+        ("http429", {"retry_after": 1}),
+        ("drop_after_commit", {}),
+    ],
+)
 def test_zuora_faults_on_the_order_end_in_exactly_one_subscription(catalog, kind, extra):
     catalog.fault("zuora", kind, "/v1/orders$", remaining=1, **{"method": "POST", **extra})
     catalog.win(ACME_EXPANSION)
@@ -248,13 +263,15 @@ def test_staff_retry_after_fixing_the_mapping_syncs_the_deal(catalog, admin_clie
     assert record(UMBRELLA).status == "needs_attention"
     mapping = map_plan("Platinum", "Starter")
     assert mapping.currency == "USD"
-    answer = admin_client.post("/admin/sync/syncrecord/", {"action": "retry",
-                                                           "_selected_action": [record(UMBRELLA).id]})
+    answer = admin_client.post(
+        "/admin/sync/syncrecord/", {"action": "retry", "_selected_action": [record(UMBRELLA).id]}
+    )
     assert answer.status_code == 302
     rec = record(UMBRELLA)
     assert rec.status == "succeeded", rec.reason
     assert rec.generation == 2 and [rp["ratePlanName"] for rp in catalog.subscriptions(UMBRELLA)[0].rate_plans] == [
-        "Starter"]
+        "Starter"
+    ]
 
 
 def test_a_lead_moved_out_of_won_before_the_flow_ran_is_not_billed(catalog):
@@ -287,8 +304,11 @@ def test_contact_email_is_required_but_company_email_is_enough(catalog):
 
 
 def test_mapping_lookup_ignores_case_and_spaces(catalog):
-    KLead.objects.filter(id=ACME_EXPANSION).update(custom_fields_values=[
-        {"field_id": 881234, "field_name": "Plan", "field_type": "select", "values": [{"value": "  starter "}]}])
+    KLead.objects.filter(id=ACME_EXPANSION).update(
+        custom_fields_values=[
+            {"field_id": 881234, "field_name": "Plan", "field_type": "select", "values": [{"value": "  starter "}]}
+        ]
+    )
     catalog.win(ACME_EXPANSION)
     assert record(ACME_EXPANSION).status == "succeeded"
     assert PlanMapping.objects.filter(normalized_value="starter").exists()

@@ -26,8 +26,11 @@ def run(tmp_path, text: str | bytes, capsys) -> tuple[str, str]:
 
 
 def test_a_good_file_upserts(mirrored, tmp_path, capsys):
-    out, _ = run(tmp_path, f"kommo_value,product_rate_plan_id,currency,label\nGrowth,{GROWTH},USD,Growth\n"
-                           f" starter ,{STARTER},,Starter\n", capsys)
+    out, _ = run(
+        tmp_path,
+        f"kommo_value,product_rate_plan_id,currency,label\nGrowth,{GROWTH},USD,Growth\n starter ,{STARTER},,Starter\n",
+        capsys,
+    )
     assert "2 mapping(s) created" in out
     out, _ = run(tmp_path, f"kommo_value,product_rate_plan_id\nGROWTH,{STARTER}\n", capsys)
     assert "0 mapping(s) created, 1 updated" in out
@@ -39,17 +42,23 @@ def test_a_plan_retiring_soon_imports_with_a_warning(mirrored, tmp_path, capsys)
     assert "warning" in err and "retires on" in err and PlanMapping.objects.count() == 1
 
 
-@pytest.mark.parametrize("body, words", [
-    (f"kommo_value,product_rate_plan_id\nGrowth,{GROWTH}\nPlatinum,nope\n", ["line 3: unknown product_rate_plan_id"]),
-    (f"kommo_value,product_rate_plan_id\nOld,{RETIRED}\n", ["line 2:", "retired on 2026-06-30"]),
-    (f"kommo_value,product_rate_plan_id\nGrowth,{GROWTH}\n growth ,{STARTER}\n", ["line 3: duplicate kommo_value"]),
-    (f"kommo_value,product_rate_plan_id,currency\nGrowth,{GROWTH},dollars\n", ["line 2: currency"]),
-    (f"kommo_value,product_rate_plan_id,currency\nScale,{SCALE},EUR\n", ["line 2:", "no price in EUR"]),
-    (f"kommo_value,plan\nGrowth,{GROWTH}\n", ["missing column(s) product_rate_plan_id", "unknown column(s) plan"]),
-    (f"kommo_value,product_rate_plan_id,quantity\nGrowth,{GROWTH},lots\n", ["line 2: quantity 'lots'"]),
-    ("kommo_value,product_rate_plan_id\n", ["no mappings"]),
-    ("kommo_value,product_rate_plan_id\nGrowth,,\n", ["line 2: more values than columns"]),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (
+            f"kommo_value,product_rate_plan_id\nGrowth,{GROWTH}\nPlatinum,nope\n",
+            ["line 3: unknown product_rate_plan_id"],
+        ),
+        (f"kommo_value,product_rate_plan_id\nOld,{RETIRED}\n", ["line 2:", "retired on 2026-06-30"]),
+        (f"kommo_value,product_rate_plan_id\nGrowth,{GROWTH}\n growth ,{STARTER}\n", ["line 3: duplicate kommo_value"]),
+        (f"kommo_value,product_rate_plan_id,currency\nGrowth,{GROWTH},dollars\n", ["line 2: currency"]),
+        (f"kommo_value,product_rate_plan_id,currency\nScale,{SCALE},EUR\n", ["line 2:", "no price in EUR"]),
+        (f"kommo_value,plan\nGrowth,{GROWTH}\n", ["missing column(s) product_rate_plan_id", "unknown column(s) plan"]),
+        (f"kommo_value,product_rate_plan_id,quantity\nGrowth,{GROWTH},lots\n", ["line 2: quantity 'lots'"]),
+        ("kommo_value,product_rate_plan_id\n", ["no mappings"]),
+        ("kommo_value,product_rate_plan_id\nGrowth,,\n", ["line 2: more values than columns"]),
+    ],
+)
 def test_any_bad_line_imports_nothing_and_names_each_line(mirrored, tmp_path, capsys, body, words):
     with pytest.raises(CommandError, match="nothing imported"):
         run(tmp_path, body, capsys)

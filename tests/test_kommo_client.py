@@ -15,8 +15,11 @@ from sync.clients.kommo import KommoClient
 from sync.models import ApiCall, ProviderToken
 from tests.conftest import requires_postgres
 
-OAUTH = {"client_id": "kommo-demo-client", "client_secret": "kommo-demo-client-secret",
-         "redirect_uri": "https://zkbridge.example/oauth"}
+OAUTH = {
+    "client_id": "kommo-demo-client",
+    "client_secret": "kommo-demo-client-secret",
+    "redirect_uri": "https://zkbridge.example/oauth",
+}
 
 
 def client(emulators, **kw) -> KommoClient:
@@ -33,8 +36,11 @@ def first_refresh_token(emulators) -> str:
     import requests
 
     KAuthCode.objects.create(code="c")
-    return requests.post(f"{emulators.kommo}/oauth2/access_token", timeout=10, json={
-        **OAUTH, "grant_type": "authorization_code", "code": "c"}).json()["refresh_token"]
+    return requests.post(
+        f"{emulators.kommo}/oauth2/access_token",
+        timeout=10,
+        json={**OAUTH, "grant_type": "authorization_code", "code": "c"},
+    ).json()["refresh_token"]
 
 
 def test_an_unknown_lead_is_not_found(emulators):

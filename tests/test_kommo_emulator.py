@@ -12,8 +12,11 @@ from sandbox.common import set_setting
 from sandbox.models import KAuthCode, KLead, KWebhookDelivery
 
 TOKEN = {"Authorization": "Bearer kommo-demo-long-lived-token"}
-OAUTH = {"client_id": "kommo-demo-client", "client_secret": "kommo-demo-client-secret",
-         "redirect_uri": "https://zkbridge.example/oauth"}
+OAUTH = {
+    "client_id": "kommo-demo-client",
+    "client_secret": "kommo-demo-client-secret",
+    "redirect_uri": "https://zkbridge.example/oauth",
+}
 
 
 def get(emulators, path, **kw):
@@ -35,8 +38,11 @@ def test_contacts_carry_multitext_emails(emulators):
 
 
 def test_empty_lists_and_unknown_leads_are_204_without_body(emulators):
-    answer = get(emulators, "/api/v4/leads", params={"filter[statuses][0][pipeline_id]": 4520110,
-                                                      "filter[statuses][0][status_id]": 142})
+    answer = get(
+        emulators,
+        "/api/v4/leads",
+        params={"filter[statuses][0][pipeline_id]": 4520110, "filter[statuses][0][status_id]": 142},
+    )
     assert answer.status_code == 204 and answer.content == b""
     assert get(emulators, "/api/v4/leads/1").status_code == 204
 
@@ -55,16 +61,24 @@ def test_wrong_token_is_401_problem_json(emulators):
 
 
 def test_invalid_field_rejects_the_whole_patch(emulators):
-    answer = requests.patch(f"{emulators.kommo}/api/v4/leads/24312345", headers=TOKEN, timeout=10, json={
-        "name": "renamed", "custom_fields_values": [{"field_id": 999, "values": [{"value": "x"}]}]})
+    answer = requests.patch(
+        f"{emulators.kommo}/api/v4/leads/24312345",
+        headers=TOKEN,
+        timeout=10,
+        json={"name": "renamed", "custom_fields_values": [{"field_id": 999, "values": [{"value": "x"}]}]},
+    )
     body = answer.json()
     assert answer.status_code == 400 and body["validation-errors"][0]["errors"][0]["code"] == "NotSupportedChoice"
     assert KLead.objects.get(id=24312345).name == "ACME annual"
 
 
 def test_notes_and_tasks_are_written_and_listed(emulators):
-    requests.post(f"{emulators.kommo}/api/v4/leads/notes", headers=TOKEN, timeout=10,
-                  json=[{"entity_id": 24312345, "note_type": "common", "params": {"text": "hello"}}]).raise_for_status()
+    requests.post(
+        f"{emulators.kommo}/api/v4/leads/notes",
+        headers=TOKEN,
+        timeout=10,
+        json=[{"entity_id": 24312345, "note_type": "common", "params": {"text": "hello"}}],
+    ).raise_for_status()
     notes = get(emulators, "/api/v4/leads/24312345/notes").json()["_embedded"]["notes"]
     assert notes[0]["params"]["text"] == "hello"
     bad = requests.post(f"{emulators.kommo}/api/v4/tasks", headers=TOKEN, timeout=10, json=[{"text": "x"}])
@@ -87,22 +101,35 @@ def test_refresh_tokens_are_single_use_and_rotate(emulators):
     KAuthCode.objects.create(code="code-1")
     url = f"{emulators.kommo}/oauth2/access_token"
     first = requests.post(url, json={**OAUTH, "grant_type": "authorization_code", "code": "code-1"}, timeout=10).json()
-    second = requests.post(url, json={**OAUTH, "grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
-                           timeout=10)
+    second = requests.post(
+        url, json={**OAUTH, "grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, timeout=10
+    )
     assert second.status_code == 200 and second.json()["refresh_token"] != first["refresh_token"]
-    reused = requests.post(url, json={**OAUTH, "grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
-                           timeout=10)
+    reused = requests.post(
+        url, json={**OAUTH, "grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, timeout=10
+    )
     assert reused.status_code == 401 and "revoked" in reused.json()["detail"]
     # The old access token died with its refresh token; the new one works.
-    assert get(emulators, "/api/v4/leads/pipelines",
-               headers={"Authorization": f"Bearer {first['access_token']}"}).status_code == 401
-    assert get(emulators, "/api/v4/leads/pipelines",
-               headers={"Authorization": f"Bearer {second.json()['access_token']}"}).status_code == 200
+    assert (
+        get(
+            emulators, "/api/v4/leads/pipelines", headers={"Authorization": f"Bearer {first['access_token']}"}
+        ).status_code
+        == 401
+    )
+    assert (
+        get(
+            emulators, "/api/v4/leads/pipelines", headers={"Authorization": f"Bearer {second.json()['access_token']}"}
+        ).status_code
+        == 200
+    )
 
 
 def test_oauth_refuses_wrong_client_secret(emulators):
-    answer = requests.post(f"{emulators.kommo}/oauth2/access_token", timeout=10, json={
-        **OAUTH, "client_secret": "nope", "grant_type": "refresh_token", "refresh_token": "x"})
+    answer = requests.post(
+        f"{emulators.kommo}/oauth2/access_token",
+        timeout=10,
+        json={**OAUTH, "client_secret": "nope", "grant_type": "refresh_token", "refresh_token": "x"},
+    )
     assert answer.status_code == 401
 
 

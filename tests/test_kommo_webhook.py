@@ -36,12 +36,15 @@ def post(client, url, body: str, content_type: str = FORM):
 
 
 def won_body(lead_id: int = 24312345, status_id: int = 142) -> str:
-    return (f"leads%5Bstatus%5D%5B0%5D%5Bid%5D={lead_id}&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D={status_id}"
-            f"&leads%5Bstatus%5D%5B0%5D%5Bpipeline_id%5D=4520110&account%5Bsubdomain%5D=acme")
+    return (
+        f"leads%5Bstatus%5D%5B0%5D%5Bid%5D={lead_id}&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D={status_id}"
+        f"&leads%5Bstatus%5D%5B0%5D%5Bpipeline_id%5D=4520110&account%5Bsubdomain%5D=acme"
+    )
 
 
-def test_the_real_kommo_body_makes_one_record_and_is_enqueued_after_commit(client, url, quiet_queue,
-                                                                            django_capture_on_commit_callbacks):
+def test_the_real_kommo_body_makes_one_record_and_is_enqueued_after_commit(
+    client, url, quiet_queue, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         answer = post(client, url, fixture_text("kommo-webhook-lead-won.form").strip())
     assert answer.status_code == 200 and answer.json()["won"] == 1
@@ -72,9 +75,11 @@ def test_a_lead_that_is_not_won_is_stored_and_ignored(client, url, quiet_queue):
 
 
 def test_several_leads_and_actions_in_one_body(client, url, quiet_queue):
-    body = (won_body(1) + "&leads%5Bstatus%5D%5B1%5D%5Bid%5D=2&leads%5Bstatus%5D%5B1%5D%5Bstatus_id%5D=142"
-            "&leads%5Bupdate%5D%5B0%5D%5Bid%5D=3&leads%5Bupdate%5D%5B0%5D%5Bstatus_id%5D=39402112"
-            "&contacts%5Bupdate%5D%5B0%5D%5Bid%5D=9")
+    body = (
+        won_body(1) + "&leads%5Bstatus%5D%5B1%5D%5Bid%5D=2&leads%5Bstatus%5D%5B1%5D%5Bstatus_id%5D=142"
+        "&leads%5Bupdate%5D%5B0%5D%5Bid%5D=3&leads%5Bupdate%5D%5B0%5D%5Bstatus_id%5D=39402112"
+        "&contacts%5Bupdate%5D%5B0%5D%5Bid%5D=9"
+    )
     assert post(client, url, body).json()["won"] == 2
     assert sorted(SyncRecord.objects.values_list("kommo_lead_id", flat=True)) == [1, 2]
 
@@ -84,19 +89,22 @@ def test_a_wrong_token_is_404_and_nothing_is_stored(client, url, quiet_queue):
     assert answer.status_code == 404 and not WebhookEvent.objects.exists()
 
 
-@pytest.mark.parametrize("body, words", [
-    ("", "empty"),
-    ("hello world", "no Kommo entity"),
-    ('{"leads": {"status": [{"id": 1}]}}', "JSON"),
-    ("leads%5Bstatus%5D%5B0%5D%5Bid%5D=abc&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142", "must be a number"),
-    ("leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142", "has no id"),
-    ("leads%5Bstatus%5D%5B0%5D%5Bid%5D=-5", "positive"),
-    ("leads%5Bexplode%5D%5B0%5D%5Bid%5D=5", "unknown lead action"),
-    ("leads%5Bstatus%5D=flat", "not a list"),
-    ("leads%5Bstatus%5D%5B5000%5D%5Bid%5D=1", "cannot be decoded"),
-    ("a=1&" * 6000, "cannot be decoded"),
-    (quote("é").encode("latin-1").decode() + "%FF=%FF", "no Kommo entity"),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("", "empty"),
+        ("hello world", "no Kommo entity"),
+        ('{"leads": {"status": [{"id": 1}]}}', "JSON"),
+        ("leads%5Bstatus%5D%5B0%5D%5Bid%5D=abc&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142", "must be a number"),
+        ("leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142", "has no id"),
+        ("leads%5Bstatus%5D%5B0%5D%5Bid%5D=-5", "positive"),
+        ("leads%5Bexplode%5D%5B0%5D%5Bid%5D=5", "unknown lead action"),
+        ("leads%5Bstatus%5D=flat", "not a list"),
+        ("leads%5Bstatus%5D%5B5000%5D%5Bid%5D=1", "cannot be decoded"),
+        ("a=1&" * 6000, "cannot be decoded"),
+        (quote("é").encode("latin-1").decode() + "%FF=%FF", "no Kommo entity"),
+    ],
+)
 def test_garbage_gets_a_short_400_and_nothing_is_stored(client, url, quiet_queue, body, words):
     answer = post(client, url, body)
     assert answer.status_code == 400 and words in answer.json()["error"]
@@ -129,8 +137,9 @@ def test_five_concurrent_copies_make_one_record(live_server, transactional_db, s
     def send(n: int):
         barrier.wait()
         # Each copy differs a little (Kommo re-sends with new timestamps): the record key still unites them.
-        statuses.append(requests.post(target, data=won_body() + f"&n={n}", headers={"Content-Type": FORM},
-                                      timeout=10).status_code)
+        statuses.append(
+            requests.post(target, data=won_body() + f"&n={n}", headers={"Content-Type": FORM}, timeout=10).status_code
+        )
         connection.close()
 
     threads = [threading.Thread(target=send, args=(n,)) for n in range(5)]

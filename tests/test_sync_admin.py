@@ -11,16 +11,32 @@ from sync.models import ApiCall, SyncRecord
 def records(db, monkeypatch):
     monkeypatch.setattr("sync.inbox.enqueue_record", lambda record_id: None)
     made = {
-        "ok": SyncRecord.objects.create(kind="deal_won", key="deal_won:1", kommo_lead_id=1, status="succeeded",
-                                        zuora_account_number="A00000001", zuora_subscription_number="A-S00000001",
-                                        steps={"order": {"done": True, "at": "2026-11-23T10:00:00",
-                                                         "account_number": "A00000001"}}),
-        "stuck": SyncRecord.objects.create(kind="deal_won", key="deal_won:2", kommo_lead_id=2,
-                                           status="needs_attention", reason="no plan mapping for plan 'Platinum'"),
+        "ok": SyncRecord.objects.create(
+            kind="deal_won",
+            key="deal_won:1",
+            kommo_lead_id=1,
+            status="succeeded",
+            zuora_account_number="A00000001",
+            zuora_subscription_number="A-S00000001",
+            steps={"order": {"done": True, "at": "2026-11-23T10:00:00", "account_number": "A00000001"}},
+        ),
+        "stuck": SyncRecord.objects.create(
+            kind="deal_won",
+            key="deal_won:2",
+            kommo_lead_id=2,
+            status="needs_attention",
+            reason="no plan mapping for plan 'Platinum'",
+        ),
         "failed": SyncRecord.objects.create(kind="deal_won", key="deal_won:3", kommo_lead_id=3, status="failed"),
     }
-    ApiCall.objects.create(provider="zuora", method="POST", path="/v1/orders", status=200,
-                           request_body='{"client_secret": "***"}', sync_record=made["ok"])
+    ApiCall.objects.create(
+        provider="zuora",
+        method="POST",
+        path="/v1/orders",
+        status=200,
+        request_body='{"client_secret": "***"}',
+        sync_record=made["ok"],
+    )
     return made
 
 
@@ -47,8 +63,10 @@ def test_retry_requeues_only_what_can_be_retried(admin_client, records):
 
 
 def test_resolve_and_cancel_leave_succeeded_records_alone(admin_client, records):
-    admin_client.post("/admin/sync/syncrecord/", {"action": "mark_resolved",
-                                                  "_selected_action": [records["ok"].id, records["stuck"].id]})
+    admin_client.post(
+        "/admin/sync/syncrecord/",
+        {"action": "mark_resolved", "_selected_action": [records["ok"].id, records["stuck"].id]},
+    )
     admin_client.post("/admin/sync/syncrecord/", {"action": "cancel", "_selected_action": [records["failed"].id]})
     statuses = dict(SyncRecord.objects.values_list("key", "status"))
     assert statuses == {"deal_won:1": "succeeded", "deal_won:2": "resolved", "deal_won:3": "cancelled"}

@@ -24,11 +24,25 @@ def client(emulators, **kw) -> ZuoraClient:
 
 def new_order(plan="Growth") -> dict:
     day = timezone.localdate().isoformat()
-    return {"orderDate": day, "newAccount": {
-        "name": "ACME", "currency": "USD", "billCycleDay": 0,
-        "billToContact": {"firstName": "Jane", "lastName": "Doe", "workEmail": "jane@acme.example"}},
-        "subscriptions": [{"orderActions": [{"type": "CreateSubscription", "createSubscription": {
-            "subscribeToRatePlans": [{"productRatePlanId": zuora_id(plan)}]}}]}]}
+    return {
+        "orderDate": day,
+        "newAccount": {
+            "name": "ACME",
+            "currency": "USD",
+            "billCycleDay": 0,
+            "billToContact": {"firstName": "Jane", "lastName": "Doe", "workEmail": "jane@acme.example"},
+        },
+        "subscriptions": [
+            {
+                "orderActions": [
+                    {
+                        "type": "CreateSubscription",
+                        "createSubscription": {"subscribeToRatePlans": [{"productRatePlanId": zuora_id(plan)}]},
+                    }
+                ]
+            }
+        ],
+    }
 
 
 def test_one_token_serves_every_client_until_it_nearly_expires(emulators):

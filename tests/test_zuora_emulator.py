@@ -11,7 +11,11 @@ import requests
 from sandbox.demo import zuora_id
 from sandbox.models import ZSubscription
 
-DEMO_CLIENT = {"client_id": "zkbridge-demo", "client_secret": "zkbridge-demo-secret", "grant_type": "client_credentials"}
+DEMO_CLIENT = {
+    "client_id": "zkbridge-demo",
+    "client_secret": "zkbridge-demo-secret",
+    "grant_type": "client_credentials",
+}
 
 
 @pytest.fixture
@@ -27,15 +31,27 @@ def order(plan: str = "Growth", currency: str = "USD", date: str | None = None, 
     day = date or time.strftime("%Y-%m-%d")
     return {
         "orderDate": day,
-        "newAccount": {"name": "ACME", "currency": currency, "billCycleDay": 0, "crmId": "company:1",
-                       "customFields": {"KommoId__c": "company:1"},
-                       "billToContact": {"firstName": "Jane", "lastName": "Doe", "workEmail": "jane@acme.example"},
-                       **account},
-        "subscriptions": [{"orderActions": [{"type": "CreateSubscription",
-                                             "triggerDates": [{"name": "ContractEffective", "triggerDate": day}],
-                                             "createSubscription": {"subscribeToRatePlans": [
-                                                 {"productRatePlanId": zuora_id(plan)}]}}],
-                           "customFields": {"KommoLeadId__c": "42"}}],
+        "newAccount": {
+            "name": "ACME",
+            "currency": currency,
+            "billCycleDay": 0,
+            "crmId": "company:1",
+            "customFields": {"KommoId__c": "company:1"},
+            "billToContact": {"firstName": "Jane", "lastName": "Doe", "workEmail": "jane@acme.example"},
+            **account,
+        },
+        "subscriptions": [
+            {
+                "orderActions": [
+                    {
+                        "type": "CreateSubscription",
+                        "triggerDates": [{"name": "ContractEffective", "triggerDate": day}],
+                        "createSubscription": {"subscribeToRatePlans": [{"productRatePlanId": zuora_id(plan)}]},
+                    }
+                ],
+                "customFields": {"KommoLeadId__c": "42"},
+            }
+        ],
     }
 
 
@@ -81,13 +97,16 @@ def test_order_creates_account_and_subscription_together(zuora):
     assert sub.term_type == "TERMED" and sub.initial_term == 12
 
 
-@pytest.mark.parametrize("change, code, words", [
-    ({"plan": "Nonexistent"}, 53100340, "Invalid ProductRatePlanId"),
-    ({"plan": "Growth (2024)"}, 53100330, "not effective"),
-    ({"plan": "Enterprise (2027)"}, 53100330, "not effective"),
-    ({"plan": "Scale (retiring)", "currency": "EUR"}, 53100330, "no price in EUR"),
-    ({"billToContact": {"firstName": "Jane", "workEmail": "j@x.example"}}, 53100322, "lastName"),
-])
+@pytest.mark.parametrize(
+    "change, code, words",
+    [
+        ({"plan": "Nonexistent"}, 53100340, "Invalid ProductRatePlanId"),
+        ({"plan": "Growth (2024)"}, 53100330, "not effective"),
+        ({"plan": "Enterprise (2027)"}, 53100330, "not effective"),
+        ({"plan": "Scale (retiring)", "currency": "EUR"}, 53100330, "no price in EUR"),
+        ({"billToContact": {"firstName": "Jane", "workEmail": "j@x.example"}}, 53100322, "lastName"),
+    ],
+)
 def test_order_validation_answers_http_200_with_success_false(zuora, change, code, words):
     plan = change.pop("plan", "Growth")
     currency = change.pop("currency", "USD")
@@ -100,8 +119,9 @@ def test_order_validation_answers_http_200_with_success_false(zuora, change, cod
 
 
 def test_malformed_json_is_a_400(zuora):
-    answer = zuora.post(f"{zuora.base}/v1/orders", data="{not json", timeout=10,
-                        headers={"Content-Type": "application/json"})
+    answer = zuora.post(
+        f"{zuora.base}/v1/orders", data="{not json", timeout=10, headers={"Content-Type": "application/json"}
+    )
     assert answer.status_code == 400 and answer.json()["reasons"][0]["code"] % 100 == 90
 
 
@@ -122,27 +142,33 @@ def test_idempotency_key_replays_failures_too(zuora):
 
 def test_idempotency_key_on_another_url_is_a_422(zuora):
     zuora.post(f"{zuora.base}/v1/orders", json=order(), headers={"Idempotency-Key": "k"}, timeout=10)
-    answer = zuora.post(f"{zuora.base}/v1/orders/preview", json=order(), headers={"Idempotency-Key": "k"},
-                        timeout=10)
+    answer = zuora.post(f"{zuora.base}/v1/orders/preview", json=order(), headers={"Idempotency-Key": "k"}, timeout=10)
     assert answer.status_code in (200, 422)  # preview is not idempotent-keyed: plain answer
-    usage = zuora.post(f"{zuora.base}/v1/usage", files={"file": ("u.csv", b"x")}, headers={"Idempotency-Key": "k"},
-                       timeout=10)
+    usage = zuora.post(
+        f"{zuora.base}/v1/usage", files={"file": ("u.csv", b"x")}, headers={"Idempotency-Key": "k"}, timeout=10
+    )
     assert usage.status_code == 422
 
 
 def test_object_query_filters_on_custom_fields_and_pages(zuora):
     for n in range(3):
-        zuora.post(f"{zuora.base}/v1/orders", json=order(crmId=f"company:{n}",
-                                                           customFields={"KommoId__c": f"company:{n}"}), timeout=10)
-    found = zuora.get(f"{zuora.base}/object-query/accounts", params={"filter[]": "KommoId__c.EQ:company:1"},
-                      timeout=10).json()
+        zuora.post(
+            f"{zuora.base}/v1/orders",
+            json=order(crmId=f"company:{n}", customFields={"KommoId__c": f"company:{n}"}),
+            timeout=10,
+        )
+    found = zuora.get(
+        f"{zuora.base}/object-query/accounts", params={"filter[]": "KommoId__c.EQ:company:1"}, timeout=10
+    ).json()
     assert [a["crmId"] for a in found["data"]] == ["company:1"]
-    assert zuora.get(f"{zuora.base}/object-query/accounts", params={"filter[]": "crmId.EQ:nobody"},
-                     timeout=10).json() == {"data": []}
+    assert zuora.get(
+        f"{zuora.base}/object-query/accounts", params={"filter[]": "crmId.EQ:nobody"}, timeout=10
+    ).json() == {"data": []}
     page = zuora.get(f"{zuora.base}/object-query/accounts", params={"pageSize": 2}, timeout=10).json()
     assert len(page["data"]) == 2
-    rest = zuora.get(f"{zuora.base}/object-query/accounts", params={"pageSize": 2, "cursor": page["nextPage"]},
-                     timeout=10).json()
+    rest = zuora.get(
+        f"{zuora.base}/object-query/accounts", params={"pageSize": 2, "cursor": page["nextPage"]}, timeout=10
+    ).json()
     assert len(rest["data"]) == 1 and "nextPage" not in rest
     bad = zuora.get(f"{zuora.base}/object-query/accounts", params={"filter[]": "garbage"}, timeout=10)
     assert bad.status_code == 400
@@ -150,19 +176,24 @@ def test_object_query_filters_on_custom_fields_and_pages(zuora):
 
 def test_usage_import_is_polled_until_completed(zuora):
     created = zuora.post(f"{zuora.base}/v1/orders", json=order(), timeout=10).json()
-    csv_text = ("ACCOUNT_ID,UOM,QTY,STARTDATE,ENDDATE,SUBSCRIPTION_ID,CHARGE_ID,DESCRIPTION,UNIQUE_KEY\n"
-                f"{created['accountNumber']},API call,1200,11/01/2026,11/30/2026,"
-                f"{created['subscriptions'][0]['subscriptionNumber']},,Nov,acme-2026-11\n")
+    csv_text = (
+        "ACCOUNT_ID,UOM,QTY,STARTDATE,ENDDATE,SUBSCRIPTION_ID,CHARGE_ID,DESCRIPTION,UNIQUE_KEY\n"
+        f"{created['accountNumber']},API call,1200,11/01/2026,11/30/2026,"
+        f"{created['subscriptions'][0]['subscriptionNumber']},,Nov,acme-2026-11\n"
+    )
     answer = zuora.post(f"{zuora.base}/v1/usage", files={"file": ("usage.csv", csv_text.encode())}, timeout=10).json()
     assert answer["success"] is True and answer["checkImportStatus"].startswith("/v1/usage/")
-    statuses = [zuora.get(f"{zuora.base}{answer['checkImportStatus']}", timeout=10).json()["importStatus"]
-                for _ in range(3)]
+    statuses = [
+        zuora.get(f"{zuora.base}{answer['checkImportStatus']}", timeout=10).json()["importStatus"] for _ in range(3)
+    ]
     assert statuses == ["Processing", "Completed", "Completed"]
 
 
 def test_usage_import_with_one_bad_row_fails_whole(zuora, emulators):
-    csv_text = ("ACCOUNT_ID,UOM,QTY,STARTDATE,ENDDATE,SUBSCRIPTION_ID,CHARGE_ID,DESCRIPTION,UNIQUE_KEY\n"
-                "A99999999,API call,1,11/01/2026,11/30/2026,,,x,k1\n")
+    csv_text = (
+        "ACCOUNT_ID,UOM,QTY,STARTDATE,ENDDATE,SUBSCRIPTION_ID,CHARGE_ID,DESCRIPTION,UNIQUE_KEY\n"
+        "A99999999,API call,1,11/01/2026,11/30/2026,,,x,k1\n"
+    )
     answer = zuora.post(f"{zuora.base}/v1/usage", files={"file": ("u.csv", csv_text.encode())}, timeout=10).json()
     for _ in range(2):
         status = zuora.get(f"{zuora.base}{answer['checkImportStatus']}", timeout=10).json()
@@ -215,8 +246,9 @@ def test_latency_injection_slows_answers(zuora, emulators):
 
 
 def test_control_api_refuses_unknown_fault_fields(emulators):
-    answer = requests.post(f"{emulators.url}/sandbox/control/faults", data=json.dumps({"service": "zuora",
-                                                                                       "kind": "boom"}), timeout=10)
+    answer = requests.post(
+        f"{emulators.url}/sandbox/control/faults", data=json.dumps({"service": "zuora", "kind": "boom"}), timeout=10
+    )
     assert answer.status_code == 400
     answer = requests.post(f"{emulators.url}/sandbox/control/faults", data="[]", timeout=10)
     assert answer.status_code == 400

@@ -91,7 +91,9 @@ def time_zone(name: str, default: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ImproperlyConfigured(f"{name}: unknown time zone {value!r} (use an IANA name such as Europe/Berlin)") from None
+        raise ImproperlyConfigured(
+            f"{name}: unknown time zone {value!r} (use an IANA name such as Europe/Berlin)"
+        ) from None
     return value
 
 
@@ -100,7 +102,9 @@ def database_url(name: str, default: str) -> dict:
 
     value = string(name, default) or default
     if not re.match(r"^(postgres|postgresql|pgsql|sqlite)://", value):
-        raise ImproperlyConfigured(f"{name}: expected postgres://… or sqlite:///…, got {value.split('://')[0]!r} scheme")
+        raise ImproperlyConfigured(
+            f"{name}: expected postgres://… or sqlite:///…, got {value.split('://')[0]!r} scheme"
+        )
     try:
         return dj_database_url.parse(value)
     except Exception as exc:  # the library raises several types for unparsable URLs

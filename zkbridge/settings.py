@@ -135,9 +135,7 @@ SANDBOX_ZUORA_CLIENT_SECRET = "zkbridge-demo-secret"
 SANDBOX_KOMMO_TOKEN = "kommo-demo-long-lived-token"
 
 ZUORA_CLIENT_ID = config.string("ZUORA_CLIENT_ID", SANDBOX_ZUORA_CLIENT_ID if ZUORA_USES_EMULATOR else None)
-ZUORA_CLIENT_SECRET = config.string(
-    "ZUORA_CLIENT_SECRET", SANDBOX_ZUORA_CLIENT_SECRET if ZUORA_USES_EMULATOR else None
-)
+ZUORA_CLIENT_SECRET = config.string("ZUORA_CLIENT_SECRET", SANDBOX_ZUORA_CLIENT_SECRET if ZUORA_USES_EMULATOR else None)
 ZUORA_ENTITY_ID = config.string("ZUORA_ENTITY_ID")
 ZUORA_ACCOUNT_CRM_FIELD = config.string("ZUORA_ACCOUNT_CRM_FIELD", "KommoId__c")
 if not ZUORA_ACCOUNT_CRM_FIELD.endswith("__c"):
@@ -183,9 +181,13 @@ _oauth = [KOMMO_CLIENT_ID, KOMMO_CLIENT_SECRET, KOMMO_REDIRECT_URI, KOMMO_REFRES
 if not _has_long_lived and any(_oauth) and not all(_oauth):
     from django.core.exceptions import ImproperlyConfigured
 
-    _missing = [n for n, v in zip(
-        ["KOMMO_CLIENT_ID", "KOMMO_CLIENT_SECRET", "KOMMO_REDIRECT_URI", "KOMMO_REFRESH_TOKEN"], _oauth
-    ) if not v]
+    _missing = [
+        n
+        for n, v in zip(
+            ["KOMMO_CLIENT_ID", "KOMMO_CLIENT_SECRET", "KOMMO_REDIRECT_URI", "KOMMO_REFRESH_TOKEN"], _oauth, strict=True
+        )
+        if not v
+    ]
     raise ImproperlyConfigured(f"{', '.join(_missing)}: Kommo OAuth needs all four variables (or KOMMO_ACCESS_TOKEN)")
 
 ZUORA_CALLOUT_USERNAME = config.string("ZUORA_CALLOUT_USERNAME")

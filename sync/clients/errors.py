@@ -6,8 +6,16 @@ from __future__ import annotations
 class ApiError(Exception):
     """Base: an outside API did not do what was asked."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: int | str | None = None,
-                 excerpt: str = "", retry_after: float | None = None, provider: str = ""):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | str | None = None,
+        excerpt: str = "",
+        retry_after: float | None = None,
+        provider: str = "",
+    ):
         super().__init__(message)
         self.message = message
         self.status = status

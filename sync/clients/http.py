@@ -10,8 +10,8 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -92,9 +92,19 @@ class HttpClient:
         return []
 
     # --- the request loop ---------------------------------------------------------------------------
-    def request(self, method: str, path: str, *, params: dict | list | None = None, json_body: Any = None,
-                form: dict | None = None, files: dict | None = None, headers: dict[str, str] | None = None,
-                idempotency_key: str | None = None, authenticated: bool = True) -> Answer:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | list | None = None,
+        json_body: Any = None,
+        form: dict | None = None,
+        files: dict | None = None,
+        headers: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+        authenticated: bool = True,
+    ) -> Answer:
         """Send one logical request; retry only what is safe to repeat, within a short bounded wait."""
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         safe = method == "GET" or idempotency_key is not None
@@ -135,8 +145,13 @@ class HttpClient:
     def _send(self, method, url, params, json_body, form, files, headers, idempotency_key) -> Answer:
         self.before_request()
         started = time.monotonic()
-        call = ApiCall(provider=self.provider, method=method, path=self._loggable_path(url, params),
-                       idempotency_key=idempotency_key or "", sync_record_id=current_record_id.get())
+        call = ApiCall(
+            provider=self.provider,
+            method=method,
+            path=self._loggable_path(url, params),
+            idempotency_key=idempotency_key or "",
+            sync_record_id=current_record_id.get(),
+        )
         if json_body is not None:
             call.request_body = self._scrub(redact_text(json.dumps(json_body)))
         elif form is not None:
@@ -144,16 +159,27 @@ class HttpClient:
         elif files:
             call.request_body = "; ".join(f"<file {name}: {f[0]}, {len(f[1])} bytes>" for name, f in files.items())
         try:
-            response = self.session.request(method, url, params=params, json=json_body, data=form, files=files,
-                                            headers=headers, timeout=self.timeout)
+            response = self.session.request(
+                method,
+                url,
+                params=params,
+                json=json_body,
+                data=form,
+                files=files,
+                headers=headers,
+                timeout=self.timeout,
+            )
         except requests.Timeout as exc:
             self._log(call, started, error=f"timeout after {self.timeout}s")
-            raise TransientError(f"{self.provider}: no answer within {self.timeout}s ({method} {call.path})",
-                                 provider=self.provider) from exc
+            raise TransientError(
+                f"{self.provider}: no answer within {self.timeout}s ({method} {call.path})", provider=self.provider
+            ) from exc
         except requests.RequestException as exc:
             self._log(call, started, error=f"connection error: {excerpt(str(exc), 300)}")
-            raise TransientError(f"{self.provider}: connection failed ({method} {call.path}): {excerpt(str(exc))}",
-                                 provider=self.provider) from exc
+            raise TransientError(
+                f"{self.provider}: connection failed ({method} {call.path}): {excerpt(str(exc))}",
+                provider=self.provider,
+            ) from exc
         text = response.text
         body = None
         if text.strip():
@@ -180,7 +206,7 @@ class HttpClient:
         path = parts.path
         base_path = urlsplit(self.base_url).path
         if base_path and path.startswith(base_path):
-            path = path[len(base_path):]
+            path = path[len(base_path) :]
         return f"{path}?{parts.query}" if parts.query else path
 
     def _loggable_path(self, url: str, params: Any) -> str:

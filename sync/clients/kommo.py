@@ -28,10 +28,19 @@ WINDOW = 1.05  # seconds: Kommo's 1-second window, plus a margin for clock and n
 class KommoClient(HttpClient):
     provider = "kommo"
 
-    def __init__(self, base_url: str, *, access_token: str | None = None, client_id: str | None = None,
-                 client_secret: str | None = None, redirect_uri: str | None = None,
-                 refresh_token: str | None = None, timeout: float = 20, requests_per_second: int = 7,
-                 session=None):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        access_token: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        redirect_uri: str | None = None,
+        refresh_token: str | None = None,
+        timeout: float = 20,
+        requests_per_second: int = 7,
+        session=None,
+    ):
         super().__init__(base_url, timeout, session)
         self.long_lived = access_token
         self.client_id = client_id
@@ -43,10 +52,16 @@ class KommoClient(HttpClient):
 
     @classmethod
     def from_settings(cls) -> KommoClient:
-        return cls(settings.KOMMO_BASE_URL, access_token=settings.KOMMO_ACCESS_TOKEN,
-                   client_id=settings.KOMMO_CLIENT_ID, client_secret=settings.KOMMO_CLIENT_SECRET,
-                   redirect_uri=settings.KOMMO_REDIRECT_URI, refresh_token=settings.KOMMO_REFRESH_TOKEN,
-                   timeout=settings.KOMMO_TIMEOUT_SECONDS, requests_per_second=settings.KOMMO_REQUESTS_PER_SECOND)
+        return cls(
+            settings.KOMMO_BASE_URL,
+            access_token=settings.KOMMO_ACCESS_TOKEN,
+            client_id=settings.KOMMO_CLIENT_ID,
+            client_secret=settings.KOMMO_CLIENT_SECRET,
+            redirect_uri=settings.KOMMO_REDIRECT_URI,
+            refresh_token=settings.KOMMO_REFRESH_TOKEN,
+            timeout=settings.KOMMO_TIMEOUT_SECONDS,
+            requests_per_second=settings.KOMMO_REQUESTS_PER_SECOND,
+        )
 
     def secrets(self) -> list[str]:
         return [s for s in (self.long_lived, self.client_secret, self.initial_refresh_token, self._access) if s]
@@ -62,7 +77,7 @@ class KommoClient(HttpClient):
                 now = time.time()
                 recent = [t for t in recent if t > now - WINDOW]
             recent.append(now)
-            row.recent = recent[-self.rps:]
+            row.recent = recent[-self.rps :]
             row.save(update_fields=["recent"])
 
     # --- tokens -----------------------------------------------------------------------------------
@@ -73,11 +88,18 @@ class KommoClient(HttpClient):
 
     def access_token(self, force_refresh: bool = False) -> str:
         if not (self.client_id and self.client_secret and self.redirect_uri):
-            raise AuthError("Kommo: set KOMMO_ACCESS_TOKEN, or the KOMMO_CLIENT_ID/SECRET/REDIRECT_URI/"
-                            "REFRESH_TOKEN variables", provider=self.provider)
+            raise AuthError(
+                "Kommo: set KOMMO_ACCESS_TOKEN, or the KOMMO_CLIENT_ID/SECRET/REDIRECT_URI/REFRESH_TOKEN variables",
+                provider=self.provider,
+            )
         row = ProviderToken.objects.filter(provider=self.provider).first()
-        if not force_refresh and row and row.access_token and row.expires_at and \
-                row.expires_at - REFRESH_MARGIN > timezone.now():
+        if (
+            not force_refresh
+            and row
+            and row.access_token
+            and row.expires_at
+            and row.expires_at - REFRESH_MARGIN > timezone.now()
+        ):
             self._access = row.access_token
             return row.access_token
         stale = row.access_token if row else None
@@ -92,13 +114,21 @@ class KommoClient(HttpClient):
             refresh_token = row.refresh_token or self.initial_refresh_token
             if not refresh_token:
                 raise AuthError("Kommo: no refresh token stored; set KOMMO_REFRESH_TOKEN", provider=self.provider)
-            answer = self.request("POST", "/oauth2/access_token", json_body={
-                "client_id": self.client_id, "client_secret": self.client_secret, "grant_type": "refresh_token",
-                "refresh_token": refresh_token, "redirect_uri": self.redirect_uri}, authenticated=False)
+            answer = self.request(
+                "POST",
+                "/oauth2/access_token",
+                json_body={
+                    "client_id": self.client_id,
+                    "client_secret": self.client_secret,
+                    "grant_type": "refresh_token",
+                    "refresh_token": refresh_token,
+                    "redirect_uri": self.redirect_uri,
+                },
+                authenticated=False,
+            )
             body = answer.body or {}
             if not body.get("access_token") or not body.get("refresh_token"):
-                raise AuthError(f"Kommo: the token answer lacks tokens: {excerpt(answer.text)}",
-                                provider=self.provider)
+                raise AuthError(f"Kommo: the token answer lacks tokens: {excerpt(answer.text)}", provider=self.provider)
             # Persist the new pair before anything uses it: the old refresh token is already dead.
             row.access_token = body["access_token"]
             row.refresh_token = body["refresh_token"]
@@ -115,24 +145,30 @@ class KommoClient(HttpClient):
         kw: dict[str, Any] = {"status": status, "excerpt": excerpt(answer.text), "provider": "kommo"}
         if 200 <= status < 300:
             if body is None and answer.text.strip():
-                return TransientError(f"Kommo answered {status} with a body that is not JSON: "
-                                      f"{excerpt(answer.text)}", **kw)
+                return TransientError(
+                    f"Kommo answered {status} with a body that is not JSON: {excerpt(answer.text)}", **kw
+                )
             return None
         detail = self._problem(body) or excerpt(answer.text) or "(empty body)"
         if status == 429:
-            return TransientError(f"Kommo rate limit (429): {detail}", retry_after=self.retry_after(answer) or 1.0,
-                                  **kw)
+            return TransientError(
+                f"Kommo rate limit (429): {detail}", retry_after=self.retry_after(answer) or 1.0, **kw
+            )
         if status == 401:
             return AuthError(f"Kommo authentication failed (401): {detail}", **kw)
         if status == 403:
             # Kommo blocks accounts that keep exceeding the rate limit with an HTML 403 on every call.
-            return TransientError(f"Kommo refused access (403; blocked for exceeding limits?): {detail}",
-                                  retry_after=self.retry_after(answer) or 600.0, **kw)
+            return TransientError(
+                f"Kommo refused access (403; blocked for exceeding limits?): {detail}",
+                retry_after=self.retry_after(answer) or 600.0,
+                **kw,
+            )
         if status == 404:
             return NotFoundError(f"Kommo: not found (404): {detail}", **kw)
         if status >= 500 or status == 408:
-            return TransientError(f"Kommo server error ({status}): {detail}", retry_after=self.retry_after(answer),
-                                  **kw)
+            return TransientError(
+                f"Kommo server error ({status}): {detail}", retry_after=self.retry_after(answer), **kw
+            )
         return BusinessError(f"Kommo refused the request ({status}): {detail}", **kw)
 
     @staticmethod
@@ -149,8 +185,11 @@ class KommoClient(HttpClient):
     def get_lead(self, lead_id: int, with_: str = "contacts,catalog_elements") -> dict:
         answer = self.request("GET", f"/api/v4/leads/{int(lead_id)}", params={"with": with_})
         if answer.status == 204 or not isinstance(answer.body, dict):
-            raise NotFoundError(f"Kommo: lead {lead_id} does not exist or is not visible to zkbridge",
-                                status=answer.status, provider=self.provider)
+            raise NotFoundError(
+                f"Kommo: lead {lead_id} does not exist or is not visible to zkbridge",
+                status=answer.status,
+                provider=self.provider,
+            )
         return answer.body
 
     def _list(self, path: str, key: str, params: list[tuple[str, Any]]) -> Iterator[dict]:
@@ -174,13 +213,16 @@ class KommoClient(HttpClient):
         answer = self.request("GET", f"/api/v4/companies/{int(company_id)}")
         return answer.body if isinstance(answer.body, dict) else None
 
-    def won_leads(self, pipeline_status: list[tuple[int, int]] | None, *, updated_from: int | None = None,
-                  status_id: int = 142) -> Iterator[dict]:
+    def won_leads(
+        self, pipeline_status: list[tuple[int, int]] | None, *, updated_from: int | None = None, status_id: int = 142
+    ) -> Iterator[dict]:
         """Leads in the Won status, optionally only those updated since a unix time (all pages)."""
         params: list[tuple[str, Any]] = [("limit", 250), ("with", "contacts")]
         for index, (pipeline_id, status) in enumerate(pipeline_status or []):
-            params += [(f"filter[statuses][{index}][pipeline_id]", pipeline_id),
-                       (f"filter[statuses][{index}][status_id]", status)]
+            params += [
+                (f"filter[statuses][{index}][pipeline_id]", pipeline_id),
+                (f"filter[statuses][{index}][status_id]", status),
+            ]
         if updated_from is not None:
             params.append(("filter[updated_at][from]", int(updated_from)))
         for lead in self._list("/api/v4/leads", "leads", params):
@@ -199,19 +241,39 @@ class KommoClient(HttpClient):
         return list(self._list(f"/api/v4/leads/{int(lead_id)}/notes", "notes", [("limit", 250)]))
 
     def add_lead_note(self, lead_id: int, text: str) -> int | None:
-        answer = self.request("POST", "/api/v4/leads/notes", json_body=[
-            {"entity_id": int(lead_id), "note_type": "common", "params": {"text": text}}])
+        answer = self.request(
+            "POST",
+            "/api/v4/leads/notes",
+            json_body=[{"entity_id": int(lead_id), "note_type": "common", "params": {"text": text}}],
+        )
         notes = ((answer.body or {}).get("_embedded") or {}).get("notes") or []
         return notes[0].get("id") if notes else None
 
     def lead_tasks(self, lead_id: int) -> list[dict]:
-        return list(self._list("/api/v4/tasks", "tasks", [("filter[entity_id][]", int(lead_id)),
-                                                           ("filter[entity_type]", "leads"), ("limit", 250)]))
+        return list(
+            self._list(
+                "/api/v4/tasks",
+                "tasks",
+                [("filter[entity_id][]", int(lead_id)), ("filter[entity_type]", "leads"), ("limit", 250)],
+            )
+        )
 
-    def add_lead_task(self, lead_id: int, text: str, *, due: dt.datetime, task_type_id: int = 1,
-                      responsible_user_id: int | None = None) -> int | None:
-        task: dict[str, Any] = {"text": text, "complete_till": int(due.timestamp()), "entity_id": int(lead_id),
-                                "entity_type": "leads", "task_type_id": task_type_id}
+    def add_lead_task(
+        self,
+        lead_id: int,
+        text: str,
+        *,
+        due: dt.datetime,
+        task_type_id: int = 1,
+        responsible_user_id: int | None = None,
+    ) -> int | None:
+        task: dict[str, Any] = {
+            "text": text,
+            "complete_till": int(due.timestamp()),
+            "entity_id": int(lead_id),
+            "entity_type": "leads",
+            "task_type_id": task_type_id,
+        }
         if responsible_user_id:
             task["responsible_user_id"] = int(responsible_user_id)
         answer = self.request("POST", "/api/v4/tasks", json_body=[task])
@@ -223,5 +285,7 @@ class KommoClient(HttpClient):
         return ((answer.body or {}).get("_embedded") or {}).get("webhooks") or [] if answer.status != 204 else []
 
     def subscribe_webhook(self, destination: str, events: list[str]) -> dict:
-        return self.request("POST", "/api/v4/webhooks", json_body={"destination": destination,
-                                                                    "settings": events}).body or {}
+        return (
+            self.request("POST", "/api/v4/webhooks", json_body={"destination": destination, "settings": events}).body
+            or {}
+        )

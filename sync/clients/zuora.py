@@ -35,8 +35,17 @@ class OrderResult:
 class ZuoraClient(HttpClient):
     provider = "zuora"
 
-    def __init__(self, base_url: str, client_id: str | None, client_secret: str | None, *,
-                 timeout: float = 30, version: str = "233.0", entity_id: str | None = None, session=None):
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str | None,
+        client_secret: str | None,
+        *,
+        timeout: float = 30,
+        version: str = "233.0",
+        entity_id: str | None = None,
+        session=None,
+    ):
         super().__init__(base_url, timeout, session)
         self.client_id = client_id
         self.client_secret = client_secret
@@ -46,9 +55,14 @@ class ZuoraClient(HttpClient):
 
     @classmethod
     def from_settings(cls) -> ZuoraClient:
-        return cls(settings.ZUORA_BASE_URL, settings.ZUORA_CLIENT_ID, settings.ZUORA_CLIENT_SECRET,
-                   timeout=settings.ZUORA_TIMEOUT_SECONDS, version=settings.ZUORA_VERSION,
-                   entity_id=settings.ZUORA_ENTITY_ID)
+        return cls(
+            settings.ZUORA_BASE_URL,
+            settings.ZUORA_CLIENT_ID,
+            settings.ZUORA_CLIENT_SECRET,
+            timeout=settings.ZUORA_TIMEOUT_SECONDS,
+            version=settings.ZUORA_VERSION,
+            entity_id=settings.ZUORA_ENTITY_ID,
+        )
 
     def secrets(self) -> list[str]:
         values = [self.client_secret or ""]
@@ -92,13 +106,23 @@ class ZuoraClient(HttpClient):
     def _fetch_token(self) -> tuple[str, int]:
         if not self.client_id or not self.client_secret:
             raise AuthError("Zuora: ZUORA_CLIENT_ID and ZUORA_CLIENT_SECRET are not set", provider=self.provider)
-        answer = self.request("POST", "/oauth/token", form={
-            "client_id": self.client_id, "client_secret": self.client_secret, "grant_type": "client_credentials",
-        }, authenticated=False)
+        answer = self.request(
+            "POST",
+            "/oauth/token",
+            form={
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "grant_type": "client_credentials",
+            },
+            authenticated=False,
+        )
         body = answer.body if isinstance(answer.body, dict) else {}
         if not body.get("access_token"):
-            raise AuthError(f"Zuora: the token answer has no access_token: {excerpt(answer.text)}",
-                            status=answer.status, provider=self.provider)
+            raise AuthError(
+                f"Zuora: the token answer has no access_token: {excerpt(answer.text)}",
+                status=answer.status,
+                provider=self.provider,
+            )
         return body["access_token"], int(body.get("expires_in") or 3599)
 
     # --- errors -----------------------------------------------------------------------------------
@@ -111,8 +135,9 @@ class ZuoraClient(HttpClient):
         detail = message or excerpt(answer.text) or "(empty body)"
         kw: dict[str, Any] = {"status": status, "code": code, "excerpt": excerpt(answer.text), "provider": "zuora"}
         if status == 429:
-            return TransientError(f"Zuora rate or concurrency limit (429): {detail}",
-                                  retry_after=self.retry_after(answer), **kw)
+            return TransientError(
+                f"Zuora rate or concurrency limit (429): {detail}", retry_after=self.retry_after(answer), **kw
+            )
         if status == 401 or (status == 200 and category(code) == 11):
             return AuthError(f"Zuora authentication failed ({status}): {detail}", **kw)
         if status == 403:
@@ -120,17 +145,20 @@ class ZuoraClient(HttpClient):
         if status == 404:
             return NotFoundError(f"Zuora: not found (404): {detail}", **kw)
         if status == 409:
-            return TransientError(f"Zuora: the same request is still being processed (409): {detail}",
-                                  retry_after=self.retry_after(answer) or 1.0, **kw)
+            return TransientError(
+                f"Zuora: the same request is still being processed (409): {detail}",
+                retry_after=self.retry_after(answer) or 1.0,
+                **kw,
+            )
         if status >= 500:
-            return TransientError(f"Zuora server error ({status}): {detail}", retry_after=self.retry_after(answer),
-                                  **kw)
+            return TransientError(
+                f"Zuora server error ({status}): {detail}", retry_after=self.retry_after(answer), **kw
+            )
         if status >= 400:
             cls = TransientError if category(code) in TRANSIENT_CATEGORIES else BusinessError
             return cls(f"Zuora refused the request ({status}): {detail}", **kw)
         if body is None and answer.text.strip():
-            return TransientError(f"Zuora answered {status} with a body that is not JSON: {excerpt(answer.text)}",
-                                  **kw)
+            return TransientError(f"Zuora answered {status} with a body that is not JSON: {excerpt(answer.text)}", **kw)
         if isinstance(body, dict) and (body.get("success") is False or body.get("Success") is False):
             cat = category(code)
             if cat in TRANSIENT_CATEGORIES:
@@ -152,8 +180,9 @@ class ZuoraClient(HttpClient):
                 return
             answer = self.request("GET", self.relative(next_page))
 
-    def query(self, resource: str, filters: list[str] | None = None, *, expand: list[str] | None = None,
-              page_size: int = 99) -> Iterator[dict]:
+    def query(
+        self, resource: str, filters: list[str] | None = None, *, expand: list[str] | None = None, page_size: int = 99
+    ) -> Iterator[dict]:
         """Object Query over all pages: `filters` like ["crmId.EQ:company:1"]."""
         params: list[tuple[str, Any]] = [("pageSize", page_size)]
         params += [("filter[]", f) for f in filters or []]
@@ -178,17 +207,21 @@ class ZuoraClient(HttpClient):
         answer = self.request("POST", "/v1/orders", json_body=order, idempotency_key=idempotency_key, headers=headers)
         body = answer.body or {}
         subs = body.get("subscriptions") or [{"subscriptionNumber": n} for n in body.get("subscriptionNumbers") or []]
-        return OrderResult(order_number=body.get("orderNumber", ""), account_number=body.get("accountNumber", ""),
-                           subscription_numbers=[s.get("subscriptionNumber") for s in subs if s.get("subscriptionNumber")],
-                           status=body.get("status", ""))
+        return OrderResult(
+            order_number=body.get("orderNumber", ""),
+            account_number=body.get("accountNumber", ""),
+            subscription_numbers=[s.get("subscriptionNumber") for s in subs if s.get("subscriptionNumber")],
+            status=body.get("status", ""),
+        )
 
     def preview_order(self, order: dict) -> dict:
         return self.request("POST", "/v1/orders/preview", json_body=order).body or {}
 
     def import_usage(self, csv_bytes: bytes, file_name: str, *, idempotency_key: str) -> str:
         """Upload a usage CSV; returns the path to poll for its status."""
-        answer = self.request("POST", "/v1/usage", files={"file": (file_name, csv_bytes, "text/csv")},
-                              idempotency_key=idempotency_key)
+        answer = self.request(
+            "POST", "/v1/usage", files={"file": (file_name, csv_bytes, "text/csv")}, idempotency_key=idempotency_key
+        )
         return (answer.body or {}).get("checkImportStatus", "")
 
     def usage_import_status(self, status_path: str) -> dict:

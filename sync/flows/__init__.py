@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from django.utils import timezone
 
@@ -46,8 +46,11 @@ def notify_attention(record: SyncRecord, exc: NeedsAttention) -> None:
     responsible = record.step_data("lead").get("responsible_user_id")
     try:
         task_id = KommoClient.from_settings().add_lead_task(
-            record.kommo_lead_id, text[:1000], due=timezone.now() + dt.timedelta(days=1),
-            responsible_user_id=responsible)
+            record.kommo_lead_id,
+            text[:1000],
+            due=timezone.now() + dt.timedelta(days=1),
+            responsible_user_id=responsible,
+        )
     except ApiError as err:  # the record already says what is wrong; the task is a courtesy
         log.warning("sync_record=%s could not open the Kommo task: %s", record.id, err)
         return

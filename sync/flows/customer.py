@@ -83,8 +83,10 @@ def resolve_customer(kommo: KommoClient, lead: dict[str, Any]) -> Customer:
     elif main:
         key, name = f"contact:{main['id']}", str(main.get("name") or f"Kommo contact {main['id']}")
     else:
-        raise NeedsAttention("the deal has no company and no contact in Kommo: zuora needs a customer to bill",
-                             task="Add the customer's company or contact to this deal so it can be billed.")
+        raise NeedsAttention(
+            "the deal has no company and no contact in Kommo: zuora needs a customer to bill",
+            task="Add the customer's company or contact to this deal so it can be billed.",
+        )
 
     candidates: list[tuple[dict | None, str]] = []
     for contact in contacts.values():
@@ -99,7 +101,8 @@ def resolve_customer(kommo: KommoClient, lead: dict[str, Any]) -> Customer:
         raise NeedsAttention(
             f"no billing e-mail for '{name}': neither a billing contact, the main contact nor the company has "
             f"an e-mail in Kommo",
-            task="Add the billing e-mail to the main contact (or the company) of this deal.")
+            task="Add the billing e-mail to the main contact (or the company) of this deal.",
+        )
     bill_contact, bill_email = chosen
     first, last = names(bill_contact or {}, name)
     bill_to = Person(first, last, bill_email)

@@ -44,11 +44,14 @@ def fetch_lead(kommo: KommoClient, record: SyncRecord) -> dict[str, Any]:
     try:
         lead = kommo.get_lead(record.kommo_lead_id)
     except NotFoundError:
-        raise NeedsAttention(f"Kommo lead {record.kommo_lead_id} was deleted or is not visible to zkbridge's "
-                             f"Kommo user") from None
+        raise NeedsAttention(
+            f"Kommo lead {record.kommo_lead_id} was deleted or is not visible to zkbridge's Kommo user"
+        ) from None
     if not record.step_done("order") and lead.get("status_id") != settings.KOMMO_WON_STATUS_ID:
-        raise NeedsAttention(f"the lead is no longer Won in Kommo (status {lead.get('status_id')}); nothing was "
-                             f"created in Zuora. Cancel this record, or retry once the deal is Won again")
+        raise NeedsAttention(
+            f"the lead is no longer Won in Kommo (status {lead.get('status_id')}); nothing was "
+            f"created in Zuora. Cancel this record, or retry once the deal is Won again"
+        )
     record.mark_step("lead", responsible_user_id=lead.get("responsible_user_id"), name=lead.get("name"))
     return lead
 
@@ -60,8 +63,14 @@ def create_subscription(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClie
     if existing:
         sub = existing[0]
         account_number = (sub.get("account") or {}).get("accountNumber", "")
-        save_order_step(record, account_number, sub.get("name", ""), order_number="", found=True,
-                        summary=record.summary or ", ".join(rp.get("name", "") for rp in sub.get("ratePlans") or []))
+        save_order_step(
+            record,
+            account_number,
+            sub.get("name", ""),
+            order_number="",
+            found=True,
+            summary=record.summary or ", ".join(rp.get("name", "") for rp in sub.get("ratePlans") or []),
+        )
         return
     sale = resolve_sale(lead)
     customer = resolve_customer(kommo, lead)
@@ -69,19 +78,28 @@ def create_subscription(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClie
     with locked_row(NamedLock, name=f"customer:{customer.key}"):
         account_number = existing_account(zuora, customer, sale)
         order = build_order(record, sale, customer, account_number)
-        mrr, tcv = preview(zuora, order) if settings.ZUORA_PREVIEW_ORDERS and sale.subscription_items \
-            else (None, None)
+        mrr, tcv = preview(zuora, order) if settings.ZUORA_PREVIEW_ORDERS and sale.subscription_items else (None, None)
         try:
-            result = zuora.create_order(order, idempotency_key=record.idempotency_key("order"),
-                                        track_id=f"zkbridge-{record.id}")
+            result = zuora.create_order(
+                order, idempotency_key=record.idempotency_key("order"), track_id=f"zkbridge-{record.id}"
+            )
         except BusinessError as exc:
-            raise NeedsAttention(f"Zuora refused the order: {exc.message}",
-                                 task=f"Zuora refused this deal's subscription: {exc.message}. RevOps will fix "
-                                      f"it and retry.") from None
+            raise NeedsAttention(
+                f"Zuora refused the order: {exc.message}",
+                task=f"Zuora refused this deal's subscription: {exc.message}. RevOps will fix it and retry.",
+            ) from None
         subscription = result.subscription_numbers[0] if result.subscription_numbers else ""
-        save_order_step(record, result.account_number, subscription, order_number=result.order_number,
-                        summary=sale.label, currency=sale.currency, mrr=mrr, tcv=tcv,
-                        account_created=account_number is None)
+        save_order_step(
+            record,
+            result.account_number,
+            subscription,
+            order_number=result.order_number,
+            summary=sale.label,
+            currency=sale.currency,
+            mrr=mrr,
+            tcv=tcv,
+            account_created=account_number is None,
+        )
 
 
 def existing_account(zuora: ZuoraClient, customer: Customer, sale: Sale) -> str | None:
@@ -96,40 +114,55 @@ def existing_account(zuora: ZuoraClient, customer: Customer, sale: Sale) -> str 
             f"the customer's Zuora account {account.get('accountNumber')} bills in {account['currency']} but the "
             f"deal is in {sale.currency}",
             task=f"This customer is billed in {account['currency']} in Zuora; set the deal's currency to match, "
-                 f"or ask RevOps.")
+            f"or ask RevOps.",
+        )
     return account.get("accountNumber")
 
 
 def build_order(record: SyncRecord, sale: Sale, customer: Customer, account_number: str | None) -> dict:
     contract = sale.contract_date.isoformat()
-    order: dict[str, Any] = {"orderDate": contract,
-                             "processingOptions": {"runBilling": False, "collectPayment": False}}
+    order: dict[str, Any] = {"orderDate": contract, "processingOptions": {"runBilling": False, "collectPayment": False}}
     if account_number:
         order["existingAccountNumber"] = account_number
     else:
         account: dict[str, Any] = {
-            "name": customer.name, "currency": sale.currency, "billCycleDay": 0, "autoPay": False,
-            "crmId": customer.key, "customFields": {settings.ZUORA_ACCOUNT_CRM_FIELD: customer.key},
-            "billToContact": customer.bill_to.as_zuora(), "soldToContact": customer.sold_to.as_zuora(),
+            "name": customer.name,
+            "currency": sale.currency,
+            "billCycleDay": 0,
+            "autoPay": False,
+            "crmId": customer.key,
+            "customFields": {settings.ZUORA_ACCOUNT_CRM_FIELD: customer.key},
+            "billToContact": customer.bill_to.as_zuora(),
+            "soldToContact": customer.sold_to.as_zuora(),
         }
         if sale.terms is not None and sale.terms.payment_term:
             account["paymentTerm"] = sale.terms.payment_term
         order["newAccount"] = account
     if sale.subscription_items:
-        order["subscriptions"] = [{
-            "orderActions": [{
-                "type": "CreateSubscription",
-                "triggerDates": [{"name": n, "triggerDate": contract}
-                                 for n in ("ContractEffective", "ServiceActivation", "CustomerAcceptance")],
-                "createSubscription": {
-                    "terms": subscription_terms(sale),
-                    "subscribeToRatePlans": [
-                        {"productRatePlanId": item.rate_plan.zuora_id, "chargeOverrides": charge_overrides(item)}
-                        for item in sale.subscription_items],
-                },
-            }],
-            "customFields": {LEAD_FIELD: str(record.kommo_lead_id)},
-        }]
+        order["subscriptions"] = [
+            {
+                "orderActions": [
+                    {
+                        "type": "CreateSubscription",
+                        "triggerDates": [
+                            {"name": n, "triggerDate": contract}
+                            for n in ("ContractEffective", "ServiceActivation", "CustomerAcceptance")
+                        ],
+                        "createSubscription": {
+                            "terms": subscription_terms(sale),
+                            "subscribeToRatePlans": [
+                                {
+                                    "productRatePlanId": item.rate_plan.zuora_id,
+                                    "chargeOverrides": charge_overrides(item),
+                                }
+                                for item in sale.subscription_items
+                            ],
+                        },
+                    }
+                ],
+                "customFields": {LEAD_FIELD: str(record.kommo_lead_id)},
+            }
+        ]
     items = line_items(sale)
     if items:
         order["orderLineItems"] = items
@@ -171,8 +204,10 @@ def write_lead_fields(record: SyncRecord, kommo: KommoClient) -> None:
         try:
             kommo.update_lead_fields(record.kommo_lead_id, values)
         except BusinessError as exc:
-            raise NeedsAttention(f"Zuora is done, but Kommo refused the lead fields: {exc.message} (check "
-                                 f"KOMMO_ACCOUNT_FIELD_ID / KOMMO_SUBSCRIPTION_FIELD_ID)") from None
+            raise NeedsAttention(
+                f"Zuora is done, but Kommo refused the lead fields: {exc.message} (check "
+                f"KOMMO_ACCOUNT_FIELD_ID / KOMMO_SUBSCRIPTION_FIELD_ID)"
+            ) from None
     record.mark_step("lead_fields", fields={str(k): v for k, v in values.items()})
 
 

@@ -58,8 +58,10 @@ def contract_date(lead: dict[str, Any]) -> dt.date:
 def deal_currency(lead: dict[str, Any]) -> str:
     value = field_value(lead, settings.KOMMO_CURRENCY_FIELD_ID).upper()
     if value and (len(value) != 3 or not value.isalpha()):
-        raise NeedsAttention(f"the deal's currency field says {value!r}, which is not a currency code",
-                             task="Set the deal's currency to a three-letter code such as USD.")
+        raise NeedsAttention(
+            f"the deal's currency field says {value!r}, which is not a currency code",
+            task="Set the deal's currency to a three-letter code such as USD.",
+        )
     return value or settings.ZKBRIDGE_DEFAULT_CURRENCY
 
 
@@ -82,8 +84,10 @@ def resolve_sale(lead: dict[str, Any]) -> Sale:
         wanted.append((PlanMapping.Kind.PRODUCT, str(element.get("id")), quantity))
     if not wanted:
         where = f"the plan field ({settings.KOMMO_PLAN_FIELD_ID}) is empty and " if settings.KOMMO_PLAN_FIELD_ID else ""
-        raise NeedsAttention(f"the deal names nothing to sell: {where}it has no products",
-                             task="Choose the plan (or add the products) on this deal.")
+        raise NeedsAttention(
+            f"the deal names nothing to sell: {where}it has no products",
+            task="Choose the plan (or add the products) on this deal.",
+        )
     for kind, value, lead_quantity in wanted:
         lookup = find_mapping(kind, value, currency)
         if lookup.mapping is None:
@@ -96,20 +100,30 @@ def resolve_sale(lead: dict[str, Any]) -> Sale:
             plan = item.product_rate_plan
             verdict = sellable_on(plan, sale.contract_date, currency)
             if not verdict.ok:
-                problems.append(f"'{value}' maps to {verdict.reason} (contract date "
-                                f"{sale.contract_date:%Y-%m-%d}): map it to a plan that is sellable")
+                problems.append(
+                    f"'{value}' maps to {verdict.reason} (contract date "
+                    f"{sale.contract_date:%Y-%m-%d}): map it to a plan that is sellable"
+                )
                 continue
             quantity = item.quantity
             if kind == PlanMapping.Kind.PRODUCT:
                 quantity = lead_quantity * (item.quantity or 1)
-            sale_item = SaleItem(rate_plan=plan, quantity=quantity, price=item.price,
-                                 label=mapping.label or mapping.kommo_value if kind == PlanMapping.Kind.PLAN
-                                 else mapping.label or plan.name)
+            sale_item = SaleItem(
+                rate_plan=plan,
+                quantity=quantity,
+                price=item.price,
+                label=mapping.label or mapping.kommo_value
+                if kind == PlanMapping.Kind.PLAN
+                else mapping.label or plan.name,
+            )
             (sale.one_time_items if is_one_time(plan) else sale.subscription_items).append(sale_item)
     if problems:
-        raise NeedsAttention("; ".join(problems),
-                             task="zkbridge cannot bill this deal yet: " + "; ".join(problems)
-                             + ". RevOps fixes the plan map, or choose another plan.")
+        raise NeedsAttention(
+            "; ".join(problems),
+            task="zkbridge cannot bill this deal yet: "
+            + "; ".join(problems)
+            + ". RevOps fixes the plan map, or choose another plan.",
+        )
     return sale
 
 
@@ -123,8 +137,12 @@ def charge_overrides(item: SaleItem) -> list[dict]:
             continue
         if charge.charge_model == "FlatFee":
             if item.price is not None:
-                overrides.append({"productRatePlanChargeId": charge.zuora_id,
-                                  "pricing": {"recurringFlatFee": {"listPrice": str(item.price)}}})
+                overrides.append(
+                    {
+                        "productRatePlanChargeId": charge.zuora_id,
+                        "pricing": {"recurringFlatFee": {"listPrice": str(item.price)}},
+                    }
+                )
         elif charge.charge_model == "PerUnit":
             pricing: dict[str, str] = {}
             if item.quantity is not None:
@@ -133,11 +151,15 @@ def charge_overrides(item: SaleItem) -> list[dict]:
                 pricing["listPrice"] = str(item.price)
             key = "recurringPerUnit" if charge.charge_type == "Recurring" else "usagePerUnit"
             overrides.append({"productRatePlanChargeId": charge.zuora_id, "pricing": {key: pricing}})
-        elif charge.charge_model in ("Tiered", "Volume") and item.quantity is not None \
-                and charge.charge_type == "Recurring":
+        elif (
+            charge.charge_model in ("Tiered", "Volume")
+            and item.quantity is not None
+            and charge.charge_type == "Recurring"
+        ):
             key = "recurringTiered" if charge.charge_model == "Tiered" else "recurringVolume"
-            overrides.append({"productRatePlanChargeId": charge.zuora_id,
-                              "pricing": {key: {"quantity": str(item.quantity)}}})
+            overrides.append(
+                {"productRatePlanChargeId": charge.zuora_id, "pricing": {key: {"quantity": str(item.quantity)}}}
+            )
     return overrides
 
 
@@ -148,9 +170,17 @@ def line_items(sale: Sale) -> list[dict]:
             if charge.removed_at:
                 continue
             price = item.price if item.price is not None else Decimal(str(charge.price_in(sale.currency)["price"]))
-            items.append({"itemType": "Product", "itemName": item.label[:100], "productRatePlanChargeId":
-                          charge.zuora_id, "quantity": str(item.quantity or 1), "amountPerUnit": str(price),
-                          "listPricePerUnit": str(price), "transactionStartDate": sale.contract_date.isoformat()})
+            items.append(
+                {
+                    "itemType": "Product",
+                    "itemName": item.label[:100],
+                    "productRatePlanChargeId": charge.zuora_id,
+                    "quantity": str(item.quantity or 1),
+                    "amountPerUnit": str(price),
+                    "listPricePerUnit": str(price),
+                    "transactionStartDate": sale.contract_date.isoformat(),
+                }
+            )
     return items
 
 
@@ -160,7 +190,14 @@ def subscription_terms(sale: Sale) -> dict:
         return {"initialTerm": {"termType": "EVERGREEN"}, "autoRenew": False}
     months = terms.term_months if terms else 12
     renewal = terms.renewal_term_months if terms else 12
-    return {"initialTerm": {"termType": "TERMED", "period": months, "periodType": "Month",
-                            "startDate": sale.contract_date.isoformat()},
-            "autoRenew": terms.auto_renew if terms else True, "renewalSetting": "RENEW_WITH_SPECIFIC_TERM",
-            "renewalTerms": [{"period": renewal, "periodType": "Month"}]}
+    return {
+        "initialTerm": {
+            "termType": "TERMED",
+            "period": months,
+            "periodType": "Month",
+            "startDate": sale.contract_date.isoformat(),
+        },
+        "autoRenew": terms.auto_renew if terms else True,
+        "renewalSetting": "RENEW_WITH_SPECIFIC_TERM",
+        "renewalTerms": [{"period": renewal, "periodType": "Month"}],
+    }

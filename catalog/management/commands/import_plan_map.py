@@ -7,8 +7,10 @@ from catalog.planmap import MAX_CSV_BYTES, import_csv
 
 
 class Command(BaseCommand):
-    help = ("Upsert plan mappings from CSV (header kommo_value,product_rate_plan_id[,currency,label,kind,quantity,"
-            "price,term_months,auto_renew]). Any bad row: nothing is imported, each bad line is named.")
+    help = (
+        "Upsert plan mappings from CSV (header kommo_value,product_rate_plan_id[,currency,label,kind,quantity,"
+        "price,term_months,auto_renew]). Any bad row: nothing is imported, each bad line is named."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("file", help="path to the CSV file")

@@ -17,8 +17,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--admin", action="store_true", help="create or reuse the admin login and print it")
-        parser.add_argument("--connect", action="store_true",
-                            help="sync the catalog, import the demo plan map, register the Kommo web hook")
+        parser.add_argument(
+            "--connect",
+            action="store_true",
+            help="sync the catalog, import the demo plan map, register the Kommo web hook",
+        )
 
     def handle(self, *args, admin=False, connect=False, **options):
         if not settings.ZKBRIDGE_SANDBOX:
@@ -29,13 +32,15 @@ class Command(BaseCommand):
             from sandbox.demo import zuora_id
 
             call_command("sync_catalog", verbosity=0)
-            call_command("import_plan_map", str(Path(settings.BASE_DIR) / "sandbox/fixtures/demo-plan-map.csv"),
-                         verbosity=0)
+            call_command(
+                "import_plan_map", str(Path(settings.BASE_DIR) / "sandbox/fixtures/demo-plan-map.csv"), verbosity=0
+            )
             # A legacy mapping made while "Growth (2024)" was sellable: it shows the retired-plan path.
             legacy = ProductRatePlan.objects.filter(zuora_id=zuora_id("Growth (2024)")).first()
             if legacy:
-                mapping, _ = PlanMapping.objects.get_or_create(kind="plan", kommo_value="Growth (2024)",
-                                                               currency="USD", defaults={"label": "Growth (2024)"})
+                mapping, _ = PlanMapping.objects.get_or_create(
+                    kind="plan", kommo_value="Growth (2024)", currency="USD", defaults={"label": "Growth (2024)"}
+                )
                 MappedRatePlan.objects.get_or_create(mapping=mapping, product_rate_plan=legacy)
             call_command("kommo_webhook", register=True, stdout=self.stdout)
 

@@ -27,6 +27,8 @@ class Command(BaseCommand):
         if not run.ok:
             raise CommandError(f"catalog sync failed, the previous mirror is unchanged: {run.error}")
         for model, counts in run.counts.items():
-            self.stdout.write(f"{model}: {counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
-                              f"{counts.get('removed', 0)} no longer in Zuora")
+            self.stdout.write(
+                f"{model}: {counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
+                f"{counts.get('removed', 0)} no longer in Zuora"
+            )
         self.stdout.write(self.style.SUCCESS(f"Catalog mirrored from {run.pages} page(s)."))
