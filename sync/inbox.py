@@ -63,6 +63,13 @@ def ensure_record(kind: str, key: str, *, enqueue: bool = True, **fields: Any) -
 
 
 def enqueue_record(record_id: int) -> None:
+    """Hand a record to the workers. A broker outage must not fail the web hook that stored it: the
+    record is committed, and sync.tasks.dispatch_due re-enqueues pending records a few minutes old."""
     from django_q.tasks import async_task
 
-    async_task("sync.tasks.run_sync", record_id, task_name=f"sync-{record_id}-{timezone.now():%H%M%S%f}", group="sync")
+    try:
+        async_task(
+            "sync.tasks.run_sync", record_id, task_name=f"sync-{record_id}-{timezone.now():%H%M%S%f}", group="sync"
+        )
+    except Exception:  # the brokers' own exception types vary (Redis, ORM, pickling)
+        log.exception("sync_record=%s could not be enqueued; dispatch_due will pick it up", record_id)

@@ -150,3 +150,15 @@ def test_five_concurrent_copies_make_one_record(live_server, transactional_db, s
     assert statuses == [200] * 5
     assert SyncRecord.objects.count() == 1 and WebhookEvent.objects.count() == 5
     assert not OrmQ.objects.exists()
+
+
+def test_a_broker_outage_still_acknowledges_and_keeps_the_record(client, url, monkeypatch,
+                                                                 django_capture_on_commit_callbacks):
+    def broken(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr("django_q.tasks.async_task", broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = post(client, url, won_body())
+    assert answer.status_code == 200
+    assert SyncRecord.objects.get().status == "pending"  # dispatch_due enqueues it once the broker is back
