@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q
 from django.forms import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils.html import format_html
+from simple_history.admin import SimpleHistoryAdmin
 
 from catalog.models import MappedRatePlan, PlanMapping, Product, ProductRatePlan, ProductRatePlanCharge, today
-from catalog.planmap import check_rate_plan
+from catalog.planmap import MAX_CSV_BYTES, check_rate_plan, export_csv, import_csv
 from catalog.sellable import status_label
 
 BADGE_COLOURS = {
@@ -59,6 +69,30 @@ class ProductAdmin(ReadOnlyMirror):
     search_fields = ["name", "sku", "zuora_id"]
     list_filter = ["category"]
     inlines = [RatePlanInline]
+    change_list_template = "admin/catalog/product/change_list.html"
+
+    def get_urls(self):
+        return [
+            path("sync-now/", self.admin_site.admin_view(self.sync_now), name="catalog_sync_now"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(self, request, extra_context=None):
+        from catalog.models import SyncRun
+
+        extra = {"last_run": SyncRun.objects.first(), **(extra_context or {})}
+        return super().changelist_view(request, extra)
+
+    def sync_now(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return redirect("admin:catalog_product_changelist")
+        if not request.user.has_perm("catalog.add_syncrun"):
+            raise PermissionDenied
+        from django_q.tasks import async_task
+
+        async_task(settings.CATALOG_SYNC_TASK, task_name=f"catalog sync by {request.user}")
+        messages.success(request, "Catalog sync started; this page shows its result when it is done.")
+        return redirect("admin:catalog_product_changelist")
 
 
 class ChargeInline(admin.TabularInline):
@@ -104,6 +138,44 @@ class ProductRatePlanAdmin(ReadOnlyMirror):
     def currency_list(self, obj: ProductRatePlan) -> str:
         return ", ".join(sorted(obj.currencies()))
 
+    def get_urls(self):
+        return [
+            path("legacy/", self.admin_site.admin_view(self.legacy_report), name="catalog_legacy_report"),
+            *super().get_urls(),
+        ]
+
+    def legacy_report(self, request: HttpRequest) -> HttpResponse:
+        """Rate plans retired or retiring soon, and how many synced subscriptions are on each."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        day = today()
+        horizon = day + dt.timedelta(
+            days=int(request.GET.get("days", 90)) if request.GET.get("days", "").isdigit() else 90
+        )
+        plans = (
+            ProductRatePlan.objects.select_related("product")
+            .filter(
+                Q(effective_end__lte=horizon) | Q(product__effective_end__lte=horizon) | Q(removed_at__isnull=False)
+            )
+            .annotate(
+                subscriptions=Count("sync_records", filter=Q(sync_records__status="succeeded"), distinct=True),
+                mappings_count=Count("mappings", distinct=True),
+            )
+            .order_by("effective_end", "product__name", "name")
+        )
+        rows = [
+            {"plan": p, "status": status_label(p, day), "subscriptions": p.subscriptions, "mappings": p.mappings_count}
+            for p in plans
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Legacy and retiring rate plans",
+            "rows": rows,
+            "horizon": horizon,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/catalog/legacy_report.html", context)
+
 
 class MappedRatePlanFormSet(BaseInlineFormSet):
     def clean(self):
@@ -130,9 +202,24 @@ class MappedRatePlanInline(admin.TabularInline):
     autocomplete_fields = ["product_rate_plan"]
 
 
+class ImportForm(forms.Form):
+    file = forms.FileField(
+        help_text="CSV: kommo_value,product_rate_plan_id[,currency,label,kind,quantity,price,term_months,auto_renew]"
+    )
+
+
 @admin.register(PlanMapping)
-class PlanMappingAdmin(admin.ModelAdmin):
-    list_display = ["kommo_value", "kind", "currency", "label", "resolved_plans", "active", "updated_at"]
+class PlanMappingAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "kommo_value",
+        "kind",
+        "currency",
+        "label",
+        "resolved_plans",
+        "deals_synced",
+        "active",
+        "updated_at",
+    ]
     list_filter = ["kind", "currency", "active"]
     search_fields = [
         "kommo_value",
@@ -141,22 +228,81 @@ class PlanMappingAdmin(admin.ModelAdmin):
         "rate_plans__product_rate_plan__zuora_id",
     ]
     inlines = [MappedRatePlanInline]
+    change_list_template = "admin/catalog/planmapping/change_list.html"
+    history_list_display = ["label", "currency", "active"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("rate_plans__product_rate_plan__product")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related("rate_plans__product_rate_plan__product")
+            .annotate(synced=Count("sync_records", filter=Q(sync_records__status="succeeded"), distinct=True))
+        )
 
     @admin.display(description="Zuora rate plan(s)")
     def resolved_plans(self, obj: PlanMapping) -> str:
         items = [(str(i.product_rate_plan), status_label(i.product_rate_plan, today())) for i in obj.rate_plans.all()]
-        return (
-            format_html(
-                "<br>".join(["{} {}"] * len(items)), *[x for name, label in items for x in (name, badge(label))]
-            )
-            if items
-            else "—"
+        if not items:
+            return "—"
+        return format_html(
+            "<br>".join(["{} {}"] * len(items)), *[x for name, label in items for x in (name, badge(label))]
         )
+
+    @admin.display(description="deals synced", ordering="synced")
+    def deals_synced(self, obj: PlanMapping) -> int:
+        return obj.synced
 
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
         for warning in getattr(formset, "warnings", []):
             messages.warning(request, warning)
+
+    # --- CSV import (with a preview) and export --------------------------------------------------
+    def get_urls(self):
+        return [
+            path("import/", self.admin_site.admin_view(self.import_view), name="catalog_planmapping_import"),
+            path("export/", self.admin_site.admin_view(self.export_view), name="catalog_planmapping_export"),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        response = HttpResponse(export_csv(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="plan-map-{today():%Y-%m-%d}.csv"'
+        return response
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        """Upload → preview of every change (or every bad line) → confirm → import, all or nothing."""
+        if not self.has_add_permission(request) or not self.has_change_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import the plan map from CSV",
+            "opts": self.model._meta,
+            "form": ImportForm(),
+        }
+        if request.method == "POST" and request.POST.get("confirm"):
+            data = request.session.pop("plan_map_upload", "").encode()
+            result = import_csv(data, settings.ZKBRIDGE_DEFAULT_CURRENCY)
+            if result.errors:  # the catalog changed between preview and confirm
+                context["result"] = result
+                return TemplateResponse(request, "admin/catalog/planmapping/import.html", context)
+            for warning in result.warnings:
+                messages.warning(request, warning)
+            messages.success(request, f"{result.created} mapping(s) created, {result.updated} updated.")
+            return redirect("admin:catalog_planmapping_changelist")
+        if request.method == "POST":
+            form = ImportForm(request.POST, request.FILES)
+            context["form"] = form
+            if form.is_valid():
+                upload = form.cleaned_data["file"]
+                if upload.size > MAX_CSV_BYTES:
+                    form.add_error("file", f"The file is {upload.size:,} bytes; the limit is {MAX_CSV_BYTES:,}.")
+                else:
+                    data = upload.read()
+                    result = import_csv(data, settings.ZKBRIDGE_DEFAULT_CURRENCY, dry_run=True)
+                    context["result"] = result
+                    if not result.errors:
+                        request.session["plan_map_upload"] = data.decode("utf-8-sig")
+        return TemplateResponse(request, "admin/catalog/planmapping/import.html", context)

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 
 class MirroredQuerySet(models.QuerySet):
@@ -133,6 +134,7 @@ class PlanMapping(models.Model):
     payment_term = models.CharField(max_length=100, blank=True, help_text="Empty: Zuora's 'Due Upon Receipt'")
     active = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["kind", "kommo_value"]
@@ -174,6 +176,7 @@ class MappedRatePlan(models.Model):
         validators=[MinValueValidator(Decimal("0"))],
         help_text="Overrides the list price (per unit, or the flat fee)",
     )
+    history = HistoricalRecords()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["mapping", "product_rate_plan"], name="mapped_rate_plan_once")]

@@ -86,6 +86,8 @@ class ImportResult:
     updated: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # What the import does (or would do, in a dry run): (line, "create"|"update", value, currency, plan)
+    changes: list[tuple[int, str, str, str, str]] = field(default_factory=list)
 
 
 def _decimal(value: str, name: str, errors: list[str]) -> Decimal | None:
@@ -102,8 +104,10 @@ def _decimal(value: str, name: str, errors: list[str]) -> Decimal | None:
     return number
 
 
-def import_csv(data: bytes, default_currency: str) -> ImportResult:
-    """Upsert mappings from CSV. Any bad line → nothing is imported and every bad line is named."""
+def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> ImportResult:
+    """Upsert mappings from CSV. Any bad line → nothing is imported and every bad line is named.
+
+    With dry_run, nothing is written and `changes` says what the import would do (the admin's preview)."""
     result = ImportResult()
     if len(data) > MAX_CSV_BYTES:
         result.errors.append(f"the file is {len(data):,} bytes; the limit is {MAX_CSV_BYTES:,}")
@@ -198,6 +202,17 @@ def import_csv(data: bytes, default_currency: str) -> ImportResult:
     if result.errors:
         result.errors.sort(key=lambda e: int(re.match(r"line (\d+)", e).group(1)) if e.startswith("line ") else 0)
         return result
+    existing = {
+        (m.kind, m.normalized_value, m.currency)
+        for m in PlanMapping.objects.filter(normalized_value__in=[normalize(item.value) for item in rows])
+    }
+    for item in rows:
+        action = "update" if (item.kind, normalize(item.value), item.currency) in existing else "create"
+        result.changes.append((item.line, action, item.value, item.currency, str(plans[item.plan_id])))
+    if dry_run:
+        result.created = sum(1 for change in result.changes if change[1] == "create")
+        result.updated = len(result.changes) - result.created
+        return result
     with transaction.atomic():
         for item in rows:
             defaults: dict = {"kommo_value": item.value, "active": True}
@@ -218,3 +233,42 @@ def import_csv(data: bytes, default_currency: str) -> ImportResult:
             result.created += created
             result.updated += not created
     return result
+
+
+EXPORT_COLUMNS = [
+    "kommo_value",
+    "product_rate_plan_id",
+    "currency",
+    "label",
+    "kind",
+    "quantity",
+    "price",
+    "term_months",
+    "auto_renew",
+]
+
+
+def export_csv() -> str:
+    """The plan map in import_csv's format (one line per mapped rate plan): export, edit, import back."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    items = MappedRatePlan.objects.select_related("mapping", "product_rate_plan").order_by(
+        "mapping__kind", "mapping__kommo_value", "mapping__currency"
+    )
+    for item in items:
+        m = item.mapping
+        writer.writerow(
+            [
+                m.kommo_value,
+                item.product_rate_plan.zuora_id,
+                m.currency,
+                m.label,
+                m.kind,
+                "" if item.quantity is None else f"{item.quantity.normalize():f}",
+                "" if item.price is None else f"{item.price.normalize():f}",
+                m.term_months,
+                "true" if m.auto_renew else "false",
+            ]
+        )
+    return out.getvalue()

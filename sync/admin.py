@@ -67,7 +67,12 @@ class SyncRecordAdmin(admin.ModelAdmin):
         "created_at",
         "short_reason",
     ]
-    list_filter = ["status", "kind", ("created_at", admin.DateFieldListFilter)]
+    list_filter = [
+        "status",
+        "kind",
+        ("created_at", admin.DateFieldListFilter),
+        ("rate_plans", admin.RelatedOnlyFieldListFilter),
+    ]
     search_fields = ["key", "zuora_account_number", "zuora_subscription_number", "summary", "reason"]
     date_hierarchy = "created_at"
     list_per_page = 50

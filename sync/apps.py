@@ -7,6 +7,9 @@ class SyncConfig(AppConfig):
     verbose_name = "Sync"
 
     def ready(self) -> None:
+        from sync.groups import ensure_groups
         from sync.schedules import ensure_schedules
 
         post_migrate.connect(ensure_schedules, sender=self)
+        # catalog's permissions exist by now (it migrates first); auth creates sync's just before this runs.
+        post_migrate.connect(ensure_groups, sender=self)

@@ -70,6 +70,9 @@ class SyncRecord(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
     payload = models.JSONField(default=dict, blank=True, help_text="The hint that created it (webhook entity)")
     source_event = models.ForeignKey(WebhookEvent, null=True, blank=True, on_delete=models.SET_NULL)
+    # What the deal was billed through: for the plan map's "deals synced" and the legacy-plan report.
+    plan_mappings = models.ManyToManyField("catalog.PlanMapping", blank=True, related_name="sync_records")
+    rate_plans = models.ManyToManyField("catalog.ProductRatePlan", blank=True, related_name="sync_records")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)

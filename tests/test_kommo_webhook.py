@@ -152,8 +152,9 @@ def test_five_concurrent_copies_make_one_record(live_server, transactional_db, s
     assert not OrmQ.objects.exists()
 
 
-def test_a_broker_outage_still_acknowledges_and_keeps_the_record(client, url, monkeypatch,
-                                                                 django_capture_on_commit_callbacks):
+def test_a_broker_outage_still_acknowledges_and_keeps_the_record(
+    client, url, monkeypatch, django_capture_on_commit_callbacks
+):
     def broken(*args, **kwargs):
         raise ConnectionError("redis is down")
 

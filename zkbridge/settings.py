@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "django_q",
+    "simple_history",
     "catalog",
     "sync",
     "sandbox",
@@ -59,6 +60,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "simple_history.middleware.HistoryRequestMiddleware",
 ]
 
 ROOT_URLCONF = "zkbridge.urls"
@@ -199,6 +201,9 @@ ZKBRIDGE_TIME_ZONE = config.time_zone("ZKBRIDGE_TIME_ZONE", "UTC")
 # Bounded retries of transient failures, then "failed" (an addition to CONTRACT.md's table).
 ZKBRIDGE_MAX_ATTEMPTS = config.integer("ZKBRIDGE_MAX_ATTEMPTS", 6, minimum=1)
 ZKBRIDGE_RETRY_BASE_SECONDS = config.integer("ZKBRIDGE_RETRY_BASE_SECONDS", 30, minimum=0)
+
+# The task the catalog admin's "sync now" button enqueues (catalog itself knows nothing of sync).
+CATALOG_SYNC_TASK = "sync.catalog_sync.scheduled_sync"
 
 # --- django-q2 ------------------------------------------------------------------------------------
 _redis = config.string("ZKBRIDGE_REDIS_URL")

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
+from catalog.models import ProductRatePlan
 from sync.clients.errors import BusinessError, NotFoundError, TransientError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -63,6 +64,8 @@ def create_subscription(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClie
     if existing:
         sub = existing[0]
         account_number = (sub.get("account") or {}).get("accountNumber", "")
+        plan_ids = [rp.get("productRatePlanId") for rp in sub.get("ratePlans") or []]
+        record.rate_plans.set(ProductRatePlan.objects.filter(zuora_id__in=plan_ids))
         save_order_step(
             record,
             account_number,
@@ -89,6 +92,9 @@ def create_subscription(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClie
                 task=f"Zuora refused this deal's subscription: {exc.message}. RevOps will fix it and retry.",
             ) from None
         subscription = result.subscription_numbers[0] if result.subscription_numbers else ""
+        items = sale.subscription_items + sale.one_time_items
+        record.plan_mappings.set({item.mapping for item in items})
+        record.rate_plans.set({item.rate_plan for item in items})
         save_order_step(
             record,
             result.account_number,

@@ -19,6 +19,7 @@ from sync.flows import NeedsAttention
 
 @dataclass
 class SaleItem:
+    mapping: PlanMapping
     rate_plan: ProductRatePlan
     quantity: Decimal | None
     price: Decimal | None
@@ -109,6 +110,7 @@ def resolve_sale(lead: dict[str, Any]) -> Sale:
             if kind == PlanMapping.Kind.PRODUCT:
                 quantity = lead_quantity * (item.quantity or 1)
             sale_item = SaleItem(
+                mapping=mapping,
                 rate_plan=plan,
                 quantity=quantity,
                 price=item.price,

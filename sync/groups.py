@@ -1,0 +1,49 @@
+"""The staff groups RevOps needs, created (or corrected) after every migrate.
+
+- "RevOps": edits the plan map, browses the catalog, reads and repairs sync records.
+- "RevOps (read-only)": sees all of it, changes nothing.
+Staff in neither group see nothing (Django's default for users without permissions).
+"""
+
+from __future__ import annotations
+
+REVOPS = "RevOps"
+READ_ONLY = "RevOps (read-only)"
+
+VIEW = [
+    "catalog.view_product",
+    "catalog.view_productrateplan",
+    "catalog.view_productrateplancharge",
+    "catalog.view_syncrun",
+    "catalog.view_planmapping",
+    "catalog.view_mappedrateplan",
+    "sync.view_syncrecord",
+    "sync.view_apicall",
+    "sync.view_webhookevent",
+]
+EDIT = [
+    "catalog.add_planmapping",
+    "catalog.change_planmapping",
+    "catalog.delete_planmapping",
+    "catalog.add_mappedrateplan",
+    "catalog.change_mappedrateplan",
+    "catalog.delete_mappedrateplan",
+    "catalog.add_syncrun",  # the catalog's "sync now" button
+    "sync.change_syncrecord",  # retry, resolve, cancel
+]
+
+
+def ensure_groups(**kwargs) -> None:
+    from django.contrib.auth.models import Group, Permission
+
+    def permissions(names: list[str]) -> list[Permission]:
+        found = []
+        for name in names:
+            app, codename = name.split(".")
+            found += list(Permission.objects.filter(content_type__app_label=app, codename=codename))
+        return found
+
+    revops, _ = Group.objects.get_or_create(name=REVOPS)
+    revops.permissions.set(permissions(VIEW + EDIT))
+    read_only, _ = Group.objects.get_or_create(name=READ_ONLY)
+    read_only.permissions.set(permissions(VIEW))
