@@ -29,6 +29,6 @@ class Command(BaseCommand):
         for model, counts in run.counts.items():
             self.stdout.write(
                 f"{model}: {counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
-                f"{counts.get('removed', 0)} no longer in Zuora"
+                f"{counts.get('unchanged', 0)} unchanged, {counts.get('removed', 0)} no longer in Zuora"
             )
         self.stdout.write(self.style.SUCCESS(f"Catalog mirrored from {run.pages} page(s)."))

@@ -1,0 +1,154 @@
+"""RevOps edits the plan map in the admin: validated against the catalog, CSV with a preview, history,
+and only the right people can do it."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+
+from catalog.models import MappedRatePlan, PlanMapping, ProductRatePlan
+from sandbox.demo import zuora_id
+from sync.groups import READ_ONLY, REVOPS
+from sync.models import SyncRecord
+
+GROWTH, STARTER, RETIRED, SCALE = (zuora_id(n) for n in ("Growth", "Starter", "Growth (2024)", "Scale (retiring)"))
+
+
+@pytest.fixture
+def mirrored(emulators):
+    call_command("sync_catalog", verbosity=0)
+    return emulators
+
+
+def staff(name: str, group: str | None) -> User:
+    user = User.objects.create_user(name, password="pw", is_staff=True)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def revops(client, mirrored):
+    client.force_login(staff("rita", REVOPS))
+    return client
+
+
+def mapping_form(value: str, plan_id: str, currency: str = "USD") -> dict:
+    plan = ProductRatePlan.objects.get(zuora_id=plan_id)
+    return {"kind": "plan", "kommo_value": value, "currency": currency, "label": value, "term_months": 12,
+            "renewal_term_months": 12, "auto_renew": "on", "active": "on", "payment_term": "",
+            "rate_plans-TOTAL_FORMS": 1, "rate_plans-INITIAL_FORMS": 0, "rate_plans-MIN_NUM_FORMS": 0,
+            "rate_plans-MAX_NUM_FORMS": 1000, "rate_plans-0-product_rate_plan": plan.id,
+            "rate_plans-0-quantity": "", "rate_plans-0-price": ""}
+
+
+def test_a_sellable_plan_is_saved(revops):
+    answer = revops.post("/admin/catalog/planmapping/add/", mapping_form("Growth", GROWTH), follow=True)
+    assert answer.status_code == 200 and PlanMapping.objects.get().rate_plans.get().product_rate_plan.name == "Growth"
+
+
+@pytest.mark.parametrize("plan_id, currency, words", [
+    (RETIRED, "USD", "retired on 2026-06-30"),
+    (SCALE, "EUR", "no price in EUR"),
+])
+def test_a_plan_zuora_would_refuse_cannot_be_mapped(revops, plan_id, currency, words):
+    answer = revops.post("/admin/catalog/planmapping/add/", mapping_form("X", plan_id, currency))
+    assert answer.status_code == 200 and words in answer.content.decode()
+    assert not PlanMapping.objects.exists()
+
+
+def test_a_plan_retiring_soon_is_saved_with_a_warning(revops):
+    answer = revops.post("/admin/catalog/planmapping/add/", mapping_form("Scale", SCALE), follow=True)
+    assert "retires on" in answer.content.decode() and PlanMapping.objects.count() == 1
+
+
+def test_every_change_is_kept_with_who_and_when(revops):
+    revops.post("/admin/catalog/planmapping/add/", mapping_form("Growth", GROWTH))
+    mapping = PlanMapping.objects.get()
+    form = mapping_form("Growth", GROWTH)
+    item = mapping.rate_plans.get()
+    form.update({"label": "Growth (annual)", "rate_plans-INITIAL_FORMS": 1, "rate_plans-0-id": item.id,
+                 "rate_plans-0-mapping": mapping.id})
+    revops.post(f"/admin/catalog/planmapping/{mapping.id}/change/", form)
+    history = list(mapping.history.order_by("history_date"))
+    assert [h.label for h in history] == ["Growth", "Growth (annual)"]
+    assert {h.history_user.username for h in history} == {"rita"}
+    page = revops.get(f"/admin/catalog/planmapping/{mapping.id}/history/").content.decode()
+    assert "Growth (annual)" in page and "rita" in page
+
+
+def test_csv_import_previews_then_imports_and_export_round_trips(revops):
+    body = f"kommo_value,product_rate_plan_id,currency,label,quantity\nGrowth,{GROWTH},USD,Growth,5\n" \
+           f"Starter,{STARTER},EUR,Starter,\n"
+    preview = revops.post("/admin/catalog/planmapping/import/",
+                          {"file": SimpleUploadedFile("map.csv", body.encode(), "text/csv")})
+    page = preview.content.decode()
+    assert "Preview: 2 to create, 0 to update" in page and not PlanMapping.objects.exists()
+    revops.post("/admin/catalog/planmapping/import/", {"confirm": "1"})
+    assert PlanMapping.objects.count() == 2
+    exported = revops.get("/admin/catalog/planmapping/export/")
+    rows = list(csv.DictReader(io.StringIO(exported.content.decode())))
+    assert {(r["kommo_value"], r["currency"], r["quantity"]) for r in rows} == {("Growth", "USD", "5"),
+                                                                                ("Starter", "EUR", "")}
+    # Export → import is a no-op update.
+    again = revops.post("/admin/catalog/planmapping/import/",
+                        {"file": SimpleUploadedFile("map.csv", exported.content, "text/csv")})
+    assert "Preview: 0 to create, 2 to update" in again.content.decode()
+
+
+def test_a_bad_csv_in_the_admin_names_each_line_and_imports_nothing(revops):
+    body = f"kommo_value,product_rate_plan_id\nGrowth,{GROWTH}\nOld,{RETIRED}\nNope,nope\n"
+    page = revops.post("/admin/catalog/planmapping/import/",
+                       {"file": SimpleUploadedFile("map.csv", body.encode(), "text/csv")}).content.decode()
+    assert "line 3:" in page and "line 4:" in page and "Nothing can be imported" in page
+    revops.post("/admin/catalog/planmapping/import/", {"confirm": "1"})
+    assert not PlanMapping.objects.exists()
+
+
+def test_read_only_revops_sees_but_cannot_change(client, mirrored):
+    client.force_login(staff("olga", READ_ONLY))
+    assert client.get("/admin/catalog/planmapping/").status_code == 200
+    assert client.get("/admin/catalog/productrateplan/").status_code == 200
+    assert client.get("/admin/sync/syncrecord/").status_code == 200
+    assert client.post("/admin/catalog/planmapping/add/", mapping_form("Growth", GROWTH)).status_code == 403
+    assert client.get("/admin/catalog/planmapping/import/").status_code == 403
+    record = SyncRecord.objects.create(kind="deal_won", key="deal_won:9", status="failed")
+    client.post("/admin/sync/syncrecord/", {"action": "retry", "_selected_action": [record.id]})
+    assert SyncRecord.objects.get().status == "failed"
+
+
+def test_plain_staff_see_nothing(client, mirrored):
+    client.force_login(staff("sam", None))
+    assert client.get("/admin/catalog/planmapping/").status_code == 403
+    assert client.get("/admin/sync/syncrecord/").status_code == 403
+
+
+def test_catalog_pages_show_badges_and_search(revops):
+    page = revops.get("/admin/catalog/productrateplan/", {"q": "growth"}).content.decode()
+    assert "Growth (2024)" in page and "retired" in page and "sellable" in page and "Starter" not in page
+    product = revops.get("/admin/catalog/product/").content.decode()
+    assert "Last catalog sync" in product and "Sync now" in product
+
+
+def test_sync_now_button_runs_the_catalog_sync(revops, mirrored):
+    from catalog.models import SyncRun
+
+    before = SyncRun.objects.count()
+    revops.post("/admin/catalog/product/sync-now/")
+    assert SyncRun.objects.count() == before + 1 and SyncRun.objects.first().ok
+
+
+def test_legacy_report_counts_subscriptions_on_retiring_plans(revops):
+    retired = ProductRatePlan.objects.get(zuora_id=RETIRED)
+    for n in range(3):
+        SyncRecord.objects.create(kind="deal_won", key=f"deal_won:{n}", status="succeeded").rate_plans.add(retired)
+    mapping = PlanMapping.objects.create(kommo_value="Old", currency="USD")
+    MappedRatePlan.objects.create(mapping=mapping, product_rate_plan=retired)
+    page = revops.get("/admin/catalog/productrateplan/legacy/").content.decode()
+    assert "Growth (2024)" in page and ">3</a>" in page and "Scale (retiring)" in page
+    assert "Starter" not in page
