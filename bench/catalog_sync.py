@@ -22,20 +22,51 @@ def arrange(products: int, plans: int, charges: int) -> None:
     ZRatePlan.objects.all().delete()
     ZProduct.objects.all().delete()
     start, end = dt.date(2020, 1, 1), dt.date(2099, 12, 31)
-    made = ZProduct.objects.bulk_create([ZProduct(zid=f"P{p:05d}", sku=f"SKU-{p}", name=f"Product {p}",
-                                                  effective_start=start, effective_end=end)
-                                         for p in range(products)])
-    ZRatePlan.objects.bulk_create([
-        ZRatePlan(zid=f"P{p.id:05d}R{r}", product=p, name=f"Plan {r}", effective_start=start, effective_end=end,
-                  charges=[{"id": f"P{p.id:05d}R{r}C{c}", "name": f"Charge {c}", "type": "Recurring",
-                            "model": "Tiered" if c == 3 else "PerUnit", "uom": "Seat", "billingPeriod": "Month",
-                            "defaultQuantity": 1,
-                            "pricing": [{"currency": cur, "price": "10", "tiers": [
-                                {"tier": 1, "startingUnit": 0, "endingUnit": 100, "price": 1},
-                                {"tier": 2, "startingUnit": 101, "endingUnit": None, "price": 0.5}] if c == 3 else []}
-                                for cur in ("USD", "EUR")]}
-                           for c in range(charges)])
-        for p in made for r in range(plans)], batch_size=500)
+    made = ZProduct.objects.bulk_create(
+        [
+            ZProduct(zid=f"P{p:05d}", sku=f"SKU-{p}", name=f"Product {p}", effective_start=start, effective_end=end)
+            for p in range(products)
+        ]
+    )
+    ZRatePlan.objects.bulk_create(
+        [
+            ZRatePlan(
+                zid=f"P{p.id:05d}R{r}",
+                product=p,
+                name=f"Plan {r}",
+                effective_start=start,
+                effective_end=end,
+                charges=[
+                    {
+                        "id": f"P{p.id:05d}R{r}C{c}",
+                        "name": f"Charge {c}",
+                        "type": "Recurring",
+                        "model": "Tiered" if c == 3 else "PerUnit",
+                        "uom": "Seat",
+                        "billingPeriod": "Month",
+                        "defaultQuantity": 1,
+                        "pricing": [
+                            {
+                                "currency": cur,
+                                "price": "10",
+                                "tiers": [
+                                    {"tier": 1, "startingUnit": 0, "endingUnit": 100, "price": 1},
+                                    {"tier": 2, "startingUnit": 101, "endingUnit": None, "price": 0.5},
+                                ]
+                                if c == 3
+                                else [],
+                            }
+                            for cur in ("USD", "EUR")
+                        ],
+                    }
+                    for c in range(charges)
+                ],
+            )
+            for p in made
+            for r in range(plans)
+        ],
+        batch_size=500,
+    )
 
 
 def main() -> None:
@@ -66,10 +97,14 @@ def main() -> None:
             tracemalloc.stop()
             assert run.ok, run.error
             own = [q for q in queries if "django_q" not in q["sql"] and "sync_apicall" not in q["sql"]]
-            print(f"{label}: {elapsed:.1f} s, {run.pages} pages, {len(own)} catalog queries "
-                  f"({len(queries)} with API call logging), peak Python memory {peak:.0f} MB")
-        print(f"charges mirrored: {ProductRatePlanCharge.objects.count()} "
-              f"({args.products} products × {args.plans} plans × {args.charges} charges); {connection.vendor}")
+            print(
+                f"{label}: {elapsed:.1f} s, {run.pages} pages, {len(own)} catalog queries "
+                f"({len(queries)} with API call logging), peak Python memory {peak:.0f} MB"
+            )
+        print(
+            f"charges mirrored: {ProductRatePlanCharge.objects.count()} "
+            f"({args.products} products × {args.plans} plans × {args.charges} charges); {connection.vendor}"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import F, QuerySet
@@ -11,8 +12,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from sync.billing import template_problems
 from sync.inbox import enqueue_record
-from sync.models import ApiCall, SyncRecord, WebhookEvent
+from sync.models import ApiCall, BillingEventRule, SyncRecord, WebhookEvent
 
 STATUS_COLOURS = {
     "succeeded": "#1a7f37",
@@ -23,6 +25,7 @@ STATUS_COLOURS = {
     "pending": "#57606a",
     "resolved": "#57606a",
     "cancelled": "#57606a",
+    "ignored": "#8c959f",
 }
 RETRYABLE = (
     SyncRecord.Status.NEEDS_ATTENTION,
@@ -241,3 +244,36 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+
+class BillingEventRuleForm(forms.ModelForm):
+    class Meta:
+        model = BillingEventRule
+        fields = "__all__"
+
+    def clean(self):
+        data = super().clean()
+        for name in ("note_template", "task_template"):
+            for problem in template_problems(data.get(name) or ""):
+                self.add_error(name, problem)
+        if data.get("open_task") and not (data.get("task_template") or "").strip():
+            self.add_error("task_template", "A task needs a text.")
+        return data
+
+
+@admin.register(BillingEventRule)
+class BillingEventRuleAdmin(admin.ModelAdmin):
+    form = BillingEventRuleForm
+    list_display = ["event_type", "active", "note_template", "open_task", "task_template", "task_due_days"]
+    list_editable = ["active"]
+    fieldsets = [
+        (None, {"fields": ["event_type", "active"]}),
+        (
+            "Note",
+            {
+                "fields": ["note_template"],
+                "description": "Placeholders: {amount} {currency} {account} {subscription} {date} {event}",
+            },
+        ),
+        ("Task", {"fields": ["open_task", "task_template", "task_due_days", "task_type_id", "responsible_user_id"]}),
+    ]

@@ -7,9 +7,11 @@ class SyncConfig(AppConfig):
     verbose_name = "Sync"
 
     def ready(self) -> None:
+        from sync.billing import ensure_default_rules
         from sync.groups import ensure_groups
         from sync.schedules import ensure_schedules
 
         post_migrate.connect(ensure_schedules, sender=self)
+        post_migrate.connect(ensure_default_rules, sender=self)
         # catalog's permissions exist by now (it migrates first); auth creates sync's just before this runs.
         post_migrate.connect(ensure_groups, sender=self)

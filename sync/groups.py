@@ -20,6 +20,7 @@ VIEW = [
     "sync.view_syncrecord",
     "sync.view_apicall",
     "sync.view_webhookevent",
+    "sync.view_billingeventrule",
 ]
 EDIT = [
     "catalog.add_planmapping",
@@ -30,6 +31,7 @@ EDIT = [
     "catalog.delete_mappedrateplan",
     "catalog.add_syncrun",  # the catalog's "sync now" button
     "sync.change_syncrecord",  # retry, resolve, cancel
+    "sync.change_billingeventrule",
 ]
 
 

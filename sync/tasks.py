@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from sync.clients.errors import ApiError, TransientError
 from sync.clients.http import current_record_id
-from sync.flows import FLOWS, NeedsAttention, notify_attention
+from sync.flows import FLOWS, Ignored, NeedsAttention, notify_attention
 from sync.inbox import enqueue_record
 from sync.models import SyncRecord
 
@@ -50,6 +50,8 @@ def run_sync(record_id: int) -> str:
     try:
         log.info("%s attempt %s started", prefix, record.attempts)
         FLOWS[record.kind](record)
+    except Ignored as exc:
+        record.finish(SyncRecord.Status.IGNORED, str(exc))
     except NeedsAttention as exc:
         log.warning("%s needs attention: %s", prefix, exc.reason)
         record.finish(SyncRecord.Status.NEEDS_ATTENTION, exc.reason)

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sync import kommo_webhook
+from sync import kommo_webhook, zuora_callout
 from sync.inbox import body_hash, ensure_record, store_event
 from sync.installation import kommo_webhook_token
 from sync.models import SyncRecord, WebhookEvent
@@ -81,6 +81,56 @@ class KommoWebhook(MachineEndpoint):
             records,
         )
         return Response({"ok": True, "won": len(won), "new_records": records})
+
+
+def challenge(detail: str) -> Response:
+    response = Response({"error": detail}, status=401)
+    response["WWW-Authenticate"] = 'Basic realm="zkbridge Zuora callouts", charset="UTF-8"'
+    return response
+
+
+class ZuoraCallout(MachineEndpoint):
+    """Zuora's HTTP callouts: Basic auth (challenge first, as Zuora performs it), optional HMAC."""
+
+    def post(self, request: Request) -> Response:
+        raw = request._request
+        username, password = settings.ZUORA_CALLOUT_USERNAME, settings.ZUORA_CALLOUT_PASSWORD
+        if username and password:
+            if not zuora_callout.credentials_match(raw.headers.get("Authorization", ""), username, password):
+                return challenge("credentials missing or wrong")
+        elif not settings.ZKBRIDGE_SANDBOX:
+            log.warning("Zuora callout refused: ZUORA_CALLOUT_USERNAME and ZUORA_CALLOUT_PASSWORD are not set")
+            return challenge("callouts are refused until ZUORA_CALLOUT_USERNAME and ZUORA_CALLOUT_PASSWORD are set")
+        body = read_body(raw)
+        if body is None:
+            return Response({"error": f"body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"}, status=413)
+        if settings.ZUORA_CALLOUT_HMAC_KEY:
+            signature = raw.headers.get(settings.ZUORA_CALLOUT_HMAC_HEADER, "")
+            if not signature or not zuora_callout.signature_valid(body, signature, settings.ZUORA_CALLOUT_HMAC_KEY):
+                return challenge(f"{settings.ZUORA_CALLOUT_HMAC_HEADER} signature missing or wrong")
+        try:
+            event = zuora_callout.parse(body)
+        except zuora_callout.BadCallout as exc:
+            return Response({"error": f"not a zkbridge callout: {exc}"}, status=400)
+        notification_id = raw.headers.get("Zuora-Notification-Id", "").strip()[:150]
+        dedup = f"notification:{notification_id}" if notification_id else body_hash(body)
+        with transaction.atomic():
+            stored, created = store_event("zuora", raw, dedup)
+            if not created:
+                return Response({"ok": True, "duplicate": True})
+            record, _ = ensure_record(
+                SyncRecord.Kind.BILLING_EVENT,
+                f"billing_event:{dedup}",
+                payload={"event": event.as_dict()},
+                source_event=stored,
+                zuora_account_number=event.account_number,
+                zuora_subscription_number=event.subscription_number,
+                summary=event.event_type,
+            )
+            stored.processed_at = timezone.now()
+            stored.save(update_fields=["processed_at"])
+        log.info("zuora callout %s: %s for %s", stored.id, event.event_type, event.account_number or "?")
+        return Response({"ok": True, "event": event.event_type, "known": event.known})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:

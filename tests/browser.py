@@ -14,12 +14,21 @@ import pytest
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
-requires_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                       reason="Debian's chromium is not installed (python3 dev.py test installs it "
-                                              "when run as root)")
+requires_chromium = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="Debian's chromium is not installed (python3 dev.py test installs it when run as root)",
+)
 
 
 @contextlib.contextmanager

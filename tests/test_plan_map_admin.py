@@ -40,11 +40,24 @@ def revops(client, mirrored):
 
 def mapping_form(value: str, plan_id: str, currency: str = "USD") -> dict:
     plan = ProductRatePlan.objects.get(zuora_id=plan_id)
-    return {"kind": "plan", "kommo_value": value, "currency": currency, "label": value, "term_months": 12,
-            "renewal_term_months": 12, "auto_renew": "on", "active": "on", "payment_term": "",
-            "rate_plans-TOTAL_FORMS": 1, "rate_plans-INITIAL_FORMS": 0, "rate_plans-MIN_NUM_FORMS": 0,
-            "rate_plans-MAX_NUM_FORMS": 1000, "rate_plans-0-product_rate_plan": plan.id,
-            "rate_plans-0-quantity": "", "rate_plans-0-price": ""}
+    return {
+        "kind": "plan",
+        "kommo_value": value,
+        "currency": currency,
+        "label": value,
+        "term_months": 12,
+        "renewal_term_months": 12,
+        "auto_renew": "on",
+        "active": "on",
+        "payment_term": "",
+        "rate_plans-TOTAL_FORMS": 1,
+        "rate_plans-INITIAL_FORMS": 0,
+        "rate_plans-MIN_NUM_FORMS": 0,
+        "rate_plans-MAX_NUM_FORMS": 1000,
+        "rate_plans-0-product_rate_plan": plan.id,
+        "rate_plans-0-quantity": "",
+        "rate_plans-0-price": "",
+    }
 
 
 def test_a_sellable_plan_is_saved(revops):
@@ -52,10 +65,13 @@ def test_a_sellable_plan_is_saved(revops):
     assert answer.status_code == 200 and PlanMapping.objects.get().rate_plans.get().product_rate_plan.name == "Growth"
 
 
-@pytest.mark.parametrize("plan_id, currency, words", [
-    (RETIRED, "USD", "retired on 2026-06-30"),
-    (SCALE, "EUR", "no price in EUR"),
-])
+@pytest.mark.parametrize(
+    "plan_id, currency, words",
+    [
+        (RETIRED, "USD", "retired on 2026-06-30"),
+        (SCALE, "EUR", "no price in EUR"),
+    ],
+)
 def test_a_plan_zuora_would_refuse_cannot_be_mapped(revops, plan_id, currency, words):
     answer = revops.post("/admin/catalog/planmapping/add/", mapping_form("X", plan_id, currency))
     assert answer.status_code == 200 and words in answer.content.decode()
@@ -72,8 +88,14 @@ def test_every_change_is_kept_with_who_and_when(revops):
     mapping = PlanMapping.objects.get()
     form = mapping_form("Growth", GROWTH)
     item = mapping.rate_plans.get()
-    form.update({"label": "Growth (annual)", "rate_plans-INITIAL_FORMS": 1, "rate_plans-0-id": item.id,
-                 "rate_plans-0-mapping": mapping.id})
+    form.update(
+        {
+            "label": "Growth (annual)",
+            "rate_plans-INITIAL_FORMS": 1,
+            "rate_plans-0-id": item.id,
+            "rate_plans-0-mapping": mapping.id,
+        }
+    )
     revops.post(f"/admin/catalog/planmapping/{mapping.id}/change/", form)
     history = list(mapping.history.order_by("history_date"))
     assert [h.label for h in history] == ["Growth", "Growth (annual)"]
@@ -83,28 +105,35 @@ def test_every_change_is_kept_with_who_and_when(revops):
 
 
 def test_csv_import_previews_then_imports_and_export_round_trips(revops):
-    body = f"kommo_value,product_rate_plan_id,currency,label,quantity\nGrowth,{GROWTH},USD,Growth,5\n" \
-           f"Starter,{STARTER},EUR,Starter,\n"
-    preview = revops.post("/admin/catalog/planmapping/import/",
-                          {"file": SimpleUploadedFile("map.csv", body.encode(), "text/csv")})
+    body = (
+        f"kommo_value,product_rate_plan_id,currency,label,quantity\nGrowth,{GROWTH},USD,Growth,5\n"
+        f"Starter,{STARTER},EUR,Starter,\n"
+    )
+    preview = revops.post(
+        "/admin/catalog/planmapping/import/", {"file": SimpleUploadedFile("map.csv", body.encode(), "text/csv")}
+    )
     page = preview.content.decode()
     assert "Preview: 2 to create, 0 to update" in page and not PlanMapping.objects.exists()
     revops.post("/admin/catalog/planmapping/import/", {"confirm": "1"})
     assert PlanMapping.objects.count() == 2
     exported = revops.get("/admin/catalog/planmapping/export/")
     rows = list(csv.DictReader(io.StringIO(exported.content.decode())))
-    assert {(r["kommo_value"], r["currency"], r["quantity"]) for r in rows} == {("Growth", "USD", "5"),
-                                                                                ("Starter", "EUR", "")}
+    assert {(r["kommo_value"], r["currency"], r["quantity"]) for r in rows} == {
+        ("Growth", "USD", "5"),
+        ("Starter", "EUR", ""),
+    }
     # Export → import is a no-op update.
-    again = revops.post("/admin/catalog/planmapping/import/",
-                        {"file": SimpleUploadedFile("map.csv", exported.content, "text/csv")})
+    again = revops.post(
+        "/admin/catalog/planmapping/import/", {"file": SimpleUploadedFile("map.csv", exported.content, "text/csv")}
+    )
     assert "Preview: 0 to create, 2 to update" in again.content.decode()
 
 
 def test_a_bad_csv_in_the_admin_names_each_line_and_imports_nothing(revops):
     body = f"kommo_value,product_rate_plan_id\nGrowth,{GROWTH}\nOld,{RETIRED}\nNope,nope\n"
-    page = revops.post("/admin/catalog/planmapping/import/",
-                       {"file": SimpleUploadedFile("map.csv", body.encode(), "text/csv")}).content.decode()
+    page = revops.post(
+        "/admin/catalog/planmapping/import/", {"file": SimpleUploadedFile("map.csv", body.encode(), "text/csv")}
+    ).content.decode()
     assert "line 3:" in page and "line 4:" in page and "Nothing can be imported" in page
     revops.post("/admin/catalog/planmapping/import/", {"confirm": "1"})
     assert not PlanMapping.objects.exists()

@@ -14,21 +14,32 @@ D = dt.date
 
 @pytest.fixture
 def plan(db) -> ProductRatePlan:
-    product = Product.objects.create(zuora_id="p", name="Platform", effective_start=D(2020, 1, 1),
-                                     effective_end=D(2099, 12, 31))
-    plan = ProductRatePlan.objects.create(zuora_id="r", product=product, name="Growth",
-                                          effective_start=D(2026, 7, 1), effective_end=D(2027, 6, 30))
-    ProductRatePlanCharge.objects.create(zuora_id="c", rate_plan=plan, name="Seats", charge_type="Recurring",
-                                         charge_model="PerUnit", pricing=[{"currency": "USD", "price": "120"}])
+    product = Product.objects.create(
+        zuora_id="p", name="Platform", effective_start=D(2020, 1, 1), effective_end=D(2099, 12, 31)
+    )
+    plan = ProductRatePlan.objects.create(
+        zuora_id="r", product=product, name="Growth", effective_start=D(2026, 7, 1), effective_end=D(2027, 6, 30)
+    )
+    ProductRatePlanCharge.objects.create(
+        zuora_id="c",
+        rate_plan=plan,
+        name="Seats",
+        charge_type="Recurring",
+        charge_model="PerUnit",
+        pricing=[{"currency": "USD", "price": "120"}],
+    )
     return plan
 
 
-@pytest.mark.parametrize("day, ok, words", [
-    (D(2026, 6, 30), False, "not yet effective on 2026-06-30 (sellable from 2026-07-01)"),
-    (D(2026, 7, 1), True, ""),  # first effective day
-    (D(2027, 6, 30), True, ""),  # last effective day
-    (D(2027, 7, 1), False, "retired on 2027-06-30"),
-])
+@pytest.mark.parametrize(
+    "day, ok, words",
+    [
+        (D(2026, 6, 30), False, "not yet effective on 2026-06-30 (sellable from 2026-07-01)"),
+        (D(2026, 7, 1), True, ""),  # first effective day
+        (D(2027, 6, 30), True, ""),  # last effective day
+        (D(2027, 7, 1), False, "retired on 2027-06-30"),
+    ],
+)
 def test_effective_dates_are_inclusive_at_both_ends(plan, day, ok, words):
     verdict = sellable_on(plan, day, "USD")
     assert verdict.ok is ok and words in verdict.reason
@@ -52,7 +63,7 @@ def test_retires_soon_within_thirty_days(plan):
 
 
 def test_a_plan_zuora_no_longer_lists_is_not_sellable(plan):
-    ProductRatePlan.objects.filter(id=plan.id).update(removed_at=dt.datetime(2026, 9, 1, tzinfo=dt.timezone.utc))
+    ProductRatePlan.objects.filter(id=plan.id).update(removed_at=dt.datetime(2026, 9, 1, tzinfo=dt.UTC))
     plan.refresh_from_db()
     verdict = sellable_on(plan, D(2026, 10, 1), "USD")
     assert not verdict.ok and "no longer in Zuora" in verdict.reason

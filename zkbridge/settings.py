@@ -195,6 +195,10 @@ if not _has_long_lived and any(_oauth) and not all(_oauth):
 ZUORA_CALLOUT_USERNAME = config.string("ZUORA_CALLOUT_USERNAME")
 ZUORA_CALLOUT_PASSWORD = config.string("ZUORA_CALLOUT_PASSWORD")
 ZUORA_CALLOUT_HMAC_KEY = config.string("ZUORA_CALLOUT_HMAC_KEY")
+# Where the callout's HMAC signature travels (Zuora lets the admin name the header; an addition).
+ZUORA_CALLOUT_HMAC_HEADER = config.string("ZUORA_CALLOUT_HMAC_HEADER", "X-Zuora-Signature")
+# Account-level events (payments) go to the Kommo company instead of the account's latest deal.
+ZKBRIDGE_ACCOUNT_EVENTS_TO_COMPANY = config.boolean("ZKBRIDGE_ACCOUNT_EVENTS_TO_COMPANY", False)
 
 ZKBRIDGE_DEFAULT_CURRENCY = config.currency("ZKBRIDGE_DEFAULT_CURRENCY", "USD")
 ZKBRIDGE_TIME_ZONE = config.time_zone("ZKBRIDGE_TIME_ZONE", "UTC")

@@ -12,6 +12,7 @@ admin.site.index_title = "Kommo ↔ Zuora"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/kommo/<str:token>/", views.KommoWebhook.as_view(), name="kommo-webhook"),
+    path("webhooks/zuora/", views.ZuoraCallout.as_view(), name="zuora-callout"),
     path("healthz", views.healthz, name="healthz"),
 ]
 

@@ -237,41 +237,44 @@ class KommoClient(HttpClient):
         fields = [{"field_id": fid, "values": [{"value": value}]} for fid, value in values.items()]
         self.request("PATCH", f"/api/v4/leads/{int(lead_id)}", json_body={"custom_fields_values": fields})
 
-    def lead_notes(self, lead_id: int) -> list[dict]:
-        return list(self._list(f"/api/v4/leads/{int(lead_id)}/notes", "notes", [("limit", 250)]))
+    def notes(self, entity: str, entity_id: int) -> list[dict]:
+        """Notes on a lead, contact or company (`entity`: leads, contacts, companies)."""
+        params = [("filter[entity_id][]", int(entity_id)), ("limit", 250)]
+        return list(self._list(f"/api/v4/{entity}/notes", "notes", params))
 
-    def add_lead_note(self, lead_id: int, text: str) -> int | None:
+    def add_note(self, entity: str, entity_id: int, text: str) -> int | None:
         answer = self.request(
             "POST",
-            "/api/v4/leads/notes",
-            json_body=[{"entity_id": int(lead_id), "note_type": "common", "params": {"text": text}}],
+            f"/api/v4/{entity}/notes",
+            json_body=[{"entity_id": int(entity_id), "note_type": "common", "params": {"text": text}}],
         )
         notes = ((answer.body or {}).get("_embedded") or {}).get("notes") or []
         return notes[0].get("id") if notes else None
 
-    def lead_tasks(self, lead_id: int) -> list[dict]:
+    def tasks(self, entity_id: int, entity_type: str = "leads") -> list[dict]:
         return list(
             self._list(
                 "/api/v4/tasks",
                 "tasks",
-                [("filter[entity_id][]", int(lead_id)), ("filter[entity_type]", "leads"), ("limit", 250)],
+                [("filter[entity_id][]", int(entity_id)), ("filter[entity_type]", entity_type), ("limit", 250)],
             )
         )
 
-    def add_lead_task(
+    def add_task(
         self,
-        lead_id: int,
+        entity_id: int,
         text: str,
         *,
         due: dt.datetime,
         task_type_id: int = 1,
         responsible_user_id: int | None = None,
+        entity_type: str = "leads",
     ) -> int | None:
         task: dict[str, Any] = {
             "text": text,
             "complete_till": int(due.timestamp()),
-            "entity_id": int(lead_id),
-            "entity_type": "leads",
+            "entity_id": int(entity_id),
+            "entity_type": entity_type,
             "task_type_id": task_type_id,
         }
         if responsible_user_id:

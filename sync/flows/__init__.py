@@ -28,6 +28,10 @@ class NeedsAttention(Exception):
         self.task = task
 
 
+class Ignored(Exception):
+    """Nothing to do (e.g. a billing event type with no rule): kept, listed, not an error."""
+
+
 def flow(kind: str):
     def register(function: Callable[[SyncRecord], None]):
         FLOWS[kind] = function
@@ -45,7 +49,7 @@ def notify_attention(record: SyncRecord, exc: NeedsAttention) -> None:
     text = exc.task or f"zkbridge could not bill this deal in Zuora: {exc.reason}. Fix it, then ask RevOps to retry."
     responsible = record.step_data("lead").get("responsible_user_id")
     try:
-        task_id = KommoClient.from_settings().add_lead_task(
+        task_id = KommoClient.from_settings().add_task(
             record.kommo_lead_id,
             text[:1000],
             due=timezone.now() + dt.timedelta(days=1),
@@ -57,5 +61,17 @@ def notify_attention(record: SyncRecord, exc: NeedsAttention) -> None:
     record.mark_step("attention_task", reason=exc.reason, task_id=task_id)
 
 
+def write_note_once(record: SyncRecord, kommo, entity: str, entity_id: int, text: str, step: str = "note") -> None:
+    """Add a note, exactly once across retries: an earlier attempt may have written it before its answer
+    was lost (timeout, dropped connection, 5xx after commit), so a retry looks before writing again."""
+    if record.step_data(step).get("attempted"):
+        if any((n.get("params") or {}).get("text") == text for n in kommo.notes(entity, entity_id)):
+            record.mark_step(step, text=text, entity=entity, entity_id=entity_id)
+            return
+    record.mark_step(step, done=False, attempted=True)
+    note_id = kommo.add_note(entity, entity_id, text)
+    record.mark_step(step, text=text, entity=entity, entity_id=entity_id, note_id=note_id)
+
+
 # Register the flows.
-from sync.flows import deal_won  # noqa: E402,F401
+from sync.flows import billing_event, deal_won  # noqa: E402,F401

@@ -18,7 +18,7 @@ from catalog.models import ProductRatePlan
 from sync.clients.errors import BusinessError, NotFoundError, TransientError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
-from sync.flows import NeedsAttention, flow
+from sync.flows import NeedsAttention, flow, write_note_once
 from sync.flows.customer import Customer, resolve_customer
 from sync.flows.sale import Sale, charge_overrides, line_items, resolve_sale, subscription_terms
 from sync.locks import locked_row
@@ -72,6 +72,7 @@ def create_subscription(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClie
             sub.get("name", ""),
             order_number="",
             found=True,
+            customer_key=(sub.get("account") or {}).get("crmId") or "",
             summary=record.summary or ", ".join(rp.get("name", "") for rp in sub.get("ratePlans") or []),
         )
         return
@@ -105,6 +106,7 @@ def create_subscription(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClie
             mrr=mrr,
             tcv=tcv,
             account_created=account_number is None,
+            customer_key=customer.key,
         )
 
 
@@ -228,12 +230,4 @@ def note_text(record: SyncRecord) -> str:
 
 
 def write_note(record: SyncRecord, kommo: KommoClient) -> None:
-    text = note_text(record)
-    if record.step_data("note").get("attempted"):
-        # An earlier attempt may have written it before its answer was lost: look before writing again.
-        if any((n.get("params") or {}).get("text") == text for n in kommo.lead_notes(record.kommo_lead_id)):
-            record.mark_step("note", text=text)
-            return
-    record.mark_step("note", done=False, attempted=True)
-    note_id = kommo.add_lead_note(record.kommo_lead_id, text)
-    record.mark_step("note", text=text, note_id=note_id)
+    write_note_once(record, kommo, "leads", record.kommo_lead_id, note_text(record))

@@ -1,0 +1,115 @@
+"""Billing event rules: the defaults, template rendering, and where an event belongs in Kommo."""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.utils import timezone
+
+from sync.models import BillingEventRule, SyncRecord
+from sync.money import format_money
+from sync.zuora_callout import BillingEvent
+
+PLACEHOLDERS = {"amount", "currency", "account", "subscription", "date", "event"}
+
+DEFAULT_RULES = [
+    {"event_type": "PaymentProcessed", "note_template": "Zuora: payment of {amount} received on account {account}."},
+    {
+        "event_type": "PaymentProcessingError",
+        "note_template": "Zuora: payment of {amount} FAILED on account {account} ({date}).",
+        "open_task": True,
+        "task_template": "Contact the client — payment failed ({amount}, account {account}).",
+        "task_due_days": 0,
+    },
+    {
+        "event_type": "SubscriptionCanceled",
+        "note_template": "Zuora: subscription {subscription} was cancelled ({date}).",
+    },
+    {"event_type": "SubscriptionRenewed", "note_template": "Zuora: subscription {subscription} renewed ({date})."},
+    {
+        "event_type": "ContractRenewalReminder",
+        "note_template": "",
+        "open_task": True,
+        "task_template": "Contract ends in 30 days — discuss renewal (subscription {subscription}).",
+        "task_due_days": 3,
+    },
+]
+
+
+def ensure_default_rules(**kwargs) -> None:
+    """Create the default rules that are missing; never overwrite what RevOps edited."""
+    for rule in DEFAULT_RULES:
+        BillingEventRule.objects.get_or_create(event_type=rule["event_type"], defaults=rule)
+
+
+def template_problems(template: str) -> list[str]:
+    problems = []
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return [f"the template is not valid ({exc}); write {{{{ and }}}} for literal braces"]
+    for name in fields:
+        if name not in PLACEHOLDERS:
+            problems.append(
+                f"unknown placeholder {{{name}}}; use one of " + ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
+            )
+    return problems
+
+
+def business_today() -> dt.date:
+    return timezone.now().astimezone(ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)).date()
+
+
+def render(template: str, event: BillingEvent) -> str:
+    currency = event.currency or settings.ZKBRIDGE_DEFAULT_CURRENCY
+    values = {
+        "amount": format_money(event.amount, currency) if event.amount else "(no amount)",
+        "currency": currency,
+        "account": event.account_number or "(unknown account)",
+        "subscription": event.subscription_number or "(no subscription)",
+        "date": business_today().isoformat(),
+        "event": event.event_type,
+    }
+    return template.format_map(values)
+
+
+def due_at(days: int) -> dt.datetime:
+    """The end of the business day, `days` from today, in ZKBRIDGE_TIME_ZONE."""
+    zone = ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)
+    day = business_today() + dt.timedelta(days=days)
+    return dt.datetime.combine(day, dt.time(23, 59), tzinfo=zone)
+
+
+@dataclass(frozen=True)
+class Place:
+    entity: str  # "leads" or "companies"
+    entity_id: int
+    deal: SyncRecord | None
+
+
+def place(event: BillingEvent) -> Place | None:
+    """Where the event goes: the deal of its subscription; for account events the account's most recent
+    deal (or its Kommo company, with ZKBRIDGE_ACCOUNT_EVENTS_TO_COMPANY). None: zkbridge cannot place it."""
+    deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id__isnull=False).exclude(
+        zuora_account_number=""
+    )
+    if event.subscription_number:
+        deal = deals.filter(zuora_subscription_number=event.subscription_number).order_by("-created_at").first()
+        if deal:
+            return Place("leads", deal.kommo_lead_id, deal)
+    if event.account_number:
+        deal = deals.filter(zuora_account_number=event.account_number).order_by("-created_at").first()
+        if deal:
+            company = deal.step_data("order").get("customer_key") or ""
+            if (
+                settings.ZKBRIDGE_ACCOUNT_EVENTS_TO_COMPANY
+                and company.startswith("company:")
+                and not event.subscription_number
+            ):
+                return Place("companies", int(company.split(":", 1)[1]), deal)
+            return Place("leads", deal.kommo_lead_id, deal)
+    return None

@@ -1,0 +1,61 @@
+"""A Zuora billing event becomes a note (and, by rule, a task) on the right Kommo deal — exactly once.
+
+Steps: note, task. An event zkbridge cannot place needs attention (it shows in the admin and the
+reconciliation view) instead of being dropped; an event type with no rule is kept and marked ignored.
+"""
+
+from __future__ import annotations
+
+from sync.billing import due_at, place, render
+from sync.clients.kommo import KommoClient
+from sync.flows import Ignored, NeedsAttention, flow, write_note_once
+from sync.models import BillingEventRule, SyncRecord
+from sync.zuora_callout import BillingEvent
+
+
+@flow(SyncRecord.Kind.BILLING_EVENT)
+def billing_event(record: SyncRecord) -> None:
+    event = BillingEvent(**record.payload["event"])
+    rule = BillingEventRule.objects.filter(event_type=event.event_type, active=True).first()
+    if rule is None:
+        raise Ignored(f"no active rule for Zuora event '{event.event_type}': stored, nothing sent to Kommo")
+    where = place(event)
+    if where is None:
+        raise NeedsAttention(
+            f"cannot place {event.event_type} for account {event.account_number or '?'}"
+            f"{', subscription ' + event.subscription_number if event.subscription_number else ''}: "
+            f"zkbridge never synced it to a Kommo deal"
+        )
+    if where.entity == "leads":
+        record.kommo_lead_id = where.entity_id
+    record.zuora_account_number = event.account_number
+    record.zuora_subscription_number = event.subscription_number
+    record.summary = event.event_type
+    record.save(
+        update_fields=["kommo_lead_id", "zuora_account_number", "zuora_subscription_number", "summary", "updated_at"]
+    )
+    kommo = KommoClient.from_settings()
+    if rule.note_template.strip() and not record.step_done("note"):
+        write_note_once(record, kommo, where.entity, where.entity_id, render(rule.note_template, event))
+    if rule.open_task and rule.task_template.strip() and not record.step_done("task"):
+        write_task_once(record, kommo, where, rule, render(rule.task_template, event))
+
+
+def write_task_once(record: SyncRecord, kommo: KommoClient, where, rule: BillingEventRule, text: str) -> None:
+    if record.step_data("task").get("attempted"):
+        if any(t.get("text") == text for t in kommo.tasks(where.entity_id, where.entity)):
+            record.mark_step("task", text=text)
+            return
+    responsible = rule.responsible_user_id or (
+        where.deal.step_data("lead").get("responsible_user_id") if where.deal else None
+    )
+    record.mark_step("task", done=False, attempted=True)
+    task_id = kommo.add_task(
+        where.entity_id,
+        text,
+        due=due_at(rule.task_due_days),
+        task_type_id=rule.task_type_id,
+        responsible_user_id=responsible,
+        entity_type=where.entity,
+    )
+    record.mark_step("task", text=text, task_id=task_id)
