@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 
 from sync.billing import template_problems
 from sync.inbox import enqueue_record
-from sync.models import ApiCall, BillingEventRule, SyncRecord, WebhookEvent
+from sync.models import ApiCall, BillingEventRule, SyncRecord, UsageRecord, WebhookEvent
 
 STATUS_COLOURS = {
     "succeeded": "#1a7f37",
@@ -277,3 +277,40 @@ class BillingEventRuleAdmin(admin.ModelAdmin):
         ),
         ("Task", {"fields": ["open_task", "task_template", "task_due_days", "task_type_id", "responsible_user_id"]}),
     ]
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    list_display = [
+        "unique_key",
+        "subscription_number",
+        "uom",
+        "quantity",
+        "start_date",
+        "end_date",
+        "status",
+        "batch",
+        "received_at",
+    ]
+    list_filter = ["status", "uom"]
+    search_fields = ["unique_key", "subscription_number", "account_number"]
+    list_select_related = ["batch"]
+    show_full_result_count = False
+    readonly_fields = [
+        "unique_key",
+        "subscription_number",
+        "kommo_lead_id",
+        "account_number",
+        "uom",
+        "quantity",
+        "start_date",
+        "end_date",
+        "description",
+        "status",
+        "error",
+        "batch",
+        "received_at",
+    ]
+
+    def has_add_permission(self, request) -> bool:
+        return False

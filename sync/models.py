@@ -208,3 +208,34 @@ class BillingEventRule(models.Model):
 
     def __str__(self) -> str:
         return self.event_type
+
+
+class UsageRecord(models.Model):
+    """One metered usage line from a customer's feed, on its way to a Zuora usage import."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUBMITTED = "submitted", "Submitted to Zuora"
+        IMPORTED = "imported", "Imported"
+        FAILED = "failed", "Zuora refused the import"
+        UNPLACEABLE = "unplaceable", "No subscription found"
+
+    unique_key = models.CharField(max_length=100, unique=True)
+    subscription_number = models.CharField(max_length=50, blank=True, db_index=True)
+    kommo_lead_id = models.BigIntegerField(null=True, blank=True)
+    account_number = models.CharField(max_length=50, blank=True)
+    uom = models.CharField("unit of measure", max_length=50)
+    quantity = models.DecimalField(max_digits=18, decimal_places=6)
+    start_date = models.DateField()
+    end_date = models.DateField(null=True, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING, db_index=True)
+    error = models.TextField(blank=True)
+    batch = models.ForeignKey(SyncRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage")
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return self.unique_key

@@ -7,6 +7,7 @@ SCHEDULES = [
     ("zkbridge: dispatch due retries", "sync.tasks.dispatch_due", 1),
     ("zkbridge: poll Kommo for won leads", "sync.poll.poll_kommo", 5),
     ("zkbridge: sync the Zuora catalog", "sync.catalog_sync.scheduled_sync", 24 * 60),
+    ("zkbridge: submit usage to Zuora", "sync.usage.create_batches", 15),
 ]
 
 

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sync import kommo_webhook, zuora_callout
+from sync import kommo_webhook, usage, zuora_callout
 from sync.inbox import body_hash, ensure_record, store_event
 from sync.installation import kommo_webhook_token
 from sync.models import SyncRecord, WebhookEvent
@@ -81,6 +81,23 @@ class KommoWebhook(MachineEndpoint):
             records,
         )
         return Response({"ok": True, "won": len(won), "new_records": records})
+
+
+class UsageFeed(APIView):
+    """POST /api/usage/: a JSON array or CSV of usage records; idempotent on unique_key."""
+
+    def post(self, request: Request) -> Response:
+        body = read_body(request._request)
+        if body is None:
+            return Response({"error": f"body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"}, status=413)
+        try:
+            rows = usage.read_rows(body, request.content_type or "")
+        except usage.BadFeed as exc:
+            return Response({"error": str(exc)}, status=400)
+        intake = usage.accept(rows)
+        return Response(
+            {"accepted": intake.accepted, "duplicates": intake.duplicates, "rejected": intake.rejected}, status=202
+        )
 
 
 def challenge(detail: str) -> Response:

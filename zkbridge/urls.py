@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/kommo/<str:token>/", views.KommoWebhook.as_view(), name="kommo-webhook"),
     path("webhooks/zuora/", views.ZuoraCallout.as_view(), name="zuora-callout"),
+    path("api/usage/", views.UsageFeed.as_view(), name="usage-feed"),
     path("healthz", views.healthz, name="healthz"),
 ]
 

@@ -74,4 +74,4 @@ def write_note_once(record: SyncRecord, kommo, entity: str, entity_id: int, text
 
 
 # Register the flows.
-from sync.flows import billing_event, deal_won  # noqa: E402,F401
+from sync.flows import billing_event, deal_won, usage_batch  # noqa: E402,F401

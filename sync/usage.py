@@ -1,0 +1,235 @@
+"""Usage: accepting a feed's records (idempotent on unique_key), and sending pending ones to Zuora as
+CSV imports in batches."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import transaction
+
+from sync.inbox import ensure_record
+from sync.models import SyncRecord, UsageRecord
+
+MAX_ROWS = 10_000
+COLUMNS = [
+    "subscription_number",
+    "kommo_lead_id",
+    "uom",
+    "quantity",
+    "start_date",
+    "end_date",
+    "unique_key",
+    "description",
+]
+ZUORA_COLUMNS = [
+    "ACCOUNT_ID",
+    "UOM",
+    "QTY",
+    "STARTDATE",
+    "ENDDATE",
+    "SUBSCRIPTION_ID",
+    "CHARGE_ID",
+    "DESCRIPTION",
+    "UNIQUE_KEY",
+]
+MAX_IMPORT_BYTES = 4 * 1024 * 1024 - 64 * 1024  # Zuora's 4 MB, with room for the multipart envelope
+
+
+class BadFeed(ValueError):
+    """The body as a whole cannot be read (not rows with problems: those are rejected one by one)."""
+
+
+@dataclass
+class Intake:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+def read_rows(body: bytes, content_type: str) -> list[dict[str, Any]]:
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadFeed("the body is not UTF-8") from None
+    if "csv" in content_type:
+        reader = csv.DictReader(io.StringIO(text))
+        unknown = [c for c in reader.fieldnames or [] if c not in COLUMNS]
+        if not reader.fieldnames or unknown:
+            raise BadFeed(
+                f"CSV header must use the columns {', '.join(COLUMNS)}"
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            )
+        try:
+            rows = list(reader)
+        except csv.Error as exc:
+            raise BadFeed(f"not valid CSV: {exc}") from None
+    else:
+        try:
+            rows = json.loads(text)
+        except ValueError:
+            raise BadFeed("the body is not JSON (send a JSON array, or CSV with Content-Type: text/csv)") from None
+        if not isinstance(rows, list):
+            raise BadFeed("the body must be a JSON array of usage records")
+    if len(rows) > MAX_ROWS:
+        raise BadFeed(f"{len(rows)} records; at most {MAX_ROWS} per request")
+    return rows
+
+
+def _date(value: Any, name: str, errors: list[str]) -> dt.date | None:
+    if value in (None, ""):
+        return None
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        errors.append(f"{name} must be a date like 2026-11-01")
+        return None
+
+
+def validate(row: Any) -> tuple[UsageRecord | None, list[str]]:
+    if not isinstance(row, dict):
+        return None, ["a record must be an object"]
+    errors: list[str] = []
+    key = str(row.get("unique_key") or "").strip()
+    if not key:
+        errors.append("unique_key is required")
+    elif len(key) > 100:
+        errors.append("unique_key is longer than 100 characters")
+    subscription = str(row.get("subscription_number") or "").strip()
+    lead = str(row.get("kommo_lead_id") or "").strip()
+    if not subscription and not lead:
+        errors.append("subscription_number or kommo_lead_id is required")
+    if lead and not lead.isdigit():
+        errors.append("kommo_lead_id must be a number")
+    if len(subscription) > 50:
+        errors.append("subscription_number is longer than 50 characters")
+    uom = str(row.get("uom") or "").strip()
+    if not uom or len(uom) > 50:
+        errors.append("uom is required (at most 50 characters)")
+    try:
+        quantity = Decimal(str(row.get("quantity")).strip())
+        if not quantity.is_finite() or quantity < 0 or quantity >= Decimal("1e12"):
+            raise InvalidOperation
+    except (InvalidOperation, ValueError):
+        errors.append("quantity must be a number, zero or more")
+        quantity = Decimal(0)
+    start = _date(row.get("start_date"), "start_date", errors)
+    end = _date(row.get("end_date"), "end_date", errors)
+    if start is None and not any("start_date" in e for e in errors):
+        errors.append("start_date is required")
+    if start and end and end < start:
+        errors.append("end_date is before start_date")
+    if errors:
+        return None, errors
+    return UsageRecord(
+        unique_key=key,
+        subscription_number=subscription,
+        kommo_lead_id=int(lead) if lead else None,
+        uom=uom,
+        quantity=quantity,
+        start_date=start,
+        end_date=end,
+        description=str(row.get("description") or "")[:200],
+    ), []
+
+
+def accept(rows: list[Any]) -> Intake:
+    """Store valid rows once (unique_key); report duplicates and each rejected row with its reasons."""
+    intake = Intake()
+    valid: dict[str, UsageRecord] = {}
+    for index, row in enumerate(rows):
+        record, errors = validate(row)
+        if errors:
+            key = row.get("unique_key") if isinstance(row, dict) else None
+            intake.rejected.append({"index": index, "unique_key": key, "errors": errors})
+        elif record.unique_key in valid:
+            intake.duplicates += 1
+        else:
+            valid[record.unique_key] = record
+    known = set(UsageRecord.objects.filter(unique_key__in=list(valid)).values_list("unique_key", flat=True))
+    fresh = [r for k, r in valid.items() if k not in known]
+    with transaction.atomic():
+        created = UsageRecord.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=500)
+    intake.duplicates += len(known)
+    intake.accepted = len(created)
+    return intake
+
+
+# --- sending to Zuora ------------------------------------------------------------------------------
+def place_pending() -> int:
+    """Fill account and subscription numbers from the deals zkbridge synced; unknown ones are flagged."""
+    deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON).exclude(zuora_subscription_number="")
+    by_subscription = dict(deals.values_list("zuora_subscription_number", "zuora_account_number"))
+    by_lead = {
+        lead: (sub, acc)
+        for lead, sub, acc in deals.values_list("kommo_lead_id", "zuora_subscription_number", "zuora_account_number")
+    }
+    placed = 0
+    for record in UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, account_number=""):
+        if record.subscription_number and record.subscription_number in by_subscription:
+            record.account_number = by_subscription[record.subscription_number]
+        elif record.kommo_lead_id in by_lead:
+            record.subscription_number, record.account_number = by_lead[record.kommo_lead_id]
+        else:
+            record.status = UsageRecord.Status.UNPLACEABLE
+            record.error = "no Zuora subscription synced by zkbridge for this subscription number / Kommo lead"
+        record.save(update_fields=["account_number", "subscription_number", "status", "error"])
+        placed += record.status == UsageRecord.Status.PENDING
+    return placed
+
+
+def usage_csv(records: list[UsageRecord]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(ZUORA_COLUMNS)
+    for r in records:
+        writer.writerow(
+            [
+                r.account_number,
+                r.uom,
+                f"{r.quantity.normalize():f}",
+                r.start_date.strftime("%m/%d/%Y"),
+                r.end_date.strftime("%m/%d/%Y") if r.end_date else "",
+                r.subscription_number,
+                "",
+                r.description,
+                r.unique_key,
+            ]
+        )
+    return out.getvalue().encode()
+
+
+def create_batches() -> list[SyncRecord]:
+    """Group placed pending records into usage_batch sync records (each CSV under Zuora's 4 MB)."""
+    place_pending()
+    batches = []
+    pending = list(
+        UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True)
+        .exclude(account_number="")
+        .order_by("id")
+    )
+    chunk: list[UsageRecord] = []
+    size = 0
+    for record in pending + [None]:  # type: ignore[list-item]
+        line = len(usage_csv([record])) if record else 0
+        if chunk and (record is None or size + line > MAX_IMPORT_BYTES):
+            with transaction.atomic():  # the batch is enqueued on commit, with its records attached
+                batch, _ = ensure_record(
+                    SyncRecord.Kind.USAGE_BATCH,
+                    f"usage_batch:{uuid.uuid4().hex}",
+                    payload={"records": len(chunk)},
+                    summary=f"{len(chunk)} usage record(s)",
+                )
+                UsageRecord.objects.filter(id__in=[r.id for r in chunk]).update(batch=batch)
+            batches.append(batch)
+            chunk, size = [], 0
+        if record:
+            chunk.append(record)
+            size += line
+    return batches

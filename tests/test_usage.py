@@ -1,0 +1,163 @@
+"""POST /api/usage/ and submit_usage: usage flows to Zuora in batches, once per unique_key."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+
+from sandbox.models import ZUsage
+from sync.models import SyncRecord, UsageRecord
+from sync.tasks import run_sync
+
+ACME_EXPANSION = 24312346
+
+
+@pytest.fixture
+def token(db) -> str:
+    return Token.objects.create(user=User.objects.create_user("meter")).key
+
+
+def post(client, token, body, content_type="application/json"):
+    data = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    return client.generic("POST", "/api/usage/", data, content_type=content_type, HTTP_AUTHORIZATION=f"Token {token}")
+
+
+def row(key: str, **extra) -> dict:
+    return {
+        "subscription_number": "A-S00000001",
+        "uom": "API call",
+        "quantity": "1200",
+        "start_date": "2026-11-01",
+        "end_date": "2026-11-30",
+        "unique_key": key,
+        **extra,
+    }
+
+
+def test_json_records_are_accepted_once(client, token):
+    answer = post(client, token, [row("k1"), row("k2"), row("k1")])
+    assert answer.status_code == 202 and answer.json() == {"accepted": 2, "duplicates": 1, "rejected": []}
+    again = post(client, token, [row("k1"), row("k3")])
+    assert again.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
+    assert UsageRecord.objects.count() == 3
+
+
+def test_csv_is_accepted_too(client, token):
+    body = "kommo_lead_id,uom,quantity,start_date,end_date,unique_key\n24312346,API call,5,2026-11-01,,c1\n"
+    assert post(client, token, body, "text/csv").json()["accepted"] == 1
+    assert UsageRecord.objects.get().kommo_lead_id == 24312346
+
+
+def test_bad_rows_are_rejected_one_by_one_and_the_rest_accepted(client, token):
+    answer = post(
+        client,
+        token,
+        [
+            row("ok"),
+            row("", quantity="-1"),
+            {"unique_key": "x"},
+            "junk",
+            row("d", start_date="2026-11-30", end_date="2026-11-01"),
+        ],
+    ).json()
+    assert answer["accepted"] == 1
+    errors = {r["index"]: r["errors"] for r in answer["rejected"]}
+    assert "unique_key is required" in errors[1] and "quantity must be a number, zero or more" in errors[1]
+    assert "subscription_number or kommo_lead_id is required" in errors[2]
+    assert errors[3] == ["a record must be an object"] and errors[4] == ["end_date is before start_date"]
+
+
+@pytest.mark.parametrize(
+    "body, content_type, words",
+    [
+        ("not json", "application/json", "not JSON"),
+        ('{"a": 1}', "application/json", "JSON array"),
+        ("x,y\n1,2\n", "text/csv", "unknown: x, y"),
+        (b"\xff\xfe", "application/json", "not UTF-8"),
+    ],
+)
+def test_garbage_is_a_400(client, token, body, content_type, words):
+    answer = post(client, token, body, content_type)
+    assert answer.status_code == 400 and words in answer.json()["error"]
+    assert not UsageRecord.objects.exists()
+
+
+def test_too_many_rows_and_oversize_bodies_are_refused(client, token, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000_000
+    assert post(client, token, [row(f"k{i}") for i in range(10_001)]).status_code == 400
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2000
+    assert post(client, token, [row(f"k{i}") for i in range(100)]).status_code == 413
+    assert not UsageRecord.objects.exists()
+
+
+def test_a_token_is_required(client, token):
+    assert client.post("/api/usage/", "[]", content_type="application/json").status_code == 401
+    answer = client.post("/api/usage/", "[]", content_type="application/json", HTTP_AUTHORIZATION="Token wrong")
+    assert answer.status_code == 401 and not UsageRecord.objects.exists()
+
+
+def test_submit_usage_imports_into_zuora_and_records_the_outcome(catalog):
+    catalog.win(ACME_EXPANSION)
+    deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
+    user = User.objects.create_user("meter")
+    key = Token.objects.create(user=user).key
+    answer = requests.post(
+        f"{catalog.url}/api/usage/",
+        headers={"Authorization": f"Token {key}"},
+        timeout=30,
+        json=[
+            row("u1", subscription_number=deal.zuora_subscription_number),
+            row("u2", subscription_number="", kommo_lead_id=ACME_EXPANSION),
+            row("u3", subscription_number="A-S99999999"),
+        ],
+    )
+    assert answer.status_code == 202 and answer.json()["accepted"] == 3
+    call_command("submit_usage", verbosity=0)
+    statuses = dict(UsageRecord.objects.values_list("unique_key", "status"))
+    assert statuses == {"u1": "imported", "u2": "imported", "u3": "unplaceable"}
+    assert sorted(ZUsage.objects.values_list("unique_key", flat=True)) == ["u1", "u2"]
+    assert ZUsage.objects.get(unique_key="u2").account_number == deal.zuora_account_number
+    call_command("submit_usage", verbosity=0)  # nothing pending: nothing sent twice
+    assert ZUsage.objects.count() == 2 and SyncRecord.objects.filter(kind="usage_batch").count() == 1
+
+
+def test_a_usage_file_zuora_fails_needs_attention(catalog):
+    catalog.win(ACME_EXPANSION)
+    deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
+    ZUsage.objects.create(unique_key="u1", account_number="x", uom="x", quantity=1, start_date="2026-11-01")
+    UsageRecord.objects.create(
+        unique_key="u1",
+        subscription_number=deal.zuora_subscription_number,
+        uom="API call",
+        quantity=1,
+        start_date="2026-11-01",
+    )
+    call_command("submit_usage", verbosity=0)
+    batch = SyncRecord.objects.get(kind="usage_batch")
+    assert batch.status == "needs_attention" and "already imported" in batch.reason
+    assert UsageRecord.objects.get().status == "failed"
+
+
+def test_an_upload_whose_answer_was_lost_is_not_uploaded_twice(catalog):
+    catalog.win(ACME_EXPANSION)
+    deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
+    UsageRecord.objects.create(
+        unique_key="u1",
+        subscription_number=deal.zuora_subscription_number,
+        uom="API call",
+        quantity=1,
+        start_date="2026-11-01",
+    )
+    catalog.fault("zuora", "drop_after_commit", "/v1/usage$", remaining=1)
+    call_command("submit_usage", verbosity=0)
+    batch = SyncRecord.objects.get(kind="usage_batch")
+    if batch.status == "retrying":
+        SyncRecord.objects.filter(id=batch.id).update(next_attempt_at=None)
+        run_sync(batch.id)
+    assert SyncRecord.objects.get(kind="usage_batch").status == "succeeded"
+    assert ZUsage.objects.count() == 1
