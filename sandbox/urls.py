@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from sandbox import control, kommo, pages, zuora
+from sandbox import control, kommo, pages, zuora, zuora_zoql
 
 z = [
     path("zuora/", pages.zuora_home, name="sandbox-zuora-home"),
@@ -14,6 +14,8 @@ z = [
     path("zuora/object-query/accounts/<str:key>", zuora.query_accounts),
     path("zuora/object-query/subscriptions", zuora.query_subscriptions),
     path("zuora/object-query/subscriptions/<str:key>", zuora.query_subscriptions),
+    path("zuora/v1/action/query", zuora_zoql.query),
+    path("zuora/v1/action/queryMore", zuora_zoql.query_more),
     path("zuora/v1/usage", zuora.usage_import),
     path("zuora/v1/usage/<str:import_id>/status", zuora.usage_status),
 ]

@@ -314,3 +314,6 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+from sync import admin_reports  # noqa: E402,F401  (registers the reconciliation report)

@@ -21,6 +21,8 @@ VIEW = [
     "sync.view_apicall",
     "sync.view_webhookevent",
     "sync.view_billingeventrule",
+    "sync.view_reconciliationrun",
+    "sync.view_discrepancy",
 ]
 EDIT = [
     "catalog.add_planmapping",

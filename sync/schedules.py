@@ -8,6 +8,7 @@ SCHEDULES = [
     ("zkbridge: poll Kommo for won leads", "sync.poll.poll_kommo", 5),
     ("zkbridge: sync the Zuora catalog", "sync.catalog_sync.scheduled_sync", 24 * 60),
     ("zkbridge: submit usage to Zuora", "sync.usage.create_batches", 15),
+    ("zkbridge: reconcile Kommo, zkbridge and Zuora", "sync.reconcile.scheduled", 24 * 60),
 ]
 
 

@@ -104,10 +104,13 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         idempotency_key: str | None = None,
         authenticated: bool = True,
+        read_only: bool = False,
     ) -> Answer:
-        """Send one logical request; retry only what is safe to repeat, within a short bounded wait."""
+        """Send one logical request; retry only what is safe to repeat, within a short bounded wait.
+
+        Safe: GETs, writes carrying an Idempotency-Key, and POSTs that only read (`read_only`: queries)."""
         url = path if path.startswith("http") else f"{self.base_url}{path}"
-        safe = method == "GET" or idempotency_key is not None
+        safe = method == "GET" or idempotency_key is not None or read_only
         refreshed = False
         attempt = 0
         while True:

@@ -196,6 +196,18 @@ class ZuoraClient(HttpClient):
                 return
             params = [p for p in params if p[0] != "cursor"] + [("cursor", cursor)]
 
+    def zoql(self, query: str) -> Iterator[dict]:
+        """ZOQL over all pages (≤ 2000 records each): for bulk reads such as reconciliation."""
+        answer = self.request("POST", "/v1/action/query", json_body={"queryString": query}, read_only=True)
+        while True:
+            body = answer.body or {}
+            yield from body.get("records") or []
+            if body.get("done", True) or not body.get("queryLocator"):
+                return
+            answer = self.request(
+                "POST", "/v1/action/queryMore", json_body={"queryLocator": body["queryLocator"]}, read_only=True
+            )
+
     def find_accounts(self, field: str, value: str) -> list[dict]:
         return list(self.query("accounts", [f"{field}.EQ:{value}"]))
 
@@ -215,7 +227,7 @@ class ZuoraClient(HttpClient):
         )
 
     def preview_order(self, order: dict) -> dict:
-        return self.request("POST", "/v1/orders/preview", json_body=order).body or {}
+        return self.request("POST", "/v1/orders/preview", json_body=order, read_only=True).body or {}
 
     def import_usage(self, csv_bytes: bytes, file_name: str, *, idempotency_key: str) -> str:
         """Upload a usage CSV; returns the path to poll for its status."""

@@ -1,0 +1,158 @@
+"""The reconciliation report in the admin: runs with their progress and summary, and the rows of the
+latest successful run with one-click fixes."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path
+from django.utils.html import format_html
+
+from sync.fixes import fix
+from sync.models import Discrepancy, ReconciliationRun
+from sync.reconcile import latest_report, report_csv
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(admin.ModelAdmin):
+    list_display = ["started_at", "ok", "progress", "deals", "found", "calls", "error", "csv_link"]
+    readonly_fields = ["started_at", "finished_at", "ok", "progress", "error", "summary"]
+    change_list_template = "admin/sync/reconciliationrun/change_list.html"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="won deals")
+    def deals(self, run: ReconciliationRun):
+        return run.summary.get("won_deals", "—")
+
+    @admin.display(description="discrepancies")
+    def found(self, run: ReconciliationRun) -> str:
+        if not run.ok:
+            return "—"
+        url = f"../discrepancy/?run__id__exact={run.id}"
+        return format_html('<a href="{}">{}</a>', url, run.summary.get("discrepancies", 0))
+
+    @admin.display(description="API calls (Zuora / Kommo)")
+    def calls(self, run: ReconciliationRun) -> str:
+        return f"{run.summary.get('zuora_calls', '—')} / {run.summary.get('kommo_calls', '—')}"
+
+    @admin.display(description="CSV")
+    def csv_link(self, run: ReconciliationRun) -> str:
+        return format_html('<a href="{}/csv/">download</a>', run.id) if run.ok else "—"
+
+    def get_urls(self):
+        return [
+            path("run-now/", self.admin_site.admin_view(self.run_now), name="sync_reconcile_now"),
+            path("<int:run_id>/csv/", self.admin_site.admin_view(self.csv_view), name="sync_reconcile_csv"),
+            *super().get_urls(),
+        ]
+
+    def run_now(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return redirect("admin:sync_reconciliationrun_changelist")
+        if not request.user.has_perm("sync.change_syncrecord"):
+            raise PermissionDenied
+        from django_q.tasks import async_task
+
+        async_task("sync.reconcile.scheduled", task_name=f"reconcile by {request.user}")
+        messages.success(request, "Reconciliation started; its progress shows below.")
+        return redirect("admin:sync_reconciliationrun_changelist")
+
+    def csv_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = get_object_or_404(ReconciliationRun, id=run_id, ok=True)
+        response = HttpResponse(report_csv(run), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="reconciliation-{run.started_at:%Y%m%d-%H%M}.csv"'
+        return response
+
+
+class LatestRunFilter(admin.SimpleListFilter):
+    """Rows of the latest successful run by default; older runs on request."""
+
+    title = "run"
+    parameter_name = "run__id__exact"
+
+    def lookups(self, request, model_admin):
+        return [(r.id, f"{r.started_at:%Y-%m-%d %H:%M}") for r in ReconciliationRun.objects.filter(ok=True)[:10]]
+
+    def queryset(self, request, queryset):
+        run_id = self.value() or (latest_report().id if latest_report() else None)
+        return queryset.filter(run_id=run_id)
+
+
+@admin.register(Discrepancy)
+class DiscrepancyAdmin(admin.ModelAdmin):
+    list_display = [
+        "kind",
+        "lead",
+        "zuora_account_number",
+        "zuora_subscription_number",
+        "detail",
+        "action",
+        "links",
+        "fixed_at",
+        "fix_result",
+    ]
+    list_filter = [LatestRunFilter, "kind", "action", ("fixed_at", admin.EmptyFieldListFilter)]
+    search_fields = ["zuora_account_number", "zuora_subscription_number", "detail"]
+    list_select_related = ["run"]
+    list_per_page = 100
+    show_full_result_count = False
+    actions = ["apply_fix"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        results, distinct = super().get_search_results(request, queryset, search_term)
+        if search_term.strip().isdigit():
+            results |= queryset.filter(kommo_lead_id=int(search_term.strip()))
+        return results, distinct
+
+    @admin.display(description="Kommo lead", ordering="kommo_lead_id")
+    def lead(self, row: Discrepancy):
+        return row.kommo_lead_id or "—"
+
+    @admin.display(description="open in")
+    def links(self, row: Discrepancy) -> str:
+        parts = []
+        if row.kommo_lead_id:
+            kommo = settings.KOMMO_BASE_URL.replace("/sandbox/kommo", "/sandbox/kommo/#")
+            parts.append(
+                format_html('<a href="{}/leads/detail/{}" target="_blank">Kommo</a>', kommo, row.kommo_lead_id)
+            )
+        if row.zuora_account_number or row.zuora_subscription_number:
+            parts.append(format_html('<a href="{}" target="_blank">Zuora</a>', zuora_link(row)))
+        if row.sync_record_id:
+            parts.append(format_html('<a href="../syncrecord/{}/change/">sync</a>', row.sync_record_id))
+        return format_html(" · ".join(["{}"] * len(parts)), *parts) if parts else "—"
+
+    @admin.action(description="Apply the one-click fix (re-checked first)")
+    def apply_fix(self, request: HttpRequest, queryset) -> None:
+        if not request.user.has_perm("sync.change_syncrecord"):
+            raise PermissionDenied
+        results: dict[str, int] = {}
+        for row in queryset.select_related("sync_record")[:500]:
+            outcome = fix(row, str(request.user)).split(":")[0]
+            results[outcome] = results.get(outcome, 0) + 1
+        messages.info(request, "; ".join(f"{n} × {outcome}" for outcome, n in sorted(results.items())))
+
+
+def zuora_link(row: Discrepancy) -> str:
+    """The emulator's page, or the Zuora UI's search for the number (the UI host is the API host without
+    'rest.'; the search path is not confirmed against every tenant)."""
+    if "/sandbox/zuora" in settings.ZUORA_BASE_URL:
+        return f"{settings.ZUORA_BASE_URL}/"
+    host = settings.ZUORA_BASE_URL.replace("://rest.", "://")
+    return f"{host}/apps/NewSearch.do?searchTerm={row.zuora_subscription_number or row.zuora_account_number}"

@@ -1,0 +1,114 @@
+"""One-click fixes for reconciliation rows. Each re-checks the current state before acting, so a stale
+row (fixed meanwhile, or clicked twice) never causes a second re-sync."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from sync.clients.errors import ApiError
+from sync.clients.kommo import KommoClient
+from sync.inbox import enqueue_record, ensure_record
+from sync.models import Discrepancy, SyncRecord
+
+A = Discrepancy.Action
+PROBLEM = (SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED)
+FINISHED = (
+    SyncRecord.Status.SUCCEEDED,
+    SyncRecord.Status.RESOLVED,
+    SyncRecord.Status.CANCELLED,
+    SyncRecord.Status.IGNORED,
+)
+
+
+def fix(row: Discrepancy, user: str = "staff") -> str:
+    """Apply the row's one-click fix; returns what happened, in words. Rows need a person otherwise."""
+    if row.fixed_at:
+        return f"already fixed: {row.fix_result}"
+    if row.action == A.RETRY:
+        result = retry(row)
+    elif row.action == A.RESYNC:
+        result = resync(row)
+    elif row.action == A.RELINK:
+        result = relink(row)
+    else:
+        return "no automatic fix: " + row.get_action_display().lower()
+    if not result.startswith(("skipped", "failed")):
+        row.fixed_at = timezone.now()
+    row.fix_result = f"{result} (by {user})"[:300]
+    row.save(update_fields=["fixed_at", "fix_result"])
+    return result
+
+
+def _requeue(record: SyncRecord, from_states, reason: str, reset_steps: bool = False) -> bool:
+    changes = {
+        "status": SyncRecord.Status.PENDING,
+        "attempts": 0,
+        "next_attempt_at": None,
+        "generation": F("generation") + 1,
+        "reason": reason,
+    }
+    if reset_steps:
+        changes["steps"] = {}
+    if not SyncRecord.objects.filter(id=record.id, status__in=from_states).update(**changes):
+        return False
+    enqueue_record(record.id)
+    return True
+
+
+def retry(row: Discrepancy) -> str:
+    record = row.sync_record
+    if record is None:
+        return "skipped: no sync record to retry"
+    if _requeue(record, PROBLEM, "retry from the reconciliation report"):
+        return "retry queued"
+    record.refresh_from_db()
+    return f"skipped: the record is '{record.status}' now"
+
+
+def resync(row: Discrepancy) -> str:
+    record = SyncRecord.objects.filter(key=f"deal_won:{row.kommo_lead_id}").first()
+    if record is None:
+        ensure_record(
+            SyncRecord.Kind.DEAL_WON,
+            f"deal_won:{row.kommo_lead_id}",
+            kommo_lead_id=row.kommo_lead_id,
+            payload={"id": row.kommo_lead_id, "found_by": "reconciliation"},
+        )
+        return "sync queued"
+    # Zuora has no subscription although the record finished: run the whole flow again (new keys).
+    if _requeue(record, FINISHED + PROBLEM, "re-sync from the reconciliation report", reset_steps=True):
+        return "re-sync queued"
+    return f"skipped: the record is '{record.status}' (already in progress)"
+
+
+def relink(row: Discrepancy) -> str:
+    """Make Kommo and zkbridge name the subscription Zuora has for the deal."""
+    values = {}
+    if settings.KOMMO_ACCOUNT_FIELD_ID and row.zuora_account_number:
+        values[settings.KOMMO_ACCOUNT_FIELD_ID] = row.zuora_account_number
+    if settings.KOMMO_SUBSCRIPTION_FIELD_ID and row.zuora_subscription_number:
+        values[settings.KOMMO_SUBSCRIPTION_FIELD_ID] = row.zuora_subscription_number
+    if values:
+        try:
+            KommoClient.from_settings().update_lead_fields(row.kommo_lead_id, values)
+        except ApiError as exc:
+            return f"failed: Kommo refused the fields ({exc})"
+    record, _ = ensure_record(
+        SyncRecord.Kind.DEAL_WON,
+        f"deal_won:{row.kommo_lead_id}",
+        enqueue=False,
+        kommo_lead_id=row.kommo_lead_id,
+        status=SyncRecord.Status.SUCCEEDED,
+    )
+    if record.status == SyncRecord.Status.RUNNING:
+        return "skipped: the record is running right now"
+    SyncRecord.objects.filter(id=record.id).update(
+        status=SyncRecord.Status.SUCCEEDED,
+        zuora_account_number=row.zuora_account_number,
+        zuora_subscription_number=row.zuora_subscription_number,
+        finished_at=timezone.now(),
+        reason="re-linked to Zuora's subscription from the reconciliation report",
+    )
+    return "re-linked"
