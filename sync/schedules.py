@@ -9,6 +9,7 @@ SCHEDULES = [
     ("zkbridge: sync the Zuora catalog", "sync.catalog_sync.scheduled_sync", 24 * 60),
     ("zkbridge: submit usage to Zuora", "sync.usage.create_batches", 15),
     ("zkbridge: reconcile Kommo, zkbridge and Zuora", "sync.reconcile.scheduled", 24 * 60),
+    ("zkbridge: prune old API call bodies and webhook payloads", "sync.operations.prune", 24 * 60),
 ]
 
 

@@ -15,7 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from sync.clients.errors import ApiError, TransientError
-from sync.clients.http import current_record_id
+from sync.context import current_record_id
 from sync.flows import FLOWS, Ignored, NeedsAttention, notify_attention
 from sync.inbox import enqueue_record
 from sync.models import SyncRecord

@@ -151,8 +151,8 @@ class ZuoraCallout(MachineEndpoint):
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
-    """Database reachability, queue depth, last webhook and last successful sync."""
-    from django_q.models import OrmQ
+    """Database reachability, queue depth and age, last webhook and last successful sync."""
+    from sync.dashboard import queue_state
 
     try:
         with connection.cursor() as cursor:
@@ -161,13 +161,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"database": "error", "detail": str(exc)[:200]}, status=503)
     last_ok = SyncRecord.objects.filter(status=SyncRecord.Status.SUCCEEDED).order_by("-finished_at").first()
     last_hook = WebhookEvent.objects.filter(source="kommo").order_by("-received_at").first()
-    queued = OrmQ.objects.count() if "orm" in settings.Q_CLUSTER else None
+    last_callout = WebhookEvent.objects.filter(source="zuora").order_by("-received_at").first()
+    queue = queue_state()
     return JsonResponse(
         {
             "database": "ok",
-            "queue": {"queued": queued},
+            "queue": {"queued": queue["depth"], "oldest_waiting_seconds": queue["oldest_age_seconds"]},
             "last_successful_sync": last_ok.finished_at.isoformat() if last_ok and last_ok.finished_at else None,
             "last_kommo_webhook": last_hook.received_at.isoformat() if last_hook else None,
+            "last_zuora_callout": last_callout.received_at.isoformat() if last_callout else None,
             "needs_attention": SyncRecord.objects.filter(status=SyncRecord.Status.NEEDS_ATTENTION).count(),
             "sandbox": settings.ZKBRIDGE_SANDBOX,
         }

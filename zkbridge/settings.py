@@ -37,7 +37,7 @@ DEBUG = config.boolean("ZKBRIDGE_DEBUG", False)
 ALLOWED_HOSTS = config.listing("ZKBRIDGE_ALLOWED_HOSTS", "localhost,127.0.0.1")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "zkbridge.apps.ZkbridgeAdminConfig",  # django.contrib.admin with the RevOps dashboard
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -235,13 +235,28 @@ if _redis:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# Every line carries the sync record a flow works on; ZKBRIDGE_LOG_FORMAT=json gives one JSON object a line.
+_log_format = config.string("ZKBRIDGE_LOG_FORMAT", "plain")
+if _log_format not in ("plain", "json"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"ZKBRIDGE_LOG_FORMAT: expected plain or json, got {_log_format!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"sync_record": {"()": "sync.logs.SyncRecordFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [sync_record=%(sync_record)s] %(message)s"},
+        "json": {"()": "sync.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": _log_format, "filters": ["sync_record"]}},
     "loggers": {
         "zkbridge": {"handlers": ["console"], "level": config.string("ZKBRIDGE_LOG_LEVEL", "INFO")},
         "django_q": {"handlers": ["console"], "level": "WARNING"},
     },
 }
+
+# Operations: how long API call bodies and webhook payloads are kept (sync records are kept for good),
+# and the bearer token /metrics wants (without one, /metrics answers only the machine itself).
+ZKBRIDGE_RETENTION_DAYS = config.integer("ZKBRIDGE_RETENTION_DAYS", 90, minimum=1)
+ZKBRIDGE_METRICS_TOKEN = config.string("ZKBRIDGE_METRICS_TOKEN")

@@ -3,11 +3,7 @@ from django.contrib import admin
 from django.http import HttpResponseNotFound
 from django.urls import include, path, re_path
 
-from sync import views
-
-admin.site.site_header = "zkbridge"
-admin.site.site_title = "zkbridge admin"
-admin.site.index_title = "Kommo ↔ Zuora"
+from sync import operations, views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -15,6 +11,7 @@ urlpatterns = [
     path("webhooks/zuora/", views.ZuoraCallout.as_view(), name="zuora-callout"),
     path("api/usage/", views.UsageFeed.as_view(), name="usage-feed"),
     path("healthz", views.healthz, name="healthz"),
+    path("metrics", operations.metrics, name="metrics"),
 ]
 
 if settings.ZKBRIDGE_SANDBOX:

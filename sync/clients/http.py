@@ -5,7 +5,6 @@ Subclasses say how their API signals errors (`classify`) and how they authentica
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import re
@@ -18,12 +17,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import requests
 
 from sync.clients.errors import ApiError, AuthError, TransientError
+from sync.context import current_record_id
 from sync.models import ApiCall
 
 log = logging.getLogger("zkbridge.clients")
 
-# The sync record the current flow works on: calls are linked to it without clients knowing about deals.
-current_record_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("current_record_id", default=None)
 
 SECRET_KEYS = re.compile(r"(token|secret|password|authorization|api[_-]?key|client_id|code$)", re.I)
 MAX_LOGGED_BODY = 10_000

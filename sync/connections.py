@@ -1,0 +1,74 @@
+"""Live checks of the Zuora and Kommo credentials, for the admin's Connections page."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.conf import settings
+
+from sync.clients.errors import ApiError
+from sync.clients.kommo import KommoClient
+from sync.clients.zuora import ZuoraClient
+from sync.installation import kommo_webhook_url
+
+
+def _timed(check) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        detail = check()
+        ok, error = True, ""
+    except ApiError as exc:
+        detail, ok, error = None, False, str(exc)
+    return {"ok": ok, "error": error, "detail": detail, "ms": int((time.monotonic() - started) * 1000)}
+
+
+def check_connections() -> dict[str, Any]:
+    zuora, kommo = ZuoraClient.from_settings(), KommoClient.from_settings()
+    url = kommo_webhook_url()
+
+    def zuora_check():
+        zuora.access_token(force_refresh=True)
+        page = next(zuora.catalog_pages(page_size=1), [])
+        return f"token ok; catalog readable ({len(page)} product on the first page)"
+
+    def kommo_pipelines():
+        return [
+            {
+                "id": p["id"],
+                "name": p.get("name"),
+                "statuses": [(s["id"], s.get("name")) for s in (p.get("_embedded") or {}).get("statuses") or []],
+            }
+            for p in kommo.pipelines()
+        ]
+
+    def kommo_hook():
+        hooks = [h for h in kommo.webhooks() if h.get("destination") == url]
+        if not hooks:
+            return {"registered": False, "disabled": None}
+        return {"registered": True, "disabled": bool(hooks[0].get("disabled")), "settings": hooks[0].get("settings")}
+
+    return {
+        "zuora": {
+            "base_url": settings.ZUORA_BASE_URL,
+            "version": settings.ZUORA_VERSION,
+            "crm_field": settings.ZUORA_ACCOUNT_CRM_FIELD,
+            **_timed(zuora_check),
+        },
+        "kommo": {
+            "base_url": settings.KOMMO_BASE_URL,
+            "pipelines": _timed(kommo_pipelines),
+            "webhook": _timed(kommo_hook),
+            "won_status": settings.KOMMO_WON_STATUS_ID,
+            "fields": {
+                "plan": settings.KOMMO_PLAN_FIELD_ID,
+                "account": settings.KOMMO_ACCOUNT_FIELD_ID,
+                "subscription": settings.KOMMO_SUBSCRIPTION_FIELD_ID,
+                "currency": settings.KOMMO_CURRENCY_FIELD_ID,
+            },
+            "auth": "long-lived token" if settings.KOMMO_ACCESS_TOKEN else "OAuth (rotating refresh tokens)",
+        },
+        "webhook_url": url,
+        "callout_url": f"{settings.ZKBRIDGE_URL}/webhooks/zuora/",
+        "callout_auth": bool(settings.ZUORA_CALLOUT_USERNAME and settings.ZUORA_CALLOUT_PASSWORD),
+    }

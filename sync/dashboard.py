@@ -1,0 +1,95 @@
+"""What RevOps sees first: today's and this week's syncs, what needs attention, webhook freshness, queue
+depth and age, API error rates, and 30 days of synced/failed. Aggregates only: no per-row queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Count, Max, Min, Q
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from sync.models import ApiCall, SyncRecord, WebhookEvent
+
+S = SyncRecord.Status
+
+
+def queue_state() -> dict[str, Any]:
+    """Broker depth (tasks waiting for a worker) and the age of the oldest record waiting to run."""
+    from django_q.brokers import get_broker
+
+    try:
+        depth = get_broker().queue_size()
+    except Exception:  # a broker that is down must not take the dashboard or /healthz with it
+        depth = None
+    now = timezone.now()
+    oldest = SyncRecord.objects.filter(Q(status=S.PENDING) | Q(status=S.RETRYING, next_attempt_at__lte=now)).aggregate(
+        oldest=Min("created_at")
+    )
+    age = (now - oldest["oldest"]).total_seconds() if oldest["oldest"] else 0.0
+    return {"depth": depth, "oldest_age_seconds": round(age, 1)}
+
+
+def outcome_counts(since: dt.datetime) -> dict[str, int]:
+    rows = SyncRecord.objects.filter(created_at__gte=since).values("status").annotate(n=Count("id"))
+    return {row["status"]: row["n"] for row in rows}
+
+
+def error_rates(since: dt.datetime) -> list[dict[str, Any]]:
+    rows = (
+        ApiCall.objects.filter(at__gte=since)
+        .values("provider")
+        .annotate(total=Count("id"), errors=Count("id", filter=Q(status__isnull=True) | Q(status__gte=400)))
+    )
+    return [{**row, "rate": round(100 * row["errors"] / row["total"], 1) if row["total"] else 0.0} for row in rows]
+
+
+def daily_chart(days: int = 30) -> list[dict[str, Any]]:
+    zone = ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)
+    today = timezone.now().astimezone(zone).date()
+    start = dt.datetime.combine(today - dt.timedelta(days=days - 1), dt.time.min, tzinfo=zone)
+    rows = (
+        SyncRecord.objects.filter(created_at__gte=start, status__in=[S.SUCCEEDED, S.FAILED, S.NEEDS_ATTENTION])
+        .annotate(day=TruncDate("created_at", tzinfo=zone))
+        .values("day", "status")
+        .annotate(n=Count("id"))
+    )
+    counts: dict[tuple[dt.date, str], int] = {(r["day"], r["status"]): r["n"] for r in rows}
+    chart = []
+    for offset in range(days):
+        day = today - dt.timedelta(days=days - 1 - offset)
+        synced = counts.get((day, S.SUCCEEDED), 0)
+        failed = counts.get((day, S.FAILED), 0) + counts.get((day, S.NEEDS_ATTENTION), 0)
+        chart.append({"day": day, "synced": synced, "failed": failed})
+    peak = max([c["synced"] + c["failed"] for c in chart] + [1])
+    for c in chart:  # bar heights in percent, for a server-rendered chart
+        c["synced_pct"] = round(100 * c["synced"] / peak, 1)
+        c["failed_pct"] = round(100 * c["failed"] / peak, 1)
+    return chart
+
+
+def dashboard() -> dict[str, Any]:
+    now = timezone.now()
+    zone = ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)
+    local = now.astimezone(zone)
+    start_of_day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    start_of_week = start_of_day - dt.timedelta(days=local.weekday())
+    hooks = WebhookEvent.objects.values("source").annotate(last=Max("received_at"))
+    return {
+        "today": outcome_counts(start_of_day),
+        "week": outcome_counts(start_of_week),
+        "attention": list(
+            SyncRecord.objects.filter(status=S.NEEDS_ATTENTION)
+            .order_by("created_at")
+            .only("id", "key", "kind", "reason", "created_at", "kommo_lead_id")[:10]
+        ),
+        "attention_total": SyncRecord.objects.filter(status=S.NEEDS_ATTENTION).count(),
+        "failed_total": SyncRecord.objects.filter(status=S.FAILED).count(),
+        "last_webhook": {row["source"]: row["last"] for row in hooks},
+        "queue": queue_state(),
+        "errors": error_rates(now - dt.timedelta(hours=24)),
+        "chart": daily_chart(),
+    }

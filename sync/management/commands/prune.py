@@ -1,0 +1,16 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from sync.operations import prune
+
+
+class Command(BaseCommand):
+    help = "Blank API call bodies and webhook payloads older than ZKBRIDGE_RETENTION_DAYS (also scheduled)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--days", type=int, help="override the retention for this run")
+
+    def handle(self, *args, days=None, **options):
+        if days is not None and days < 1:
+            raise CommandError("--days must be at least 1")
+        result = prune(days)
+        self.stdout.write(f"{result['api_calls']} API call(s) and {result['webhook_events']} webhook(s) pruned.")

@@ -1,0 +1,94 @@
+"""Operator surface: Prometheus metrics and retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import ipaddress
+
+from django.conf import settings
+from django.db.models import Avg, Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from sync.dashboard import queue_state
+from sync.models import ApiCall, SyncRecord, WebhookEvent
+
+
+def metrics_allowed(request: HttpRequest) -> bool:
+    token = settings.ZKBRIDGE_METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "")
+        return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())
+    try:  # no token configured: internal use only (the machine itself)
+        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+    except ValueError:
+        return False
+
+
+def _line(name: str, value: float | int, **labels: str) -> str:
+    label = ",".join(f'{k}="{str(v).replace(chr(34), "")}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{label}}} {value}" if labels else f"{name} {value}"
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    if not metrics_allowed(request):
+        return HttpResponse(
+            "forbidden: set ZKBRIDGE_METRICS_TOKEN and send it as a Bearer token\n",
+            status=403,
+            content_type="text/plain",
+        )
+    since = timezone.now() - dt.timedelta(hours=1)
+    lines = [
+        "# HELP zkbridge_webhooks_received_total Webhooks and callouts stored in the inbox.",
+        "# TYPE zkbridge_webhooks_received_total counter",
+    ]
+    for row in WebhookEvent.objects.values("source").annotate(n=Count("id"), dup=Count("duplicates")):
+        lines.append(_line("zkbridge_webhooks_received_total", row["n"], source=row["source"]))
+    lines += ["# HELP zkbridge_sync_records Sync records by kind and state.", "# TYPE zkbridge_sync_records gauge"]
+    for row in SyncRecord.objects.values("kind", "status").annotate(n=Count("id")):
+        lines.append(_line("zkbridge_sync_records", row["n"], kind=row["kind"], status=row["status"]))
+    lines += [
+        "# HELP zkbridge_api_calls_last_hour API calls in the last hour by provider and status.",
+        "# TYPE zkbridge_api_calls_last_hour gauge",
+    ]
+    latency = []
+    for row in (
+        ApiCall.objects.filter(at__gte=since)
+        .values("provider", "status")
+        .annotate(n=Count("id"), ms=Avg("duration_ms"))
+    ):
+        lines.append(
+            _line(
+                "zkbridge_api_calls_last_hour", row["n"], provider=row["provider"], status=str(row["status"] or "none")
+            )
+        )
+        latency.append(row)
+    lines += [
+        "# HELP zkbridge_api_call_latency_ms_avg Mean API call duration in the last hour.",
+        "# TYPE zkbridge_api_call_latency_ms_avg gauge",
+    ]
+    for row in ApiCall.objects.filter(at__gte=since).values("provider").annotate(ms=Avg("duration_ms")):
+        lines.append(_line("zkbridge_api_call_latency_ms_avg", round(row["ms"] or 0, 1), provider=row["provider"]))
+    queue = queue_state()
+    lines += [
+        "# HELP zkbridge_queue_depth Tasks waiting for a worker.",
+        "# TYPE zkbridge_queue_depth gauge",
+        _line("zkbridge_queue_depth", queue["depth"] if queue["depth"] is not None else -1),
+        "# HELP zkbridge_queue_oldest_age_seconds Age of the oldest record waiting to run.",
+        "# TYPE zkbridge_queue_oldest_age_seconds gauge",
+        _line("zkbridge_queue_oldest_age_seconds", queue["oldest_age_seconds"]),
+    ]
+    return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
+
+
+def prune(days: int | None = None) -> dict[str, int]:
+    """Blank API call bodies and inbox payloads older than the retention; rows and sync records stay."""
+    cutoff = timezone.now() - dt.timedelta(days=days or settings.ZKBRIDGE_RETENTION_DAYS)
+    calls = (
+        ApiCall.objects.filter(at__lt=cutoff)
+        .filter(~Q(request_body="") | ~Q(response_body=""))
+        .update(request_body="", response_body="")
+    )
+    events = WebhookEvent.objects.filter(received_at__lt=cutoff).exclude(body="").update(body="", headers={})
+    return {"api_calls": calls, "webhook_events": events}
