@@ -8,6 +8,9 @@ class SyncConfig(AppConfig):
 
     def ready(self) -> None:
         from sync.billing import ensure_default_rules
+        from sync.logs import install_record_factory
+
+        install_record_factory()
         from sync.groups import ensure_groups
         from sync.schedules import ensure_schedules
 

@@ -80,14 +80,14 @@ class ZuoraClient(HttpClient):
     def access_token(self, force_refresh: bool = False) -> str:
         """The shared token: reused until a minute before expiry; one worker refreshes, the others wait."""
         now = timezone.now()
-        if not force_refresh:
-            if self._cached and self._cached[1] - TOKEN_MARGIN > now:
-                return self._cached[0]
-            row = ProviderToken.objects.filter(provider=self.provider).first()
-            if row and row.access_token and row.expires_at and row.expires_at - TOKEN_MARGIN > now:
-                self._cached = (row.access_token, row.expires_at)
-                return row.access_token
-        stale = self._cached[0] if self._cached else None
+        if not force_refresh and self._cached and self._cached[1] - TOKEN_MARGIN > now:
+            return self._cached[0]
+        row = ProviderToken.objects.filter(provider=self.provider).first()
+        if not force_refresh and row and row.access_token and row.expires_at and row.expires_at - TOKEN_MARGIN > now:
+            self._cached = (row.access_token, row.expires_at)
+            return row.access_token
+        # The token a forced refresh replaces: the one we used, else the one every worker shares now.
+        stale = self._cached[0] if self._cached else (row.access_token if row else None)
         with locked_row(ProviderToken, provider=self.provider) as row:
             fresh = row.access_token and row.expires_at and row.expires_at - TOKEN_MARGIN > timezone.now()
             # Someone else refreshed while we waited for the lock: use theirs.
