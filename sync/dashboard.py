@@ -8,8 +8,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Count, Max, Min, Q
-from django.db.models.functions import TruncDate
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from sync.models import ApiCall, SyncRecord, WebhookEvent
@@ -51,19 +52,25 @@ def daily_chart(days: int = 30) -> list[dict[str, Any]]:
     zone = ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)
     today = timezone.now().astimezone(zone).date()
     start = dt.datetime.combine(today - dt.timedelta(days=days - 1), dt.time.min, tzinfo=zone)
+    # Days counted from `start` with the database's own arithmetic (a per-row date conversion through
+    # Django's SQLite functions is slow on 100,000 rows); grouped by day and outcome in one query.
+    if connection.vendor == "sqlite":
+        bucket = RawSQL(
+            "CAST(julianday(created_at) - julianday(%s) AS INTEGER)",
+            (start.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f"),),
+        )
+    else:
+        bucket = RawSQL("FLOOR(EXTRACT(EPOCH FROM (created_at - %s)) / 86400)::integer", (start,))
     rows = (
         SyncRecord.objects.filter(created_at__gte=start, status__in=[S.SUCCEEDED, S.FAILED, S.NEEDS_ATTENTION])
-        .annotate(day=TruncDate("created_at", tzinfo=zone))
+        .annotate(day=bucket)
         .values("day", "status")
         .annotate(n=Count("id"))
     )
-    counts: dict[tuple[dt.date, str], int] = {(r["day"], r["status"]): r["n"] for r in rows}
-    chart = []
-    for offset in range(days):
-        day = today - dt.timedelta(days=days - 1 - offset)
-        synced = counts.get((day, S.SUCCEEDED), 0)
-        failed = counts.get((day, S.FAILED), 0) + counts.get((day, S.NEEDS_ATTENTION), 0)
-        chart.append({"day": day, "synced": synced, "failed": failed})
+    chart = [{"day": (start + dt.timedelta(days=i)).date(), "synced": 0, "failed": 0} for i in range(days)]
+    for row in rows:
+        if 0 <= row["day"] < days:
+            chart[row["day"]]["synced" if row["status"] == S.SUCCEEDED else "failed"] += row["n"]
     peak = max([c["synced"] + c["failed"] for c in chart] + [1])
     for c in chart:  # bar heights in percent, for a server-rendered chart
         c["synced_pct"] = round(100 * c["synced"] / peak, 1)

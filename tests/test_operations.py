@@ -121,3 +121,11 @@ def test_every_log_line_of_a_flow_names_its_sync_record(catalog, caplog):
     assert flow_lines and all(getattr(r, "sync_record", None) == record.id for r in flow_lines)
     line = json.loads(JsonFormatter().format(flow_lines[0]))
     assert line["sync_record"] == record.id and line["level"] == "INFO"
+
+
+def test_the_chart_counts_each_day_in_the_business_time_zone(history):
+    from sync.dashboard import daily_chart
+
+    chart = daily_chart()
+    assert [(c["synced"], c["failed"]) for c in chart[-5:]] == [(4, 0), (4, 1), (4, 0), (4, 0), (4, 1)]
+    assert sum(c["synced"] for c in chart) == 20 and chart[-1]["day"] == timezone.localdate()
