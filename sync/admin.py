@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from sync.admin_common import LeadIdSearch
 from sync.billing import template_problems
 from sync.inbox import enqueue_record
 from sync.models import ApiCall, BillingEventRule, SyncRecord, UsageRecord, WebhookEvent
@@ -57,7 +58,7 @@ class ApiCallInline(admin.TabularInline):
 
 
 @admin.register(SyncRecord)
-class SyncRecordAdmin(admin.ModelAdmin):
+class SyncRecordAdmin(LeadIdSearch, admin.ModelAdmin):
     list_display = [
         "key",
         "kind",
@@ -105,13 +106,6 @@ class SyncRecordAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
-
-    def get_search_results(self, request, queryset, search_term):
-        # A number is most often a Kommo lead id: match it exactly (indexed) as well.
-        results, distinct = super().get_search_results(request, queryset, search_term)
-        if search_term.strip().isdigit():
-            results |= queryset.filter(kommo_lead_id=int(search_term.strip()))
-        return results, distinct
 
     @admin.display(description="status", ordering="status")
     def badge(self, obj: SyncRecord) -> str:

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.utils.html import format_html
 
+from sync.admin_common import LeadIdSearch
 from sync.fixes import fix
 from sync.models import Discrepancy, ReconciliationRun
 from sync.reconcile import latest_report, report_csv
@@ -89,7 +90,7 @@ class LatestRunFilter(admin.SimpleListFilter):
 
 
 @admin.register(Discrepancy)
-class DiscrepancyAdmin(admin.ModelAdmin):
+class DiscrepancyAdmin(LeadIdSearch, admin.ModelAdmin):
     list_display = [
         "kind",
         "lead",
@@ -113,12 +114,6 @@ class DiscrepancyAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
-
-    def get_search_results(self, request, queryset, search_term):
-        results, distinct = super().get_search_results(request, queryset, search_term)
-        if search_term.strip().isdigit():
-            results |= queryset.filter(kommo_lead_id=int(search_term.strip()))
-        return results, distinct
 
     @admin.display(description="Kommo lead", ordering="kommo_lead_id")
     def lead(self, row: Discrepancy):

@@ -3,12 +3,12 @@ row (fixed meanwhile, or clicked twice) never causes a second re-sync."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
 from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
+from sync.flows.deal_won import lead_field_values
 from sync.inbox import enqueue_record, ensure_record
 from sync.models import Discrepancy, SyncRecord
 
@@ -85,11 +85,7 @@ def resync(row: Discrepancy) -> str:
 
 def relink(row: Discrepancy) -> str:
     """Make Kommo and zkbridge name the subscription Zuora has for the deal."""
-    values = {}
-    if settings.KOMMO_ACCOUNT_FIELD_ID and row.zuora_account_number:
-        values[settings.KOMMO_ACCOUNT_FIELD_ID] = row.zuora_account_number
-    if settings.KOMMO_SUBSCRIPTION_FIELD_ID and row.zuora_subscription_number:
-        values[settings.KOMMO_SUBSCRIPTION_FIELD_ID] = row.zuora_subscription_number
+    values = lead_field_values(row.zuora_account_number, row.zuora_subscription_number)
     if values:
         try:
             KommoClient.from_settings().update_lead_fields(row.kommo_lead_id, values)

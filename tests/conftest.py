@@ -27,6 +27,30 @@ SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 requires_postgres = pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL row locks")
 
 
+def run_together(count: int, work) -> list[Exception]:
+    """Run `work()` in `count` threads released at the same instant; return what they raised."""
+    import threading
+
+    barrier = threading.Barrier(count)
+    errors: list[Exception] = []
+
+    def worker():
+        try:
+            barrier.wait()
+            work()
+        except Exception as exc:  # collected for the test to assert on
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
 def fixture_text(name: str) -> str:
     return (FIXTURES / name).read_text()
 

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
-from django.db import connection
 
 from sandbox.common import set_setting
 from sandbox.models import KAuthCode, KToken, RequestLog
 from sync.clients.errors import AuthError, BusinessError, NotFoundError, TransientError
 from sync.clients.kommo import KommoClient
 from sync.models import ApiCall, ProviderToken
-from tests.conftest import requires_postgres
+from tests.conftest import requires_postgres, run_together
 
 OAUTH = {
     "client_id": "kommo-demo-client",
@@ -106,23 +104,7 @@ def test_a_revoked_refresh_token_is_an_auth_error(emulators):
 def test_concurrent_workers_never_race_a_refresh(emulators):
     oauth_client(emulators, first_refresh_token(emulators)).pipelines()
     ProviderToken.objects.filter(provider="kommo").update(access_token="expired-locally")
-    barrier = threading.Barrier(5)
-    errors = []
-
-    def worker():
-        try:
-            barrier.wait()
-            oauth_client(emulators, "unused").pipelines()
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_together(5, lambda: oauth_client(emulators, "unused").pipelines())
     assert not errors
     # One refresh for the first call, one for the five racing workers together.
     assert KToken.objects.filter(refresh_used=True).count() == 2

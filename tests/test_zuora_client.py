@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from sandbox.demo import zuora_id
@@ -15,7 +13,7 @@ from sandbox.models import ZSubscription, ZToken
 from sync.clients.errors import AuthError, BusinessError, NotFoundError, TransientError
 from sync.clients.zuora import ZuoraClient
 from sync.models import ApiCall, ProviderToken
-from tests.conftest import requires_postgres
+from tests.conftest import requires_postgres, run_together
 
 
 def client(emulators, **kw) -> ZuoraClient:
@@ -69,23 +67,7 @@ def test_wrong_credentials_are_an_auth_error_not_retried(emulators):
 
 @requires_postgres
 def test_concurrent_workers_share_one_token_fetch(emulators):
-    barrier = threading.Barrier(5)
-    errors = []
-
-    def worker():
-        try:
-            barrier.wait()
-            client(emulators).access_token()
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_together(5, lambda: client(emulators).access_token())
     assert not errors and emulators.calls("zuora", "POST", "/oauth/token") == 1
 
 

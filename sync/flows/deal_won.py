@@ -202,12 +202,18 @@ def save_order_step(record: SyncRecord, account_number: str, subscription_number
     record.mark_step("order", account_number=account_number, subscription_number=subscription_number, **data)
 
 
-def write_lead_fields(record: SyncRecord, kommo: KommoClient) -> None:
+def lead_field_values(account_number: str, subscription_number: str) -> dict[int, str]:
+    """The configured lead fields that receive Zuora's numbers (none when not configured)."""
     values = {}
-    if settings.KOMMO_ACCOUNT_FIELD_ID and record.zuora_account_number:
-        values[settings.KOMMO_ACCOUNT_FIELD_ID] = record.zuora_account_number
-    if settings.KOMMO_SUBSCRIPTION_FIELD_ID and record.zuora_subscription_number:
-        values[settings.KOMMO_SUBSCRIPTION_FIELD_ID] = record.zuora_subscription_number
+    if settings.KOMMO_ACCOUNT_FIELD_ID and account_number:
+        values[settings.KOMMO_ACCOUNT_FIELD_ID] = account_number
+    if settings.KOMMO_SUBSCRIPTION_FIELD_ID and subscription_number:
+        values[settings.KOMMO_SUBSCRIPTION_FIELD_ID] = subscription_number
+    return values
+
+
+def write_lead_fields(record: SyncRecord, kommo: KommoClient) -> None:
+    values = lead_field_values(record.zuora_account_number, record.zuora_subscription_number)
     if values:
         try:
             kommo.update_lead_fields(record.kommo_lead_id, values)
