@@ -13,6 +13,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import F, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -150,6 +151,9 @@ def emulated(
             )
             if drop is not None and drop_connection(request):
                 log.info("sandbox %s: dropped the connection after %s %s", service, request.method, path)
+                # The server never finishes this response, so Django's request_finished (which closes the
+                # thread's database connection) never fires: close it here, the work is committed.
+                db_connection.close()
                 return ConnectionDropped(status=500)
             return response
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-import threading
 import time
 from typing import Any
 
-import requests
-from django.db import transaction
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
-from qs_codec import DecodeOptions, EncodeOptions, decode, encode
+from qs_codec import DecodeOptions, decode
 
 from sandbox.common import emulated, get_setting, json_body, problem, sleep_then
 from sandbox.models import (
@@ -30,11 +27,7 @@ from sandbox.models import (
     KCompany,
     KContact,
     KLead,
-    KNote,
-    KTask,
     KToken,
-    KWebhook,
-    KWebhookDelivery,
     RequestLog,
 )
 
@@ -108,7 +101,7 @@ def kommo_view(view):
     return emulated("kommo", PREFIX, _fault_response, _authenticate)(view)
 
 
-def _now() -> int:
+def unix_now() -> int:
     return int(time.time())
 
 
@@ -155,20 +148,20 @@ def oauth_token(request: HttpRequest) -> HttpResponse:
 
 
 # --- Shapes ----------------------------------------------------------------------------------------
-def _link(path: str) -> dict:
+def link_to(path: str) -> dict:
     return {"self": {"href": f"https://{SUBDOMAIN}.kommo.com{path}"}}
 
 
 def lead_json(lead: KLead, with_: set[str]) -> dict[str, Any]:
     embedded: dict[str, Any] = {
         "tags": [],
-        "companies": [{"id": lead.company_id, "_links": _link(f"/api/v4/companies/{lead.company_id}")}]
+        "companies": [{"id": lead.company_id, "_links": link_to(f"/api/v4/companies/{lead.company_id}")}]
         if lead.company_id
         else [],
     }
     if "contacts" in with_:
         embedded["contacts"] = [
-            {"id": c["id"], "is_main": bool(c.get("is_main")), "_links": _link(f"/api/v4/contacts/{c['id']}")}
+            {"id": c["id"], "is_main": bool(c.get("is_main")), "_links": link_to(f"/api/v4/contacts/{c['id']}")}
             for c in lead.contacts
         ]
     if "catalog_elements" in with_:
@@ -193,7 +186,7 @@ def lead_json(lead: KLead, with_: set[str]) -> dict[str, Any]:
         "score": None,
         "account_id": ACCOUNT_ID,
         "labor_cost": None,
-        "_links": _link(f"/api/v4/leads/{lead.id}"),
+        "_links": link_to(f"/api/v4/leads/{lead.id}"),
         "_embedded": embedded,
     }
 
@@ -209,7 +202,7 @@ def contact_json(contact: KContact) -> dict[str, Any]:
         "updated_at": contact.updated_at,
         "account_id": ACCOUNT_ID,
         "custom_fields_values": contact.custom_fields_values,
-        "_links": _link(f"/api/v4/contacts/{contact.id}"),
+        "_links": link_to(f"/api/v4/contacts/{contact.id}"),
         "_embedded": {
             "tags": [{"id": i + 1, "name": t} for i, t in enumerate(contact.tags)],
             "companies": [{"id": contact.company_id}] if contact.company_id else [],
@@ -226,12 +219,12 @@ def company_json(company: KCompany) -> dict[str, Any]:
         "updated_at": company.updated_at,
         "account_id": ACCOUNT_ID,
         "custom_fields_values": company.custom_fields_values,
-        "_links": _link(f"/api/v4/companies/{company.id}"),
+        "_links": link_to(f"/api/v4/companies/{company.id}"),
         "_embedded": {"tags": []},
     }
 
 
-def _page(request: HttpRequest, queryset, key: str, shape) -> HttpResponse:
+def page_of(request: HttpRequest, queryset, key: str, shape) -> HttpResponse:
     try:
         page = int(request.GET.get("page", "1"))
         limit = int(request.GET.get("limit", "50"))
@@ -250,19 +243,19 @@ def _page(request: HttpRequest, queryset, key: str, shape) -> HttpResponse:
     if more:
         params["page"] = str(page + 1)
         links["next"] = {"href": f"{base}?{params.urlencode()}"}
-    return JsonResponse({"_page": page, "_links": links, "_embedded": {key: [shape(i) for i in items[:limit]]}})
+    return JsonResponse({"page_of": page, "_links": links, "_embedded": {key: [shape(i) for i in items[:limit]]}})
 
 
-def _ids(value: Any) -> list[int]:
+def ids_in(value: Any) -> list[int]:
     values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
     return [int(v) for v in values if str(v).isdigit()]
 
 
-def _query(request: HttpRequest) -> dict:
+def query_of(request: HttpRequest) -> dict:
     return decode(request.META.get("QUERY_STRING", ""), QUERY)
 
 
-def _with(request: HttpRequest) -> set[str]:
+def with_of(request: HttpRequest) -> set[str]:
     return {w.strip() for w in request.GET.get("with", "").split(",") if w.strip()}
 
 
@@ -279,7 +272,7 @@ def leads(request: HttpRequest) -> HttpResponse:
         return _patch_leads(body)
     if request.method != "GET":
         return problem(405, "Method Not Allowed", "Use GET or PATCH")
-    filters = _query(request).get("filter") or {}
+    filters = query_of(request).get("filter") or {}
     queryset = KLead.objects.filter(is_deleted=False)
     if not isinstance(filters, dict):
         return problem(400, "Bad Request", "filter must be an object")
@@ -303,9 +296,9 @@ def leads(request: HttpRequest) -> HttpResponse:
             except ValueError:
                 return problem(400, "Bad Request", f"filter[{field}] bounds must be unix timestamps")
     if "id" in filters:
-        queryset = queryset.filter(id__in=_ids(filters["id"]))
-    with_ = _with(request)
-    return _page(request, queryset.order_by("id"), "leads", lambda lead: lead_json(lead, with_))
+        queryset = queryset.filter(id__in=ids_in(filters["id"]))
+    with_ = with_of(request)
+    return page_of(request, queryset.order_by("id"), "leads", lambda lead: lead_json(lead, with_))
 
 
 @kommo_view
@@ -323,7 +316,7 @@ def lead_detail(request: HttpRequest, lead_id: int) -> HttpResponse:
         return _patch_leads([{**body, "id": lead_id}], single=True)
     if request.method != "GET":
         return problem(405, "Method Not Allowed", "Use GET or PATCH")
-    return JsonResponse(lead_json(lead, _with(request)))
+    return JsonResponse(lead_json(lead, with_of(request)))
 
 
 def _patch_leads(items: list, single: bool = False) -> HttpResponse:
@@ -377,21 +370,24 @@ def _patch_leads(items: list, single: bool = False) -> HttpResponse:
         set_status(lead, lead.status_id, old_status)
         changed.append(lead)
     shaped = [
-        {"id": lead.id, "updated_at": lead.updated_at, "_links": _link(f"/api/v4/leads/{lead.id}")} for lead in changed
+        {"id": lead.id, "updated_at": lead.updated_at, "_links": link_to(f"/api/v4/leads/{lead.id}")}
+        for lead in changed
     ]
     if single:
         return JsonResponse(shaped[0])
-    return JsonResponse({"_links": _link("/api/v4/leads"), "_embedded": {"leads": shaped}})
+    return JsonResponse({"_links": link_to("/api/v4/leads"), "_embedded": {"leads": shaped}})
 
 
 def set_status(lead: KLead, status_id: int, old_status: int) -> None:
     """Save a lead; a stage change closes it (Won/Lost) and fires the status web hooks."""
     lead.status_id = status_id
-    lead.updated_at = _now()
+    lead.updated_at = unix_now()
     if status_id != old_status:
-        lead.closed_at = _now() if status_id in (WON, LOST) else None
+        lead.closed_at = unix_now() if status_id in (WON, LOST) else None
     lead.save()
     if status_id != old_status:
+        from sandbox.kommo_webhooks import fire_webhooks  # (kommo_webhooks imports this module)
+
         fire_webhooks("status", lead, old_status)
 
 
@@ -416,11 +412,11 @@ def pipelines(request: HttpRequest) -> HttpResponse:
 # --- Contacts, companies, catalogs -----------------------------------------------------------------
 @kommo_view
 def contacts(request: HttpRequest) -> HttpResponse:
-    filters = _query(request).get("filter") or {}
+    filters = query_of(request).get("filter") or {}
     queryset = KContact.objects.order_by("id")
     if isinstance(filters, dict) and "id" in filters:
-        queryset = queryset.filter(id__in=_ids(filters["id"]))
-    return _page(request, queryset, "contacts", contact_json)
+        queryset = queryset.filter(id__in=ids_in(filters["id"]))
+    return page_of(request, queryset, "contacts", contact_json)
 
 
 @kommo_view
@@ -445,7 +441,7 @@ def catalogs(request: HttpRequest) -> HttpResponse:
 
 @kommo_view
 def catalog_elements(request: HttpRequest, catalog_id: int) -> HttpResponse:
-    return _page(
+    return page_of(
         request,
         KCatalogElement.objects.filter(catalog_id=catalog_id).order_by("id"),
         "elements",
@@ -456,288 +452,3 @@ def catalog_elements(request: HttpRequest, catalog_id: int) -> HttpResponse:
             "custom_fields_values": e.custom_fields_values,
         },
     )
-
-
-# --- Notes and tasks -------------------------------------------------------------------------------
-def _note_json(note: KNote) -> dict[str, Any]:
-    return {
-        "id": note.id,
-        "entity_id": note.entity_id,
-        "note_type": note.note_type,
-        "params": note.params,
-        "created_at": note.created_at,
-        "account_id": ACCOUNT_ID,
-    }
-
-
-@kommo_view
-def notes(request: HttpRequest, entity_type: str) -> HttpResponse:
-    if request.method == "GET":
-        filters = _query(request).get("filter") or {}
-        queryset = KNote.objects.filter(entity_type=entity_type).order_by("id")
-        if isinstance(filters, dict) and "entity_id" in filters:
-            queryset = queryset.filter(entity_id__in=_ids(filters["entity_id"]))
-        return _page(request, queryset, "notes", _note_json)
-    if request.method != "POST":
-        return problem(405, "Method Not Allowed", "Use GET or POST")
-    try:
-        body = json_body(request)
-    except ValueError:
-        return problem(400, "Bad Request", "The body must be JSON")
-    if not isinstance(body, list) or not 1 <= len(body) <= 250:
-        return problem(400, "Bad Request", "Expected an array of 1 to 250 notes")
-    errors = []
-    for index, item in enumerate(body):
-        if not isinstance(item, dict) or not isinstance(item.get("entity_id"), int):
-            errors.append({"code": "FieldMissing", "path": f"{index}.entity_id", "detail": "This field is missing"})
-        elif item.get("note_type") not in ("common", "service_message", "extended_service_message"):
-            errors.append(
-                {
-                    "code": "NotSupportedChoice",
-                    "path": f"{index}.note_type",
-                    "detail": "The value you have provided is not supported",
-                }
-            )
-        elif not str((item.get("params") or {}).get("text", "")).strip():
-            errors.append({"code": "FieldMissing", "path": f"{index}.params.text", "detail": "This field is missing"})
-    if errors:
-        return problem(400, "Bad Request", "Request validation failed", errors)
-    created = [
-        KNote.objects.create(
-            entity_type=entity_type,
-            entity_id=i["entity_id"],
-            note_type=i["note_type"],
-            params=i["params"],
-            created_at=_now(),
-        )
-        for i in body
-    ]
-    return JsonResponse(
-        {
-            "_links": _link(f"/api/v4/{entity_type}/notes"),
-            "_embedded": {"notes": [{"id": n.id, "entity_id": n.entity_id} for n in created]},
-        }
-    )
-
-
-@kommo_view
-def lead_notes(request: HttpRequest, lead_id: int) -> HttpResponse:
-    queryset = KNote.objects.filter(entity_type="leads", entity_id=lead_id).order_by("id")
-    return _page(request, queryset, "notes", _note_json)
-
-
-def _task_json(task: KTask) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "entity_id": task.entity_id,
-        "entity_type": task.entity_type,
-        "text": task.text,
-        "complete_till": task.complete_till,
-        "task_type_id": task.task_type_id,
-        "responsible_user_id": task.responsible_user_id,
-        "is_completed": task.is_completed,
-    }
-
-
-@kommo_view
-def tasks(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
-        filters = _query(request).get("filter") or {}
-        queryset = KTask.objects.order_by("id")
-        if isinstance(filters, dict) and "entity_id" in filters:
-            queryset = queryset.filter(entity_id__in=_ids(filters["entity_id"]))
-        return _page(request, queryset, "tasks", _task_json)
-    if request.method != "POST":
-        return problem(405, "Method Not Allowed", "Use GET or POST")
-    try:
-        body = json_body(request)
-    except ValueError:
-        return problem(400, "Bad Request", "The body must be JSON")
-    if not isinstance(body, list) or not 1 <= len(body) <= 250:
-        return problem(400, "Bad Request", "Expected an array of 1 to 250 tasks")
-    errors = []
-    for index, item in enumerate(body):
-        for name in ("text", "complete_till"):
-            if not isinstance(item, dict) or item.get(name) in (None, ""):
-                errors.append({"code": "FieldMissing", "path": f"{index}.{name}", "detail": "This field is missing"})
-        if isinstance(item, dict) and item.get("entity_type") not in (None, "leads", "contacts", "companies"):
-            errors.append(
-                {
-                    "code": "NotSupportedChoice",
-                    "path": f"{index}.entity_type",
-                    "detail": "The value you have provided is not supported",
-                }
-            )
-    if errors:
-        return problem(400, "Bad Request", "Request validation failed", errors)
-    created = [
-        KTask.objects.create(
-            entity_type=i.get("entity_type") or "leads",
-            entity_id=int(i.get("entity_id") or 0),
-            text=str(i["text"]),
-            complete_till=int(i["complete_till"]),
-            task_type_id=int(i.get("task_type_id") or 1),
-            responsible_user_id=i.get("responsible_user_id"),
-            created_at=_now(),
-        )
-        for i in body
-    ]
-    return JsonResponse(
-        {
-            "_links": _link("/api/v4/tasks"),
-            "_embedded": {"tasks": [{"id": t.id, "request_id": str(n)} for n, t in enumerate(created)]},
-        }
-    )
-
-
-# --- Web hooks -------------------------------------------------------------------------------------
-@kommo_view
-def webhooks(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
-        hooks = list(KWebhook.objects.order_by("id"))
-        if not hooks:
-            return HttpResponse(status=204)
-        return JsonResponse(
-            {
-                "_total_items": len(hooks),
-                "_embedded": {
-                    "webhooks": [
-                        {
-                            "id": h.id,
-                            "destination": h.destination,
-                            "settings": h.settings,
-                            "disabled": h.disabled,
-                            "created_at": h.created_at,
-                            "account_id": ACCOUNT_ID,
-                        }
-                        for h in hooks
-                    ]
-                },
-            }
-        )
-    try:
-        body = json_body(request)
-        assert isinstance(body, dict) and str(body.get("destination", "")).startswith(("http://", "https://"))
-    except (ValueError, AssertionError):
-        return problem(
-            400,
-            "Bad Request",
-            "Request validation failed",
-            [{"code": "FieldMissing", "path": "destination", "detail": "This field is missing"}],
-        )
-    if request.method == "POST":
-        settings = body.get("settings") or ["status_lead"]
-        hook, _ = KWebhook.objects.update_or_create(
-            destination=body["destination"],
-            defaults={"settings": settings, "disabled": False, "failures": 0, "created_at": _now()},
-        )
-        return JsonResponse(
-            {
-                "id": hook.id,
-                "destination": hook.destination,
-                "settings": hook.settings,
-                "disabled": False,
-                "created_at": hook.created_at,
-                "account_id": ACCOUNT_ID,
-            },
-            status=201,
-        )
-    if request.method == "DELETE":
-        KWebhook.objects.filter(destination=body["destination"]).delete()
-        return HttpResponse(status=204)
-    return problem(405, "Method Not Allowed", "Use GET, POST or DELETE")
-
-
-def webhook_body(action: str, lead: KLead, old_status: int) -> str:
-    """The form-encoded body Kommo posts for a lead event, PHP-style keys, every value a string."""
-    fields = []
-    for field in lead.custom_fields_values or []:
-        values = []
-        for value in field.get("values") or []:
-            # Kommo's quirk: date fields arrive as values[0]=<unix> with no [value] key.
-            if field.get("field_type") == "date":
-                values.append(str(value.get("value")))
-            else:
-                item = {"value": str(value.get("value"))}
-                if value.get("enum_id"):
-                    item["enum"] = str(value["enum_id"])
-                values.append(item)
-        fields.append({"id": str(field["field_id"]), "name": field.get("field_name") or "", "values": values})
-    entity = {
-        "id": str(lead.id),
-        "name": lead.name,
-        "status_id": str(lead.status_id),
-        "old_status_id": str(old_status),
-        "pipeline_id": str(lead.pipeline_id),
-        "old_pipeline_id": str(lead.pipeline_id),
-        "price": str(lead.price),
-        "responsible_user_id": str(lead.responsible_user_id),
-        "last_modified": str(lead.updated_at),
-        "modified_user_id": str(lead.responsible_user_id),
-        "created_user_id": str(lead.responsible_user_id),
-        "date_create": str(lead.created_at),
-        "created_at": str(lead.created_at),
-        "updated_at": str(lead.updated_at),
-        "account_id": str(ACCOUNT_ID),
-    }
-    if fields:
-        entity["custom_fields"] = fields
-    payload = {
-        "leads": {action: [entity]},
-        "account": {
-            "subdomain": SUBDOMAIN,
-            "id": str(ACCOUNT_ID),
-            "_links": {"self": f"https://{SUBDOMAIN}.kommo.com"},
-        },
-    }
-    return encode(payload, EncodeOptions())
-
-
-def deliver(hook_id: int, body: str) -> None:
-    hook = KWebhook.objects.get(id=hook_id)
-    delivery = KWebhookDelivery(webhook=hook, body=body)
-    try:
-        answer = requests.post(
-            hook.destination,
-            data=body,
-            timeout=5,
-            headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "amoCRM-Webhooks/3.0"},
-        )
-        delivery.status = answer.status_code
-    except requests.RequestException as exc:
-        delivery.error = str(exc)[:300]
-    delivery.save()
-    ok = delivery.status is not None and 200 <= delivery.status < 300
-    # Kommo switches a hook off after repeated failures (the exact number is not confirmed: 100 here).
-    hook.failures = 0 if ok else hook.failures + 1
-    hook.disabled = hook.failures >= 100
-    hook.save(update_fields=["failures", "disabled"])
-
-
-def fire_webhooks(action: str, lead: KLead, old_status: int) -> None:
-    setting = f"{action}_lead"
-    hooks = [h for h in KWebhook.objects.filter(disabled=False) if setting in h.settings]
-    if not hooks:
-        return
-    body = webhook_body(action, lead, old_status)
-    mode = get_setting("kommo_webhook_delivery")
-    for hook in hooks:
-        if mode == "sync":
-            transaction.on_commit(lambda h=hook.id: deliver(h, body))
-        elif mode == "async":
-            transaction.on_commit(
-                lambda h=hook.id: threading.Thread(target=_deliver_in_thread, args=(h, body), daemon=True).start()
-            )
-        else:
-            KWebhookDelivery.objects.create(webhook=hook, body=body, error="delivery switched off")
-
-
-def _deliver_in_thread(hook_id: int, body: str) -> None:
-    from django.db import connection
-
-    try:
-        deliver(hook_id, body)
-    except Exception:  # a thread must not die silently
-        log.exception("sandbox kommo: web hook delivery failed")
-    finally:
-        connection.close()

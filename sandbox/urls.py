@@ -2,22 +2,33 @@
 
 from django.urls import path
 
-from sandbox import control, kommo, pages, zuora, zuora_zoql
+from sandbox import (
+    control,
+    kommo,
+    kommo_activity,
+    kommo_webhooks,
+    pages,
+    zuora,
+    zuora_orders,
+    zuora_query,
+    zuora_usage,
+    zuora_zoql,
+)
 
 z = [
     path("zuora/", pages.zuora_home, name="sandbox-zuora-home"),
     path("zuora/oauth/token", zuora.oauth_token),
     path("zuora/v1/catalog/products", zuora.catalog_products),
-    path("zuora/v1/orders", zuora.orders),
-    path("zuora/v1/orders/preview", zuora.orders_preview),
-    path("zuora/object-query/accounts", zuora.query_accounts),
-    path("zuora/object-query/accounts/<str:key>", zuora.query_accounts),
-    path("zuora/object-query/subscriptions", zuora.query_subscriptions),
-    path("zuora/object-query/subscriptions/<str:key>", zuora.query_subscriptions),
+    path("zuora/v1/orders", zuora_orders.orders),
+    path("zuora/v1/orders/preview", zuora_orders.orders_preview),
+    path("zuora/object-query/accounts", zuora_query.query_accounts),
+    path("zuora/object-query/accounts/<str:key>", zuora_query.query_accounts),
+    path("zuora/object-query/subscriptions", zuora_query.query_subscriptions),
+    path("zuora/object-query/subscriptions/<str:key>", zuora_query.query_subscriptions),
     path("zuora/v1/action/query", zuora_zoql.query),
     path("zuora/v1/action/queryMore", zuora_zoql.query_more),
-    path("zuora/v1/usage", zuora.usage_import),
-    path("zuora/v1/usage/<str:import_id>/status", zuora.usage_status),
+    path("zuora/v1/usage", zuora_usage.usage_import),
+    path("zuora/v1/usage/<str:import_id>/status", zuora_usage.usage_status),
 ]
 k = [
     path("kommo/", pages.kommo_home, name="sandbox-kommo-home"),
@@ -25,18 +36,18 @@ k = [
     path("kommo/oauth2/access_token", kommo.oauth_token),
     path("kommo/api/v4/leads", kommo.leads),
     path("kommo/api/v4/leads/pipelines", kommo.pipelines),
-    path("kommo/api/v4/leads/notes", kommo.notes, {"entity_type": "leads"}),
+    path("kommo/api/v4/leads/notes", kommo_activity.notes, {"entity_type": "leads"}),
     path("kommo/api/v4/leads/<int:lead_id>", kommo.lead_detail),
-    path("kommo/api/v4/leads/<int:lead_id>/notes", kommo.lead_notes),
+    path("kommo/api/v4/leads/<int:lead_id>/notes", kommo_activity.lead_notes),
     path("kommo/api/v4/contacts", kommo.contacts),
-    path("kommo/api/v4/contacts/notes", kommo.notes, {"entity_type": "contacts"}),
+    path("kommo/api/v4/contacts/notes", kommo_activity.notes, {"entity_type": "contacts"}),
     path("kommo/api/v4/contacts/<int:contact_id>", kommo.contact_detail),
-    path("kommo/api/v4/companies/notes", kommo.notes, {"entity_type": "companies"}),
+    path("kommo/api/v4/companies/notes", kommo_activity.notes, {"entity_type": "companies"}),
     path("kommo/api/v4/companies/<int:company_id>", kommo.company_detail),
     path("kommo/api/v4/catalogs", kommo.catalogs),
     path("kommo/api/v4/catalogs/<int:catalog_id>/elements", kommo.catalog_elements),
-    path("kommo/api/v4/tasks", kommo.tasks),
-    path("kommo/api/v4/webhooks", kommo.webhooks),
+    path("kommo/api/v4/tasks", kommo_activity.tasks),
+    path("kommo/api/v4/webhooks", kommo_webhooks.webhooks),
 ]
 c = [
     path("control/reset", control.reset),

@@ -157,3 +157,17 @@ def map_plan(value: str, plan_name: str, currency: str = "USD", **item) -> PlanM
         mapping=mapping, product_rate_plan=ProductRatePlan.objects.get(name=plan_name), **item
     )
     return mapping
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_database_sessions(django_db_setup, django_db_blocker):
+    """At the end of the run, end database sessions still held by live-server threads (a browser's
+    keep-alive connection keeps its handler thread alive), so the test database can be dropped."""
+    yield
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

@@ -1,0 +1,146 @@
+"""The Kommo emulator's notes and tasks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from sandbox.common import json_body, problem
+from sandbox.kommo import ACCOUNT_ID, ids_in, kommo_view, link_to, page_of, query_of, unix_now
+from sandbox.models import (
+    KNote,
+    KTask,
+)
+
+
+# --- Notes and tasks -------------------------------------------------------------------------------
+def _note_json(note: KNote) -> dict[str, Any]:
+    return {
+        "id": note.id,
+        "entity_id": note.entity_id,
+        "note_type": note.note_type,
+        "params": note.params,
+        "created_at": note.created_at,
+        "account_id": ACCOUNT_ID,
+    }
+
+
+@kommo_view
+def notes(request: HttpRequest, entity_type: str) -> HttpResponse:
+    if request.method == "GET":
+        filters = query_of(request).get("filter") or {}
+        queryset = KNote.objects.filter(entity_type=entity_type).order_by("id")
+        if isinstance(filters, dict) and "entity_id" in filters:
+            queryset = queryset.filter(entity_id__in=ids_in(filters["entity_id"]))
+        return page_of(request, queryset, "notes", _note_json)
+    if request.method != "POST":
+        return problem(405, "Method Not Allowed", "Use GET or POST")
+    try:
+        body = json_body(request)
+    except ValueError:
+        return problem(400, "Bad Request", "The body must be JSON")
+    if not isinstance(body, list) or not 1 <= len(body) <= 250:
+        return problem(400, "Bad Request", "Expected an array of 1 to 250 notes")
+    errors = []
+    for index, item in enumerate(body):
+        if not isinstance(item, dict) or not isinstance(item.get("entity_id"), int):
+            errors.append({"code": "FieldMissing", "path": f"{index}.entity_id", "detail": "This field is missing"})
+        elif item.get("note_type") not in ("common", "service_message", "extended_service_message"):
+            errors.append(
+                {
+                    "code": "NotSupportedChoice",
+                    "path": f"{index}.note_type",
+                    "detail": "The value you have provided is not supported",
+                }
+            )
+        elif not str((item.get("params") or {}).get("text", "")).strip():
+            errors.append({"code": "FieldMissing", "path": f"{index}.params.text", "detail": "This field is missing"})
+    if errors:
+        return problem(400, "Bad Request", "Request validation failed", errors)
+    created = [
+        KNote.objects.create(
+            entity_type=entity_type,
+            entity_id=i["entity_id"],
+            note_type=i["note_type"],
+            params=i["params"],
+            created_at=unix_now(),
+        )
+        for i in body
+    ]
+    return JsonResponse(
+        {
+            "_links": link_to(f"/api/v4/{entity_type}/notes"),
+            "_embedded": {"notes": [{"id": n.id, "entity_id": n.entity_id} for n in created]},
+        }
+    )
+
+
+@kommo_view
+def lead_notes(request: HttpRequest, lead_id: int) -> HttpResponse:
+    queryset = KNote.objects.filter(entity_type="leads", entity_id=lead_id).order_by("id")
+    return page_of(request, queryset, "notes", _note_json)
+
+
+def _task_json(task: KTask) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "entity_id": task.entity_id,
+        "entity_type": task.entity_type,
+        "text": task.text,
+        "complete_till": task.complete_till,
+        "task_type_id": task.task_type_id,
+        "responsible_user_id": task.responsible_user_id,
+        "is_completed": task.is_completed,
+    }
+
+
+@kommo_view
+def tasks(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        filters = query_of(request).get("filter") or {}
+        queryset = KTask.objects.order_by("id")
+        if isinstance(filters, dict) and "entity_id" in filters:
+            queryset = queryset.filter(entity_id__in=ids_in(filters["entity_id"]))
+        return page_of(request, queryset, "tasks", _task_json)
+    if request.method != "POST":
+        return problem(405, "Method Not Allowed", "Use GET or POST")
+    try:
+        body = json_body(request)
+    except ValueError:
+        return problem(400, "Bad Request", "The body must be JSON")
+    if not isinstance(body, list) or not 1 <= len(body) <= 250:
+        return problem(400, "Bad Request", "Expected an array of 1 to 250 tasks")
+    errors = []
+    for index, item in enumerate(body):
+        for name in ("text", "complete_till"):
+            if not isinstance(item, dict) or item.get(name) in (None, ""):
+                errors.append({"code": "FieldMissing", "path": f"{index}.{name}", "detail": "This field is missing"})
+        if isinstance(item, dict) and item.get("entity_type") not in (None, "leads", "contacts", "companies"):
+            errors.append(
+                {
+                    "code": "NotSupportedChoice",
+                    "path": f"{index}.entity_type",
+                    "detail": "The value you have provided is not supported",
+                }
+            )
+    if errors:
+        return problem(400, "Bad Request", "Request validation failed", errors)
+    created = [
+        KTask.objects.create(
+            entity_type=i.get("entity_type") or "leads",
+            entity_id=int(i.get("entity_id") or 0),
+            text=str(i["text"]),
+            complete_till=int(i["complete_till"]),
+            task_type_id=int(i.get("task_type_id") or 1),
+            responsible_user_id=i.get("responsible_user_id"),
+            created_at=unix_now(),
+        )
+        for i in body
+    ]
+    return JsonResponse(
+        {
+            "_links": link_to("/api/v4/tasks"),
+            "_embedded": {"tasks": [{"id": t.id, "request_id": str(n)} for n, t in enumerate(created)]},
+        }
+    )

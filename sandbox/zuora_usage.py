@@ -1,0 +1,113 @@
+"""The Zuora emulator's usage import: POST /v1/usage (CSV ≤ 4 MB), status polled until it completes."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from decimal import Decimal, InvalidOperation
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from sandbox.common import get_setting
+from sandbox.models import (
+    ZAccount,
+    ZSubscription,
+    ZUsage,
+    ZUsageImport,
+)
+from sandbox.zuora import failure, idempotent, zuora_view
+
+# --- Usage -----------------------------------------------------------------------------------------
+USAGE_COLUMNS = [
+    "ACCOUNT_ID",
+    "UOM",
+    "QTY",
+    "STARTDATE",
+    "ENDDATE",
+    "SUBSCRIPTION_ID",
+    "CHARGE_ID",
+    "DESCRIPTION",
+    "UNIQUE_KEY",
+]
+
+
+@zuora_view
+@idempotent
+def usage_import(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return failure(90000045, "Method not allowed", status=405)
+    upload = request.FILES.get("file")
+    if upload is None:
+        return failure(90000023, "The multipart field 'file' is required", status=400)
+    if upload.size > 4 * 1024 * 1024:
+        return failure(90000070, "The usage file exceeds 4 MB")
+    if len(upload.name) > 50:
+        return failure(90000020, "The file name must be at most 50 characters")
+    try:
+        text = upload.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return failure(90000020, "The usage file must be UTF-8 CSV")
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in USAGE_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        return failure(90000022, f"Missing header(s): {', '.join(missing)}")
+    rows = list(reader)
+    record = ZUsageImport.objects.create(file_name=upload.name, size=upload.size, rows=rows)
+    return JsonResponse({"success": True, "size": upload.size, "checkImportStatus": f"/v1/usage/{record.id}/status"})
+
+
+def _process_usage(record: ZUsageImport) -> None:
+    errors = []
+    parsed = []
+    for line, row in enumerate(record.rows, start=2):
+        try:
+            start = dt.datetime.strptime(row["STARTDATE"], "%m/%d/%Y").date()
+            end = dt.datetime.strptime(row["ENDDATE"], "%m/%d/%Y").date() if row.get("ENDDATE") else None
+            qty = Decimal(row["QTY"])
+        except (ValueError, InvalidOperation, KeyError):
+            errors.append(f"line {line}: bad QTY or date (dates are MM/DD/YYYY)")
+            continue
+        if not ZAccount.objects.filter(account_number=row["ACCOUNT_ID"]).exists():
+            errors.append(f"line {line}: account {row['ACCOUNT_ID']} not found")
+        if (
+            row.get("SUBSCRIPTION_ID")
+            and not ZSubscription.objects.filter(subscription_number=row["SUBSCRIPTION_ID"]).exists()
+        ):
+            errors.append(f"line {line}: subscription {row['SUBSCRIPTION_ID']} not found")
+        if row.get("UNIQUE_KEY") and ZUsage.objects.filter(unique_key=row["UNIQUE_KEY"]).exists():
+            errors.append(f"line {line}: UNIQUE_KEY {row['UNIQUE_KEY']} was already imported")
+        parsed.append(
+            ZUsage(
+                unique_key=row.get("UNIQUE_KEY", ""),
+                account_number=row["ACCOUNT_ID"],
+                subscription_number=row.get("SUBSCRIPTION_ID", ""),
+                uom=row["UOM"],
+                quantity=qty,
+                start_date=start,
+                end_date=end,
+                usage_import=record,
+            )
+        )
+    if errors:  # one bad row rejects the whole file
+        record.status, record.error = "Failed", "; ".join(errors)[:5000]
+    else:
+        ZUsage.objects.bulk_create(parsed)
+        record.status = "Completed"
+
+
+@zuora_view
+def usage_status(request: HttpRequest, import_id: str) -> HttpResponse:
+    record = ZUsageImport.objects.select_for_update().filter(id=import_id).first() if import_id.isdigit() else None
+    if record is None:
+        return failure(50000040, f"Usage import {import_id} not found", status=404)
+    if record.status in ("Pending", "Processing"):
+        record.polls += 1
+        if record.polls > get_setting("zuora_usage_polls_before_done"):
+            _process_usage(record)
+        else:
+            record.status = "Processing"
+        record.save()
+    return JsonResponse(
+        {"success": True, "importStatus": record.status, "message": record.error or None, "id": str(record.id)}
+    )
