@@ -10,6 +10,7 @@ SCHEDULES = [
     ("zkbridge: submit usage to Zuora", "sync.usage.create_batches", 15),
     ("zkbridge: reconcile Kommo, zkbridge and Zuora", "sync.reconcile.scheduled", 24 * 60),
     ("zkbridge: prune old API call bodies and webhook payloads", "sync.operations.prune", 24 * 60),
+    ("zkbridge: keep Kommo's refresh token alive", "sync.clients.kommo.keep_refresh_token_alive", 7 * 24 * 60),
 ]
 
 

@@ -108,3 +108,16 @@ def test_concurrent_workers_never_race_a_refresh(emulators):
     assert not errors
     # One refresh for the first call, one for the five racing workers together.
     assert KToken.objects.filter(refresh_used=True).count() == 2
+
+
+def test_the_weekly_refresh_keeps_an_oauth_integration_alive(emulators, settings):
+    from sync.clients.kommo import keep_refresh_token_alive
+
+    settings.KOMMO_ACCESS_TOKEN = None
+    settings.KOMMO_CLIENT_ID, settings.KOMMO_CLIENT_SECRET = OAUTH["client_id"], OAUTH["client_secret"]
+    settings.KOMMO_REDIRECT_URI, settings.KOMMO_REFRESH_TOKEN = OAUTH["redirect_uri"], first_refresh_token(emulators)
+    assert keep_refresh_token_alive() == "refreshed"
+    assert keep_refresh_token_alive() == "refreshed"
+    assert ProviderToken.objects.get(provider="kommo").refresh_count == 2
+    settings.KOMMO_ACCESS_TOKEN = "kommo-demo-long-lived-token"
+    assert keep_refresh_token_alive().startswith("long-lived")

@@ -292,3 +292,12 @@ class KommoClient(HttpClient):
             self.request("POST", "/api/v4/webhooks", json_body={"destination": destination, "settings": events}).body
             or {}
         )
+
+
+def keep_refresh_token_alive() -> str:
+    """Scheduled weekly: a Kommo refresh token unused for three months expires, so use it."""
+    client = KommoClient.from_settings()
+    if client.long_lived:
+        return "long-lived token: nothing to refresh"
+    client.access_token(force_refresh=True)
+    return "refreshed"
