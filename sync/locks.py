@@ -13,10 +13,12 @@ import fcntl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 
+M = TypeVar("M", bound=models.Model)
 _thread_locks: dict[str, threading.Lock] = {}
 _guard = threading.Lock()
 
@@ -27,22 +29,22 @@ def _thread_lock(name: str) -> threading.Lock:
 
 
 @contextlib.contextmanager
-def locked_row(model: type[models.Model], **lookup) -> Iterator[models.Model]:
+def locked_row(model: type[M], **lookup) -> Iterator[M]:
     """Yield the row matching `lookup` (created if missing), held exclusively until the block ends."""
     try:
-        model.objects.get_or_create(**lookup)
+        model._default_manager.get_or_create(**lookup)
     except IntegrityError:  # another worker created it a moment ago
         pass
     name = f"{model._meta.label_lower}-" + "-".join(f"{k}={v}" for k, v in sorted(lookup.items()))
     if connection.vendor == "postgresql":
         with transaction.atomic():
-            yield model.objects.select_for_update().get(**lookup)
+            yield model._default_manager.select_for_update().get(**lookup)
         return
     lock_dir = Path(settings.BASE_DIR) / ".zkbridge" / "locks"
     lock_dir.mkdir(parents=True, exist_ok=True)
     with _thread_lock(name), open(lock_dir / f"{name}.lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield model.objects.get(**lookup)
+            yield model._default_manager.get(**lookup)
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)

@@ -43,33 +43,26 @@ def metrics(request: HttpRequest) -> HttpResponse:
         "# HELP zkbridge_webhooks_received_total Webhooks and callouts stored in the inbox.",
         "# TYPE zkbridge_webhooks_received_total counter",
     ]
-    for row in WebhookEvent.objects.values("source").annotate(n=Count("id"), dup=Count("duplicates")):
-        lines.append(_line("zkbridge_webhooks_received_total", row["n"], source=row["source"]))
+    for hooks in WebhookEvent.objects.values("source").annotate(n=Count("id")):
+        lines.append(_line("zkbridge_webhooks_received_total", hooks["n"], source=hooks["source"]))
     lines += ["# HELP zkbridge_sync_records Sync records by kind and state.", "# TYPE zkbridge_sync_records gauge"]
-    for row in SyncRecord.objects.values("kind", "status").annotate(n=Count("id")):
-        lines.append(_line("zkbridge_sync_records", row["n"], kind=row["kind"], status=row["status"]))
+    for records in SyncRecord.objects.values("kind", "status").annotate(n=Count("id")):
+        lines.append(_line("zkbridge_sync_records", records["n"], kind=records["kind"], status=records["status"]))
     lines += [
         "# HELP zkbridge_api_calls_last_hour API calls in the last hour by provider and status.",
         "# TYPE zkbridge_api_calls_last_hour gauge",
     ]
-    latency = []
-    for row in (
-        ApiCall.objects.filter(at__gte=since)
-        .values("provider", "status")
-        .annotate(n=Count("id"), ms=Avg("duration_ms"))
-    ):
-        lines.append(
-            _line(
-                "zkbridge_api_calls_last_hour", row["n"], provider=row["provider"], status=str(row["status"] or "none")
-            )
-        )
-        latency.append(row)
+    for calls in ApiCall.objects.filter(at__gte=since).values("provider", "status").annotate(n=Count("id")):
+        status = str(calls["status"] or "none")
+        lines.append(_line("zkbridge_api_calls_last_hour", calls["n"], provider=calls["provider"], status=status))
     lines += [
         "# HELP zkbridge_api_call_latency_ms_avg Mean API call duration in the last hour.",
         "# TYPE zkbridge_api_call_latency_ms_avg gauge",
     ]
-    for row in ApiCall.objects.filter(at__gte=since).values("provider").annotate(ms=Avg("duration_ms")):
-        lines.append(_line("zkbridge_api_call_latency_ms_avg", round(row["ms"] or 0, 1), provider=row["provider"]))
+    for latency in ApiCall.objects.filter(at__gte=since).values("provider").annotate(ms=Avg("duration_ms")):
+        lines.append(
+            _line("zkbridge_api_call_latency_ms_avg", round(latency["ms"] or 0, 1), provider=latency["provider"])
+        )
     queue = queue_state()
     lines += [
         "# HELP zkbridge_queue_depth Tasks waiting for a worker.",

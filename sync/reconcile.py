@@ -77,9 +77,9 @@ def compare(snap: Snapshot) -> list[Discrepancy]:
     rows: list[Discrepancy] = []
     subs_by_lead: dict[int, list[dict]] = defaultdict(list)
     for sub in snap.subscriptions:
-        lead = str(sub.get(LEAD_FIELD) or "")
-        if lead.isdigit():
-            subs_by_lead[int(lead)].append(sub)
+        carried = str(sub.get(LEAD_FIELD) or "")
+        if carried.isdigit():
+            subs_by_lead[int(carried)].append(sub)
     expected = expected_plans()
     plans = {p.zuora_id: p for p in ProductRatePlan.objects.select_related("product")}
     day = today()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from decimal import Decimal, InvalidOperation
+from typing import Any, overload
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,6 +27,10 @@ def raw(name: str) -> str | None:
     return value.strip()
 
 
+@overload
+def string(name: str, default: str) -> str: ...
+@overload
+def string(name: str, default: None = None) -> str | None: ...
 def string(name: str, default: str | None = None) -> str | None:
     value = raw(name)
     return default if value in (None, "") else value
@@ -43,6 +48,10 @@ def boolean(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}: expected on/off (1/0, true/false, yes/no), got {value!r}")
 
 
+@overload
+def integer(name: str, default: int, minimum: int | None = None) -> int: ...
+@overload
+def integer(name: str, default: None = None, minimum: int | None = None) -> int | None: ...
 def integer(name: str, default: int | None = None, minimum: int | None = None) -> int | None:
     value = raw(name)
     if value in (None, ""):
@@ -69,6 +78,10 @@ def listing(name: str, default: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+@overload
+def url(name: str, default: str) -> str: ...
+@overload
+def url(name: str, default: None = None) -> str | None: ...
 def url(name: str, default: str | None = None) -> str | None:
     value = string(name, default)
     if value is None:
@@ -97,7 +110,7 @@ def time_zone(name: str, default: str) -> str:
     return value
 
 
-def database_url(name: str, default: str) -> dict:
+def database_url(name: str, default: str) -> dict[str, Any]:
     import dj_database_url
 
     value = string(name, default) or default
@@ -106,6 +119,6 @@ def database_url(name: str, default: str) -> dict:
             f"{name}: expected postgres://… or sqlite:///…, got {value.split('://')[0]!r} scheme"
         )
     try:
-        return dj_database_url.parse(value)
+        return dict(dj_database_url.parse(value))
     except Exception as exc:  # the library raises several types for unparsable URLs
         raise ImproperlyConfigured(f"{name}: cannot parse ({exc})") from None
