@@ -85,8 +85,10 @@ class LatestRunFilter(admin.SimpleListFilter):
         return [(r.id, f"{r.started_at:%Y-%m-%d %H:%M}") for r in ReconciliationRun.objects.filter(ok=True)[:10]]
 
     def queryset(self, request, queryset):
-        run_id = self.value() or (latest_report().id if latest_report() else None)
-        return queryset.filter(run_id=run_id)
+        if self.value():
+            return queryset.filter(run_id=self.value())
+        latest = latest_report()
+        return queryset.filter(run_id=latest.id if latest else None)
 
 
 @admin.register(Discrepancy)
