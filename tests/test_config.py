@@ -45,6 +45,48 @@ def test_a_bad_value_is_one_line_naming_the_variable(name, value, words):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        (
+            {"ZUORA_BASE_URL": "https://rest.apisandbox.zuora.com", "ZUORA_CLIENT_ID": "i", "ZUORA_CLIENT_SECRET": "s"},
+            "KOMMO_BASE_URL",
+        ),
+        (
+            {
+                "ZUORA_BASE_URL": "https://rest.apisandbox.zuora.com",
+                "KOMMO_BASE_URL": "https://acme.kommo.com",
+                "KOMMO_ACCESS_TOKEN": "t",
+            },
+            "ZUORA_CLIENT_ID, ZUORA_CLIENT_SECRET",
+        ),
+        (
+            {
+                "ZUORA_BASE_URL": "https://rest.apisandbox.zuora.com",
+                "ZUORA_CLIENT_ID": "i",
+                "ZUORA_CLIENT_SECRET": "s",
+                "KOMMO_BASE_URL": "https://acme.kommo.com",
+            },
+            "KOMMO_ACCESS_TOKEN",
+        ),
+    ],
+)
+def test_real_apis_need_their_address_and_credentials_at_start_up(env, named):
+    result = manage("check", **env)
+    assert result.returncode == 2 and f"configuration error: {named}: required" in result.stderr
+
+
+def test_sandbox_on_mixes_a_real_zuora_with_the_kommo_emulator():
+    result = manage(
+        "check",
+        ZKBRIDGE_SANDBOX="on",
+        ZUORA_BASE_URL="https://rest.apisandbox.zuora.com",
+        ZUORA_CLIENT_ID="i",
+        ZUORA_CLIENT_SECRET="s",
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_half_an_oauth_configuration_names_what_is_missing():
     result = manage("check", KOMMO_BASE_URL="https://acme.kommo.com", KOMMO_CLIENT_ID="id")
     assert result.returncode == 2 and "KOMMO_CLIENT_SECRET, KOMMO_REDIRECT_URI, KOMMO_REFRESH_TOKEN" in result.stderr

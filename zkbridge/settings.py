@@ -192,6 +192,24 @@ if not _has_long_lived and any(_oauth) and not all(_oauth):
     ]
     raise ImproperlyConfigured(f"{', '.join(_missing)}: Kommo OAuth needs all four variables (or KOMMO_ACCESS_TOKEN)")
 
+# A real API needs its credentials, and with the emulators off both APIs need a real address; say so at
+# start-up rather than on the first won deal. (ZKBRIDGE_SANDBOX=on with one real URL mixes the two.)
+_required = []
+if not ZKBRIDGE_SANDBOX:
+    _required += [("ZUORA_BASE_URL", _zuora_url), ("KOMMO_BASE_URL", _kommo_url)]
+if not ZUORA_USES_EMULATOR:
+    _required += [("ZUORA_CLIENT_ID", ZUORA_CLIENT_ID), ("ZUORA_CLIENT_SECRET", ZUORA_CLIENT_SECRET)]
+if not KOMMO_USES_EMULATOR and not _has_long_lived and not all(_oauth):
+    _required.append(("KOMMO_ACCESS_TOKEN", None))
+_missing_required = [name for name, value in _required if not value]
+if _missing_required:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"{', '.join(_missing_required)}: required to talk to the real Zuora and Kommo "
+        f"(or leave ZUORA_BASE_URL and KOMMO_BASE_URL unset to use the built-in emulators)"
+    )
+
 ZUORA_CALLOUT_USERNAME = config.string("ZUORA_CALLOUT_USERNAME")
 ZUORA_CALLOUT_PASSWORD = config.string("ZUORA_CALLOUT_PASSWORD")
 ZUORA_CALLOUT_HMAC_KEY = config.string("ZUORA_CALLOUT_HMAC_KEY")
