@@ -107,6 +107,8 @@ def test_real_urls_switch_the_sandbox_off():
         ZUORA_BASE_URL="https://rest.apisandbox.zuora.com",
         KOMMO_BASE_URL="https://acme.kommo.com",
         KOMMO_ACCESS_TOKEN="t",
+        ZUORA_CLIENT_ID="i",
+        ZUORA_CLIENT_SECRET="s",
     )
     assert result.returncode == 0 and result.stdout.strip() == "False"
 
