@@ -15,6 +15,30 @@ from sandbox.models import (
 
 
 # --- Notes and tasks -------------------------------------------------------------------------------
+def _list(request: HttpRequest, queryset, key: str, shape) -> HttpResponse:
+    """GET …?filter[entity_id][]=…&filter[entity_type]=…, paged like every Kommo list."""
+    filters = query_of(request).get("filter") or {}
+    if isinstance(filters, dict):
+        if "entity_id" in filters:
+            queryset = queryset.filter(entity_id__in=ids_in(filters["entity_id"]))
+        if isinstance(filters.get("entity_type"), str):
+            queryset = queryset.filter(entity_type=filters["entity_type"])
+    return page_of(request, queryset.order_by("id"), key, shape)
+
+
+def _batch(request: HttpRequest, what: str) -> list | HttpResponse:
+    """A POSTed JSON array of 1 to 250 entities, or the problem+json answer Kommo gives instead."""
+    if request.method != "POST":
+        return problem(405, "Method Not Allowed", "Use GET or POST")
+    try:
+        body = json_body(request)
+    except ValueError:
+        return problem(400, "Bad Request", "The body must be JSON")
+    if not isinstance(body, list) or not 1 <= len(body) <= 250:
+        return problem(400, "Bad Request", f"Expected an array of 1 to 250 {what}")
+    return body
+
+
 def _note_json(note: KNote) -> dict[str, Any]:
     return {
         "id": note.id,
@@ -29,19 +53,10 @@ def _note_json(note: KNote) -> dict[str, Any]:
 @kommo_view
 def notes(request: HttpRequest, entity_type: str) -> HttpResponse:
     if request.method == "GET":
-        filters = query_of(request).get("filter") or {}
-        queryset = KNote.objects.filter(entity_type=entity_type).order_by("id")
-        if isinstance(filters, dict) and "entity_id" in filters:
-            queryset = queryset.filter(entity_id__in=ids_in(filters["entity_id"]))
-        return page_of(request, queryset, "notes", _note_json)
-    if request.method != "POST":
-        return problem(405, "Method Not Allowed", "Use GET or POST")
-    try:
-        body = json_body(request)
-    except ValueError:
-        return problem(400, "Bad Request", "The body must be JSON")
-    if not isinstance(body, list) or not 1 <= len(body) <= 250:
-        return problem(400, "Bad Request", "Expected an array of 1 to 250 notes")
+        return _list(request, KNote.objects.filter(entity_type=entity_type), "notes", _note_json)
+    body = _batch(request, "notes")
+    if isinstance(body, HttpResponse):
+        return body
     errors = []
     for index, item in enumerate(body):
         if not isinstance(item, dict) or not isinstance(item.get("entity_id"), int):
@@ -98,19 +113,10 @@ def _task_json(task: KTask) -> dict[str, Any]:
 @kommo_view
 def tasks(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
-        filters = query_of(request).get("filter") or {}
-        queryset = KTask.objects.order_by("id")
-        if isinstance(filters, dict) and "entity_id" in filters:
-            queryset = queryset.filter(entity_id__in=ids_in(filters["entity_id"]))
-        return page_of(request, queryset, "tasks", _task_json)
-    if request.method != "POST":
-        return problem(405, "Method Not Allowed", "Use GET or POST")
-    try:
-        body = json_body(request)
-    except ValueError:
-        return problem(400, "Bad Request", "The body must be JSON")
-    if not isinstance(body, list) or not 1 <= len(body) <= 250:
-        return problem(400, "Bad Request", "Expected an array of 1 to 250 tasks")
+        return _list(request, KTask.objects.all(), "tasks", _task_json)
+    body = _batch(request, "tasks")
+    if isinstance(body, HttpResponse):
+        return body
     errors = []
     for index, item in enumerate(body):
         for name in ("text", "complete_till"):
