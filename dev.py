@@ -155,6 +155,9 @@ def test(args: list[str]) -> int:
     say("ruff check …")
     if subprocess.call([str(PY), "-m", "ruff", "check", "--quiet", "."], cwd=ROOT) != 0:
         return 1
+    say("mypy sync catalog …")
+    if subprocess.call([str(PY), "-m", "mypy", "sync", "catalog"], cwd=ROOT, env=env) != 0:
+        return 1
     return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT, env=env)
 
 

@@ -49,7 +49,13 @@ class ReadOnlyMirror(admin.ModelAdmin):
 
 class RatePlanInline(admin.TabularInline):
     model = ProductRatePlan
-    fields = ["name", "zuora_id", "effective_start", "effective_end", "sellable"]
+    fields = (
+        "name",
+        "zuora_id",
+        "effective_start",
+        "effective_end",
+        "sellable",
+    )
     readonly_fields = fields
     extra = 0
     show_change_link = True
@@ -97,7 +103,15 @@ class ProductAdmin(ReadOnlyMirror):
 
 class ChargeInline(admin.TabularInline):
     model = ProductRatePlanCharge
-    fields = ["name", "charge_type", "charge_model", "uom", "billing_period", "default_quantity", "prices"]
+    fields = (
+        "name",
+        "charge_type",
+        "charge_model",
+        "uom",
+        "billing_period",
+        "default_quantity",
+        "prices",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -250,7 +264,7 @@ class PlanMappingAdmin(SimpleHistoryAdmin):
 
     @admin.display(description="deals synced", ordering="synced")
     def deals_synced(self, obj: PlanMapping) -> int:
-        return obj.synced
+        return getattr(obj, "synced", 0)  # annotated by get_queryset
 
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)

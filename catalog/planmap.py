@@ -104,6 +104,12 @@ def _decimal(value: str, name: str, errors: list[str]) -> Decimal | None:
     return number
 
 
+def line_number(message: str) -> int:
+    """Sort key: messages about the whole file first, then by the line they name."""
+    match = re.match(r"line (\d+)", message)
+    return int(match.group(1)) if match else 0
+
+
 def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> ImportResult:
     """Upsert mappings from CSV. Any bad line → nothing is imported and every bad line is named.
 
@@ -200,7 +206,7 @@ def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> Imp
     if not rows and not result.errors:
         result.errors.append("the file has a header but no mappings")
     if result.errors:
-        result.errors.sort(key=lambda e: int(re.match(r"line (\d+)", e).group(1)) if e.startswith("line ") else 0)
+        result.errors.sort(key=line_number)
         return result
     existing = {
         (m.kind, m.normalized_value, m.currency)

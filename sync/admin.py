@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
@@ -12,7 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from sync.admin_common import LeadIdSearch
+from sync.admin_common import LeadIdSearchAdmin
 from sync.billing import template_problems
 from sync.inbox import enqueue_record
 from sync.models import ApiCall, BillingEventRule, SyncRecord, UsageRecord, WebhookEvent
@@ -48,7 +49,16 @@ class ApiCallInline(admin.TabularInline):
     model = ApiCall
     extra = 0
     can_delete = False
-    fields = ["at", "provider", "method", "path", "status", "duration_ms", "request_id", "error"]
+    fields = (
+        "at",
+        "provider",
+        "method",
+        "path",
+        "status",
+        "duration_ms",
+        "request_id",
+        "error",
+    )
     readonly_fields = fields
     ordering = ["at"]
     show_change_link = True
@@ -58,7 +68,7 @@ class ApiCallInline(admin.TabularInline):
 
 
 @admin.register(SyncRecord)
-class SyncRecordAdmin(LeadIdSearch, admin.ModelAdmin):
+class SyncRecordAdmin(LeadIdSearchAdmin):
     list_display = [
         "key",
         "kind",
@@ -81,7 +91,7 @@ class SyncRecordAdmin(LeadIdSearch, admin.ModelAdmin):
     date_hierarchy = "created_at"
     list_per_page = 50
     show_full_result_count = False  # no COUNT(*) over a large table on every page
-    readonly_fields = [
+    readonly_fields = (
         "kind",
         "key",
         "badge",
@@ -99,7 +109,7 @@ class SyncRecordAdmin(LeadIdSearch, admin.ModelAdmin):
         "finished_at",
         "source_event",
         "payload_pretty",
-    ]
+    )
     fields = readonly_fields
     inlines = [ApiCallInline]
     actions = ["retry", "mark_resolved", "cancel"]
@@ -155,7 +165,7 @@ class SyncRecordAdmin(LeadIdSearch, admin.ModelAdmin):
                 reason=f"retry requested by {request.user} at {timezone.now():%Y-%m-%d %H:%M}",
             )
             for record_id in ids:
-                transaction.on_commit(lambda rid=record_id: enqueue_record(rid))
+                transaction.on_commit(partial(enqueue_record, record_id))
         skipped = queryset.count() - count
         self.message_user(
             request,
@@ -246,7 +256,7 @@ class BillingEventRuleForm(forms.ModelForm):
         fields = "__all__"
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}
         for name in ("note_template", "task_template"):
             for problem in template_problems(data.get(name) or ""):
                 self.add_error(name, problem)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.contrib import admin
 
-class LeadIdSearch:
+
+class LeadIdSearchAdmin(admin.ModelAdmin):
     """Admin search where a number is most often a Kommo lead id: matched exactly (indexed) as well."""
 
     def get_search_results(self, request, queryset, search_term):

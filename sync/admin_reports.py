@@ -11,7 +11,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.utils.html import format_html
 
-from sync.admin_common import LeadIdSearch
+from sync.admin_common import LeadIdSearchAdmin
 from sync.fixes import fix
 from sync.models import Discrepancy, ReconciliationRun
 from sync.reconcile import latest_report, report_csv
@@ -92,7 +92,7 @@ class LatestRunFilter(admin.SimpleListFilter):
 
 
 @admin.register(Discrepancy)
-class DiscrepancyAdmin(LeadIdSearch, admin.ModelAdmin):
+class DiscrepancyAdmin(LeadIdSearchAdmin):
     list_display = [
         "kind",
         "lead",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import string
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -16,7 +17,7 @@ from sync.zuora_callout import BillingEvent
 
 PLACEHOLDERS = {"amount", "currency", "account", "subscription", "date", "event"}
 
-DEFAULT_RULES = [
+DEFAULT_RULES: list[dict[str, Any]] = [
     {"event_type": "PaymentProcessed", "note_template": "Zuora: payment of {amount} received on account {account}."},
     {
         "event_type": "PaymentProcessingError",
@@ -100,7 +101,7 @@ def place(event: BillingEvent) -> Place | None:
     if event.subscription_number:
         deal = deals.filter(zuora_subscription_number=event.subscription_number).order_by("-created_at").first()
         if deal:
-            return Place("leads", deal.kommo_lead_id, deal)
+            return Place("leads", int(deal.kommo_lead_id or 0), deal)
     if event.account_number:
         deal = deals.filter(zuora_account_number=event.account_number).order_by("-created_at").first()
         if deal:
@@ -111,5 +112,5 @@ def place(event: BillingEvent) -> Place | None:
                 and not event.subscription_number
             ):
                 return Place("companies", int(company.split(":", 1)[1]), deal)
-            return Place("leads", deal.kommo_lead_id, deal)
+            return Place("leads", int(deal.kommo_lead_id or 0), deal)
     return None

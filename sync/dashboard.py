@@ -67,7 +67,9 @@ def daily_chart(days: int = 30) -> list[dict[str, Any]]:
         .values("day", "status")
         .annotate(n=Count("id"))
     )
-    chart = [{"day": (start + dt.timedelta(days=i)).date(), "synced": 0, "failed": 0} for i in range(days)]
+    chart: list[dict[str, Any]] = [
+        {"day": (start + dt.timedelta(days=i)).date(), "synced": 0, "failed": 0} for i in range(days)
+    ]
     for row in rows:
         if 0 <= row["day"] < days:
             chart[row["day"]]["synced" if row["status"] == S.SUCCEEDED else "failed"] += row["n"]

@@ -85,6 +85,8 @@ def resync(row: Discrepancy) -> str:
 
 def relink(row: Discrepancy) -> str:
     """Make Kommo and zkbridge name the subscription Zuora has for the deal."""
+    if row.kommo_lead_id is None:
+        return "skipped: the row names no Kommo lead"
     values = lead_field_values(row.zuora_account_number, row.zuora_subscription_number)
     if values:
         try:

@@ -86,6 +86,13 @@ class SyncRecord(models.Model):
     def __str__(self) -> str:
         return self.key
 
+    @property
+    def lead_id(self) -> int:
+        """The Kommo lead of a deal record (deal_won records always have one)."""
+        if self.kommo_lead_id is None:
+            raise ValueError(f"{self.key} names no Kommo lead")
+        return self.kommo_lead_id
+
     # --- steps ------------------------------------------------------------------------------------
     def step_done(self, name: str) -> bool:
         return bool(self.steps.get(name, {}).get("done"))

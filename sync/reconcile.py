@@ -63,7 +63,8 @@ def read_snapshot(run: ReconciliationRun) -> Snapshot:
     for plan in zuora.zoql("select Id, SubscriptionId, ProductRatePlanId from RatePlan"):
         snap.plans_of.setdefault(plan["SubscriptionId"], []).append(plan["ProductRatePlanId"])
     progress(run, f"Zuora: {len(snap.subscriptions)} subscriptions; comparing")
-    snap.records = {r.kommo_lead_id: r for r in SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON)}
+    deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id__isnull=False)
+    snap.records = {r.lead_id: r for r in deals}
     return snap
 
 
@@ -104,7 +105,7 @@ def compare(snap: Snapshot) -> list[Discrepancy]:
                 rows.append(row(K.WON_NO_SUBSCRIPTION, A.RESYNC, lead_id, record, detail=why))
             continue
         sub = subs[0]
-        account = snap.accounts.get(sub.get("AccountId"), {})
+        account = snap.accounts.get(str(sub.get("AccountId")), {})
         numbers = {
             "zuora_account_number": account.get("AccountNumber") or "",
             "zuora_subscription_number": sub.get("Name") or "",
@@ -167,7 +168,7 @@ def compare(snap: Snapshot) -> list[Discrepancy]:
     for lead_id, subs in subs_by_lead.items():
         if lead_id not in snap.won:
             for sub in subs:
-                account = snap.accounts.get(sub.get("AccountId"), {})
+                account = snap.accounts.get(str(sub.get("AccountId")), {})
                 rows.append(
                     row(
                         K.ORPHAN_SUBSCRIPTION,
@@ -187,13 +188,13 @@ def compare(snap: Snapshot) -> list[Discrepancy]:
             by_customer[key].append(account)
     for key, accounts in sorted(by_customer.items()):
         if len(accounts) > 1:
-            numbers = ", ".join(sorted(a.get("AccountNumber") or "?" for a in accounts))
+            account_list = ", ".join(sorted(a.get("AccountNumber") or "?" for a in accounts))
             rows.append(
                 Discrepancy(
                     kind=K.DUPLICATE_ACCOUNTS,
                     action=A.OPEN_ZUORA,
                     zuora_account_number=sorted(a.get("AccountNumber") or "" for a in accounts)[0],
-                    detail=f"Kommo {key} has {len(accounts)} Zuora accounts: {numbers}",
+                    detail=f"Kommo {key} has {len(accounts)} Zuora accounts: {account_list}",
                 )
             )
 

@@ -125,7 +125,7 @@ def validate(row: Any) -> tuple[UsageRecord | None, list[str]]:
         errors.append("start_date is required")
     if start and end and end < start:
         errors.append("end_date is before start_date")
-    if errors:
+    if errors or start is None:
         return None, errors
     return UsageRecord(
         unique_key=key,
@@ -145,7 +145,7 @@ def accept(rows: list[Any]) -> Intake:
     valid: dict[str, UsageRecord] = {}
     for index, row in enumerate(rows):
         record, errors = validate(row)
-        if errors:
+        if record is None:
             key = row.get("unique_key") if isinstance(row, dict) else None
             intake.rejected.append({"index": index, "unique_key": key, "errors": errors})
         elif record.unique_key in valid:

@@ -61,6 +61,12 @@ def _text(value: Any, name: str, limit: int = 100) -> str:
     return text
 
 
+def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """The nested body form's sections ({"Account": {...}}); empty when absent or not an object."""
+    value = data.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def parse(body: bytes) -> BillingEvent:
     try:
         data = json.loads(body.decode("utf-8"))
@@ -71,9 +77,11 @@ def parse(body: bytes) -> BillingEvent:
     event_type = _text(data.get("eventType"), "eventType", 60)
     if not event_type:
         raise BadCallout("eventType is missing")
-    account = data.get("Account") if isinstance(data.get("Account"), dict) else {}
-    payment = data.get("Payment") if isinstance(data.get("Payment"), dict) else {}
-    subscription = data.get("Subscription") if isinstance(data.get("Subscription"), dict) else {}
+    account, payment, subscription = (
+        _section(data, "Account"),
+        _section(data, "Payment"),
+        _section(data, "Subscription"),
+    )
     raw_amount = data.get("amount", payment.get("amount", payment.get("Amount")))
     amount = ""
     if raw_amount not in (None, "") and not (isinstance(raw_amount, str) and raw_amount.startswith("<")):

@@ -88,19 +88,20 @@ class ZuoraClient(HttpClient):
             return row.access_token
         # The token a forced refresh replaces: the one we used, else the one every worker shares now.
         stale = self._cached[0] if self._cached else (row.access_token if row else None)
-        with locked_row(ProviderToken, provider=self.provider) as row:
-            fresh = row.access_token and row.expires_at and row.expires_at - TOKEN_MARGIN > timezone.now()
+        with locked_row(ProviderToken, provider=self.provider) as locked:
+            expires = locked.expires_at
             # Someone else refreshed while we waited for the lock: use theirs.
-            if fresh and (not force_refresh or row.access_token != stale):
-                self._cached = (row.access_token, row.expires_at)
-                return row.access_token
+            if locked.access_token and expires and expires - TOKEN_MARGIN > timezone.now():
+                if not force_refresh or locked.access_token != stale:
+                    self._cached = (locked.access_token, expires)
+                    return locked.access_token
             token, expires_in = self._fetch_token()
-            row.access_token = token
-            row.expires_at = timezone.now() + dt.timedelta(seconds=expires_in)
-            row.refreshed_at = timezone.now()
-            row.refresh_count += 1
-            row.save()
-            self._cached = (token, row.expires_at)
+            expires = timezone.now() + dt.timedelta(seconds=expires_in)
+            locked.access_token, locked.expires_at = token, expires
+            locked.refreshed_at = timezone.now()
+            locked.refresh_count += 1
+            locked.save()
+            self._cached = (token, expires)
             return token
 
     def _fetch_token(self) -> tuple[str, int]:

@@ -43,7 +43,7 @@ def deal_won(record: SyncRecord) -> None:
 
 def fetch_lead(kommo: KommoClient, record: SyncRecord) -> dict[str, Any]:
     try:
-        lead = kommo.get_lead(record.kommo_lead_id)
+        lead = kommo.get_lead(record.lead_id)
     except NotFoundError:
         raise NeedsAttention(
             f"Kommo lead {record.kommo_lead_id} was deleted or is not visible to zkbridge's Kommo user"
@@ -216,7 +216,7 @@ def write_lead_fields(record: SyncRecord, kommo: KommoClient) -> None:
     values = lead_field_values(record.zuora_account_number, record.zuora_subscription_number)
     if values:
         try:
-            kommo.update_lead_fields(record.kommo_lead_id, values)
+            kommo.update_lead_fields(record.lead_id, values)
         except BusinessError as exc:
             raise NeedsAttention(
                 f"Zuora is done, but Kommo refused the lead fields: {exc.message} (check "
@@ -236,4 +236,4 @@ def note_text(record: SyncRecord) -> str:
 
 
 def write_note(record: SyncRecord, kommo: KommoClient) -> None:
-    write_note_once(record, kommo, "leads", record.kommo_lead_id, note_text(record))
+    write_note_once(record, kommo, "leads", record.lead_id, note_text(record))

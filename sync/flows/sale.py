@@ -53,6 +53,8 @@ def contract_date(lead: dict[str, Any]) -> dt.date:
     """The lead's closed_at as a business date in ZKBRIDGE_TIME_ZONE."""
     stamp = lead.get("closed_at") or lead.get("updated_at")
     zone = ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)
+    if not stamp:  # a Won lead always has closed_at; an odd one is billed from today
+        return dt.datetime.now(tz=zone).date()
     return dt.datetime.fromtimestamp(int(stamp), tz=zone).date()
 
 
@@ -81,8 +83,8 @@ def resolve_sale(lead: dict[str, Any]) -> Sale:
     if plan_value:
         wanted.append((PlanMapping.Kind.PLAN, plan_value, Decimal(1)))
     for element in (lead.get("_embedded") or {}).get("catalog_elements") or []:
-        quantity = Decimal(str((element.get("metadata") or {}).get("quantity") or 1))
-        wanted.append((PlanMapping.Kind.PRODUCT, str(element.get("id")), quantity))
+        count = Decimal(str((element.get("metadata") or {}).get("quantity") or 1))
+        wanted.append((PlanMapping.Kind.PRODUCT, str(element.get("id")), count))
     if not wanted:
         where = f"the plan field ({settings.KOMMO_PLAN_FIELD_ID}) is empty and " if settings.KOMMO_PLAN_FIELD_ID else ""
         raise NeedsAttention(
@@ -106,7 +108,7 @@ def resolve_sale(lead: dict[str, Any]) -> Sale:
                     f"{sale.contract_date:%Y-%m-%d}): map it to a plan that is sellable"
                 )
                 continue
-            quantity = item.quantity
+            quantity: Decimal | None = item.quantity
             if kind == PlanMapping.Kind.PRODUCT:
                 quantity = lead_quantity * (item.quantity or 1)
             sale_item = SaleItem(
@@ -171,7 +173,8 @@ def line_items(sale: Sale) -> list[dict]:
         for charge in item.rate_plan.charges.all():
             if charge.removed_at:
                 continue
-            price = item.price if item.price is not None else Decimal(str(charge.price_in(sale.currency)["price"]))
+            list_price = (charge.price_in(sale.currency) or {}).get("price")
+            price = item.price if item.price is not None else Decimal(str(list_price or 0))
             items.append(
                 {
                     "itemType": "Product",
