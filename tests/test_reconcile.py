@@ -214,3 +214,21 @@ def test_the_report_pages_in_the_admin(billed, admin_client):
     run = latest_report()
     export = admin_client.get(f"/admin/sync/reconciliationrun/{run.id}/csv/")
     assert export["Content-Type"].startswith("text/csv") and str(UMBRELLA) in export.content.decode()
+
+
+def test_a_report_of_50000_rows_pages(admin_client, db, django_assert_max_num_queries):
+    from sync.models import ReconciliationRun
+
+    run = ReconciliationRun.objects.create(ok=True, summary={"discrepancies": 50_000})
+    Discrepancy.objects.bulk_create(
+        [
+            Discrepancy(run=run, kind="fields_mismatch", action="relink", kommo_lead_id=n, detail=f"row {n}")
+            for n in range(50_000)
+        ],
+        batch_size=5000,
+    )
+    with django_assert_max_num_queries(15):
+        page = admin_client.get("/admin/sync/discrepancy/").content.decode()
+    assert page.count('name="_selected_action"') == 100 and "?p=2" in page
+    last = admin_client.get("/admin/sync/discrepancy/", {"p": 499}).content.decode()
+    assert last.count('name="_selected_action"') == 100
