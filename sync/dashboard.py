@@ -13,7 +13,7 @@ from django.db.models import Count, Max, Min, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from sync.models import ApiCall, SyncRecord, WebhookEvent
+from sync.models import ApiCall, ReconciliationRun, SyncRecord, WebhookEvent
 
 S = SyncRecord.Status
 
@@ -80,6 +80,19 @@ def daily_chart(days: int = 30) -> list[dict[str, Any]]:
     return chart
 
 
+def reconciliation_trend(runs: int = 14) -> list[dict[str, Any]]:
+    """Discrepancies found by the latest successful reconciliation runs, oldest first."""
+    found = [
+        {"at": run.started_at, "count": int(run.summary.get("discrepancies", 0))}
+        for run in ReconciliationRun.objects.filter(ok=True).only("started_at", "summary")[:runs]
+    ]
+    found.reverse()
+    peak = max([f["count"] for f in found] + [1])
+    for item in found:
+        item["pct"] = round(100 * item["count"] / peak, 1)
+    return found
+
+
 def dashboard() -> dict[str, Any]:
     now = timezone.now()
     zone = ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)
@@ -101,4 +114,5 @@ def dashboard() -> dict[str, Any]:
         "queue": queue_state(),
         "errors": error_rates(now - dt.timedelta(hours=24)),
         "chart": daily_chart(),
+        "reconciliation": reconciliation_trend(),
     }

@@ -129,3 +129,15 @@ def test_the_chart_counts_each_day_in_the_business_time_zone(history):
     chart = daily_chart()
     assert [(c["synced"], c["failed"]) for c in chart[-5:]] == [(4, 0), (4, 1), (4, 0), (4, 0), (4, 1)]
     assert sum(c["synced"] for c in chart) == 20 and chart[-1]["day"] == timezone.localdate()
+
+
+def test_the_dashboard_charts_the_reconciliation_trend(admin_client, history):
+    from sync.models import ReconciliationRun
+
+    assert "No reconciliation has run yet" in admin_client.get("/admin/").content.decode()
+    for found in (12, 7, 3):
+        ReconciliationRun.objects.create(ok=True, summary={"discrepancies": found})
+    ReconciliationRun.objects.create(ok=False, error="Kommo failed half-way")
+    page = admin_client.get("/admin/").content.decode()
+    trend = page[page.index('id="zk-reconciliation"') :]
+    assert trend.count('class="zk-bar"') == 3 and "latest: 3 on" in trend
