@@ -82,7 +82,7 @@ def daily_chart(days: int = 30) -> list[dict[str, Any]]:
 
 def reconciliation_trend(runs: int = 14) -> list[dict[str, Any]]:
     """Discrepancies found by the latest successful reconciliation runs, oldest first."""
-    found = [
+    found: list[dict[str, Any]] = [
         {"at": run.started_at, "count": int(run.summary.get("discrepancies", 0))}
         for run in ReconciliationRun.objects.filter(ok=True).only("started_at", "summary")[:runs]
     ]
