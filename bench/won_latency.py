@@ -99,6 +99,9 @@ def main() -> None:
         while SyncRecord.objects.filter(status__in=["pending", "running"]).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         ok = SyncRecord.objects.filter(status="succeeded").count()
+        from sandbox.models import KWebhookDelivery
+
+        answers = [d.duration_ms / 1000 for d in KWebhookDelivery.objects.filter(status=200)]
         calls = {}
         for service in ("zuora", "kommo"):
             logs = RequestLog.objects.filter(service=service).exclude(path__startswith="/oauth")
@@ -115,6 +118,10 @@ def main() -> None:
     print(
         f"webhook → note: p50 {percentile(latencies, 50):.2f} s, p95 {percentile(latencies, 95):.2f} s, "
         f"mean {statistics.mean(latencies):.2f} s, max {max(latencies):.2f} s"
+    )
+    print(
+        f"web hook answered in (seen by Kommo, {len(answers)} deliveries): p50 "
+        f"{percentile(answers, 50) * 1000:.0f} ms, p95 {percentile(answers, 95) * 1000:.0f} ms"
     )
     print(
         f"per deal: Zuora {calls['zuora']['total']:.1f} calls ({calls['zuora']['writes']:.1f} write), "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import requests
 from django.db import transaction
@@ -128,6 +129,7 @@ def webhook_body(action: str, lead: KLead, old_status: int) -> str:
 def deliver(hook_id: int, body: str) -> None:
     hook = KWebhook.objects.get(id=hook_id)
     delivery = KWebhookDelivery(webhook=hook, body=body)
+    started = time.monotonic()
     try:
         answer = requests.post(
             hook.destination,
@@ -138,6 +140,7 @@ def deliver(hook_id: int, body: str) -> None:
         delivery.status = answer.status_code
     except requests.RequestException as exc:
         delivery.error = str(exc)[:300]
+    delivery.duration_ms = int((time.monotonic() - started) * 1000)
     delivery.save()
     ok = delivery.status is not None and 200 <= delivery.status < 300
     # Kommo switches a hook off after repeated failures (the exact number is not confirmed: 100 here).

@@ -267,4 +267,5 @@ class KWebhookDelivery(models.Model):
     body = models.TextField()
     status = models.PositiveSmallIntegerField(null=True)
     error = models.CharField(max_length=300, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, help_text="how long the receiver took to answer")
     at = models.DateTimeField(auto_now_add=True)
