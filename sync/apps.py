@@ -8,6 +8,7 @@ class SyncConfig(AppConfig):
 
     def ready(self) -> None:
         from sync.billing import ensure_default_rules
+        from sync.installation import announce_webhook_token
         from sync.logs import install_record_factory
 
         install_record_factory()
@@ -16,5 +17,6 @@ class SyncConfig(AppConfig):
 
         post_migrate.connect(ensure_schedules, sender=self)
         post_migrate.connect(ensure_default_rules, sender=self)
+        post_migrate.connect(announce_webhook_token, sender=self)
         # catalog's permissions exist by now (it migrates first); auth creates sync's just before this runs.
         post_migrate.connect(ensure_groups, sender=self)

@@ -23,5 +23,15 @@ def kommo_webhook_token() -> str:
     return row.value
 
 
+def announce_webhook_token(verbosity: int = 1, **kwargs) -> None:
+    """After migrate: generate the webhook token at first start and print the URL to paste into Kommo
+    (CONTRACT.md: "generated and printed at first start")."""
+    if settings.KOMMO_WEBHOOK_TOKEN or InstallationSecret.objects.filter(name="kommo_webhook_token").exists():
+        return
+    kommo_webhook_token()
+    if verbosity:
+        print(f"Kommo web hook URL (generated; set KOMMO_WEBHOOK_TOKEN to choose it): {kommo_webhook_url()}")
+
+
 def kommo_webhook_url() -> str:
     return f"{settings.ZKBRIDGE_URL}/webhooks/kommo/{kommo_webhook_token()}/"

@@ -123,3 +123,15 @@ def test_the_env_file_is_read_and_the_environment_wins(tmp_path):
     finally:
         env_file.unlink()
     assert result.stdout.split() == ["555", "888"]
+
+
+def test_first_migrate_generates_and_prints_the_webhook_url(tmp_path):
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "ZKBRIDGE_URL": "https://zk.example.com"}
+    first = manage("migrate", "--noinput", **env)
+    assert first.returncode == 0, first.stderr
+    [line] = [x for x in first.stdout.splitlines() if "Kommo web hook URL" in x]
+    assert "https://zk.example.com/webhooks/kommo/" in line
+    again = manage("migrate", "--noinput", **env)
+    assert "Kommo web hook URL" not in again.stdout  # printed once, at first start
+    shown = manage("kommo_webhook", **env)
+    assert shown.stdout.strip() == line.split(": ", 1)[1]
