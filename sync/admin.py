@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from sync.admin_common import LeadIdSearchAdmin
+from sync.admin_common import LeadIdSearchAdmin, outside_links
 from sync.billing import template_problems
 from sync.inbox import enqueue_record
 from sync.models import ApiCall, BillingEventRule, SyncRecord, UsageRecord, WebhookEvent
@@ -80,6 +80,7 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
         "attempts",
         "created_at",
         "short_reason",
+        "links",
     ]
     list_filter = [
         "status",
@@ -108,6 +109,7 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
         "started_at",
         "finished_at",
         "source_event",
+        "links",
         "payload_pretty",
     )
     fields = readonly_fields
@@ -120,6 +122,10 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
     @admin.display(description="status", ordering="status")
     def badge(self, obj: SyncRecord) -> str:
         return status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="open in")
+    def links(self, obj: SyncRecord) -> str:
+        return outside_links(obj.kommo_lead_id, obj.zuora_subscription_number or obj.zuora_account_number)
 
     @admin.display(description="reason")
     def short_reason(self, obj: SyncRecord) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
+from django.utils.html import format_html
 
 
 class LeadIdSearchAdmin(admin.ModelAdmin):
@@ -13,3 +15,28 @@ class LeadIdSearchAdmin(admin.ModelAdmin):
         if search_term.strip().isdigit():
             results |= queryset.filter(kommo_lead_id=int(search_term.strip()))
         return results, distinct
+
+
+def kommo_lead_url(lead_id: int) -> str:
+    if "/sandbox/kommo" in settings.KOMMO_BASE_URL:
+        return f"{settings.KOMMO_BASE_URL}/#lead-{lead_id}"
+    return f"{settings.KOMMO_BASE_URL}/leads/detail/{lead_id}"
+
+
+def zuora_url(number: str) -> str:
+    """The emulator's page, or the Zuora UI's search for the number (the UI host is the API host without
+    'rest.'; the search path is not confirmed against every tenant)."""
+    if "/sandbox/zuora" in settings.ZUORA_BASE_URL:
+        return f"{settings.ZUORA_BASE_URL}/"
+    return f"{settings.ZUORA_BASE_URL.replace('://rest.', '://')}/apps/NewSearch.do?searchTerm={number}"
+
+
+def outside_links(lead_id: int | None, zuora_number: str, *extra: str) -> str:
+    """ "Kommo · Zuora" links for a deal, as far as its ids are known."""
+    parts: list[str] = []
+    if lead_id:
+        parts.append(format_html('<a href="{}" target="_blank">Kommo</a>', kommo_lead_url(lead_id)))
+    if zuora_number:
+        parts.append(format_html('<a href="{}" target="_blank">Zuora</a>', zuora_url(zuora_number)))
+    parts += [e for e in extra if e]
+    return format_html(" · ".join(["{}"] * len(parts)), *parts) if parts else "—"

@@ -3,7 +3,6 @@ latest successful run with one-click fixes."""
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -11,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.utils.html import format_html
 
-from sync.admin_common import LeadIdSearchAdmin
+from sync.admin_common import LeadIdSearchAdmin, outside_links
 from sync.fixes import fix
 from sync.models import Discrepancy, ReconciliationRun
 from sync.reconcile import latest_report, report_csv
@@ -123,17 +122,10 @@ class DiscrepancyAdmin(LeadIdSearchAdmin):
 
     @admin.display(description="open in")
     def links(self, row: Discrepancy) -> str:
-        parts = []
-        if row.kommo_lead_id:
-            kommo = settings.KOMMO_BASE_URL.replace("/sandbox/kommo", "/sandbox/kommo/#")
-            parts.append(
-                format_html('<a href="{}/leads/detail/{}" target="_blank">Kommo</a>', kommo, row.kommo_lead_id)
-            )
-        if row.zuora_account_number or row.zuora_subscription_number:
-            parts.append(format_html('<a href="{}" target="_blank">Zuora</a>', zuora_link(row)))
-        if row.sync_record_id:
-            parts.append(format_html('<a href="../syncrecord/{}/change/">sync</a>', row.sync_record_id))
-        return format_html(" · ".join(["{}"] * len(parts)), *parts) if parts else "—"
+        sync = (
+            format_html('<a href="../syncrecord/{}/change/">sync</a>', row.sync_record_id) if row.sync_record_id else ""
+        )
+        return outside_links(row.kommo_lead_id, row.zuora_subscription_number or row.zuora_account_number, sync)
 
     @admin.action(description="Apply the one-click fix (re-checked first)")
     def apply_fix(self, request: HttpRequest, queryset) -> None:
@@ -144,12 +136,3 @@ class DiscrepancyAdmin(LeadIdSearchAdmin):
             outcome = fix(row, str(request.user)).split(":")[0]
             results[outcome] = results.get(outcome, 0) + 1
         messages.info(request, "; ".join(f"{n} × {outcome}" for outcome, n in sorted(results.items())))
-
-
-def zuora_link(row: Discrepancy) -> str:
-    """The emulator's page, or the Zuora UI's search for the number (the UI host is the API host without
-    'rest.'; the search path is not confirmed against every tenant)."""
-    if "/sandbox/zuora" in settings.ZUORA_BASE_URL:
-        return f"{settings.ZUORA_BASE_URL}/"
-    host = settings.ZUORA_BASE_URL.replace("://rest.", "://")
-    return f"{host}/apps/NewSearch.do?searchTerm={row.zuora_subscription_number or row.zuora_account_number}"

@@ -51,6 +51,15 @@ def test_list_filters_by_status_and_searches_numbers(admin_client, records):
 def test_detail_shows_the_timeline_and_the_calls(admin_client, records):
     page = admin_client.get(f"/admin/sync/syncrecord/{records['ok'].id}/change/").content.decode()
     assert "order" in page and "A00000001" in page and "/v1/orders" in page
+    assert "/sandbox/kommo/#lead-1" in page and ">Zuora</a>" in page
+
+
+def test_links_lead_to_the_real_kommo_and_zuora(admin_client, records, settings):
+    settings.KOMMO_BASE_URL = "https://acme.kommo.com"
+    settings.ZUORA_BASE_URL = "https://rest.apisandbox.zuora.com"
+    page = admin_client.get("/admin/sync/syncrecord/").content.decode()
+    assert "https://acme.kommo.com/leads/detail/1" in page
+    assert "https://apisandbox.zuora.com/apps/NewSearch.do?searchTerm=A-S00000001" in page
 
 
 def test_retry_requeues_only_what_can_be_retried(admin_client, records):
