@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from sync.admin_common import LeadIdSearchAdmin, outside_links
 from sync.billing import template_problems
-from sync.inbox import enqueue_record
+from sync.inbox import requeue
 from sync.models import ApiCall, BillingEventRule, SyncRecord, UsageRecord, WebhookEvent
 
 STATUS_COLOURS = {
@@ -161,17 +159,7 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
     def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
         # Re-checked inside the UPDATE: a record that changed meanwhile (e.g. already re-run) is left alone.
         ids = list(queryset.filter(status__in=RETRYABLE).values_list("id", flat=True))
-        with transaction.atomic():
-            # Staff retry after a person fixed something: Zuora writes get a fresh Idempotency-Key.
-            count = SyncRecord.objects.filter(id__in=ids, status__in=RETRYABLE).update(
-                status=SyncRecord.Status.PENDING,
-                attempts=0,
-                next_attempt_at=None,
-                generation=F("generation") + 1,
-                reason=f"retry requested by {request.user} at {timezone.now():%Y-%m-%d %H:%M}",
-            )
-            for record_id in ids:
-                transaction.on_commit(partial(enqueue_record, record_id))
+        count = requeue(ids, RETRYABLE, f"retry requested by {request.user} at {timezone.now():%Y-%m-%d %H:%M}")
         skipped = queryset.count() - count
         self.message_user(
             request,

@@ -3,13 +3,12 @@ row (fixed meanwhile, or clicked twice) never causes a second re-sync."""
 
 from __future__ import annotations
 
-from django.db.models import F
 from django.utils import timezone
 
 from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
 from sync.flows.deal_won import lead_field_values
-from sync.inbox import enqueue_record, ensure_record
+from sync.inbox import ensure_record, requeue
 from sync.models import Discrepancy, SyncRecord
 
 A = Discrepancy.Action
@@ -42,19 +41,7 @@ def fix(row: Discrepancy, user: str = "staff") -> str:
 
 
 def _requeue(record: SyncRecord, from_states, reason: str, reset_steps: bool = False) -> bool:
-    changes = {
-        "status": SyncRecord.Status.PENDING,
-        "attempts": 0,
-        "next_attempt_at": None,
-        "generation": F("generation") + 1,
-        "reason": reason,
-    }
-    if reset_steps:
-        changes["steps"] = {}
-    if not SyncRecord.objects.filter(id=record.id, status__in=from_states).update(**changes):
-        return False
-    enqueue_record(record.id)
-    return True
+    return requeue([record.id], from_states, reason, reset_steps=reset_steps) > 0
 
 
 def retry(row: Discrepancy) -> str:

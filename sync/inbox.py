@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -73,3 +74,24 @@ def enqueue_record(record_id: int) -> None:
         )
     except Exception:  # the brokers' own exception types vary (Redis, ORM, pickling)
         log.exception("sync_record=%s could not be enqueued; dispatch_due will pick it up", record_id)
+
+
+def requeue(ids: list[int], from_states, reason: str, *, reset_steps: bool = False) -> int:
+    """Put records back in the queue at a person's request: attempts reset and a new generation, so
+    Zuora writes get fresh Idempotency-Keys (the old key would replay the old failure). Only records
+    still in `from_states` move: the state is re-checked inside the UPDATE. Returns how many moved."""
+    changes: dict[str, Any] = {
+        "status": SyncRecord.Status.PENDING,
+        "attempts": 0,
+        "next_attempt_at": None,
+        "generation": F("generation") + 1,
+        "reason": reason,
+    }
+    if reset_steps:
+        changes["steps"] = {}
+    with transaction.atomic():
+        count = SyncRecord.objects.filter(id__in=ids, status__in=from_states).update(**changes)
+        if count:
+            for record_id in ids:  # claim() skips any that did not move
+                transaction.on_commit(partial(enqueue_record, record_id))
+    return count
