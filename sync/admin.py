@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from sync.admin_common import LeadIdSearchAdmin, outside_links
+from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, outside_links
 from sync.billing import template_problems
 from sync.inbox import requeue
 from sync.models import ApiCall, BillingEventRule, SyncRecord, UsageRecord, WebhookEvent
@@ -190,7 +190,7 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
 
 
 @admin.register(ApiCall)
-class ApiCallAdmin(admin.ModelAdmin):
+class ApiCallAdmin(ViewOnlyAdmin):
     list_display = ["at", "provider", "method", "path", "status", "duration_ms", "request_id", "sync_record"]
     list_filter = ["provider", "status", "method"]
     search_fields = ["path", "request_id", "idempotency_key"]
@@ -212,15 +212,9 @@ class ApiCallAdmin(admin.ModelAdmin):
         "response_body",
     ]
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(ViewOnlyAdmin):
     list_display = ["received_at", "source", "dedup_key", "duplicates", "processed_at", "remote_addr"]
     list_filter = ["source"]
     search_fields = ["dedup_key", "body"]
@@ -236,12 +230,6 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "body",
         "error",
     ]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class BillingEventRuleForm(forms.ModelForm):

@@ -7,6 +7,16 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """Records zkbridge writes itself (API calls, the inbox, reconciliation runs): read, never edited."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 class LeadIdSearchAdmin(admin.ModelAdmin):
     """Admin search where a number is most often a Kommo lead id: matched exactly (indexed) as well."""
 

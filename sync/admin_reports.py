@@ -10,23 +10,17 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.utils.html import format_html
 
-from sync.admin_common import LeadIdSearchAdmin, outside_links
+from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, outside_links
 from sync.fixes import fix
 from sync.models import Discrepancy, ReconciliationRun
 from sync.reconcile import latest_report, report_csv
 
 
 @admin.register(ReconciliationRun)
-class ReconciliationRunAdmin(admin.ModelAdmin):
+class ReconciliationRunAdmin(ViewOnlyAdmin):
     list_display = ["started_at", "ok", "progress", "deals", "found", "calls", "error", "csv_link"]
     readonly_fields = ["started_at", "finished_at", "ok", "progress", "error", "summary"]
     change_list_template = "admin/sync/reconciliationrun/change_list.html"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="won deals")
     def deals(self, run: ReconciliationRun):
@@ -91,7 +85,7 @@ class LatestRunFilter(admin.SimpleListFilter):
 
 
 @admin.register(Discrepancy)
-class DiscrepancyAdmin(LeadIdSearchAdmin):
+class DiscrepancyAdmin(LeadIdSearchAdmin, ViewOnlyAdmin):
     list_display = [
         "kind",
         "lead",
@@ -109,12 +103,6 @@ class DiscrepancyAdmin(LeadIdSearchAdmin):
     list_per_page = 100
     show_full_result_count = False
     actions = ["apply_fix"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="Kommo lead", ordering="kommo_lead_id")
     def lead(self, row: Discrepancy):
