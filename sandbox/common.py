@@ -65,9 +65,8 @@ def _matching_faults(service: str, method: str, path: str) -> list[Fault]:
         exact = fault.path_prefix.endswith("$")
         if (path != fault.path_prefix[:-1]) if exact else not path.startswith(fault.path_prefix):
             continue
-        if fault.kind != "latency":
-            if failing:
-                continue
+        if failing and fault.kind != "latency":
+            continue
         if fault.remaining is not None:
             # Claim one use atomically: two concurrent requests never both spend the last one.
             if not Fault.objects.filter(id=fault.id, remaining__gt=0).update(remaining=F("remaining") - 1):

@@ -259,15 +259,22 @@ def _reject_response(exc: Reject) -> JsonResponse:
     return failure(exc.code, exc.message, status=exc.status)
 
 
-@zuora_view
-@idempotent
-def orders(request: HttpRequest) -> HttpResponse:
+def _order_body(request: HttpRequest) -> Any:
+    """The POSTed order, or the answer Zuora gives instead (wrong method, malformed JSON)."""
     if request.method != "POST":
         return failure(90000045, "Method not allowed", status=405)
     try:
-        body = json_body(request)
+        return json_body(request)
     except ValueError:
         return failure(ORDERS * 100 + 90, "Malformed JSON in request body", status=400)
+
+
+@zuora_view
+@idempotent
+def orders(request: HttpRequest) -> HttpResponse:
+    body = _order_body(request)
+    if isinstance(body, HttpResponse):
+        return body
     try:
         plan = _plan_order(body)
     except Reject as exc:
@@ -329,12 +336,9 @@ def orders(request: HttpRequest) -> HttpResponse:
 
 @zuora_view
 def orders_preview(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return failure(90000045, "Method not allowed", status=405)
-    try:
-        body = json_body(request)
-    except ValueError:
-        return failure(ORDERS * 100 + 90, "Malformed JSON in request body", status=400)
+    body = _order_body(request)
+    if isinstance(body, HttpResponse):
+        return body
     if isinstance(body, dict) and body.get("previewAccountInfo") and not body.get("existingAccountNumber"):
         info = body["previewAccountInfo"]
         body = {

@@ -135,7 +135,7 @@ class ZuoraCallout(MachineEndpoint):
             stored, created = store_event("zuora", raw, dedup)
             if not created:
                 return Response({"ok": True, "duplicate": True})
-            record, _ = ensure_record(
+            ensure_record(
                 SyncRecord.Kind.BILLING_EVENT,
                 f"billing_event:{dedup}",
                 payload={"event": event.as_dict()},
