@@ -24,4 +24,6 @@ from zkbridge.settings import BASE_DIR, DATABASES  # noqa: E402
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:: the live server's threads then use their own connections, as in production.
+    # .zkbridge/ is created here too: a fresh clone runs the tests before any demo has made it.
+    (BASE_DIR / ".zkbridge").mkdir(exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".zkbridge" / "test.sqlite3")}
