@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sync import kommo_webhook, usage, zuora_callout
+from sync import api_schema, kommo_webhook, usage, zuora_callout
 from sync.inbox import body_hash, ensure_record, store_event
 from sync.installation import kommo_webhook_token
 from sync.models import SyncRecord, WebhookEvent
@@ -46,6 +46,7 @@ class MachineEndpoint(APIView):
 
 
 class KommoWebhook(MachineEndpoint):
+    @api_schema.kommo_webhook
     def post(self, request: Request, token: str) -> Response:
         if not hmac.compare_digest(token.encode(), kommo_webhook_token().encode()):
             return Response({"error": "not found"}, status=404)
@@ -86,6 +87,7 @@ class KommoWebhook(MachineEndpoint):
 class UsageFeed(APIView):
     """POST /api/usage/: a JSON array or CSV of usage records; idempotent on unique_key."""
 
+    @api_schema.usage_feed
     def post(self, request: Request) -> Response:
         body = read_body(request._request)
         if body is None:
@@ -109,6 +111,7 @@ def challenge(detail: str) -> Response:
 class ZuoraCallout(MachineEndpoint):
     """Zuora's HTTP callouts: Basic auth (challenge first, as Zuora performs it), optional HMAC."""
 
+    @api_schema.zuora_callout
     def post(self, request: Request) -> Response:
         raw = request._request
         username, password = settings.ZUORA_CALLOUT_USERNAME, settings.ZUORA_CALLOUT_PASSWORD

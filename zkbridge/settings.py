@@ -15,19 +15,27 @@ from zkbridge import config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
+# `python3 dev.py demo` writes the settings it runs with (secret key, URL, database) here, so that
+# manage.py in a second terminal talks to the same demo. Only while no real Zuora or Kommo is named:
+# a demo's file left in a checkout never configures a real deployment.
+ZKBRIDGE_STATE_DIR = Path(config.string("ZKBRIDGE_STATE_DIR", str(BASE_DIR / ".zkbridge")))
+DEMO_ENV = ZKBRIDGE_STATE_DIR / "demo.env"
+_testing = config.raw("DJANGO_SETTINGS_MODULE") == "zkbridge.settings_test"  # tests never use the demo's file
+if not (config.raw("ZUORA_BASE_URL") or config.raw("KOMMO_BASE_URL") or _testing):
+    load_dotenv(DEMO_ENV, override=False)
 
 # --- Django core -----------------------------------------------------------------------------------
 _secret = config.string("ZKBRIDGE_SECRET_KEY")
 if _secret is None:
     # A fixed dev key would let anyone forge sessions on a forgotten demo; a per-checkout file is
     # stable across restarts (queued django-q2 tasks are signed with it) and never committed.
-    _key_file = BASE_DIR / ".zkbridge" / "dev-secret-key"
+    _key_file = ZKBRIDGE_STATE_DIR / "dev-secret-key"
     if _key_file.exists():
         _secret = _key_file.read_text().strip()
     else:
         import secrets
 
-        _key_file.parent.mkdir(exist_ok=True)
+        _key_file.parent.mkdir(parents=True, exist_ok=True)
         _secret = secrets.token_urlsafe(50)
         _key_file.write_text(_secret)
     if "pytest" not in sys.modules:
@@ -42,11 +50,16 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # WhiteNoise serves the admin's CSS and JavaScript from every process (runserver with debug off,
+    # gunicorn): without it the demo's admin has no styles and the rate-plan picker does not work.
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
     "django_q",
     "simple_history",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "catalog",
     "sync",
     "sandbox",
@@ -54,6 +67,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -105,7 +119,17 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
+# `collectstatic` gathers the files here (dev.py demo does it; production runs it at each upgrade).
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # collectstatic also writes gzip copies, which WhiteNoise serves to browsers that accept them. No
+    # manifest: a process started before collectstatic still renders every page.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Until collectstatic has run, WhiteNoise serves the files straight from the apps' folders, so even a
+# forgotten collectstatic leaves a styled, working admin.
+WHITENOISE_USE_FINDERS = not STATIC_ROOT.is_dir()
 
 # Webhook bodies are read whole; Kommo's largest realistic body is far below this.
 DATA_UPLOAD_MAX_MEMORY_SIZE = config.integer("ZKBRIDGE_MAX_BODY_BYTES", 1_048_576, minimum=1024)
@@ -115,6 +139,27 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+# The OpenAPI document of the machine endpoints, generated from the views (GET /api/schema/, browsable
+# at /api/docs/ with Swagger UI served from our own static files: no CDN).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "zkbridge",
+    "DESCRIPTION": "Kommo web hooks, Zuora callouts and usage feeds into zkbridge (Kommo CRM ↔ Zuora billing).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {"zuoraCalloutBasic": {"type": "http", "scheme": "basic"}},
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "sync.api_schema.add_plain_endpoints",
+    ],
 }
 
 # --- zkbridge: where it is reachable and what it talks to ------------------------------------------

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.http import HttpResponseNotFound
 from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from sync import operations, views
 
@@ -12,6 +13,8 @@ urlpatterns = [
     path("api/usage/", views.UsageFeed.as_view(), name="usage-feed"),
     path("healthz", views.healthz, name="healthz"),
     path("metrics", operations.metrics, name="metrics"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
 if settings.ZKBRIDGE_SANDBOX:
