@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """zkbridge's two commands, standard library only, so they work on a fresh machine with Python and git.
 
-    python3 dev.py demo    set up and run zkbridge on SQLite with the built-in emulators
-    python3 dev.py test    set up and run the whole test suite (extra arguments go to pytest)
+    python3 dev.py demo            set up and run zkbridge on SQLite with the built-in emulators
+                                   (a restart keeps everything the user did)
+    python3 dev.py demo --reset    the same, after forgetting all demo data (never a real setup's)
+    python3 dev.py test            set up and run the whole test suite (extra arguments go to pytest)
 
 Both create .venv/ and install the pinned requirements the first time (and again when they change).
 """
@@ -72,24 +74,55 @@ def wait_for(url: str, seconds: float = 60) -> None:
     raise SystemExit(f"zkbridge did not answer at {url} within {seconds:.0f}s")
 
 
-def demo() -> None:
-    ensure_venv("requirements.txt")
-    env = dict(os.environ)
-    if not env.get("ZKBRIDGE_SECRET_KEY"):
-        key_file = ROOT / ".zkbridge" / "dev-secret-key"
-        key_file.parent.mkdir(exist_ok=True)
-        if not key_file.exists():
-            import secrets
+DEMO_ENV_KEYS = ("ZKBRIDGE_SECRET_KEY", "ZKBRIDGE_URL", "DATABASE_URL")
 
-            key_file.write_text(secrets.token_urlsafe(50))
-        env["ZKBRIDGE_SECRET_KEY"] = key_file.read_text().strip()
-        say("ZKBRIDGE_SECRET_KEY is not set: using a generated development key (.zkbridge/dev-secret-key)")
-    base = env.setdefault("ZKBRIDGE_URL", "http://127.0.0.1:8000")
-    address = base.split("://", 1)[1].rstrip("/")
+
+def demo_environment() -> dict:
+    """The demo's settings, written to <state dir>/demo.env so that manage.py in another terminal
+    uses the same secret key, URL and database without anyone exporting anything."""
+    env = dict(os.environ)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    state = Path(env.get("ZKBRIDGE_STATE_DIR") or ROOT / ".zkbridge")
+    state.mkdir(parents=True, exist_ok=True)
+    demo_env = state / "demo.env"
+    saved = {}
+    if demo_env.exists():
+        for line in demo_env.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name in DEMO_ENV_KEYS and value:
+                saved[name] = value
+    if not env.get("ZKBRIDGE_SECRET_KEY"):
+        import secrets
+
+        env["ZKBRIDGE_SECRET_KEY"] = saved.get("ZKBRIDGE_SECRET_KEY") or secrets.token_urlsafe(50)
+    # What an earlier run used stays, unless this run's environment says otherwise.
+    for name in ("ZKBRIDGE_URL", "DATABASE_URL"):
+        if not env.get(name) and saved.get(name):
+            env[name] = saved[name]
+    env.setdefault("ZKBRIDGE_URL", "http://127.0.0.1:8000")
+    lines = [f"{name}={env[name]}" for name in DEMO_ENV_KEYS if env.get(name)]
+    demo_env.write_text("# written by python3 dev.py demo: manage.py reads it while no real Zuora or Kommo is set\n")
+    with demo_env.open("a") as out:
+        out.write("\n".join(lines) + "\n")
+    demo_env.chmod(0o600)
+    return env
+
+
+def demo(args: list[str]) -> None:
+    unknown = [a for a in args if a != "--reset"]
+    if unknown:
+        sys.exit(f"unknown option(s) {' '.join(unknown)}; usage: python3 dev.py demo [--reset]")
+    ensure_venv("requirements.txt")
+    env = demo_environment()
+    base = env["ZKBRIDGE_URL"].rstrip("/")
+    address = base.split("://", 1)[1]
     say("migrating the database (SQLite by default) …")
     manage("migrate", "--noinput", "-v", "0", env=env)
-    manage("sandbox_seed", env=env)
-    login = manage("demo_setup", "--admin", env=env, capture=True).split()
+    if "--reset" in args:
+        say("--reset: forgetting the demo's data …")
+        manage("demo_setup", "--reset", env=env)
+    manage("collectstatic", "--noinput", "-v", "0", env=env)
+    login = manage("demo_setup", "--seed", "--admin", env=env, capture=True).split()
     children = [
         subprocess.Popen([str(PY), "manage.py", "runserver", address, "--noreload"], cwd=ROOT, env=env),
         subprocess.Popen([str(PY), "manage.py", "qcluster"], cwd=ROOT, env=env),
@@ -165,7 +198,7 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test"):
         sys.exit(__doc__)
     if sys.argv[1] == "demo":
-        demo()
+        demo(sys.argv[2:])
     else:
         sys.exit(test(sys.argv[2:]))
 

@@ -72,3 +72,23 @@ def check_connections() -> dict[str, Any]:
         "callout_url": f"{settings.ZKBRIDGE_URL}/webhooks/zuora/",
         "callout_auth": bool(settings.ZUORA_CALLOUT_USERNAME and settings.ZUORA_CALLOUT_PASSWORD),
     }
+
+
+def emulators_unreachable() -> str | None:
+    """When zkbridge talks to its built-in emulators, they are served by the zkbridge web process at
+    ZKBRIDGE_URL; a command run while it is down would only record a failure. Returns the one line to
+    say instead (None when reachable, or when real Zuora and Kommo are configured)."""
+    if not (settings.ZKBRIDGE_SANDBOX and (settings.ZUORA_USES_EMULATOR or settings.KOMMO_USES_EMULATOR)):
+        return None
+    import requests
+
+    url = f"{settings.ZKBRIDGE_URL}/healthz"
+    try:
+        requests.get(url, timeout=5)
+    except requests.RequestException as exc:
+        return (
+            f"the built-in Zuora and Kommo emulators are served by zkbridge at ZKBRIDGE_URL={settings.ZKBRIDGE_URL}, "
+            f"which does not answer ({type(exc).__name__}): start `python3 dev.py demo`, or set ZKBRIDGE_URL to "
+            f"where zkbridge runs"
+        )
+    return None

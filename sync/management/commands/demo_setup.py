@@ -1,5 +1,9 @@
-"""Prepare the embedded demo: an admin login, and (once the server is up) the catalog, the plan map and
-the Kommo web hook subscription. Used by `python3 dev.py demo`."""
+"""Prepare the embedded demo (used by `python3 dev.py demo`).
+
+The demo keeps what its user did: the emulators are seeded, the plan map imported and the admin login
+created on the first run only; a restart changes nothing. `--reset` starts over, and only ever on the
+built-in emulators' data: it refuses as soon as a real Zuora or Kommo is configured.
+"""
 
 import secrets
 from pathlib import Path
@@ -10,48 +14,87 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from catalog.models import MappedRatePlan, PlanMapping, ProductRatePlan
+from sync.models import Cursor
+
+CONNECTED = "demo_connected"
 
 
 class Command(BaseCommand):
-    help = "Create the demo admin login (--admin) or load the demo catalog, plan map and web hook (--connect)."
+    help = (
+        "The embedded demo: --reset forgets everything, --seed loads the emulators' demo data (first run only), "
+        "--admin prints the admin login, --connect syncs the catalog, imports the demo plan map (first run only) "
+        "and registers the Kommo web hook."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--admin", action="store_true", help="create or reuse the admin login and print it")
+        parser.add_argument("--reset", action="store_true", help="forget all demo data (emulators and zkbridge)")
+        parser.add_argument("--seed", action="store_true", help="load the emulators' demo data unless already there")
+        parser.add_argument("--admin", action="store_true", help="create the admin login once and print it")
         parser.add_argument(
             "--connect",
             action="store_true",
-            help="sync the catalog, import the demo plan map, register the Kommo web hook",
+            help="sync the catalog, import the demo plan map (first run only), register the Kommo web hook",
         )
 
-    def handle(self, *args, admin=False, connect=False, **options):
-        if not settings.ZKBRIDGE_SANDBOX:
-            raise CommandError("demo_setup works with the built-in emulators only (ZKBRIDGE_SANDBOX on)")
+    def handle(self, *args, reset=False, seed=False, admin=False, connect=False, **options):
+        if not (settings.ZKBRIDGE_SANDBOX and settings.ZUORA_USES_EMULATOR and settings.KOMMO_USES_EMULATOR):
+            raise CommandError(
+                "the demo works with the built-in emulators only: ZUORA_BASE_URL or KOMMO_BASE_URL is set, "
+                "so nothing was changed (a real setup is never reset)"
+            )
+        if reset:
+            # flush empties every table (emulators included) and re-runs the post-migrate set-up: the
+            # staff groups, the schedules, the billing rules and a new web hook token.
+            call_command("flush", interactive=False, verbosity=0)
+            self.stdout.write("Demo data forgotten; it will be seeded again.")
+        if seed:
+            self.seed()
         if admin:
             self.admin_login()
         if connect:
-            from sandbox.demo import zuora_id
+            self.connect()
 
-            call_command("sync_catalog", verbosity=0)
+    def seed(self) -> None:
+        from sandbox import demo
+        from sandbox.models import ZProduct
+
+        if ZProduct.objects.exists():
+            return  # seeded on an earlier run: the leads, notes and subscriptions are the user's now
+        demo.seed()
+
+    def admin_login(self) -> None:
+        path = Path(settings.ZKBRIDGE_STATE_DIR) / "admin-password"
+        path.parent.mkdir(exist_ok=True)
+        users = get_user_model().objects
+        user = users.filter(username="admin").first()
+        if user is None or not path.exists():
+            password = path.read_text().strip() if path.exists() else secrets.token_urlsafe(12)
+            path.write_text(password)
+            path.chmod(0o600)
+            user = user or users.create(username="admin", email="admin@example.com")
+            user.is_staff = user.is_superuser = True
+            user.set_password(password)
+            user.save()
+        # A password the user changed since is theirs: never overwritten (the file keeps the first one).
+        self.stdout.write(f"admin {path.read_text().strip()}")
+
+    def connect(self) -> None:
+        call_command("sync_catalog", verbosity=0)
+        if not Cursor.objects.filter(name=CONNECTED).exists():
             call_command(
                 "import_plan_map", str(Path(settings.BASE_DIR) / "sandbox/fixtures/demo-plan-map.csv"), verbosity=0
             )
-            # A legacy mapping made while "Growth (2024)" was sellable: it shows the retired-plan path.
-            legacy = ProductRatePlan.objects.filter(zuora_id=zuora_id("Growth (2024)")).first()
-            if legacy:
-                mapping, _ = PlanMapping.objects.get_or_create(
-                    kind="plan", kommo_value="Growth (2024)", currency="USD", defaults={"label": "Growth (2024)"}
-                )
-                MappedRatePlan.objects.get_or_create(mapping=mapping, product_rate_plan=legacy)
-            call_command("kommo_webhook", register=True, stdout=self.stdout)
+            self.legacy_mapping()
+            Cursor.objects.create(name=CONNECTED, value="plan map imported")
+        call_command("kommo_webhook", register=True, stdout=self.stdout)
 
-    def admin_login(self) -> None:
-        path = Path(settings.BASE_DIR) / ".zkbridge" / "admin-password"
-        path.parent.mkdir(exist_ok=True)
-        password = path.read_text().strip() if path.exists() else secrets.token_urlsafe(12)
-        path.write_text(password)
-        path.chmod(0o600)
-        user, _ = get_user_model().objects.get_or_create(username="admin", defaults={"email": "admin@example.com"})
-        user.is_staff = user.is_superuser = True
-        user.set_password(password)
-        user.save()
-        self.stdout.write(f"admin {password}")
+    def legacy_mapping(self) -> None:
+        """A mapping made while "Growth (2024)" was sellable: it shows the retired-plan path."""
+        from sandbox.demo import zuora_id
+
+        legacy = ProductRatePlan.objects.filter(zuora_id=zuora_id("Growth (2024)")).first()
+        if legacy:
+            mapping, _ = PlanMapping.objects.get_or_create(
+                kind="plan", kommo_value="Growth (2024)", currency="USD", defaults={"label": "Growth (2024)"}
+            )
+            MappedRatePlan.objects.get_or_create(mapping=mapping, product_rate_plan=legacy)

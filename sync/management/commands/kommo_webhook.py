@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
+from sync.connections import emulators_unreachable
 from sync.installation import kommo_webhook_url
 
 
@@ -14,6 +15,8 @@ class Command(BaseCommand):
     def handle(self, *args, register=False, **options):
         url = kommo_webhook_url()
         if register:
+            if problem := emulators_unreachable():
+                raise CommandError(problem)
             try:
                 KommoClient.from_settings().subscribe_webhook(url, ["status_lead", "add_lead"])
             except ApiError as exc:

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.clients.errors import ApiError
+from sync.connections import emulators_unreachable
 from sync.poll import poll_kommo
 
 
@@ -13,6 +14,8 @@ class Command(BaseCommand):
     def handle(self, *args, since=None, **options):
         if since is not None and since < 0:
             raise CommandError("--since must be a unix time (seconds since 1970)")
+        if problem := emulators_unreachable():
+            raise CommandError(problem)
         try:
             result = poll_kommo(since=since)
         except ApiError as exc:

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from sync.connections import emulators_unreachable
 from sync.reconcile import report_csv, run_reconciliation
 
 
@@ -15,6 +16,8 @@ class Command(BaseCommand):
     def handle(self, *args, csv=None, limit=200, **options):
         if csv and not Path(csv).resolve().parent.is_dir():
             raise CommandError(f"{csv}: the folder does not exist")
+        if problem := emulators_unreachable():
+            raise CommandError(problem)
         run = run_reconciliation()
         if not run.ok:
             raise CommandError(run.error)

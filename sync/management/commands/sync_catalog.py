@@ -3,6 +3,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.catalog_sync import sync_catalog
+from sync.connections import emulators_unreachable
 
 
 class Command(BaseCommand):
@@ -21,6 +22,8 @@ class Command(BaseCommand):
                 sys.stdout.write(f"\rpage {page}: {products} products read")
                 sys.stdout.flush()
 
+        if problem := emulators_unreachable():
+            raise CommandError(problem)
         run = sync_catalog(page_size=page_size, progress=progress)
         if verbose:
             self.stdout.write("")
