@@ -107,6 +107,10 @@ def _task_json(task: KTask) -> dict[str, Any]:
         "task_type_id": task.task_type_id,
         "responsible_user_id": task.responsible_user_id,
         "is_completed": task.is_completed,
+        "result": {"text": task.result} if task.result else [],
+        "created_at": task.created_at,
+        "updated_at": task.updated_at or task.created_at,
+        "account_id": ACCOUNT_ID,
     }
 
 
@@ -150,3 +154,44 @@ def tasks(request: HttpRequest) -> HttpResponse:
             "_embedded": {"tasks": [{"id": t.id, "request_id": str(n)} for n, t in enumerate(created)]},
         }
     )
+
+
+@kommo_view
+def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
+    """GET one task, or PATCH it: `{"is_completed": true, "result": {"text": …}}` completes it (Kommo asks for
+    a result text when a task is completed); text and complete_till may change too."""
+    task = KTask.objects.filter(id=task_id).first()
+    if task is None:
+        return problem(404, "Not Found", "Task not found")
+    if request.method == "GET":
+        return JsonResponse(_task_json(task))
+    if request.method != "PATCH":
+        return problem(405, "Method Not Allowed", "Use GET or PATCH")
+    try:
+        body = json_body(request)
+    except ValueError:
+        return problem(400, "Bad Request", "The body must be JSON")
+    if not isinstance(body, dict):
+        return problem(400, "Bad Request", "Expected a task object")
+    errors = []
+    result = body.get("result")
+    result_text = result.get("text") if isinstance(result, dict) else None
+    if body.get("is_completed") is True and not str(result_text or "").strip():
+        errors.append({"code": "FieldMissing", "path": "result.text", "detail": "This field is missing"})
+    if "is_completed" in body and not isinstance(body["is_completed"], bool):
+        errors.append({"code": "InvalidType", "path": "is_completed", "detail": "Must be a boolean"})
+    if "complete_till" in body and not isinstance(body["complete_till"], int):
+        errors.append({"code": "InvalidType", "path": "complete_till", "detail": "Must be a unix time"})
+    if errors:
+        return problem(400, "Bad Request", "Request validation failed", errors)
+    if "is_completed" in body:
+        task.is_completed = body["is_completed"]
+    if result_text:
+        task.result = str(result_text)
+    if body.get("text"):
+        task.text = str(body["text"])
+    if "complete_till" in body:
+        task.complete_till = body["complete_till"]
+    task.updated_at = unix_now()
+    task.save()
+    return JsonResponse({"id": task.id, "updated_at": task.updated_at, "_links": link_to(f"/api/v4/tasks/{task.id}")})

@@ -251,7 +251,9 @@ class KTask(models.Model):
     task_type_id = models.PositiveIntegerField(default=1)
     responsible_user_id = models.BigIntegerField(null=True)
     is_completed = models.BooleanField(default=False)
+    result = models.TextField(blank=True)  # what the person who completed it wrote (result.text)
     created_at = models.BigIntegerField()
+    updated_at = models.BigIntegerField(default=0)
 
 
 class KWebhook(models.Model):

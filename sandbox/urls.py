@@ -47,6 +47,7 @@ k = [
     path("kommo/api/v4/catalogs", kommo.catalogs),
     path("kommo/api/v4/catalogs/<int:catalog_id>/elements", kommo.catalog_elements),
     path("kommo/api/v4/tasks", kommo_activity.tasks),
+    path("kommo/api/v4/tasks/<int:task_id>", kommo_activity.task_detail),
     path("kommo/api/v4/webhooks", kommo_webhooks.webhooks),
 ]
 c = [

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, outside_links
+from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, kommo_lead_url, outside_links, zuora_url
 from sync.billing import template_problems
-from sync.inbox import requeue
+from sync.inbox import enqueue_task_close, requeue
 from sync.models import ApiCall, BillingEventRule, SyncRecord, UsageRecord, WebhookEvent
 
 STATUS_COLOURS = {
@@ -27,6 +32,7 @@ STATUS_COLOURS = {
     "cancelled": "#57606a",
     "ignored": "#8c959f",
 }
+TIMELINE_CALLS = 200
 RETRYABLE = (
     SyncRecord.Status.NEEDS_ATTENTION,
     SyncRecord.Status.FAILED,
@@ -43,30 +49,10 @@ def status_badge(status: str, label: str) -> str:
     )
 
 
-class ApiCallInline(admin.TabularInline):
-    model = ApiCall
-    extra = 0
-    can_delete = False
-    fields = (
-        "at",
-        "provider",
-        "method",
-        "path",
-        "status",
-        "duration_ms",
-        "request_id",
-        "error",
-    )
-    readonly_fields = fields
-    ordering = ["at"]
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-
 @admin.register(SyncRecord)
 class SyncRecordAdmin(LeadIdSearchAdmin):
+    """The list of every sync, and each record's page: the place to read what happened and repair it."""
+
     list_display = [
         "key",
         "kind",
@@ -90,32 +76,36 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
     date_hierarchy = "created_at"
     list_per_page = 50
     show_full_result_count = False  # no COUNT(*) over a large table on every page
-    readonly_fields = (
-        "kind",
-        "key",
-        "badge",
-        "reason",
-        "kommo_lead_id",
-        "zuora_account_number",
-        "zuora_subscription_number",
-        "summary",
-        "timeline",
-        "generation",
-        "attempts",
-        "next_attempt_at",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "source_event",
-        "links",
-        "payload_pretty",
-    )
-    fields = readonly_fields
-    inlines = [ApiCallInline]
+    fieldsets = [
+        (None, {"fields": ["badge", "reason", "open_in", "kind", "key", "summary"]}),
+        ("Zuora and Kommo", {"fields": ["kommo_lead_id", "zuora_account_number", "zuora_subscription_number"]}),
+        ("What happened", {"fields": ["timeline"]}),
+        (
+            "Details",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "generation",
+                    "attempts",
+                    "next_attempt_at",
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                    "source_event",
+                    "payload_pretty",
+                ],
+            },
+        ),
+    ]
+    readonly_fields = [str(name) for _, options in fieldsets for name in options["fields"]]
     actions = ["retry", "mark_resolved", "cancel"]
+    change_form_template = "admin/sync/syncrecord/change_form.html"
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a record is the memory that makes a sync exactly-once: cancel it instead
 
     @admin.display(description="status", ordering="status")
     def badge(self, obj: SyncRecord) -> str:
@@ -125,41 +115,162 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
     def links(self, obj: SyncRecord) -> str:
         return outside_links(obj.kommo_lead_id, obj.zuora_subscription_number or obj.zuora_account_number)
 
+    @admin.display(description="open in")
+    def open_in(self, obj: SyncRecord) -> str:
+        parts = []
+        if obj.kommo_lead_id:
+            parts.append(("the deal in Kommo", kommo_lead_url(obj.kommo_lead_id)))
+        if obj.zuora_account_number:
+            parts.append((f"account {obj.zuora_account_number} in Zuora", zuora_url(obj.zuora_account_number)))
+        if obj.zuora_subscription_number:
+            parts.append(
+                (f"subscription {obj.zuora_subscription_number} in Zuora", zuora_url(obj.zuora_subscription_number))
+            )
+        if not parts:
+            return "—"
+        return format_html_join(" · ", '<a href="{}" target="_blank" rel="noopener">{}</a>', ((u, t) for t, u in parts))
+
     @admin.display(description="reason")
     def short_reason(self, obj: SyncRecord) -> str:
         return (obj.reason[:90] + "…") if len(obj.reason) > 90 else obj.reason
 
-    @admin.display(description="steps")
+    @admin.display(description="timeline")
     def timeline(self, obj: SyncRecord) -> str:
-        if not obj.steps:
-            return "—"
-        steps = sorted(obj.steps.items(), key=lambda item: item[1].get("at", ""))
-        return format_html(
-            "<table>{}</table>",
-            format_html_join(
-                "",
-                "<tr><td>{}</td><td><b>{}</b></td><td>{}</td><td><code>{}</code></td></tr>",
+        """The record's steps and its API calls, in the order they happened."""
+        events: list[tuple[str, str, str, str, str]] = []
+        for name, data in obj.steps.items():
+            detail = {k: v for k, v in data.items() if k not in ("at", "done")}
+            events.append(
                 (
-                    (
-                        data.get("at", "")[:19].replace("T", " "),
-                        name,
-                        "done" if data.get("done") else "attempted",
-                        json.dumps({k: v for k, v in data.items() if k not in ("at", "done")}, ensure_ascii=False),
-                    )
-                    for name, data in steps
-                ),
+                    data.get("at", ""),
+                    f"step: {name.replace('_', ' ')}",
+                    "done" if data.get("done") else "attempted",
+                    "",
+                    json.dumps(detail, ensure_ascii=False)[:400] if detail else "",
+                )
+            )
+        calls = obj.api_calls.order_by("at")[:TIMELINE_CALLS]
+        for call in calls:
+            outcome = str(call.status or "no answer") + (f" {call.error}" if call.error else "")
+            events.append(
+                (
+                    call.at.isoformat(),
+                    f"{call.provider.title()} {call.method} {call.path}",
+                    outcome,
+                    reverse("admin:sync_apicall_change", args=[call.id]),
+                    f"{call.duration_ms} ms" + (f" · request id {call.request_id}" if call.request_id else ""),
+                )
+            )
+        if not events:
+            return "—"
+        events.sort(key=lambda event: event[0])
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class='zk-wrap'>{}</td></tr>",
+            (
+                (
+                    at[:19].replace("T", " "),
+                    format_html('<a href="{}">{}</a>', link, what) if link else what,
+                    outcome,
+                    detail,
+                )
+                for at, what, outcome, link, detail in events
             ),
+        )
+        more = obj.api_calls.count() - TIMELINE_CALLS
+        tail = format_html("<p>… and {} more API calls (see API calls).</p>", more) if more > 0 else ""
+        return format_html(
+            '<table class="zk-timeline"><thead><tr><th>when (UTC)</th><th>what</th><th>outcome</th>'
+            "<th>detail</th></tr></thead><tbody>{}</tbody></table>{}",
+            rows,
+            tail,
         )
 
     @admin.display(description="payload")
     def payload_pretty(self, obj: SyncRecord) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, ensure_ascii=False)[:5000])
 
+    # --- the record's page: read only, with its repairs as buttons --------------------------------
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        record = self.get_object(request, object_id)
+        can_repair = self.has_change_permission(request, record)
+        extra = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+            "show_delete": False,
+            "repairs": self.repairs_for(record) if record is not None and can_repair else [],
+        }
+        return super().change_view(request, object_id, form_url, extra)
+
+    @staticmethod
+    def repairs_for(record: SyncRecord) -> list[dict[str, str]]:
+        repairs = []
+        if record.status in RETRYABLE:
+            repairs.append({"name": "retry", "label": "Retry", "help": "resumes after the last completed step"})
+        if record.status not in (SyncRecord.Status.SUCCEEDED, SyncRecord.Status.RUNNING):
+            if record.status != SyncRecord.Status.RESOLVED:
+                repairs.append({"name": "resolve", "label": "Mark resolved", "help": "fixed by hand elsewhere"})
+            if record.status != SyncRecord.Status.CANCELLED:
+                repairs.append({"name": "cancel", "label": "Cancel", "help": "zkbridge will not sync it"})
+        return repairs
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/repair/<str:repair>/",
+                self.admin_site.admin_view(self.repair_view),
+                name="sync_syncrecord_repair",
+            ),
+            *super().get_urls(),
+        ]
+
+    def repair_view(self, request: HttpRequest, object_id: str, repair: str) -> HttpResponse:
+        record = self.get_object(request, object_id)
+        if record is None:
+            raise Http404("no such sync record")
+        if not self.has_change_permission(request, record):
+            raise PermissionDenied
+        page = reverse("admin:sync_syncrecord_change", args=[record.id])
+        if request.method != "POST" or repair not in ("retry", "resolve", "cancel"):
+            return redirect(page)
+        if repair == "retry":
+            moved = self.queue_retry(request, [record.id]) == 1
+            done, refused = "Retry queued: it resumes after the last completed step.", "retried"
+        else:
+            status = SyncRecord.Status.RESOLVED if repair == "resolve" else SyncRecord.Status.CANCELLED
+            moved = self.close(request, record, status)
+            done = "Marked resolved." if repair == "resolve" else "Cancelled: zkbridge will not sync it."
+            refused = "resolved" if repair == "resolve" else "cancelled"
+        if moved:
+            self.message_user(request, done, messages.SUCCESS)
+        else:
+            record.refresh_from_db()
+            self.message_user(
+                request, f"Not {refused}: the record is '{record.get_status_display()}' now.", messages.WARNING
+            )
+        return redirect(page)
+
+    def queue_retry(self, request: HttpRequest, ids: list[int]) -> int:
+        # Re-checked inside the UPDATE: a record that changed meanwhile (e.g. already re-run) is left alone.
+        count = requeue(ids, RETRYABLE, f"retry requested by {request.user} at {timezone.now():%Y-%m-%d %H:%M}")
+        if count:
+            for record in SyncRecord.objects.filter(id__in=ids, status=SyncRecord.Status.PENDING):
+                self.log_change(request, record, "Retry requested")
+        return count
+
+    def close(self, request: HttpRequest, record: SyncRecord, status: str) -> bool:
+        if not record.close_by_staff(status, request.user):
+            return False
+        self.log_change(request, record, "Marked resolved" if status == SyncRecord.Status.RESOLVED else "Cancelled")
+        transaction.on_commit(partial(enqueue_task_close, record.id))
+        return True
+
     @admin.action(description="Retry (resumes after the last completed step)", permissions=["change"])
     def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
-        # Re-checked inside the UPDATE: a record that changed meanwhile (e.g. already re-run) is left alone.
         ids = list(queryset.filter(status__in=RETRYABLE).values_list("id", flat=True))
-        count = requeue(ids, RETRYABLE, f"retry requested by {request.user} at {timezone.now():%Y-%m-%d %H:%M}")
+        count = self.queue_retry(request, ids)
         skipped = queryset.count() - count
         self.message_user(
             request,
@@ -170,22 +281,12 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
 
     @admin.action(description="Mark resolved (fixed by hand)", permissions=["change"])
     def mark_resolved(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = queryset.exclude(status__in=[SyncRecord.Status.SUCCEEDED, SyncRecord.Status.RUNNING]).update(
-            status=SyncRecord.Status.RESOLVED,
-            finished_at=timezone.now(),
-            next_attempt_at=None,
-            reason=f"resolved by {request.user} at {timezone.now():%Y-%m-%d %H:%M}",
-        )
+        count = sum(self.close(request, record, SyncRecord.Status.RESOLVED) for record in queryset[:500])
         self.message_user(request, f"{count} record(s) marked resolved.")
 
     @admin.action(description="Cancel (do not sync)", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = queryset.exclude(status__in=[SyncRecord.Status.SUCCEEDED, SyncRecord.Status.RUNNING]).update(
-            status=SyncRecord.Status.CANCELLED,
-            finished_at=timezone.now(),
-            next_attempt_at=None,
-            reason=f"cancelled by {request.user} at {timezone.now():%Y-%m-%d %H:%M}",
-        )
+        count = sum(self.close(request, record, SyncRecord.Status.CANCELLED) for record in queryset[:500])
         self.message_user(request, f"{count} record(s) cancelled.")
 
 

@@ -11,7 +11,7 @@ from django.urls import path
 from django.utils.html import format_html
 
 from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, outside_links
-from sync.fixes import fix
+from sync.fixes import fix, outcome
 from sync.models import Discrepancy, ReconciliationRun
 from sync.reconcile import latest_report, report_csv
 
@@ -94,12 +94,11 @@ class DiscrepancyAdmin(LeadIdSearchAdmin, ViewOnlyAdmin):
         "detail",
         "action",
         "links",
-        "fixed_at",
-        "fix_result",
+        "fix_outcome",
     ]
     list_filter = [LatestRunFilter, "kind", "action", ("fixed_at", admin.EmptyFieldListFilter)]
     search_fields = ["zuora_account_number", "zuora_subscription_number", "detail"]
-    list_select_related = ["run"]
+    list_select_related = ["run", "sync_record"]
     list_per_page = 100
     show_full_result_count = False
     actions = ["apply_fix"]
@@ -114,6 +113,10 @@ class DiscrepancyAdmin(LeadIdSearchAdmin, ViewOnlyAdmin):
             format_html('<a href="../syncrecord/{}/change/">sync</a>', row.sync_record_id) if row.sync_record_id else ""
         )
         return outside_links(row.kommo_lead_id, row.zuora_subscription_number or row.zuora_account_number, sync)
+
+    @admin.display(description="fix", ordering="fixed_at")
+    def fix_outcome(self, row: Discrepancy) -> str:
+        return outcome(row) or "—"
 
     @admin.action(description="Apply the one-click fix (re-checked first)")
     def apply_fix(self, request: HttpRequest, queryset) -> None:

@@ -3,6 +3,7 @@ row (fixed meanwhile, or clicked twice) never causes a second re-sync."""
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.utils import timezone
 
 from sync.clients.errors import ApiError
@@ -21,23 +22,52 @@ FINISHED = (
 )
 
 
+QUEUED = ("retry queued", "re-sync queued", "sync queued")
+
+
 def fix(row: Discrepancy, user: str = "staff") -> str:
-    """Apply the row's one-click fix; returns what happened, in words. Rows need a person otherwise."""
+    """Apply the row's one-click fix; returns what happened, in words. Rows need a person otherwise.
+
+    A fix that queues work is only *requested*: the row is fixed when its record succeeds
+    (sync.tasks.cause_gone), and the report shows the record's outcome meanwhile."""
+    row.refresh_from_db(fields=["fixed_at", "fix_requested_at", "fix_result", "sync_record"])
     if row.fixed_at:
         return f"already fixed: {row.fix_result}"
-    if row.action == A.RETRY:
-        result = retry(row)
-    elif row.action == A.RESYNC:
-        result = resync(row)
-    elif row.action == A.RELINK:
-        result = relink(row)
-    else:
+    if row.action not in (A.RETRY, A.RESYNC, A.RELINK):
         return "no automatic fix: " + row.get_action_display().lower()
-    if not result.startswith(("skipped", "failed")):
-        row.fixed_at = timezone.now()
-    row.fix_result = f"{result} (by {user})"[:300]
-    row.save(update_fields=["fixed_at", "fix_result"])
+    if row.action == A.RELINK:
+        result = relink(row)
+        if not result.startswith(("skipped", "failed")):
+            row.fixed_at = timezone.now()
+        row.fix_result = f"{result} (by {user})"[:300]
+        row.save(update_fields=["fixed_at", "fix_result"])
+        return result
+    # The row is saved before the queued work can run (it is enqueued when this transaction commits), so
+    # a record that succeeds at once still finds the row and marks it fixed.
+    with transaction.atomic():
+        result = retry(row) if row.action == A.RETRY else resync(row)
+        if result in QUEUED:
+            row.fix_requested_at = timezone.now()
+            if row.sync_record_id is None and row.kommo_lead_id is not None:
+                row.sync_record = SyncRecord.objects.filter(key=f"deal_won:{row.kommo_lead_id}").first()
+        row.fix_result = f"{result} (by {user})"[:300]
+        row.save(update_fields=["fix_requested_at", "fix_result", "sync_record"])
     return result
+
+
+def outcome(row: Discrepancy) -> str:
+    """The report's words for where a row's fix stands."""
+    if row.fixed_at:
+        return f"fixed at {timezone.localtime(row.fixed_at):%Y-%m-%d %H:%M}: {row.fix_result}"
+    if not row.fix_result:
+        return ""
+    record = row.sync_record
+    if row.fix_requested_at is None or record is None:
+        return row.fix_result
+    state = record.get_status_display().lower()
+    if record.status in PROBLEM:
+        return f"{row.fix_result} → {state} again: {record.reason}"
+    return f"{row.fix_result} → {state}"
 
 
 def _requeue(record: SyncRecord, from_states, reason: str, reset_steps: bool = False) -> bool:

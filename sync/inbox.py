@@ -76,6 +76,16 @@ def enqueue_record(record_id: int) -> None:
         log.exception("sync_record=%s could not be enqueued; dispatch_due will pick it up", record_id)
 
 
+def enqueue_task_close(record_id: int) -> None:
+    """After staff resolved or cancelled a record: a worker completes its Kommo task (never the web request)."""
+    from django_q.tasks import async_task
+
+    try:
+        async_task("sync.tasks.close_task_of", record_id, group="sync")
+    except Exception:  # the broker is down: sync.tasks.dispatch_due's sweep closes it later
+        log.exception("sync_record=%s: closing its Kommo task could not be enqueued", record_id)
+
+
 def requeue(ids: list[int], from_states, reason: str, *, reset_steps: bool = False) -> int:
     """Put records back in the queue at a person's request: attempts reset and a new generation, so
     Zuora writes get fresh Idempotency-Keys (the old key would replay the old failure). Only records
@@ -87,10 +97,14 @@ def requeue(ids: list[int], from_states, reason: str, *, reset_steps: bool = Fal
         "generation": F("generation") + 1,
         "reason": reason,
     }
-    if reset_steps:
-        changes["steps"] = {}
     with transaction.atomic():
-        count = SyncRecord.objects.filter(id__in=ids, status__in=from_states).update(**changes)
+        movable = SyncRecord.objects.filter(id__in=ids, status__in=from_states)
+        if reset_steps:
+            # A re-run from scratch forgets every step but the open Kommo task, which it completes later.
+            for record in movable.select_for_update():
+                kept = {k: v for k, v in record.steps.items() if k == "attention_task"}
+                SyncRecord.objects.filter(id=record.id).update(steps=kept)
+        count = movable.update(**changes)
         if count:
             for record_id in ids:  # claim() skips any that did not move
                 transaction.on_commit(partial(enqueue_record, record_id))

@@ -117,6 +117,26 @@ class SyncRecord(models.Model):
         self.next_attempt_at = None
         self.save(update_fields=["status", "reason", "finished_at", "next_attempt_at", "updated_at"])
 
+    def close_by_staff(self, status: str, user: object) -> bool:
+        """Resolve ("fixed by hand") or cancel ("do not sync") at a person's request. Refused while the
+        record runs or once it succeeded; the state is re-checked inside the UPDATE. True when it moved."""
+        assert status in (self.Status.RESOLVED, self.Status.CANCELLED)
+        now = timezone.now()
+        word = "resolved" if status == self.Status.RESOLVED else "cancelled"
+        moved = (
+            SyncRecord.objects.filter(id=self.id)
+            .exclude(status__in=[self.Status.SUCCEEDED, self.Status.RUNNING, status])
+            .update(
+                status=status,
+                finished_at=now,
+                next_attempt_at=None,
+                reason=f"{word} by {user} at {now:%Y-%m-%d %H:%M}",
+                updated_at=now,
+            )
+        )
+        self.refresh_from_db()
+        return bool(moved)
+
     def retry_later(self, reason: str, at: dt.datetime) -> None:
         self.status = self.Status.RETRYING
         self.reason = reason
@@ -295,6 +315,8 @@ class Discrepancy(models.Model):
     zuora_subscription_number = models.CharField(max_length=50, blank=True)
     detail = models.TextField()
     sync_record = models.ForeignKey(SyncRecord, null=True, blank=True, on_delete=models.SET_NULL)
+    # A fix that queues work (retry, re-sync) is requested first and fixed only when the record succeeds.
+    fix_requested_at = models.DateTimeField(null=True, blank=True)
     fixed_at = models.DateTimeField(null=True, blank=True)
     fix_result = models.CharField(max_length=300, blank=True)
 

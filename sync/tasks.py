@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from sync.clients.errors import ApiError, TransientError
 from sync.context import current_record_id
-from sync.flows import FLOWS, Ignored, NeedsAttention, notify_attention
+from sync.flows import FLOWS, Ignored, NeedsAttention, close_attention_task, notify_attention
 from sync.inbox import enqueue_record
 from sync.models import SyncRecord
 
@@ -73,9 +73,36 @@ def run_sync(record_id: int) -> str:
     else:
         record.finish(SyncRecord.Status.SUCCEEDED)
         log.info("%s succeeded", prefix)
+        cause_gone(record)
     finally:
         current_record_id.reset(token)
     return record.status
+
+
+def cause_gone(record: SyncRecord) -> None:
+    """A record that succeeded: its Kommo task is completed, and reconciliation rows whose fix queued it
+    are fixed now (not when the fix was only queued)."""
+    from sync.models import Discrepancy
+
+    Discrepancy.objects.filter(sync_record=record, fixed_at__isnull=True, fix_requested_at__isnull=False).update(
+        fixed_at=timezone.now()
+    )
+    close_attention_task(record)
+
+
+FINAL = (SyncRecord.Status.SUCCEEDED, SyncRecord.Status.RESOLVED, SyncRecord.Status.CANCELLED)
+
+
+def close_task_of(record_id: int) -> bool:
+    """Enqueued when staff resolve or cancel a record: the worker, not the web request, talks to Kommo."""
+    record = SyncRecord.objects.filter(id=record_id, status__in=FINAL).first()
+    return close_attention_task(record) if record else True
+
+
+def close_stale_tasks(limit: int = 50) -> int:
+    """Tasks still open on records that finished (Kommo was down when they did): try again."""
+    candidates = SyncRecord.objects.filter(status__in=FINAL, steps__attention_task__closed=False)
+    return sum(close_attention_task(record) for record in candidates.order_by("updated_at")[:limit])
 
 
 def dispatch_due() -> int:
@@ -93,4 +120,5 @@ def dispatch_due() -> int:
     )
     for record_id in due:
         enqueue_record(record_id)
+    close_stale_tasks()
     return len(due)

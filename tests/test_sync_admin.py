@@ -51,7 +51,8 @@ def test_list_filters_by_status_and_searches_numbers(admin_client, records):
 def test_detail_shows_the_timeline_and_the_calls(admin_client, records):
     page = admin_client.get(f"/admin/sync/syncrecord/{records['ok'].id}/change/").content.decode()
     assert "order" in page and "A00000001" in page and "/v1/orders" in page
-    assert "/sandbox/kommo/#lead-1" in page and ">Zuora</a>" in page
+    assert "/sandbox/kommo/#lead-1" in page and ">the deal in Kommo</a>" in page
+    assert ">account A00000001 in Zuora</a>" in page and ">subscription A-S00000001 in Zuora</a>" in page
 
 
 def test_links_lead_to_the_real_kommo_and_zuora(admin_client, records, settings):

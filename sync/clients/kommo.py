@@ -283,6 +283,14 @@ class KommoClient(HttpClient):
         tasks = ((answer.body or {}).get("_embedded") or {}).get("tasks") or []
         return tasks[0].get("id") if tasks else None
 
+    def complete_task(self, task_id: int, result: str) -> None:
+        """Complete a task with a result text (Kommo asks for one when a task is completed)."""
+        self.request(
+            "PATCH",
+            f"/api/v4/tasks/{int(task_id)}",
+            json_body={"is_completed": True, "result": {"text": result[:1000]}},
+        )
+
     def webhooks(self) -> list[dict]:
         answer = self.request("GET", "/api/v4/webhooks")
         return ((answer.body or {}).get("_embedded") or {}).get("webhooks") or [] if answer.status != 204 else []

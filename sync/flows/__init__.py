@@ -40,16 +40,32 @@ def flow(kind: str):
     return register
 
 
+ATTENTION_TASK = "attention_task"
+
+
+def open_attention_task(record: SyncRecord) -> dict:
+    """The Kommo task zkbridge opened on the deal and has not completed yet ({} when none)."""
+    task = record.step_data(ATTENTION_TASK)
+    return task if task.get("task_id") and not task.get("closed") else {}
+
+
 def notify_attention(record: SyncRecord, exc: NeedsAttention) -> None:
-    """Open a Kommo task on the deal so the salesperson sees the problem where they work (once per reason)."""
-    if not record.kommo_lead_id or record.step_data("attention_task").get("reason") == exc.reason:
+    """Open a Kommo task on the deal so the salesperson sees the problem where they work: one task per
+    reason, and never two open at once (a new reason completes the task of the old one first)."""
+    if not record.kommo_lead_id:
+        return
+    current = open_attention_task(record)
+    if current.get("reason") == exc.reason:
         return
     from sync.clients.kommo import KommoClient
 
+    kommo = KommoClient.from_settings()
+    if current and not close_attention_task(record, f"replaced by a newer problem: {exc.reason}"[:1000], kommo):
+        return  # the old task is still open; the salesperson is told once the close goes through
     text = exc.task or f"zkbridge could not bill this deal in Zuora: {exc.reason}. Fix it, then ask RevOps to retry."
     responsible = record.step_data("lead").get("responsible_user_id")
     try:
-        task_id = KommoClient.from_settings().add_task(
+        task_id = kommo.add_task(
             record.kommo_lead_id,
             text[:1000],
             due=timezone.now() + dt.timedelta(days=1),
@@ -58,7 +74,43 @@ def notify_attention(record: SyncRecord, exc: NeedsAttention) -> None:
     except ApiError as err:  # the record already says what is wrong; the task is a courtesy
         log.warning("sync_record=%s could not open the Kommo task: %s", record.id, err)
         return
-    record.mark_step("attention_task", reason=exc.reason, task_id=task_id)
+    record.mark_step(ATTENTION_TASK, reason=exc.reason, task_id=task_id, closed=False, result="")
+
+
+def task_result(record: SyncRecord) -> str:
+    """What the completed task says: how the problem ended."""
+    if record.status == SyncRecord.Status.SUCCEEDED:
+        if record.zuora_subscription_number:
+            return f"billed: {record.zuora_subscription_number} (Zuora account {record.zuora_account_number})"
+        return "done: zkbridge finished this deal's sync"
+    if record.status == SyncRecord.Status.RESOLVED:
+        return f"resolved in zkbridge: {record.reason}"
+    if record.status == SyncRecord.Status.CANCELLED:
+        return f"cancelled in zkbridge, not billed by it: {record.reason}"
+    return f"closed: {record.get_status_display()}"
+
+
+def close_attention_task(record: SyncRecord, result: str | None = None, kommo=None) -> bool:
+    """Complete the open Kommo task of a record whose cause is gone. Returns False when Kommo could not be
+    reached (a later sweep, sync.tasks.dispatch_due, tries again); a task deleted in Kommo counts as closed."""
+    task = open_attention_task(record)
+    if not task:
+        return True
+    from sync.clients.errors import NotFoundError, TransientError
+    from sync.clients.kommo import KommoClient
+
+    result = result or task_result(record)
+    try:
+        (kommo or KommoClient.from_settings()).complete_task(task["task_id"], result)
+    except NotFoundError:
+        result = f"{result} (the task was already deleted in Kommo)"
+    except TransientError as err:
+        log.warning("sync_record=%s could not complete Kommo task %s yet: %s", record.id, task["task_id"], err)
+        return False
+    except ApiError as err:  # refused for good (e.g. no rights): say so on the record, do not loop
+        result = f"{result} (Kommo refused to complete it: {err})"
+    record.mark_step(ATTENTION_TASK, closed=True, result=result[:1000])
+    return True
 
 
 def write_note_once(record: SyncRecord, kommo, entity: str, entity_id: int, text: str, step: str = "note") -> None:
