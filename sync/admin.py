@@ -254,10 +254,12 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
 
     def queue_retry(self, request: HttpRequest, ids: list[int]) -> int:
         # Re-checked inside the UPDATE: a record that changed meanwhile (e.g. already re-run) is left alone.
-        count = requeue(ids, RETRYABLE, f"retry requested by {request.user} at {timezone.now():%Y-%m-%d %H:%M}")
-        if count:
-            for record in SyncRecord.objects.filter(id__in=ids, status=SyncRecord.Status.PENDING):
-                self.log_change(request, record, "Retry requested")
+        # One transaction: the records that moved are logged before any worker can pick them up.
+        with transaction.atomic():
+            count = requeue(ids, RETRYABLE, f"retry requested by {request.user} at {timezone.now():%Y-%m-%d %H:%M}")
+            if count:
+                for record in SyncRecord.objects.filter(id__in=ids, status=SyncRecord.Status.PENDING):
+                    self.log_change(request, record, "Retry requested")
         return count
 
     def close(self, request: HttpRequest, record: SyncRecord, status: str) -> bool:
