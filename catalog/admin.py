@@ -218,7 +218,8 @@ class MappedRatePlanInline(admin.TabularInline):
 
 class ImportForm(forms.Form):
     file = forms.FileField(
-        help_text="CSV: kommo_value,product_rate_plan_id[,currency,label,kind,quantity,price,term_months,auto_renew]"
+        help_text="CSV: kommo_value,product_rate_plan_id[,currency,label,kind,quantity,price,term_months,auto_renew,"
+        "evergreen,renewal_term_months,payment_term,active]; several rate plans of one mapping separated by ';'"
     )
 
 

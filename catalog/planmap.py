@@ -65,19 +65,45 @@ def find_mapping(kind: str, value: str, currency: str) -> Lookup:
     return Lookup(None, f"{what} '{value}' is mapped only in {others}; the deal is in {currency}")
 
 
-# --- CSV import ------------------------------------------------------------------------------------
+# --- CSV import and export ------------------------------------------------------------------------
+# One line per mapping. A mapping with several rate plans names them in one cell separated by ";", with
+# its quantities and prices aligned the same way ("10;" = 10 on the first plan, none on the second).
+# Columns besides the two required ones left empty keep what the mapping has (defaults for a new one).
+PLAN_SEPARATOR = ";"
+BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+MAPPING_COLUMNS = [
+    "currency",
+    "label",
+    "kind",
+    "quantity",
+    "price",
+    "term_months",
+    "auto_renew",
+    "evergreen",
+    "renewal_term_months",
+    "payment_term",
+    "active",
+]
+OPTIONAL_COLUMNS = MAPPING_COLUMNS
+EXPORT_COLUMNS = REQUIRED_COLUMNS + MAPPING_COLUMNS
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    plan_id: str
+    quantity: Decimal | None
+    price: Decimal | None
+
+
 @dataclass(frozen=True)
 class CsvRow:
     line: int
     kind: str
     value: str
     currency: str
-    plan_id: str
-    label: str
-    quantity: Decimal | None
-    price: Decimal | None
-    term: str
-    auto: str
+    items: tuple[PlanItem, ...]
+    # Mapping fields the line sets (absent: left as they are).
+    fields: dict
 
 
 @dataclass
@@ -86,7 +112,7 @@ class ImportResult:
     updated: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    # What the import does (or would do, in a dry run): (line, "create"|"update", value, currency, plan)
+    # What the import does (or would do, in a dry run): (line, "create"|"update", value, currency, plans)
     changes: list[tuple[int, str, str, str, str]] = field(default_factory=list)
 
 
@@ -98,8 +124,11 @@ def _decimal(value: str, name: str, errors: list[str]) -> Decimal | None:
     except InvalidOperation:
         errors.append(f"{name} {value!r} is not a number")
         return None
-    if number < 0 or not number.is_finite():
+    if not number.is_finite() or number < 0:
         errors.append(f"{name} must be zero or more")
+        return None
+    if number.as_tuple().exponent < -4 or abs(number) >= Decimal("1e14"):  # type: ignore[operator]
+        errors.append(f"{name} {value!r} has more than 14 digits before or 4 after the point")
         return None
     return number
 
@@ -110,9 +139,125 @@ def line_number(message: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+def _whole(value: str, name: str, problems: list[str]) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 1200:
+        problems.append(f"{name} {value!r} must be a whole number of months from 1 to 1200")
+        return None
+    return int(value)
+
+
+def _boolean(value: str, name: str, problems: list[str]) -> bool | None:
+    if not value:
+        return None
+    if value.lower() not in BOOLEANS:
+        problems.append(f"{name} {value!r} must be true or false")
+        return None
+    return BOOLEANS[value.lower()]
+
+
+def _plan_items(row: dict[str, str], problems: list[str]) -> tuple[PlanItem, ...]:
+    ids = [p.strip() for p in row["product_rate_plan_id"].split(PLAN_SEPARATOR)]
+    if not any(ids):
+        problems.append("product_rate_plan_id is empty")
+        return ()
+    quantities = (row.get("quantity") or "").split(PLAN_SEPARATOR)
+    prices = (row.get("price") or "").split(PLAN_SEPARATOR)
+    for name, values in (("quantity", quantities), ("price", prices)):
+        if len(values) > len(ids):
+            problems.append(f"{name} has {len(values)} values for {len(ids)} rate plan(s)")
+    if "" in ids:
+        problems.append(f"product_rate_plan_id has an empty entry between '{PLAN_SEPARATOR}'")
+    if len(set(ids)) < len(ids):
+        problems.append("product_rate_plan_id names the same rate plan twice")
+    items = []
+    for index, plan_id in enumerate(ids):
+        quantity = _decimal(quantities[index] if index < len(quantities) else "", "quantity", problems)
+        price = _decimal(prices[index] if index < len(prices) else "", "price", problems)
+        items.append(PlanItem(plan_id, quantity, price))
+    return tuple(items)
+
+
+def _read_row(line: int, row: dict[str, str], default_currency: str, problems: list[str]) -> CsvRow:
+    value = row["kommo_value"]
+    kind = (row.get("kind") or "plan").lower()
+    currency = (row.get("currency") or default_currency).upper()
+    if not value:
+        problems.append("kommo_value is empty")
+    elif len(value) > 255:
+        problems.append("kommo_value is longer than 255 characters")
+    if kind not in PlanMapping.Kind.values:
+        problems.append(f"kind must be one of {', '.join(PlanMapping.Kind.values)}, not {row['kind']!r}")
+    elif kind == PlanMapping.Kind.PRODUCT and not value.isdigit():
+        problems.append("a Kommo product is named by its catalog element id (a number)")
+    if not re.fullmatch(r"[A-Z]{3}", currency):
+        problems.append(f"currency {row.get('currency')!r} is not a three-letter ISO code")
+    fields: dict = {}
+    if row.get("label"):
+        fields["label"] = row["label"][:255]
+    if len(row.get("payment_term") or "") > 100:
+        problems.append("payment_term is longer than 100 characters")
+    elif row.get("payment_term"):
+        fields["payment_term"] = row["payment_term"]
+    for name in ("term_months", "renewal_term_months"):
+        if (number := _whole(row.get(name) or "", name, problems)) is not None:
+            fields[name] = number
+    for name in ("auto_renew", "evergreen", "active"):
+        if (flag := _boolean(row.get(name) or "", name, problems)) is not None:
+            fields[name] = flag
+    return CsvRow(line, kind, value, currency, _plan_items(row, problems), fields)
+
+
+def _read_lines(text: str, default_currency: str, result: ImportResult) -> list[CsvRow]:
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        result.errors.append(f"line 1: not valid CSV ({exc})")
+        return []
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if missing:
+        result.errors.append(
+            f"line 1: missing column(s) {', '.join(missing)} "
+            f"(header must be {','.join(REQUIRED_COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)}])"
+        )
+    if unknown:
+        result.errors.append(f"line 1: unknown column(s) {', '.join(unknown)}")
+    if missing or unknown:
+        return []
+    reader.fieldnames = header
+    try:
+        raw_rows = list(reader)
+    except csv.Error as exc:
+        result.errors.append(f"line {reader.line_num}: not valid CSV ({exc})")
+        return []
+    rows: list[CsvRow] = []
+    seen: dict[tuple, int] = {}
+    for line, raw in enumerate(raw_rows, start=2):
+        if None in raw:
+            result.errors.append(f"line {line}: more values than columns")
+            continue
+        cells = {k: (v or "").strip() for k, v in raw.items()}
+        if not any(cells.values()):
+            continue
+        problems: list[str] = []
+        row = _read_row(line, cells, default_currency, problems)
+        key = (row.kind, normalize(row.value), row.currency)
+        if row.value and key in seen:
+            problems.append(f"duplicate kommo_value {row.value!r} ({row.currency}); first on line {seen[key]}")
+        seen.setdefault(key, line)
+        result.errors += [f"line {line}: {p}" for p in problems]
+        rows.append(row)
+    return rows
+
+
 def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> ImportResult:
     """Upsert mappings from CSV. Any bad line → nothing is imported and every bad line is named.
 
+    A rate plan that is no longer sellable is refused for a new assignment, but a mapping that already
+    carries it keeps it (reported as a warning): an export always imports back into the same database.
     With dry_run, nothing is written and `changes` says what the import would do (the admin's preview)."""
     result = ImportResult()
     if len(data) > MAX_CSV_BYTES:
@@ -126,155 +271,104 @@ def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> Imp
     if "\x00" in text:
         result.errors.append("the file contains NUL bytes: it is not a CSV text file")
         return result
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
-    unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-    if missing or unknown:
-        if missing:
-            result.errors.append(
-                f"line 1: missing column(s) {', '.join(missing)} "
-                f"(header must be {','.join(REQUIRED_COLUMNS)}[,{','.join(OPTIONAL_COLUMNS)}])"
-            )
-        if unknown:
-            result.errors.append(f"line 1: unknown column(s) {', '.join(unknown)}")
-        return result
-    reader.fieldnames = header
-    rows: list[CsvRow] = []
-    seen: dict[tuple, int] = {}
-    plan_ids = set()
-    try:
-        raw_rows = list(reader)
-    except csv.Error as exc:
-        result.errors.append(f"line {reader.line_num}: not valid CSV ({exc})")
-        return result
-    for line, row in enumerate(raw_rows, start=2):
-        if None in row:
-            result.errors.append(f"line {line}: more values than columns")
-            continue
-        row = {k: (v or "").strip() for k, v in row.items()}
-        if not any(row.values()):
-            continue
-        value, plan_id = row["kommo_value"], row["product_rate_plan_id"]
-        kind = (row.get("kind") or "plan").lower()
-        currency = (row.get("currency") or default_currency).upper()
-        problems = []
-        if not value:
-            problems.append("kommo_value is empty")
-        elif len(value) > 255:
-            problems.append("kommo_value is longer than 255 characters")
-        if kind not in PlanMapping.Kind.values:
-            problems.append(f"kind must be one of {', '.join(PlanMapping.Kind.values)}, not {row['kind']!r}")
-        elif kind == PlanMapping.Kind.PRODUCT and not value.isdigit():
-            problems.append("a Kommo product is named by its catalog element id (a number)")
-        if not re.fullmatch(r"[A-Z]{3}", currency):
-            problems.append(f"currency {row.get('currency')!r} is not a three-letter ISO code")
-        if not plan_id:
-            problems.append("product_rate_plan_id is empty")
-        key = (kind, normalize(value), currency)
-        if value and key in seen:
-            problems.append(f"duplicate kommo_value {value!r} ({currency}); first on line {seen[key]}")
-        seen.setdefault(key, line)
-        term = row.get("term_months") or ""
-        if term and (not term.isdigit() or int(term) < 1):
-            problems.append(f"term_months {term!r} must be a whole number of at least 1")
-        auto = (row.get("auto_renew") or "").lower()
-        if auto and auto not in ("true", "false", "yes", "no", "1", "0"):
-            problems.append(f"auto_renew {row['auto_renew']!r} must be true or false")
-        quantity = _decimal(row.get("quantity") or "", "quantity", problems)
-        price = _decimal(row.get("price") or "", "price", problems)
-        result.errors += [f"line {line}: {p}" for p in problems]
-        plan_ids.add(plan_id)
-        rows.append(CsvRow(line, kind, value, currency, plan_id, row.get("label") or "", quantity, price, term, auto))
+    rows = _read_lines(text, default_currency, result)
+    if not rows and not result.errors:
+        result.errors.append("the file has a header but no mappings")
+    plan_ids = {item.plan_id for row in rows for item in row.items}
     plans = {
         p.zuora_id: p
         for p in ProductRatePlan.objects.filter(zuora_id__in=plan_ids)
         .select_related("product")
         .prefetch_related("charges")
     }
-    for item in rows:
-        line, plan_id, plan = item.line, item.plan_id, plans.get(item.plan_id)
-        if plan_id and plan is None:
-            result.errors.append(
-                f"line {line}: unknown product_rate_plan_id {plan_id!r} "
-                f"(not in the mirrored catalog: run sync_catalog?)"
-            )
-        elif plan is not None:
-            check = check_rate_plan(plan, item.currency)
-            result.errors += [f"line {line}: {e}" for e in check.errors]
-            result.warnings += [f"line {line}: {w}" for w in check.warnings]
-    if not rows and not result.errors:
-        result.errors.append("the file has a header but no mappings")
+    existing = {
+        (m.kind, m.normalized_value, m.currency): m
+        for m in PlanMapping.objects.filter(normalized_value__in=[normalize(r.value) for r in rows]).prefetch_related(
+            "rate_plans__product_rate_plan"
+        )
+    }
+    for row in rows:
+        mapping = existing.get((row.kind, normalize(row.value), row.currency))
+        carried = {i.product_rate_plan.zuora_id for i in mapping.rate_plans.all()} if mapping else set()
+        for item in row.items:
+            plan = plans.get(item.plan_id)
+            if plan is None:
+                result.errors.append(
+                    f"line {row.line}: unknown product_rate_plan_id {item.plan_id!r} "
+                    f"(not in the mirrored catalog: run sync_catalog?)"
+                )
+                continue
+            check = check_rate_plan(plan, row.currency)
+            if check.errors and item.plan_id in carried:
+                result.warnings += [f"line {row.line}: {e}; kept (the mapping already has it)" for e in check.errors]
+            else:
+                result.errors += [f"line {row.line}: {e}" for e in check.errors]
+            result.warnings += [f"line {row.line}: {w}" for w in check.warnings]
     if result.errors:
         result.errors.sort(key=line_number)
         return result
-    existing = {
-        (m.kind, m.normalized_value, m.currency)
-        for m in PlanMapping.objects.filter(normalized_value__in=[normalize(item.value) for item in rows])
-    }
-    for item in rows:
-        action = "update" if (item.kind, normalize(item.value), item.currency) in existing else "create"
-        result.changes.append((item.line, action, item.value, item.currency, str(plans[item.plan_id])))
-    if dry_run:
-        result.created = sum(1 for change in result.changes if change[1] == "create")
-        result.updated = len(result.changes) - result.created
-        return result
-    with transaction.atomic():
-        for item in rows:
-            defaults: dict = {"kommo_value": item.value, "active": True}
-            if item.label:
-                defaults["label"] = item.label
-            if item.term:
-                defaults["term_months"] = int(item.term)
-            if item.auto:
-                defaults["auto_renew"] = item.auto in ("true", "yes", "1")
-            mapping, created = PlanMapping.objects.update_or_create(
-                kind=item.kind, normalized_value=normalize(item.value), currency=item.currency, defaults=defaults
-            )
-            plan = plans[item.plan_id]
-            mapping.rate_plans.exclude(product_rate_plan=plan).delete()
-            MappedRatePlan.objects.update_or_create(
-                mapping=mapping, product_rate_plan=plan, defaults={"quantity": item.quantity, "price": item.price}
-            )
-            result.created += created
-            result.updated += not created
+    for row in rows:
+        action = "update" if (row.kind, normalize(row.value), row.currency) in existing else "create"
+        names = ", ".join(str(plans[item.plan_id]) for item in row.items)
+        result.changes.append((row.line, action, row.value, row.currency, names))
+    result.created = sum(1 for change in result.changes if change[1] == "create")
+    result.updated = len(result.changes) - result.created
+    if not dry_run:
+        with transaction.atomic():
+            for row in rows:
+                _save(row, plans)
     return result
 
 
-EXPORT_COLUMNS = [
-    "kommo_value",
-    "product_rate_plan_id",
-    "currency",
-    "label",
-    "kind",
-    "quantity",
-    "price",
-    "term_months",
-    "auto_renew",
-]
+def _save(row: CsvRow, plans: dict[str, ProductRatePlan]) -> None:
+    mapping, _ = PlanMapping.objects.update_or_create(
+        kind=row.kind,
+        normalized_value=normalize(row.value),
+        currency=row.currency,
+        defaults={"kommo_value": row.value, "active": True, **row.fields},
+    )
+    chosen = [plans[item.plan_id] for item in row.items]
+    mapping.rate_plans.exclude(product_rate_plan__in=chosen).delete()
+    for item, plan in zip(row.items, chosen, strict=True):
+        MappedRatePlan.objects.update_or_create(
+            mapping=mapping, product_rate_plan=plan, defaults={"quantity": item.quantity, "price": item.price}
+        )
+
+
+def _number(value: Decimal | None) -> str:
+    return "" if value is None else f"{value.normalize():f}"
 
 
 def export_csv() -> str:
-    """The plan map in import_csv's format (one line per mapped rate plan): export, edit, import back."""
+    """The plan map in import_csv's format, every column the admin edits: export, edit, import back."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
-    items = MappedRatePlan.objects.select_related("mapping", "product_rate_plan").order_by(
-        "mapping__kind", "mapping__kommo_value", "mapping__currency"
+    mappings = PlanMapping.objects.prefetch_related("rate_plans__product_rate_plan").order_by(
+        "kind", "normalized_value", "currency"
     )
-    for item in items:
-        m = item.mapping
+    for m in mappings:
+        items = sorted(m.rate_plans.all(), key=lambda i: i.id)
+        if not items:
+            continue  # the admin never saves a mapping without a plan; nothing an import could recreate
+        flag = {True: "true", False: "false"}
         writer.writerow(
             [
                 m.kommo_value,
-                item.product_rate_plan.zuora_id,
+                PLAN_SEPARATOR.join(i.product_rate_plan.zuora_id for i in items),
                 m.currency,
                 m.label,
                 m.kind,
-                "" if item.quantity is None else f"{item.quantity.normalize():f}",
-                "" if item.price is None else f"{item.price.normalize():f}",
+                PLAN_SEPARATOR.join(_number(i.quantity) for i in items)
+                if any(i.quantity is not None for i in items)
+                else "",
+                PLAN_SEPARATOR.join(_number(i.price) for i in items) if any(i.price is not None for i in items) else "",
                 m.term_months,
-                "true" if m.auto_renew else "false",
+                flag[m.auto_renew],
+                flag[m.evergreen],
+                m.renewal_term_months,
+                m.payment_term,
+                flag[m.active],
             ]
         )
     return out.getvalue()

@@ -9,7 +9,9 @@ from catalog.planmap import MAX_CSV_BYTES, import_csv
 class Command(BaseCommand):
     help = (
         "Upsert plan mappings from CSV (header kommo_value,product_rate_plan_id[,currency,label,kind,quantity,"
-        "price,term_months,auto_renew]). Any bad row: nothing is imported, each bad line is named."
+        "price,term_months,auto_renew,evergreen,renewal_term_months,payment_term,active]; several rate plans of "
+        "one mapping separated by ';'). Any bad row: nothing is imported, each bad line is named. The admin's "
+        "export imports back unchanged."
     )
 
     def add_arguments(self, parser):
