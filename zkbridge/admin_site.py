@@ -8,6 +8,10 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 
+# Machinery RevOps never needs: django-q2's queues and schedules, the usage feeds' API tokens.
+SUPERUSER_APPS = ("django_q", "authtoken")
+
+
 class ZkbridgeAdminSite(admin.AdminSite):
     site_header = "zkbridge"
     site_title = "zkbridge admin"
@@ -22,6 +26,23 @@ class ZkbridgeAdminSite(admin.AdminSite):
             extra["dashboard"] = dashboard()
         return super().index(request, extra)
 
+    def get_app_list(self, request, app_label=None):
+        """The dashboard comes first on the index; the workers' machinery is for superusers only."""
+        apps = super().get_app_list(request, app_label)
+        if request.user.is_superuser:
+            return apps
+        return [app for app in apps if app["app_label"] not in SUPERUSER_APPS]
+
+    def superusers_only(self) -> None:
+        """Called once the admin is registered: django-q2's and the API tokens' pages answer superusers only,
+        whatever permissions a staff group was given."""
+        for model, model_admin in list(self._registry.items()):
+            if model._meta.app_label not in SUPERUSER_APPS:
+                continue
+            restricted = type(f"SuperuserOnly{type(model_admin).__name__}", (SuperuserOnly, type(model_admin)), {})
+            self.unregister(model)
+            self.register(model, restricted)
+
     def get_urls(self):
         return [path("connections/", self.admin_view(self.connections), name="connections"), *super().get_urls()]
 
@@ -32,3 +53,22 @@ class ZkbridgeAdminSite(admin.AdminSite):
 
         context = {**self.each_context(request), "title": "Connections", "checks": check_connections()}
         return TemplateResponse(request, "admin/connections.html", context)
+
+
+class SuperuserOnly:
+    """Mixed into a ModelAdmin: nobody but a superuser sees or changes it."""
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request, *args):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
