@@ -108,10 +108,35 @@ def demo_environment() -> dict:
     return env
 
 
+def dotenv_names() -> set[str]:
+    """Variable names set in the checkout's .env (read the way python-dotenv reads simple lines)."""
+    path = ROOT / ".env"
+    if not path.exists():
+        return set()
+    names = set()
+    for line in path.read_text(errors="replace").splitlines():
+        name, sep, value = line.strip().removeprefix("export ").partition("=")
+        if sep and value.strip().strip("'\"") and not name.startswith("#"):
+            names.add(name.strip())
+    return names
+
+
+def real_endpoints() -> list[str]:
+    in_dotenv = dotenv_names()
+    return [n for n in ("ZUORA_BASE_URL", "KOMMO_BASE_URL") if os.environ.get(n, "").strip() or n in in_dotenv]
+
+
 def demo(args: list[str]) -> None:
     unknown = [a for a in args if a != "--reset"]
     if unknown:
         sys.exit(f"unknown option(s) {' '.join(unknown)}; usage: python3 dev.py demo [--reset]")
+    if real := real_endpoints():
+        # The demo seeds and (with --reset) empties its database: never next to a real Zuora or Kommo.
+        sys.exit(
+            f"zkbridge: the demo runs on the built-in emulators, but {' and '.join(real)} "
+            f"{'is' if len(real) == 1 else 'are'} set (environment or .env); nothing was changed. To run against "
+            f"real accounts, see docs/operations.md."
+        )
     ensure_venv("requirements.txt")
     env = demo_environment()
     base = env["ZKBRIDGE_URL"].rstrip("/")
@@ -198,7 +223,10 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test"):
         sys.exit(__doc__)
     if sys.argv[1] == "demo":
-        demo(sys.argv[2:])
+        try:
+            demo(sys.argv[2:])
+        except subprocess.CalledProcessError as exc:  # the command has said what went wrong already
+            sys.exit(f"zkbridge: {' '.join(str(a) for a in exc.cmd[1:])} failed (exit {exc.returncode})")
     else:
         sys.exit(test(sys.argv[2:]))
 

@@ -79,7 +79,6 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
     fieldsets = [
         (None, {"fields": ["badge", "reason", "open_in", "kind", "key", "summary"]}),
         ("Zuora and Kommo", {"fields": ["kommo_lead_id", "zuora_account_number", "zuora_subscription_number"]}),
-        ("What happened", {"fields": ["timeline"]}),
         (
             "Details",
             {
@@ -134,47 +133,42 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
     def short_reason(self, obj: SyncRecord) -> str:
         return (obj.reason[:90] + "…") if len(obj.reason) > 90 else obj.reason
 
-    @admin.display(description="timeline")
     def timeline(self, obj: SyncRecord) -> str:
-        """The record's steps and its API calls, in the order they happened."""
-        events: list[tuple[str, str, str, str, str]] = []
+        """The record's steps and its API calls, in the order they happened (shown under the fields)."""
+        events: list[tuple[str, str, str, str, str, str]] = []
         for name, data in obj.steps.items():
-            detail = {k: v for k, v in data.items() if k not in ("at", "done")}
-            events.append(
-                (
-                    data.get("at", ""),
-                    f"step: {name.replace('_', ' ')}",
-                    "done" if data.get("done") else "attempted",
-                    "",
-                    json.dumps(detail, ensure_ascii=False)[:400] if detail else "",
-                )
-            )
-        calls = obj.api_calls.order_by("at")[:TIMELINE_CALLS]
-        for call in calls:
-            outcome = str(call.status or "no answer") + (f" {call.error}" if call.error else "")
+            detail = "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in data.items() if k not in ("at", "done"))
+            state = "done" if data.get("done") else "attempted"
+            events.append((data.get("at", ""), f"step: {name.replace('_', ' ')}", state, "", "", detail[:500]))
+        for call in obj.api_calls.order_by("at")[:TIMELINE_CALLS]:
+            path, _, query = call.path.partition("?")
+            outcome = str(call.status or "no answer") + (f" · {call.error}" if call.error else "")
+            detail = f"{call.duration_ms} ms" + (f" · request id {call.request_id}" if call.request_id else "")
             events.append(
                 (
                     call.at.isoformat(),
-                    f"{call.provider.title()} {call.method} {call.path}",
+                    f"{call.provider.title()} {call.method} {path}" + ("?…" if query else ""),
                     outcome,
                     reverse("admin:sync_apicall_change", args=[call.id]),
-                    f"{call.duration_ms} ms" + (f" · request id {call.request_id}" if call.request_id else ""),
+                    call.path,
+                    detail,
                 )
             )
         if not events:
-            return "—"
+            return format_html("<p>Nothing has happened yet.</p>")
         events.sort(key=lambda event: event[0])
         rows = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class='zk-wrap'>{}</td></tr>",
+            "<tr><td class='nowrap'>{}</td><td class='zk-wrap'>{}</td><td class='zk-wrap'>{}</td>"
+            "<td class='zk-wrap'>{}</td></tr>",
             (
                 (
                     at[:19].replace("T", " "),
-                    format_html('<a href="{}">{}</a>', link, what) if link else what,
+                    format_html('<a href="{}" title="{}">{}</a>', link, full, what) if link else what,
                     outcome,
                     detail,
                 )
-                for at, what, outcome, link, detail in events
+                for at, what, outcome, link, full, detail in events
             ),
         )
         more = obj.api_calls.count() - TIMELINE_CALLS
@@ -201,6 +195,7 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
             "show_save_and_add_another": False,
             "show_delete": False,
             "repairs": self.repairs_for(record) if record is not None and can_repair else [],
+            "timeline": self.timeline(record) if record is not None else "",
         }
         return super().change_view(request, object_id, form_url, extra)
 
