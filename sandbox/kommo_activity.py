@@ -26,14 +26,21 @@ def _list(request: HttpRequest, queryset, key: str, shape) -> HttpResponse:
     return page_of(request, queryset.order_by("id"), key, shape)
 
 
+def _json(request: HttpRequest):
+    """The JSON body, or the problem+json answer Kommo gives for one that is not JSON."""
+    try:
+        return json_body(request)
+    except ValueError:
+        return problem(400, "Bad Request", "The body must be JSON")
+
+
 def _batch(request: HttpRequest, what: str) -> list | HttpResponse:
     """A POSTed JSON array of 1 to 250 entities, or the problem+json answer Kommo gives instead."""
     if request.method != "POST":
         return problem(405, "Method Not Allowed", "Use GET or POST")
-    try:
-        body = json_body(request)
-    except ValueError:
-        return problem(400, "Bad Request", "The body must be JSON")
+    body = _json(request)
+    if isinstance(body, HttpResponse):
+        return body
     if not isinstance(body, list) or not 1 <= len(body) <= 250:
         return problem(400, "Bad Request", f"Expected an array of 1 to 250 {what}")
     return body
@@ -167,10 +174,9 @@ def task_detail(request: HttpRequest, task_id: int) -> HttpResponse:
         return JsonResponse(_task_json(task))
     if request.method != "PATCH":
         return problem(405, "Method Not Allowed", "Use GET or PATCH")
-    try:
-        body = json_body(request)
-    except ValueError:
-        return problem(400, "Bad Request", "The body must be JSON")
+    body = _json(request)
+    if isinstance(body, HttpResponse):
+        return body
     if not isinstance(body, dict):
         return problem(400, "Bad Request", "Expected a task object")
     errors = []

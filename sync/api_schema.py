@@ -81,6 +81,13 @@ class UsageTokenAuth(OpenApiAuthenticationExtension):
         }
 
 
+def errors(**described: str) -> dict[int, OpenApiResponse]:
+    """Error answers, each an {"error": …} body: errors(e400="…", e413="…")."""
+    return {int(code[1:]): OpenApiResponse(ErrorAnswer, description=text) for code, text in described.items()}
+
+
+TOO_LARGE = "Body larger than ZKBRIDGE_MAX_BODY_BYTES"
+
 kommo_webhook = extend_schema(
     operation_id="kommo_webhook",
     summary="Kommo web hook (lead status changes)",
@@ -98,9 +105,7 @@ kommo_webhook = extend_schema(
     auth=[],
     responses={
         200: KommoWebhookAnswer,
-        400: OpenApiResponse(ErrorAnswer, description="Not Kommo's web hook format"),
-        404: OpenApiResponse(ErrorAnswer, description="Wrong token"),
-        413: OpenApiResponse(ErrorAnswer, description="Body larger than ZKBRIDGE_MAX_BODY_BYTES"),
+        **errors(e400="Not Kommo's web hook format", e404="Wrong token", e413=TOO_LARGE),
     },
     examples=[
         OpenApiExample(
@@ -126,9 +131,7 @@ zuora_callout = extend_schema(
     auth=[{"zuoraCalloutBasic": []}],  # type: ignore[list-item]  # drf-spectacular accepts requirement objects
     responses={
         200: CalloutAnswer,
-        400: OpenApiResponse(ErrorAnswer, description="A body zkbridge cannot read"),
-        401: OpenApiResponse(ErrorAnswer, description="Credentials or signature missing or wrong"),
-        413: OpenApiResponse(ErrorAnswer, description="Body larger than ZKBRIDGE_MAX_BODY_BYTES"),
+        **errors(e400="A body zkbridge cannot read", e401="Credentials or signature missing or wrong", e413=TOO_LARGE),
     },
     tags=["web hooks"],
 )
@@ -142,9 +145,7 @@ usage_feed = extend_schema(
     request={"application/json": UsageRow(many=True), "text/csv": OpenApiTypes.STR},
     responses={
         202: UsageAnswer,
-        400: OpenApiResponse(ErrorAnswer, description="The body as a whole cannot be read"),
-        401: OpenApiResponse(ErrorAnswer, description="Token missing or wrong"),
-        413: OpenApiResponse(ErrorAnswer, description="Body larger than ZKBRIDGE_MAX_BODY_BYTES"),
+        **errors(e400="The body as a whole cannot be read", e401="Token missing or wrong", e413=TOO_LARGE),
     },
     tags=["usage"],
 )

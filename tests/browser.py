@@ -58,3 +58,10 @@ def login(page, base: str, username: str, password: str) -> None:
     page.fill("#id_password", password)
     page.click("input[type=submit]")
     page.wait_for_url(f"{base}/admin/")
+
+
+def pick_rate_plan(page, search: str, option: str) -> None:
+    """Choose a rate plan in the plan mapping's picker (an autocomplete that needs the admin's JavaScript)."""
+    page.locator(".select2-selection").first.click()
+    page.fill(".select2-search__field", search)
+    page.locator(".select2-results__option", has_text=option).first.click()

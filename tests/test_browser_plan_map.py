@@ -7,7 +7,7 @@ from django.core.management import call_command
 
 from catalog.models import PlanMapping
 from sync.groups import REVOPS
-from tests.browser import ARTIFACTS, browser_page, login, requires_chromium
+from tests.browser import ARTIFACTS, browser_page, login, pick_rate_plan, requires_chromium
 
 
 @requires_chromium
@@ -25,9 +25,7 @@ def test_revops_edits_a_mapping_and_sees_the_retire_soon_warning(catalog):
         # Edit the Starter mapping: point it at the plan that retires in 20 days.
         mapping = PlanMapping.objects.get(normalized_value="starter", currency="USD")
         page.goto(f"{base}/admin/catalog/planmapping/{mapping.id}/change/")
-        page.locator(".select2-selection").first.click()
-        page.fill(".select2-search__field", "Scale")
-        page.locator(".select2-results__option", has_text="Scale (retiring)").click()
+        pick_rate_plan(page, "Scale", "Scale (retiring)")
         page.fill("#id_label", "Starter (moving to Scale)")
         page.click("input[name=_save]")
         page.wait_for_url(f"{base}/admin/catalog/planmapping/")

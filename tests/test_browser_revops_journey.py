@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group, User
 
 from sync.groups import REVOPS
 from sync.models import SyncRecord
-from tests.browser import ARTIFACTS, browser_page, login, requires_chromium
+from tests.browser import ARTIFACTS, browser_page, login, pick_rate_plan, requires_chromium
 
 UMBRELLA = 24312350
 
@@ -33,9 +33,7 @@ def test_revops_fixes_a_needs_attention_deal_from_the_dashboard(catalog):
         page.goto(f"{base}/admin/catalog/planmapping/add/")
         page.fill("#id_kommo_value", "Platinum")
         page.fill("#id_label", "Platinum (sold as Starter)")
-        page.locator(".select2-selection").first.click()
-        page.fill(".select2-search__field", "Starter")
-        page.locator(".select2-results__option", has_text="Starter").first.click()
+        pick_rate_plan(page, "Starter", "Starter")
         page.click("input[name=_save]")
         page.wait_for_url(f"{base}/admin/catalog/planmapping/")
         page.screenshot(path=str(ARTIFACTS / "journey-3-mapping-fixed.png"), full_page=True)

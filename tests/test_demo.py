@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.browser import ARTIFACTS, browser_page, login, requires_chromium
+from tests.browser import ARTIFACTS, browser_page, login, pick_rate_plan, requires_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 UMBRELLA, ACME_EXPANSION = 24312350, 24312346
@@ -150,9 +150,7 @@ def test_a_new_user_adds_a_mapping_with_the_picker_and_repairs_a_deal_in_the_dem
         # Map it with the rate-plan picker (an autocomplete: it needs the admin's JavaScript).
         page.goto(f"{demo.url}/admin/catalog/planmapping/add/")
         page.fill("#id_kommo_value", "Platinum")
-        page.locator(".select2-selection").first.click()
-        page.fill(".select2-search__field", "Starter")
-        page.locator(".select2-results__option", has_text="Starter").first.click()
+        pick_rate_plan(page, "Starter", "Starter")
         page.click("input[name=_save]")
         page.wait_for_url(f"{demo.url}/admin/catalog/planmapping/")
         assert "Platinum" in page.locator("#result_list").inner_text()

@@ -36,7 +36,9 @@ def test_the_openapi_document_is_generated_from_the_code_and_served(client, tmp_
     generated = tmp_path / "openapi.yaml"
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(generated))
     kept = ROOT / "docs" / "openapi.yaml"
-    assert generated.read_text() == kept.read_text(), "regenerate: python manage.py spectacular --file docs/openapi.yaml"
+    assert generated.read_text() == kept.read_text(), (
+        "regenerate: python manage.py spectacular --file docs/openapi.yaml"
+    )
     schema = yaml.safe_load(client.get("/api/schema/").content)
     for path in ("/webhooks/kommo/{token}/", "/webhooks/zuora/", "/api/usage/", "/healthz", "/metrics"):
         assert path in schema["paths"], path

@@ -7,7 +7,6 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 
-
 # Machinery RevOps never needs: django-q2's queues and schedules, the usage feeds' API tokens.
 SUPERUSER_APPS = ("django_q", "authtoken")
 
