@@ -12,6 +12,8 @@ from django.db import models
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from zkbridge.business_time import business_today
+
 
 class MirroredQuerySet(models.QuerySet):
     def present(self):
@@ -186,4 +188,5 @@ class MappedRatePlan(models.Model):
 
 
 def today() -> dt.date:
-    return timezone.localdate()
+    """Today in the business time zone: what "sellable today" means."""
+    return business_today()

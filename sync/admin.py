@@ -19,7 +19,7 @@ from django.utils.html import format_html, format_html_join
 from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, kommo_lead_url, outside_links, zuora_url
 from sync.billing import template_problems
 from sync.inbox import enqueue_task_close, requeue
-from sync.models import ApiCall, BillingEventRule, SyncRecord, UsageRecord, WebhookEvent
+from sync.models import TRANSITIONS, ApiCall, BillingEventRule, SyncRecord, UsageRecord, WebhookEvent
 
 STATUS_COLOURS = {
     "succeeded": "#1a7f37",
@@ -33,12 +33,6 @@ STATUS_COLOURS = {
     "ignored": "#8c959f",
 }
 TIMELINE_CALLS = 200
-RETRYABLE = (
-    SyncRecord.Status.NEEDS_ATTENTION,
-    SyncRecord.Status.FAILED,
-    SyncRecord.Status.RETRYING,
-    SyncRecord.Status.CANCELLED,
-)
 
 
 def status_badge(status: str, label: str) -> str:
@@ -201,15 +195,16 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
 
     @staticmethod
     def repairs_for(record: SyncRecord) -> list[dict[str, str]]:
-        repairs = []
-        if record.status in RETRYABLE:
-            repairs.append({"name": "retry", "label": "Retry", "help": "resumes after the last completed step"})
-        if record.status not in (SyncRecord.Status.SUCCEEDED, SyncRecord.Status.RUNNING):
-            if record.status != SyncRecord.Status.RESOLVED:
-                repairs.append({"name": "resolve", "label": "Mark resolved", "help": "fixed by hand elsewhere"})
-            if record.status != SyncRecord.Status.CANCELLED:
-                repairs.append({"name": "cancel", "label": "Cancel", "help": "zkbridge will not sync it"})
-        return repairs
+        offered = [
+            ("retry", "requeue", "Retry", "resumes after the last completed step"),
+            ("resolve", "resolve", "Mark resolved", "fixed by hand elsewhere"),
+            ("cancel", "cancel", "Cancel", "zkbridge will not sync it"),
+        ]
+        return [
+            {"name": name, "label": label, "help": help_text}
+            for name, transition, label, help_text in offered
+            if record.status in TRANSITIONS[transition].sources
+        ]
 
     def get_urls(self):
         return [
@@ -251,7 +246,7 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
         # Re-checked inside the UPDATE: a record that changed meanwhile (e.g. already re-run) is left alone.
         # One transaction: the records that moved are logged before any worker can pick them up.
         with transaction.atomic():
-            count = requeue(ids, RETRYABLE, f"retry requested by {request.user} at {timezone.now():%Y-%m-%d %H:%M}")
+            count = requeue(ids, f"retry requested by {request.user} at {timezone.now():%Y-%m-%d %H:%M}")
             if count:
                 for record in SyncRecord.objects.filter(id__in=ids, status=SyncRecord.Status.PENDING):
                     self.log_change(request, record, "Retry requested")
@@ -266,7 +261,7 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
 
     @admin.action(description="Retry (resumes after the last completed step)", permissions=["change"])
     def retry(self, request: HttpRequest, queryset: QuerySet) -> None:
-        ids = list(queryset.filter(status__in=RETRYABLE).values_list("id", flat=True))
+        ids = list(queryset.filter(status__in=TRANSITIONS["requeue"].sources).values_list("id", flat=True))
         count = self.queue_retry(request, ids)
         skipped = queryset.count() - count
         self.message_user(

@@ -124,6 +124,6 @@ class DiscrepancyAdmin(LeadIdSearchAdmin, ViewOnlyAdmin):
             raise PermissionDenied
         results: dict[str, int] = {}
         for row in queryset.select_related("sync_record")[:500]:
-            outcome = fix(row, str(request.user)).split(":")[0]
-            results[outcome] = results.get(outcome, 0) + 1
+            result = fix(row, str(request.user))
+            results[result.outcome] = results.get(result.outcome, 0) + 1
         messages.info(request, "; ".join(f"{n} × {outcome}" for outcome, n in sorted(results.items())))

@@ -6,14 +6,13 @@ import datetime as dt
 import string
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.utils import timezone
 
 from sync.models import BillingEventRule, SyncRecord
 from sync.money import format_money
 from sync.zuora_callout import BillingEvent
+from zkbridge.business_time import business_today, end_of_business_day
 
 PLACEHOLDERS = {"amount", "currency", "account", "subscription", "date", "event"}
 
@@ -61,10 +60,6 @@ def template_problems(template: str) -> list[str]:
     return problems
 
 
-def business_today() -> dt.date:
-    return timezone.now().astimezone(ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)).date()
-
-
 def render(template: str, event: BillingEvent) -> str:
     currency = event.currency or settings.ZKBRIDGE_DEFAULT_CURRENCY
     values = {
@@ -80,9 +75,7 @@ def render(template: str, event: BillingEvent) -> str:
 
 def due_at(days: int) -> dt.datetime:
     """The end of the business day, `days` from today, in ZKBRIDGE_TIME_ZONE."""
-    zone = ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)
-    day = business_today() + dt.timedelta(days=days)
-    return dt.datetime.combine(day, dt.time(23, 59), tzinfo=zone)
+    return end_of_business_day(business_today() + dt.timedelta(days=days))
 
 
 @dataclass(frozen=True)

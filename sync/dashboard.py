@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Max, Min, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from sync.models import ApiCall, ReconciliationRun, SyncRecord, WebhookEvent
+from zkbridge.business_time import business_today, start_of_business_day
 
 S = SyncRecord.Status
 
@@ -49,9 +48,7 @@ def error_rates(since: dt.datetime) -> list[dict[str, Any]]:
 
 
 def daily_chart(days: int = 30) -> list[dict[str, Any]]:
-    zone = ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)
-    today = timezone.now().astimezone(zone).date()
-    start = dt.datetime.combine(today - dt.timedelta(days=days - 1), dt.time.min, tzinfo=zone)
+    start = start_of_business_day(business_today() - dt.timedelta(days=days - 1))
     # Days counted from `start` with the database's own arithmetic (a per-row date conversion through
     # Django's SQLite functions is slow on 100,000 rows); grouped by day and outcome in one query.
     if connection.vendor == "sqlite":
@@ -95,10 +92,9 @@ def reconciliation_trend(runs: int = 14) -> list[dict[str, Any]]:
 
 def dashboard() -> dict[str, Any]:
     now = timezone.now()
-    zone = ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)
-    local = now.astimezone(zone)
-    start_of_day = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    start_of_week = start_of_day - dt.timedelta(days=local.weekday())
+    day = business_today()
+    start_of_day = start_of_business_day(day)
+    start_of_week = start_of_business_day(day - dt.timedelta(days=day.weekday()))
     hooks = WebhookEvent.objects.values("source").annotate(last=Max("received_at"))
     return {
         "today": outcome_counts(start_of_day),

@@ -1,7 +1,17 @@
-"""One-click fixes for reconciliation rows. Each re-checks the current state before acting, so a stale
-row (fixed meanwhile, or clicked twice) never causes a second re-sync."""
+"""One-click fixes for reconciliation rows, one function per action, registered like the flows.
+
+A fix runs in the admin request only as far as the database goes: it re-checks the current state (a stale
+row, fixed meanwhile or clicked twice, never causes a second re-sync) and queues work; the workers make
+every Zuora and Kommo call. A queued fix is *requested*; the row is fixed when its record succeeds
+(sync.tasks.cause_gone) or the worker's re-link is done, and the report shows where it stands meanwhile.
+"""
 
 from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
@@ -12,47 +22,63 @@ from sync.flows.deal_won import lead_field_values
 from sync.inbox import ensure_record, requeue
 from sync.models import Discrepancy, SyncRecord
 
+log = logging.getLogger("zkbridge.reconcile")
 A = Discrepancy.Action
 PROBLEM = (SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED)
-FINISHED = (
-    SyncRecord.Status.SUCCEEDED,
-    SyncRecord.Status.RESOLVED,
-    SyncRecord.Status.CANCELLED,
-    SyncRecord.Status.IGNORED,
-)
 
 
-QUEUED = ("retry queued", "re-sync queued", "sync queued")
+class Outcome(enum.StrEnum):
+    QUEUED = "queued"  # work handed to the workers; the row is fixed when it succeeds
+    DONE = "done"
+    SKIPPED = "skipped"  # the state changed since the report: nothing to do, or not now
+    FAILED = "failed"
+    ALREADY = "already fixed"
+    MANUAL = "needs a person"  # no automatic fix for this kind of row
 
 
-def fix(row: Discrepancy, user: str = "staff") -> str:
-    """Apply the row's one-click fix; returns what happened, in words. Rows need a person otherwise.
+@dataclass(frozen=True)
+class FixResult:
+    outcome: Outcome
+    text: str
 
-    A fix that queues work is only *requested*: the row is fixed when its record succeeds
-    (sync.tasks.cause_gone), and the report shows the record's outcome meanwhile."""
+    def __str__(self) -> str:
+        return self.text
+
+
+FIXES: dict[str, Callable[[Discrepancy], FixResult]] = {}
+
+
+def fixer(action: str):
+    def register(function: Callable[[Discrepancy], FixResult]):
+        FIXES[action] = function
+        return function
+
+    return register
+
+
+def fix(row: Discrepancy, user: str = "staff") -> FixResult:
+    """Apply the row's one-click fix; says what happened. Rows need a person otherwise."""
     row.refresh_from_db(fields=["fixed_at", "fix_requested_at", "fix_result", "sync_record"])
     if row.fixed_at:
-        return f"already fixed: {row.fix_result}"
-    if row.action not in (A.RETRY, A.RESYNC, A.RELINK):
-        return "no automatic fix: " + row.get_action_display().lower()
-    if row.action == A.RELINK:
-        result = relink(row)
-        if not result.startswith(("skipped", "failed")):
-            row.fixed_at = timezone.now()
-        row.fix_result = f"{result} (by {user})"[:300]
-        row.save(update_fields=["fixed_at", "fix_result"])
-        return result
-    # The row is saved before the queued work can run (it is enqueued when this transaction commits), so
-    # a record that succeeds at once still finds the row and marks it fixed.
+        return FixResult(Outcome.ALREADY, f"already fixed: {row.fix_result}")
+    handler = FIXES.get(row.action)
+    if handler is None:
+        return FixResult(Outcome.MANUAL, "no automatic fix: " + row.get_action_display().lower())
+    # One transaction: the row is saved before the queued work can run (it is enqueued on commit), so a
+    # record that succeeds at once still finds the row and marks it fixed.
     with transaction.atomic():
-        result = retry(row) if row.action == A.RETRY else resync(row)
-        if result in QUEUED:
+        result = handler(row)
+        if result.outcome == Outcome.QUEUED:
             row.fix_requested_at = timezone.now()
             if row.sync_record_id is None and row.kommo_lead_id is not None:
-                row.sync_record = SyncRecord.objects.filter(key=f"deal_won:{row.kommo_lead_id}").first()
-        row.fix_result = f"{result} (by {user})"[:300]
+                row.sync_record = SyncRecord.objects.filter(key=deal_key(row.kommo_lead_id)).first()
+        row.fix_result = f"{result.text} (by {user})"[:300]
         row.save(update_fields=["fix_requested_at", "fix_result", "sync_record"])
     return result
+
+
+def deal_key(lead_id: int) -> str:
+    return f"deal_won:{lead_id}"
 
 
 def outcome(row: Discrepancy) -> str:
@@ -62,7 +88,7 @@ def outcome(row: Discrepancy) -> str:
     if not row.fix_result:
         return ""
     record = row.sync_record
-    if row.fix_requested_at is None or record is None:
+    if row.fix_requested_at is None or record is None or row.action == A.RELINK:
         return row.fix_result
     state = record.get_status_display().lower()
     if record.status in PROBLEM:
@@ -70,60 +96,91 @@ def outcome(row: Discrepancy) -> str:
     return f"{row.fix_result} → {state}"
 
 
-def _requeue(record: SyncRecord, from_states, reason: str, reset_steps: bool = False) -> bool:
-    return requeue([record.id], from_states, reason, reset_steps=reset_steps) > 0
-
-
-def retry(row: Discrepancy) -> str:
+@fixer(A.RETRY)
+def retry(row: Discrepancy) -> FixResult:
     record = row.sync_record
     if record is None:
-        return "skipped: no sync record to retry"
-    if _requeue(record, PROBLEM, "retry from the reconciliation report"):
-        return "retry queued"
+        return FixResult(Outcome.SKIPPED, "skipped: no sync record to retry")
+    if requeue([record.id], "retry from the reconciliation report", only=PROBLEM):
+        return FixResult(Outcome.QUEUED, "retry queued")
     record.refresh_from_db()
-    return f"skipped: the record is '{record.status}' now"
+    return FixResult(Outcome.SKIPPED, f"skipped: the record is '{record.status}' now")
 
 
-def resync(row: Discrepancy) -> str:
-    record = SyncRecord.objects.filter(key=f"deal_won:{row.kommo_lead_id}").first()
+@fixer(A.RESYNC)
+def resync(row: Discrepancy) -> FixResult:
+    if row.kommo_lead_id is None:
+        return FixResult(Outcome.SKIPPED, "skipped: the row names no Kommo lead")
+    record = SyncRecord.objects.filter(key=deal_key(row.kommo_lead_id)).first()
     if record is None:
         ensure_record(
             SyncRecord.Kind.DEAL_WON,
-            f"deal_won:{row.kommo_lead_id}",
+            deal_key(row.kommo_lead_id),
             kommo_lead_id=row.kommo_lead_id,
             payload={"id": row.kommo_lead_id, "found_by": "reconciliation"},
         )
-        return "sync queued"
+        return FixResult(Outcome.QUEUED, "sync queued")
     # Zuora has no subscription although the record finished: run the whole flow again (new keys).
-    if _requeue(record, FINISHED + PROBLEM, "re-sync from the reconciliation report", reset_steps=True):
-        return "re-sync queued"
-    return f"skipped: the record is '{record.status}' (already in progress)"
+    if requeue([record.id], "re-sync from the reconciliation report", rerun=True):
+        return FixResult(Outcome.QUEUED, "re-sync queued")
+    return FixResult(Outcome.SKIPPED, f"skipped: the record is '{record.status}' (already in progress)")
 
 
-def relink(row: Discrepancy) -> str:
-    """Make Kommo and zkbridge name the subscription Zuora has for the deal."""
+@fixer(A.RELINK)
+def relink(row: Discrepancy) -> FixResult:
+    """Make Kommo and zkbridge name the subscription Zuora has for the deal: the worker writes to Kommo."""
     if row.kommo_lead_id is None:
-        return "skipped: the row names no Kommo lead"
+        return FixResult(Outcome.SKIPPED, "skipped: the row names no Kommo lead")
+    record = SyncRecord.objects.filter(key=deal_key(row.kommo_lead_id)).first()
+    if record is not None and record.status == SyncRecord.Status.RUNNING:
+        return FixResult(Outcome.SKIPPED, "skipped: the record is running right now")
+    transaction.on_commit(lambda: enqueue_relink(row.id))
+    return FixResult(Outcome.QUEUED, "re-link queued")
+
+
+def enqueue_relink(row_id: int) -> None:
+    from django_q.tasks import async_task
+
+    try:
+        async_task("sync.fixes.relink_deal", row_id, group="reconcile")
+    except Exception:  # the broker is down: the row stays requested; clicking again retries
+        log.exception("re-link of reconciliation row %s could not be enqueued", row_id)
+
+
+def relink_deal(row_id: int) -> str:
+    """Worker: write Zuora's numbers into the lead's fields, then make the deal's record name them."""
+    row = Discrepancy.objects.filter(id=row_id, fixed_at__isnull=True).first()
+    if row is None or row.kommo_lead_id is None:
+        return "nothing to re-link"
     values = lead_field_values(row.zuora_account_number, row.zuora_subscription_number)
     if values:
         try:
             KommoClient.from_settings().update_lead_fields(row.kommo_lead_id, values)
         except ApiError as exc:
-            return f"failed: Kommo refused the fields ({exc})"
+            Discrepancy.objects.filter(id=row.id).update(
+                fix_result=f"{row.fix_result} → failed: Kommo refused the fields ({exc})"[:300]
+            )
+            return "failed"
     record, _ = ensure_record(
         SyncRecord.Kind.DEAL_WON,
-        f"deal_won:{row.kommo_lead_id}",
+        deal_key(row.kommo_lead_id),
         enqueue=False,
         kommo_lead_id=row.kommo_lead_id,
         status=SyncRecord.Status.SUCCEEDED,
     )
-    if record.status == SyncRecord.Status.RUNNING:
-        return "skipped: the record is running right now"
-    SyncRecord.objects.filter(id=record.id).update(
-        status=SyncRecord.Status.SUCCEEDED,
+    moved = SyncRecord.objects.filter(id=record.id).transition(
+        "relink",
         zuora_account_number=row.zuora_account_number,
         zuora_subscription_number=row.zuora_subscription_number,
         finished_at=timezone.now(),
         reason="re-linked to Zuora's subscription from the reconciliation report",
+    )
+    if not moved:
+        Discrepancy.objects.filter(id=row.id).update(
+            fix_result=f"{row.fix_result} → skipped: the record was running; click again"[:300]
+        )
+        return "skipped"
+    Discrepancy.objects.filter(id=row.id).update(
+        fixed_at=timezone.now(), sync_record=record, fix_result=f"{row.fix_result} → re-linked"[:300]
     )
     return "re-linked"

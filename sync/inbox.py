@@ -86,25 +86,27 @@ def enqueue_task_close(record_id: int) -> None:
         log.exception("sync_record=%s: closing its Kommo task could not be enqueued", record_id)
 
 
-def requeue(ids: list[int], from_states, reason: str, *, reset_steps: bool = False) -> int:
+def requeue(ids: list[int], reason: str, *, rerun: bool = False, only: tuple[str, ...] | None = None) -> int:
     """Put records back in the queue at a person's request: attempts reset and a new generation, so
-    Zuora writes get fresh Idempotency-Keys (the old key would replay the old failure). Only records
-    still in `from_states` move: the state is re-checked inside the UPDATE. Returns how many moved."""
+    Zuora writes get fresh Idempotency-Keys (the old key would replay the old failure). `rerun` starts the
+    flow from scratch (every step forgotten but the open Kommo task); `only` narrows the states a record
+    may move from. The state is re-checked inside the UPDATE. Returns how many moved."""
+    transition = "rerun" if rerun else "requeue"
     changes: dict[str, Any] = {
-        "status": SyncRecord.Status.PENDING,
         "attempts": 0,
         "next_attempt_at": None,
         "generation": F("generation") + 1,
         "reason": reason,
     }
     with transaction.atomic():
-        movable = SyncRecord.objects.filter(id__in=ids, status__in=from_states)
-        if reset_steps:
-            # A re-run from scratch forgets every step but the open Kommo task, which it completes later.
+        movable = SyncRecord.objects.filter(id__in=ids).movable(transition)
+        if only is not None:
+            movable = movable.filter(status__in=only)
+        if rerun:
             for record in movable.select_for_update():
                 kept = {k: v for k, v in record.steps.items() if k == "attention_task"}
                 SyncRecord.objects.filter(id=record.id).update(steps=kept)
-        count = movable.update(**changes)
+        count = movable.transition(transition, **changes)
         if count:
             for record_id in ids:  # claim() skips any that did not move
                 transaction.on_commit(partial(enqueue_record, record_id))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import models
 from django.utils import timezone
@@ -32,6 +32,18 @@ class WebhookEvent(models.Model):
         return f"{self.source} #{self.pk} at {self.received_at:%Y-%m-%d %H:%M:%S}"
 
 
+class SyncRecordQuerySet(models.QuerySet):
+    def transition(self, name: str, **changes: Any) -> int:
+        """Apply a transition of the state machine to every record here that may take it (the state is
+        re-checked inside the UPDATE); returns how many moved."""
+        move = TRANSITIONS[name]
+        return self.filter(status__in=move.sources).update(status=move.target, updated_at=timezone.now(), **changes)
+
+    def movable(self, name: str) -> SyncRecordQuerySet:
+        """The records here a transition may move now."""
+        return self.filter(status__in=TRANSITIONS[name].sources)
+
+
 class SyncRecord(models.Model):
     """One business operation (a won deal, a billing event, a usage batch), unique on its natural key."""
 
@@ -53,6 +65,8 @@ class SyncRecord(models.Model):
 
     OPEN = (Status.PENDING, Status.RUNNING, Status.RETRYING)
     RUNNABLE = (Status.PENDING, Status.RETRYING)
+
+    objects = SyncRecordQuerySet.as_manager()
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     key = models.CharField(max_length=200, unique=True)
@@ -110,38 +124,74 @@ class SyncRecord(models.Model):
         return f"zkbridge:{self.key}:{step}:g{self.generation}"
 
     # --- transitions --------------------------------------------------------------------------------
+    # Every change of status goes through TRANSITIONS (below the class): the worker's outcomes, staff
+    # repairs, reconciliation fixes and the rescue of records whose worker died. Each is one conditional
+    # UPDATE that re-checks the state it moves from, so two actors racing for one record both stay safe.
+    def _move(self, transition: str, **changes: Any) -> None:
+        """Move this record (a worker's outcome): refused unless it is in a state the transition leaves."""
+        moved = SyncRecord.objects.filter(id=self.id).transition(transition, **changes)
+        self.refresh_from_db()
+        if not moved:
+            raise IllegalTransition(f"{self.key}: cannot {transition} a record that is {self.status}")
+
     def finish(self, status: str, reason: str = "") -> None:
-        self.status = status
-        self.reason = reason
-        self.finished_at = timezone.now()
-        self.next_attempt_at = None
-        self.save(update_fields=["status", "reason", "finished_at", "next_attempt_at", "updated_at"])
+        """The worker's outcome of a run: succeeded, needs attention, failed or ignored."""
+        self._move(OUTCOMES[status], reason=reason, finished_at=timezone.now(), next_attempt_at=None)
+
+    def retry_later(self, reason: str, at: dt.datetime) -> None:
+        self._move("retry_later", reason=reason, next_attempt_at=at)
 
     def close_by_staff(self, status: str, user: object) -> bool:
         """Resolve ("fixed by hand") or cancel ("do not sync") at a person's request. Refused while the
-        record runs or once it succeeded; the state is re-checked inside the UPDATE. True when it moved."""
-        assert status in (self.Status.RESOLVED, self.Status.CANCELLED)
+        record runs or once it succeeded. True when it moved."""
         now = timezone.now()
-        word = "resolved" if status == self.Status.RESOLVED else "cancelled"
-        moved = (
-            SyncRecord.objects.filter(id=self.id)
-            .exclude(status__in=[self.Status.SUCCEEDED, self.Status.RUNNING, status])
-            .update(
-                status=status,
-                finished_at=now,
-                next_attempt_at=None,
-                reason=f"{word} by {user} at {now:%Y-%m-%d %H:%M}",
-                updated_at=now,
-            )
+        transition = "resolve" if status == self.Status.RESOLVED else "cancel"
+        word = "resolved" if transition == "resolve" else "cancelled"
+        moved = SyncRecord.objects.filter(id=self.id).transition(
+            transition, finished_at=now, next_attempt_at=None, reason=f"{word} by {user} at {now:%Y-%m-%d %H:%M}"
         )
         self.refresh_from_db()
         return bool(moved)
 
-    def retry_later(self, reason: str, at: dt.datetime) -> None:
-        self.status = self.Status.RETRYING
-        self.reason = reason
-        self.next_attempt_at = at
-        self.save(update_fields=["status", "reason", "next_attempt_at", "updated_at"])
+
+class IllegalTransition(Exception):
+    """A status change the state machine does not allow from the record's current state."""
+
+
+class Transition(NamedTuple):
+    sources: frozenset[str]
+    target: str
+
+
+_S = SyncRecord.Status
+_ANY_BUT_RUNNING = frozenset(_S.values) - {_S.RUNNING}
+TRANSITIONS: dict[str, Transition] = {
+    # a worker claims a record that is due
+    "start": Transition(frozenset(SyncRecord.RUNNABLE), _S.RUNNING),
+    # the run's outcome
+    "succeed": Transition(frozenset({_S.RUNNING}), _S.SUCCEEDED),
+    "need_attention": Transition(frozenset({_S.RUNNING}), _S.NEEDS_ATTENTION),
+    "fail": Transition(frozenset({_S.RUNNING}), _S.FAILED),
+    "ignore": Transition(frozenset({_S.RUNNING}), _S.IGNORED),
+    "retry_later": Transition(frozenset({_S.RUNNING}), _S.RETRYING),
+    # the minute schedule: a run whose worker died resumes from its last completed step
+    "rescue": Transition(frozenset({_S.RUNNING}), _S.RETRYING),
+    # staff: retry (resume), re-run from scratch, resolve by hand, do not sync
+    "requeue": Transition(frozenset({_S.NEEDS_ATTENTION, _S.FAILED, _S.RETRYING, _S.CANCELLED}), _S.PENDING),
+    "rerun": Transition(
+        frozenset({_S.NEEDS_ATTENTION, _S.FAILED, _S.SUCCEEDED, _S.RESOLVED, _S.CANCELLED, _S.IGNORED}), _S.PENDING
+    ),
+    "resolve": Transition(_ANY_BUT_RUNNING - {_S.SUCCEEDED, _S.RESOLVED}, _S.RESOLVED),
+    "cancel": Transition(_ANY_BUT_RUNNING - {_S.SUCCEEDED, _S.CANCELLED}, _S.CANCELLED),
+    # reconciliation: Zuora has the subscription; the record now names it
+    "relink": Transition(_ANY_BUT_RUNNING, _S.SUCCEEDED),
+}
+OUTCOMES: dict[str, str] = {
+    _S.SUCCEEDED: "succeed",
+    _S.NEEDS_ATTENTION: "need_attention",
+    _S.FAILED: "fail",
+    _S.IGNORED: "ignore",
+}
 
 
 class ApiCall(models.Model):

@@ -148,7 +148,7 @@ def compare(snap: Snapshot) -> list[Discrepancy]:
             plan = plans.get(plan_id)
             if plan is not None:
                 verdict = sellable_on(plan, day)
-                if not verdict.ok and "not yet effective" not in verdict.reason:
+                if verdict.ended:
                     rows.append(
                         row(K.RETIRED_PLAN, A.PLAN_MIGRATION, lead_id, record, **numbers, detail=verdict.reason)
                     )

@@ -18,7 +18,7 @@ from sync.clients.errors import ApiError, TransientError
 from sync.context import current_record_id
 from sync.flows import FLOWS, Ignored, NeedsAttention, close_attention_task, notify_attention
 from sync.inbox import enqueue_record
-from sync.models import SyncRecord
+from sync.models import IllegalTransition, SyncRecord
 
 log = logging.getLogger("zkbridge.sync")
 MAX_BACKOFF = dt.timedelta(hours=1)
@@ -33,9 +33,9 @@ def backoff(attempts: int, retry_after: float | None) -> dt.timedelta:
 def claim(record_id: int) -> SyncRecord | None:
     now = timezone.now()
     claimed = (
-        SyncRecord.objects.filter(id=record_id, status__in=SyncRecord.RUNNABLE)
+        SyncRecord.objects.filter(id=record_id)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .update(status=SyncRecord.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, updated_at=now)
+        .transition("start", attempts=F("attempts") + 1, started_at=now)
     )
     return SyncRecord.objects.get(id=record_id) if claimed else None
 
@@ -49,6 +49,17 @@ def run_sync(record_id: int) -> str:
     prefix = f"sync_record={record.id} key={record.key}"
     try:
         log.info("%s attempt %s started", prefix, record.attempts)
+        run_flow(record, prefix)
+    except IllegalTransition as exc:  # rescued meanwhile (its worker was thought dead): the new run decides
+        log.warning("%s outcome not recorded: %s", prefix, exc)
+    finally:
+        current_record_id.reset(token)
+    return record.status
+
+
+def run_flow(record: SyncRecord, prefix: str) -> None:
+    """Run the record's flow and record its outcome as a transition of the state machine."""
+    try:
         FLOWS[record.kind](record)
     except Ignored as exc:
         record.finish(SyncRecord.Status.IGNORED, str(exc))
@@ -74,9 +85,6 @@ def run_sync(record_id: int) -> str:
         record.finish(SyncRecord.Status.SUCCEEDED)
         log.info("%s succeeded", prefix)
         cause_gone(record)
-    finally:
-        current_record_id.reset(token)
-    return record.status
 
 
 def cause_gone(record: SyncRecord) -> None:
@@ -109,8 +117,8 @@ def dispatch_due() -> int:
     """Scheduled every minute: enqueue retries that are due and rescue records stuck in 'running'
     (a worker died mid-flow; the flow resumes from its last completed step)."""
     now = timezone.now()
-    SyncRecord.objects.filter(status=SyncRecord.Status.RUNNING, started_at__lt=now - STALE_RUNNING).update(
-        status=SyncRecord.Status.RETRYING, next_attempt_at=now, reason="the worker running it stopped; resuming"
+    SyncRecord.objects.filter(started_at__lt=now - STALE_RUNNING).transition(
+        "rescue", next_attempt_at=now, reason="the worker running it stopped; resuming"
     )
     due = list(
         SyncRecord.objects.filter(

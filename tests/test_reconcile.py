@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 from sandbox.demo import zuora_id
 from sandbox.models import KLead, KWebhook, ZAccount, ZSubscription
-from sync.fixes import fix
+from sync.fixes import Outcome, fix
 from sync.models import Discrepancy, SyncRecord
 from sync.reconcile import latest_report, run_reconciliation
 from tests.conftest import map_plan
@@ -44,9 +44,9 @@ def test_won_without_a_subscription_is_resynced_in_one_click(billed):
     run_reconciliation()
     [row] = rows("won_no_subscription")
     assert row.kommo_lead_id == ACME and row.action == "resync" and "lost web hook" in row.detail
-    assert fix(row) == "sync queued"
+    assert fix(row).text == "sync queued"
     assert SyncRecord.objects.get(key=f"deal_won:{ACME}").status == "succeeded"
-    assert fix(row).startswith("already fixed")  # a second click does nothing
+    assert fix(row).outcome == Outcome.ALREADY  # a second click does nothing
     assert len(billed.subscriptions(ACME)) == 1
 
 
@@ -56,7 +56,7 @@ def test_a_failed_sync_shows_its_reason_and_retries(billed):
     [row] = rows("sync_failed")
     assert row.action == "retry" and "no plan mapping for plan 'Platinum'" in row.detail
     map_plan("Platinum", "Starter")
-    assert fix(row) == "retry queued"
+    assert fix(row).outcome == Outcome.QUEUED
     assert SyncRecord.objects.get(key=f"deal_won:{UMBRELLA}").status == "succeeded"
 
 
@@ -65,7 +65,8 @@ def test_a_retry_on_a_stale_row_is_skipped(billed):
     run_reconciliation()
     [row] = rows("sync_failed")
     SyncRecord.objects.filter(key=f"deal_won:{UMBRELLA}").update(status="running")
-    assert fix(row).startswith("skipped: the record is 'running'")
+    result = fix(row)
+    assert result.outcome == Outcome.SKIPPED and result.text == "skipped: the record is 'running' now"
     assert Discrepancy.objects.get(id=row.id).fixed_at is None
 
 
@@ -90,7 +91,9 @@ def test_deal_fields_that_differ_from_zuora_are_relinked(billed):
     run_reconciliation()
     [row] = rows("fields_mismatch")
     assert "A-S-WRONG" in row.detail and row.action == "relink"
-    assert fix(row) == "re-linked"
+    assert fix(row, "rita").text == "re-link queued"  # the worker writes to Kommo (sync mode: done by now)
+    row.refresh_from_db()
+    assert row.fixed_at is not None and row.fix_result == "re-link queued (by rita) → re-linked"
     fields = {f["field_id"]: f["values"][0]["value"] for f in KLead.objects.get(id=ACME_EXPANSION).custom_fields_values}
     assert fields[881251] == billed.subscriptions(ACME_EXPANSION)[0].subscription_number
     assert run_reconciliation().summary["discrepancies"] == 0

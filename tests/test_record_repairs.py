@@ -150,12 +150,12 @@ def test_repairs_refuse_what_does_not_apply_and_ignore_garbage(catalog, stuck):
 def test_a_reconciliation_fix_says_queued_then_the_records_outcome(catalog, stuck):
     run_reconciliation()
     [row] = latest_report().discrepancies.filter(kind="sync_failed")
-    assert fix(row, "rita") == "retry queued"  # still unmapped: needs attention again
+    assert fix(row, "rita").text == "retry queued"  # still unmapped: needs attention again
     row.refresh_from_db()
     assert row.fixed_at is None and row.fix_requested_at is not None
     assert outcome(row).startswith("retry queued (by rita) → needs attention again: no plan mapping")
     map_plan("Platinum", "Starter")
-    assert fix(row, "rita") == "retry queued"
+    assert fix(row, "rita").text == "retry queued"
     row.refresh_from_db()
     assert row.fixed_at is not None and outcome(row).startswith("fixed at ")
-    assert fix(row).startswith("already fixed")
+    assert str(fix(row)).startswith("already fixed")

@@ -7,7 +7,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 
@@ -15,6 +14,7 @@ from catalog.models import PlanMapping, ProductRatePlan
 from catalog.planmap import find_mapping
 from catalog.sellable import sellable_on
 from sync.flows import NeedsAttention
+from zkbridge.business_time import business_today, date_of_timestamp
 
 
 @dataclass
@@ -52,10 +52,9 @@ def field_value(lead: dict[str, Any], field_id: int | None) -> str:
 def contract_date(lead: dict[str, Any]) -> dt.date:
     """The lead's closed_at as a business date in ZKBRIDGE_TIME_ZONE."""
     stamp = lead.get("closed_at") or lead.get("updated_at")
-    zone = ZoneInfo(settings.ZKBRIDGE_TIME_ZONE)
     if not stamp:  # a Won lead always has closed_at; an odd one is billed from today
-        return dt.datetime.now(tz=zone).date()
-    return dt.datetime.fromtimestamp(int(stamp), tz=zone).date()
+        return business_today()
+    return date_of_timestamp(int(stamp))
 
 
 def deal_currency(lead: dict[str, Any]) -> str:
