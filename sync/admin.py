@@ -395,4 +395,4 @@ class UsageRecordAdmin(admin.ModelAdmin):
         return False
 
 
-from sync import admin_reports  # noqa: E402,F401  (registers the reconciliation report)
+from sync.reconcile import admin as reconcile_admin  # noqa: E402,F401  (registers the reconciliation report)

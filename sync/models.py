@@ -344,6 +344,8 @@ class Discrepancy(models.Model):
         SYNC_FAILED = "sync_failed", "Sync failed or needs attention"
         WRONG_PLAN = "wrong_plan", "Subscription on another plan than the mapping says"
         FIELDS_MISMATCH = "fields_mismatch", "Kommo deal fields differ from Zuora"
+        UNRECORDED_SUBSCRIPTION = "unrecorded_subscription", "Zuora bills the deal, zkbridge's record does not say so"
+        DUPLICATE_SUBSCRIPTIONS = "duplicate_subscriptions", "Several Zuora subscriptions for one deal"
         DUPLICATE_ACCOUNTS = "duplicate_accounts", "Several Zuora accounts for one Kommo customer"
         ORPHAN_SUBSCRIPTION = "orphan_subscription", "Zuora subscription for a deal that is not won"
         RETIRED_PLAN = "retired_plan", "Still on a retired plan"

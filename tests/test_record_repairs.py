@@ -9,10 +9,10 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from sandbox.models import KTask
-from sync.fixes import fix, outcome
 from sync.groups import READ_ONLY, REVOPS
 from sync.models import SyncRecord
 from sync.reconcile import latest_report, run_reconciliation
+from sync.reconcile.fixes import fix, outcome
 from sync.tasks import dispatch_due
 from tests.conftest import map_plan
 

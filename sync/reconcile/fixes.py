@@ -142,7 +142,7 @@ def enqueue_relink(row_id: int) -> None:
     from django_q.tasks import async_task
 
     try:
-        async_task("sync.fixes.relink_deal", row_id, group="reconcile")
+        async_task("sync.reconcile.fixes.relink_deal", row_id, group="reconcile")
     except Exception:  # the broker is down: the row stays requested; clicking again retries
         log.exception("re-link of reconciliation row %s could not be enqueued", row_id)
 

@@ -11,9 +11,9 @@ from django.urls import path
 from django.utils.html import format_html
 
 from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, outside_links
-from sync.fixes import fix, outcome
 from sync.models import Discrepancy, ReconciliationRun
-from sync.reconcile import latest_report, report_csv
+from sync.reconcile.fixes import fix, outcome
+from sync.reconcile.run import latest_report, report_csv
 
 
 @admin.register(ReconciliationRun)

@@ -1,0 +1,86 @@
+"""What a reconciliation compares, read in bulk: Kommo's won deals (its lead list, 250 a page), Zuora's
+accounts, subscriptions and rate plans (ZOQL, 2,000 a page), and zkbridge's own records, plan map and
+catalog mirror. Never one call per deal. The checks are pure functions of a Snapshot."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from catalog.models import PlanMapping, ProductRatePlan
+from sync.clients.kommo import KommoClient
+from sync.clients.zuora import ZuoraClient
+from sync.flows.deal_won import LEAD_FIELD
+from sync.models import SyncRecord
+from zkbridge.business_time import business_today
+
+PROBLEM_STATES = (SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED)
+
+
+@dataclass
+class Snapshot:
+    """Everything one run compares."""
+
+    won: dict[int, dict] = field(default_factory=dict)  # lead id → Kommo lead
+    accounts: dict[str, dict] = field(default_factory=dict)  # Zuora account id → account
+    subscriptions: list[dict] = field(default_factory=list)  # Zuora subscriptions carrying a lead id
+    plans_of: dict[str, list[str]] = field(default_factory=dict)  # subscription id → product rate plan ids
+    records: dict[int, SyncRecord] = field(default_factory=dict)  # lead id → its deal_won record
+    problem_records: list[SyncRecord] = field(default_factory=list)  # every record needing attention or failed
+    mapped_plans: dict[str, set[str]] = field(default_factory=dict)  # plan field value → rate plan ids
+    catalog: dict[str, ProductRatePlan] = field(default_factory=dict)  # rate plan id → mirrored plan
+    day: dt.date = field(default_factory=business_today)
+
+    def subscriptions_of(self) -> dict[int, list[dict]]:
+        """Lead id → the Zuora subscriptions carrying it."""
+        found: dict[int, list[dict]] = defaultdict(list)
+        for sub in self.subscriptions:
+            carried = str(sub.get(LEAD_FIELD) or "")
+            if carried.isdigit():
+                found[int(carried)].append(sub)
+        return found
+
+    def account_of(self, subscription: dict) -> dict:
+        return self.accounts.get(str(subscription.get("AccountId")), {})
+
+
+def read_snapshot(progress: Callable[[str], None]) -> Snapshot:
+    snap = Snapshot()
+    kommo, zuora = KommoClient.from_settings(), ZuoraClient.from_settings()
+    statuses = [(p["id"], settings.KOMMO_WON_STATUS_ID) for p in kommo.pipelines()] or None
+    for lead in kommo.won_leads(statuses, status_id=settings.KOMMO_WON_STATUS_ID):
+        snap.won[lead["id"]] = lead
+        if len(snap.won) % 1000 == 0:
+            progress(f"Kommo: {len(snap.won)} won deals read")
+    progress(f"Kommo: {len(snap.won)} won deals; reading Zuora accounts")
+    crm_field = settings.ZUORA_ACCOUNT_CRM_FIELD
+    for account in zuora.zoql(f"select Id, AccountNumber, Name, CrmId, Currency, {crm_field} from Account"):
+        snap.accounts[account["Id"]] = account
+    progress(f"Zuora: {len(snap.accounts)} accounts; reading subscriptions")
+    snap.subscriptions = list(
+        zuora.zoql(f"select Id, Name, AccountId, Status, {LEAD_FIELD} from Subscription where {LEAD_FIELD} != null")
+    )
+    for plan in zuora.zoql("select Id, SubscriptionId, ProductRatePlanId from RatePlan"):
+        snap.plans_of.setdefault(plan["SubscriptionId"], []).append(plan["ProductRatePlanId"])
+    progress(f"Zuora: {len(snap.subscriptions)} subscriptions; comparing")
+    read_zkbridge(snap)
+    return snap
+
+
+def read_zkbridge(snap: Snapshot) -> None:
+    """zkbridge's side: its deal records, the records in trouble, the plan map and the catalog mirror."""
+    deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id__isnull=False)
+    snap.records = {r.lead_id: r for r in deals}
+    snap.problem_records = list(SyncRecord.objects.filter(status__in=PROBLEM_STATES).order_by("id"))
+    mapped: dict[str, set[str]] = defaultdict(set)
+    for mapping in PlanMapping.objects.filter(kind=PlanMapping.Kind.PLAN, active=True).prefetch_related(
+        "rate_plans__product_rate_plan"
+    ):
+        for item in mapping.rate_plans.all():
+            mapped[mapping.normalized_value].add(item.product_rate_plan.zuora_id)
+    snap.mapped_plans = dict(mapped)
+    snap.catalog = {p.zuora_id: p for p in ProductRatePlan.objects.select_related("product")}
