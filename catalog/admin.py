@@ -8,7 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count, IntegerField, Q, Value
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -17,9 +17,18 @@ from django.urls import path
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
+from catalog.hooks import contributions
 from catalog.models import MappedRatePlan, PlanMapping, Product, ProductRatePlan, ProductRatePlanCharge, today
 from catalog.planmap import MAX_CSV_BYTES, check_rate_plan, export_csv, import_csv
 from catalog.sellable import status_label
+
+
+def deals_billed():
+    """How many deals each row billed, as the billing app counts them (0 when none is installed)."""
+    if contributions.deals_billed is None:
+        return Value(0, output_field=IntegerField())
+    return contributions.deals_billed()
+
 
 BADGE_COLOURS = {
     "sellable": "#1a7f37",
@@ -84,19 +93,20 @@ class ProductAdmin(ReadOnlyMirror):
         ]
 
     def changelist_view(self, request, extra_context=None):
-        from catalog.models import SyncRun
+        from catalog.models import CatalogSyncRun
 
-        extra = {"last_run": SyncRun.objects.first(), **(extra_context or {})}
+        extra = {"last_run": CatalogSyncRun.objects.first(), **(extra_context or {})}
         return super().changelist_view(request, extra)
 
     def sync_now(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST":
             return redirect("admin:catalog_product_changelist")
-        if not request.user.has_perm("catalog.add_syncrun"):
+        if not request.user.has_perm("catalog.add_catalogsyncrun"):
             raise PermissionDenied
-        from django_q.tasks import async_task
-
-        async_task(settings.CATALOG_SYNC_TASK, task_name=f"catalog sync by {request.user}")
+        if contributions.start_catalog_sync is None:
+            messages.error(request, "No catalog sync is installed.")
+            return redirect("admin:catalog_product_changelist")
+        contributions.start_catalog_sync(str(request.user))
         messages.success(request, "Catalog sync started; this page shows its result when it is done.")
         return redirect("admin:catalog_product_changelist")
 
@@ -171,10 +181,7 @@ class ProductRatePlanAdmin(ReadOnlyMirror):
             .filter(
                 Q(effective_end__lte=horizon) | Q(product__effective_end__lte=horizon) | Q(removed_at__isnull=False)
             )
-            .annotate(
-                subscriptions=Count("sync_records", filter=Q(sync_records__status="succeeded"), distinct=True),
-                mappings_count=Count("mappings", distinct=True),
-            )
+            .annotate(subscriptions=deals_billed(), mappings_count=Count("mappings", distinct=True))
             .order_by("effective_end", "product__name", "name")
         )
         rows = [
@@ -239,8 +246,8 @@ class PlanMappingAdmin(SimpleHistoryAdmin):
     search_fields = [
         "kommo_value",
         "label",
-        "rate_plans__product_rate_plan__name",
-        "rate_plans__product_rate_plan__zuora_id",
+        "mapped_plans__product_rate_plan__name",
+        "mapped_plans__product_rate_plan__zuora_id",
     ]
     inlines = [MappedRatePlanInline]
     change_list_template = "admin/catalog/planmapping/change_list.html"
@@ -250,13 +257,13 @@ class PlanMappingAdmin(SimpleHistoryAdmin):
         return (
             super()
             .get_queryset(request)
-            .prefetch_related("rate_plans__product_rate_plan__product")
-            .annotate(synced=Count("sync_records", filter=Q(sync_records__status="succeeded"), distinct=True))
+            .prefetch_related("mapped_plans__product_rate_plan__product")
+            .annotate(synced=deals_billed())
         )
 
     @admin.display(description="Zuora rate plan(s)")
     def resolved_plans(self, obj: PlanMapping) -> str:
-        items = [(str(i.product_rate_plan), status_label(i.product_rate_plan, today())) for i in obj.rate_plans.all()]
+        items = [(str(i.product_rate_plan), status_label(i.product_rate_plan, today())) for i in obj.mapped_plans.all()]
         if not items:
             return "—"
         return format_html(

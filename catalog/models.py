@@ -89,7 +89,7 @@ class ProductRatePlanCharge(Mirrored):
         return next((p for p in self.pricing if p.get("currency") == currency), None)
 
 
-class SyncRun(models.Model):
+class CatalogSyncRun(models.Model):
     """One run of sync_catalog: counts for the admin, and the error when Zuora failed half-way."""
 
     started_at = models.DateTimeField(default=timezone.now)
@@ -160,7 +160,7 @@ class PlanMapping(models.Model):
 class MappedRatePlan(models.Model):
     """One Zuora rate plan a mapping subscribes to, with optional quantity and price overrides."""
 
-    mapping = models.ForeignKey(PlanMapping, on_delete=models.CASCADE, related_name="rate_plans")
+    mapping = models.ForeignKey(PlanMapping, on_delete=models.CASCADE, related_name="mapped_plans")
     product_rate_plan = models.ForeignKey(ProductRatePlan, on_delete=models.PROTECT, related_name="mappings")
     quantity = models.DecimalField(
         max_digits=18,

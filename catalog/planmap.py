@@ -50,7 +50,7 @@ def find_mapping(kind: str, value: str, currency: str) -> Lookup:
     """The active mapping for a Kommo value in the deal's currency — or why there is none."""
     candidates = list(
         PlanMapping.objects.filter(kind=kind, normalized_value=normalize(value), active=True).prefetch_related(
-            "rate_plans__product_rate_plan__product", "rate_plans__product_rate_plan__charges"
+            "mapped_plans__product_rate_plan__product", "mapped_plans__product_rate_plan__charges"
         )
     )
     what = "plan" if kind == PlanMapping.Kind.PLAN else "Kommo product"
@@ -58,7 +58,7 @@ def find_mapping(kind: str, value: str, currency: str) -> Lookup:
         return Lookup(None, f"no plan mapping for {what} '{value}': add it to the plan map in the zkbridge admin")
     for mapping in candidates:
         if mapping.currency == currency:
-            if not mapping.rate_plans.all():
+            if not mapping.mapped_plans.all():
                 return Lookup(None, f"the plan mapping for {what} '{value}' names no Zuora rate plan")
             return Lookup(mapping)
     others = ", ".join(sorted(m.currency for m in candidates))
@@ -284,12 +284,12 @@ def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> Imp
     existing = {
         (m.kind, m.normalized_value, m.currency): m
         for m in PlanMapping.objects.filter(normalized_value__in=[normalize(r.value) for r in rows]).prefetch_related(
-            "rate_plans__product_rate_plan"
+            "mapped_plans__product_rate_plan"
         )
     }
     for row in rows:
         mapping = existing.get((row.kind, normalize(row.value), row.currency))
-        carried = {i.product_rate_plan.zuora_id for i in mapping.rate_plans.all()} if mapping else set()
+        carried = {i.product_rate_plan.zuora_id for i in mapping.mapped_plans.all()} if mapping else set()
         for item in row.items:
             plan = plans.get(item.plan_id)
             if plan is None:
@@ -328,7 +328,7 @@ def _save(row: CsvRow, plans: dict[str, ProductRatePlan]) -> None:
         defaults={"kommo_value": row.value, "active": True, **row.fields},
     )
     chosen = [plans[item.plan_id] for item in row.items]
-    mapping.rate_plans.exclude(product_rate_plan__in=chosen).delete()
+    mapping.mapped_plans.exclude(product_rate_plan__in=chosen).delete()
     for item, plan in zip(row.items, chosen, strict=True):
         MappedRatePlan.objects.update_or_create(
             mapping=mapping, product_rate_plan=plan, defaults={"quantity": item.quantity, "price": item.price}
@@ -344,11 +344,11 @@ def export_csv() -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
-    mappings = PlanMapping.objects.prefetch_related("rate_plans__product_rate_plan").order_by(
+    mappings = PlanMapping.objects.prefetch_related("mapped_plans__product_rate_plan").order_by(
         "kind", "normalized_value", "currency"
     )
     for m in mappings:
-        items = sorted(m.rate_plans.all(), key=lambda i: i.id)
+        items = sorted(m.mapped_plans.all(), key=lambda i: i.id)
         if not items:
             continue  # the admin never saves a mapping without a plan; nothing an import could recreate
         flag = {True: "true", False: "false"}

@@ -12,6 +12,11 @@ class SyncConfig(AppConfig):
         from sync.logs import install_record_factory
 
         install_record_factory()
+        from catalog.hooks import contributions
+        from sync.catalog_sync import deals_billed, start_in_background
+
+        contributions.deals_billed = deals_billed
+        contributions.start_catalog_sync = start_in_background
         from sync.groups import ensure_groups
         from sync.schedules import ensure_schedules
 

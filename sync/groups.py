@@ -14,7 +14,7 @@ VIEW = [
     "catalog.view_product",
     "catalog.view_productrateplan",
     "catalog.view_productrateplancharge",
-    "catalog.view_syncrun",
+    "catalog.view_catalogsyncrun",
     "catalog.view_planmapping",
     "catalog.view_mappedrateplan",
     "sync.view_syncrecord",
@@ -31,7 +31,7 @@ EDIT = [
     "catalog.add_mappedrateplan",
     "catalog.change_mappedrateplan",
     "catalog.delete_mappedrateplan",
-    "catalog.add_syncrun",  # the catalog's "sync now" button
+    "catalog.add_catalogsyncrun",  # the catalog's "sync now" button
     "sync.change_syncrecord",  # retry, resolve, cancel
     "sync.change_billingeventrule",
 ]

@@ -34,5 +34,5 @@ def test_revops_edits_a_mapping_and_sees_the_retire_soon_warning(catalog):
         page.screenshot(path=str(ARTIFACTS / "plan-map-2-retire-soon-warning.png"), full_page=True)
     mapping.refresh_from_db()
     assert mapping.label == "Starter (moving to Scale)"
-    assert mapping.rate_plans.get().product_rate_plan.name == "Scale (retiring)"
+    assert mapping.mapped_plans.get().product_rate_plan.name == "Scale (retiring)"
     call_command("check")

@@ -34,7 +34,7 @@ def test_a_good_file_upserts(mirrored, tmp_path, capsys):
     assert "2 mapping(s) created" in out
     out, _ = run(tmp_path, f"kommo_value,product_rate_plan_id\nGROWTH,{STARTER}\n", capsys)
     assert "0 mapping(s) created, 1 updated" in out
-    assert PlanMapping.objects.get(normalized_value="growth").rate_plans.get().product_rate_plan.zuora_id == STARTER
+    assert PlanMapping.objects.get(normalized_value="growth").mapped_plans.get().product_rate_plan.zuora_id == STARTER
 
 
 def test_a_plan_retiring_soon_imports_with_a_warning(mirrored, tmp_path, capsys):
@@ -94,9 +94,9 @@ def plan_map_state() -> list[tuple]:
             m.renewal_term_months,
             m.payment_term,
             m.active,
-            sorted((i.product_rate_plan.zuora_id, i.quantity, i.price) for i in m.rate_plans.all()),
+            sorted((i.product_rate_plan.zuora_id, i.quantity, i.price) for i in m.mapped_plans.all()),
         )
-        for m in PlanMapping.objects.prefetch_related("rate_plans__product_rate_plan").order_by("id")
+        for m in PlanMapping.objects.prefetch_related("mapped_plans__product_rate_plan").order_by("id")
     ]
 
 

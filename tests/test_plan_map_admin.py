@@ -50,19 +50,19 @@ def mapping_form(value: str, plan_id: str, currency: str = "USD") -> dict:
         "auto_renew": "on",
         "active": "on",
         "payment_term": "",
-        "rate_plans-TOTAL_FORMS": 1,
-        "rate_plans-INITIAL_FORMS": 0,
-        "rate_plans-MIN_NUM_FORMS": 0,
-        "rate_plans-MAX_NUM_FORMS": 1000,
-        "rate_plans-0-product_rate_plan": plan.id,
-        "rate_plans-0-quantity": "",
-        "rate_plans-0-price": "",
+        "mapped_plans-TOTAL_FORMS": 1,
+        "mapped_plans-INITIAL_FORMS": 0,
+        "mapped_plans-MIN_NUM_FORMS": 0,
+        "mapped_plans-MAX_NUM_FORMS": 1000,
+        "mapped_plans-0-product_rate_plan": plan.id,
+        "mapped_plans-0-quantity": "",
+        "mapped_plans-0-price": "",
     }
 
 
 def test_a_sellable_plan_is_saved(revops):
     answer = revops.post("/admin/catalog/planmapping/add/", mapping_form("Growth", GROWTH), follow=True)
-    assert answer.status_code == 200 and PlanMapping.objects.get().rate_plans.get().product_rate_plan.name == "Growth"
+    assert answer.status_code == 200 and PlanMapping.objects.get().mapped_plans.get().product_rate_plan.name == "Growth"
 
 
 @pytest.mark.parametrize(
@@ -87,13 +87,13 @@ def test_every_change_is_kept_with_who_and_when(revops):
     revops.post("/admin/catalog/planmapping/add/", mapping_form("Growth", GROWTH))
     mapping = PlanMapping.objects.get()
     form = mapping_form("Growth", GROWTH)
-    item = mapping.rate_plans.get()
+    item = mapping.mapped_plans.get()
     form.update(
         {
             "label": "Growth (annual)",
-            "rate_plans-INITIAL_FORMS": 1,
-            "rate_plans-0-id": item.id,
-            "rate_plans-0-mapping": mapping.id,
+            "mapped_plans-INITIAL_FORMS": 1,
+            "mapped_plans-0-id": item.id,
+            "mapped_plans-0-mapping": mapping.id,
         }
     )
     revops.post(f"/admin/catalog/planmapping/{mapping.id}/change/", form)
@@ -165,11 +165,11 @@ def test_catalog_pages_show_badges_and_search(revops):
 
 
 def test_sync_now_button_runs_the_catalog_sync(revops, mirrored):
-    from catalog.models import SyncRun
+    from catalog.models import CatalogSyncRun
 
-    before = SyncRun.objects.count()
+    before = CatalogSyncRun.objects.count()
     revops.post("/admin/catalog/product/sync-now/")
-    assert SyncRun.objects.count() == before + 1 and SyncRun.objects.first().ok
+    assert CatalogSyncRun.objects.count() == before + 1 and CatalogSyncRun.objects.first().ok
 
 
 def test_legacy_report_counts_subscriptions_on_retiring_plans(revops):

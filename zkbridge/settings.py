@@ -269,9 +269,6 @@ ZKBRIDGE_TIME_ZONE = config.time_zone("ZKBRIDGE_TIME_ZONE", "UTC")
 ZKBRIDGE_MAX_ATTEMPTS = config.integer("ZKBRIDGE_MAX_ATTEMPTS", 6, minimum=1)
 ZKBRIDGE_RETRY_BASE_SECONDS = config.integer("ZKBRIDGE_RETRY_BASE_SECONDS", 30, minimum=0)
 
-# The task the catalog admin's "sync now" button enqueues (catalog itself knows nothing of sync).
-CATALOG_SYNC_TASK = "sync.catalog_sync.scheduled_sync"
-
 # --- django-q2 ------------------------------------------------------------------------------------
 _redis = config.string("ZKBRIDGE_REDIS_URL")
 if _redis is not None and not _redis.startswith(("redis://", "rediss://")):

@@ -34,7 +34,7 @@ def deal_won(record: SyncRecord) -> None:
     zuora = ZuoraClient.from_settings()
     lead = fetch_lead(kommo, record)
     if not record.step_done("order"):
-        create_subscription(record, kommo, zuora, lead)
+        place_order(record, kommo, zuora, lead)
     if not record.step_done("lead_fields"):
         write_lead_fields(record, kommo)
     if not record.step_done("note"):
@@ -57,7 +57,7 @@ def fetch_lead(kommo: KommoClient, record: SyncRecord) -> dict[str, Any]:
     return lead
 
 
-def create_subscription(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead: dict) -> None:
+def place_order(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead: dict) -> None:
     lead_id = str(record.kommo_lead_id)
     # Zuora forgets Idempotency-Keys after 24 h: a retry days later must find what an earlier attempt made.
     existing = zuora.find_subscriptions(LEAD_FIELD, lead_id)

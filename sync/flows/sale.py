@@ -98,7 +98,7 @@ def resolve_sale(lead: dict[str, Any]) -> Sale:
         mapping = lookup.mapping
         if kind == PlanMapping.Kind.PLAN or sale.terms is None:
             sale.terms = mapping
-        for item in mapping.rate_plans.all():
+        for item in mapping.mapped_plans.all():
             plan = item.product_rate_plan
             verdict = sellable_on(plan, sale.contract_date, currency)
             if not verdict.ok:

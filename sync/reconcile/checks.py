@@ -172,7 +172,7 @@ def wrong_plan(snap: Snapshot) -> Iterator[Discrepancy]:
     """Zuora bills none of the rate plans the deal's plan maps to."""
     for lead_id, lead, record, sub, account in billed_deals(snap):
         billed = set(snap.plans_of.get(sub["Id"], []))
-        wanted = snap.mapped_plans.get(normalize(field_value(lead, settings.KOMMO_PLAN_FIELD_ID)))
+        wanted = snap.plan_map.get(normalize(field_value(lead, settings.KOMMO_PLAN_FIELD_ID)))
         if not (wanted and billed) or wanted & billed:
             continue
         yield finding(

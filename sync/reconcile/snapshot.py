@@ -31,7 +31,7 @@ class Snapshot:
     plans_of: dict[str, list[str]] = field(default_factory=dict)  # subscription id → product rate plan ids
     records: dict[int, SyncRecord] = field(default_factory=dict)  # lead id → its deal_won record
     problem_records: list[SyncRecord] = field(default_factory=list)  # every record needing attention or failed
-    mapped_plans: dict[str, set[str]] = field(default_factory=dict)  # plan field value → rate plan ids
+    plan_map: dict[str, set[str]] = field(default_factory=dict)  # plan field value → rate plan ids
     catalog: dict[str, ProductRatePlan] = field(default_factory=dict)  # rate plan id → mirrored plan
     day: dt.date = field(default_factory=business_today)
 
@@ -78,9 +78,9 @@ def read_zkbridge(snap: Snapshot) -> None:
     snap.problem_records = list(SyncRecord.objects.filter(status__in=PROBLEM_STATES).order_by("id"))
     mapped: dict[str, set[str]] = defaultdict(set)
     for mapping in PlanMapping.objects.filter(kind=PlanMapping.Kind.PLAN, active=True).prefetch_related(
-        "rate_plans__product_rate_plan"
+        "mapped_plans__product_rate_plan"
     ):
-        for item in mapping.rate_plans.all():
+        for item in mapping.mapped_plans.all():
             mapped[mapping.normalized_value].add(item.product_rate_plan.zuora_id)
-    snap.mapped_plans = dict(mapped)
+    snap.plan_map = dict(mapped)
     snap.catalog = {p.zuora_id: p for p in ProductRatePlan.objects.select_related("product")}
