@@ -19,6 +19,9 @@ class MirroredQuerySet(models.QuerySet):
     def present(self):
         return self.filter(removed_at__isnull=True)
 
+    def get_by_natural_key(self, zuora_id: str):
+        return self.get(zuora_id=zuora_id)
+
 
 class Mirrored(models.Model):
     """A row copied from Zuora's catalog; `removed_at` is set when Zuora stopped listing it."""
@@ -35,6 +38,10 @@ class Mirrored(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def natural_key(self) -> tuple[str]:
+        """Zuora's id: fixtures and exports name catalog rows the way Zuora does."""
+        return (self.zuora_id,)
 
 
 class Product(Mirrored):
@@ -115,6 +122,11 @@ def default_currency() -> str:
     return settings.ZKBRIDGE_DEFAULT_CURRENCY
 
 
+class PlanMappingManager(models.Manager):
+    def get_by_natural_key(self, kind: str, normalized_value: str, currency: str):
+        return self.get(kind=kind, normalized_value=normalized_value, currency=currency)
+
+
 class PlanMapping(models.Model):
     """What a Kommo value (a plan option's text, or a Kommo product) means in Zuora."""
 
@@ -137,6 +149,7 @@ class PlanMapping(models.Model):
     active = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()
+    objects = PlanMappingManager()
 
     class Meta:
         ordering = ["kind", "kommo_value"]
@@ -146,6 +159,9 @@ class PlanMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kommo_value} ({self.currency})"
+
+    def natural_key(self) -> tuple[str, str, str]:
+        return (self.kind, self.normalized_value, self.currency)
 
     def save(self, *args, **kwargs):
         self.normalized_value = normalize(self.kommo_value)

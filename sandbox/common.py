@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "kommo_webhook_delivery": "async",
     # How many status polls a usage import stays Processing before it completes.
     "zuora_usage_polls_before_done": 1,
+    # The embedded demo imported its plan map (first run only; `dev.py demo --reset` forgets it).
+    "demo_connected": False,
 }
 
 

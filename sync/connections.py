@@ -6,11 +6,14 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 
 from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.installation import kommo_webhook_url
+from sync.models import ConnectionCheck
 
 
 def _timed(check) -> dict[str, Any]:
@@ -21,6 +24,22 @@ def _timed(check) -> dict[str, Any]:
     except ApiError as exc:
         detail, ok, error = None, False, str(exc)
     return {"ok": ok, "error": error, "detail": detail, "ms": int((time.monotonic() - started) * 1000)}
+
+
+def request_check(requested_by: str) -> ConnectionCheck:
+    """Record that someone asked for a check and hand it to the workers."""
+    from django_q.tasks import async_task
+
+    check = ConnectionCheck.objects.create(requested_by=requested_by[:150])
+    transaction.on_commit(lambda: async_task("sync.connections.run_check", check.id, group="connections"))
+    return check
+
+
+def run_check(check_id: int) -> str:
+    """Worker: run the live checks and keep their results for the Connections page."""
+    results = check_connections()
+    ConnectionCheck.objects.filter(id=check_id).update(results=results, finished_at=timezone.now())
+    return "ok" if results["zuora"]["ok"] and results["kommo"]["pipelines"]["ok"] else "problems found"
 
 
 def check_connections() -> dict[str, Any]:

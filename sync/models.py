@@ -245,6 +245,19 @@ class InstallationSecret(models.Model):
     value = models.CharField(max_length=200)
 
 
+class ConnectionCheck(models.Model):
+    """A live check of the Zuora and Kommo credentials, run by a worker (never by the admin request that
+    asked for it); the Connections page shows the latest."""
+
+    requested_at = models.DateTimeField(default=timezone.now, db_index=True)
+    requested_by = models.CharField(max_length=150, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    results = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+
 class Cursor(models.Model):
     """Where a scheduled job left off (poll_kommo's last run)."""
 

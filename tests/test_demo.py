@@ -190,6 +190,7 @@ def test_a_restart_keeps_what_the_user_did_and_reset_starts_over(demo, tmp_path)
     imported = demo.manage("import_plan_map", str(plan_map))
     assert imported.returncode == 0 and "1 mapping(s) created" in imported.stdout, imported.stderr
     mappings = demo.query("SELECT kommo_value, label FROM catalog_planmapping ORDER BY kommo_value")
+    assert ("Growth (2024)", "Growth (2024)") in mappings  # the demo's legacy mapping, on a retired plan
     leads = demo.query("SELECT id, status_id, custom_fields_values FROM sandbox_klead ORDER BY id")
     password = demo.password
 

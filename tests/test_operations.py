@@ -66,13 +66,34 @@ def test_the_dashboard_query_count_does_not_grow_with_records(admin_client, hist
         admin_client.get("/admin/")
 
 
+def check_now(admin_client) -> str:
+    """Press "Check now" (the workers run the check; inline in the tests' sync mode) and read the page."""
+    return admin_client.post("/admin/connections/", follow=True).content.decode()
+
+
 def test_connection_checks_report_live_status_and_a_disabled_web_hook(admin_client, emulators):
     page = admin_client.get("/admin/connections/").content.decode()
-    assert page.count("✔ connected") == 2 and "Registered and enabled" in page and emulators.webhook_url in page
+    assert "No connection check has run yet" in page and emulators.webhook_url in page
+    page = check_now(admin_client)
+    assert page.count("✔ connected") == 2 and "Registered and enabled" in page and "asked by admin" in page
     KWebhook.objects.update(disabled=True)
-    assert "Kommo has disabled this web hook" in admin_client.get("/admin/connections/").content.decode()
+    assert "Kommo has disabled this web hook" in check_now(admin_client)
     emulators.fault("zuora", "unauthorized", "/oauth/token")
-    assert "✘" in admin_client.get("/admin/connections/").content.decode()
+    assert "✘" in check_now(admin_client)
+
+
+def test_a_requested_check_waits_for_the_workers_and_the_page_refreshes(admin_client, emulators, monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", False)  # as in production: queued, run by a worker later
+    page = check_now(admin_client)
+    assert "running" in page and 'http-equiv="refresh"' in page and "✔ connected" not in page
+    from sync.connections import run_check
+    from sync.models import ConnectionCheck
+
+    run_check(ConnectionCheck.objects.get().id)
+    page = admin_client.get("/admin/connections/").content.decode()
+    assert page.count("✔ connected") == 2 and 'http-equiv="refresh"' not in page
 
 
 def test_metrics_are_prometheus_text_for_the_machine_itself(client, history):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
@@ -46,11 +47,29 @@ class ZkbridgeAdminSite(admin.AdminSite):
         return [path("connections/", self.admin_view(self.connections), name="connections"), *super().get_urls()]
 
     def connections(self, request):
+        """The latest live check of Zuora and Kommo; "Check now" asks the workers for a new one (a web
+        request never calls Zuora or Kommo itself)."""
         if not request.user.has_perm("sync.view_syncrecord"):
             raise PermissionDenied
-        from sync.connections import check_connections
+        from sync.connections import request_check
+        from sync.installation import kommo_webhook_url
+        from sync.models import ConnectionCheck
 
-        context = {**self.each_context(request), "title": "Connections", "checks": check_connections()}
+        if request.method == "POST":
+            if not request.user.has_perm("sync.change_syncrecord"):
+                raise PermissionDenied
+            request_check(str(request.user))
+            return redirect("admin:connections")
+        latest = ConnectionCheck.objects.first()
+        context = {
+            **self.each_context(request),
+            "title": "Connections",
+            "check": latest,
+            "checks": latest.results if latest and latest.finished_at else None,
+            "waiting": bool(latest and not latest.finished_at),
+            "webhook_url": kommo_webhook_url(),
+            "can_check": request.user.has_perm("sync.change_syncrecord"),
+        }
         return TemplateResponse(request, "admin/connections.html", context)
 
 

@@ -1,8 +1,11 @@
-"""Prepare the embedded demo (used by `python3 dev.py demo`).
+"""Prepare the embedded demo (used by `python3 dev.py demo`): the demo's wiring lives with the emulators.
 
 The demo keeps what its user did: the emulators are seeded, the plan map imported and the admin login
 created on the first run only; a restart changes nothing. `--reset` starts over, and only ever on the
 built-in emulators' data: it refuses as soon as a real Zuora or Kommo is configured.
+
+Like everything in sandbox/, this imports nothing from zkbridge's own apps: it drives them through their
+commands (sync_catalog, import_plan_map, loaddata, kommo_webhook), as an operator would.
 """
 
 import secrets
@@ -13,10 +16,11 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from catalog.models import MappedRatePlan, PlanMapping, ProductRatePlan
-from sync.models import Cursor
+from sandbox import demo
+from sandbox.common import get_setting, set_setting
+from sandbox.models import ZProduct
 
-CONNECTED = "demo_connected"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 class Command(BaseCommand):
@@ -47,24 +51,16 @@ class Command(BaseCommand):
             # staff groups, the schedules, the billing rules and a new web hook token.
             call_command("flush", interactive=False, verbosity=0)
             self.stdout.write("Demo data forgotten; it will be seeded again.")
-        if seed:
-            self.seed()
+        if seed and not ZProduct.objects.exists():
+            demo.seed()  # on later runs the leads, notes and subscriptions are the user's
         if admin:
             self.admin_login()
         if connect:
             self.connect()
 
-    def seed(self) -> None:
-        from sandbox import demo
-        from sandbox.models import ZProduct
-
-        if ZProduct.objects.exists():
-            return  # seeded on an earlier run: the leads, notes and subscriptions are the user's now
-        demo.seed()
-
     def admin_login(self) -> None:
         path = Path(settings.ZKBRIDGE_STATE_DIR) / "admin-password"
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         users = get_user_model().objects
         user = users.filter(username="admin").first()
         if user is None or not path.exists():
@@ -80,21 +76,9 @@ class Command(BaseCommand):
 
     def connect(self) -> None:
         call_command("sync_catalog", verbosity=0)
-        if not Cursor.objects.filter(name=CONNECTED).exists():
-            call_command(
-                "import_plan_map", str(Path(settings.BASE_DIR) / "sandbox/fixtures/demo-plan-map.csv"), verbosity=0
-            )
-            self.legacy_mapping()
-            Cursor.objects.create(name=CONNECTED, value="plan map imported")
+        if not get_setting("demo_connected"):
+            call_command("import_plan_map", str(FIXTURES / "demo-plan-map.csv"), verbosity=0)
+            # A mapping made while "Growth (2024)" was sellable: it shows the retired-plan path.
+            call_command("loaddata", str(FIXTURES / "demo-legacy-mapping.json"), verbosity=0)
+            set_setting("demo_connected", True)
         call_command("kommo_webhook", register=True, stdout=self.stdout)
-
-    def legacy_mapping(self) -> None:
-        """A mapping made while "Growth (2024)" was sellable: it shows the retired-plan path."""
-        from sandbox.demo import zuora_id
-
-        legacy = ProductRatePlan.objects.filter(zuora_id=zuora_id("Growth (2024)")).first()
-        if legacy:
-            mapping, _ = PlanMapping.objects.get_or_create(
-                kind="plan", kommo_value="Growth (2024)", currency="USD", defaults={"label": "Growth (2024)"}
-            )
-            MappedRatePlan.objects.get_or_create(mapping=mapping, product_rate_plan=legacy)
