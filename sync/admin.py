@@ -17,9 +17,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, kommo_lead_url, outside_links, zuora_url
-from sync.billing import template_problems
-from sync.inbox import enqueue_task_close, requeue
+from sync.billing.rules import template_problems
 from sync.models import TRANSITIONS, ApiCall, BillingEventRule, SyncRecord, UsageRecord, WebhookEvent
+from sync.records import enqueue_task_close, requeue
 
 STATUS_COLOURS = {
     "succeeded": "#1a7f37",

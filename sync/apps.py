@@ -7,9 +7,9 @@ class SyncConfig(AppConfig):
     verbose_name = "Sync"
 
     def ready(self) -> None:
-        from sync.billing import ensure_default_rules
+        from sync.billing.rules import ensure_default_rules
         from sync.installation import announce_webhook_token
-        from sync.logs import install_record_factory
+        from sync.ops.logs import install_record_factory
 
         install_record_factory()
         from catalog.hooks import contributions

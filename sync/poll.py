@@ -8,8 +8,8 @@ import time
 from django.conf import settings
 
 from sync.clients.kommo import KommoClient
-from sync.inbox import ensure_record
 from sync.models import Cursor, SyncRecord
+from sync.records import ensure_record
 
 log = logging.getLogger("zkbridge.poll")
 OVERLAP_SECONDS = 300  # look a little further back than the last run: clocks and slow writes

@@ -17,8 +17,8 @@ from django.utils import timezone
 from sync.clients.errors import ApiError, TransientError
 from sync.context import current_record_id
 from sync.flows import FLOWS, Ignored, NeedsAttention, close_attention_task, notify_attention
-from sync.inbox import enqueue_record
 from sync.models import IllegalTransition, SyncRecord
+from sync.records import enqueue_record
 
 log = logging.getLogger("zkbridge.sync")
 MAX_BACKOFF = dt.timedelta(hours=1)

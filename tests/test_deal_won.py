@@ -169,7 +169,7 @@ def test_a_zuora_business_error_needs_attention_with_zuoras_words(catalog):
 
 def test_a_deleted_lead_needs_attention(catalog):
     KLead.objects.filter(id=ACME_EXPANSION).update(is_deleted=True)
-    from sync.inbox import ensure_record
+    from sync.records import ensure_record
 
     rec, _ = ensure_record("deal_won", f"deal_won:{ACME_EXPANSION}", kommo_lead_id=ACME_EXPANSION, enqueue=False)
     run_sync(rec.id)
@@ -275,7 +275,7 @@ def test_staff_retry_after_fixing_the_mapping_syncs_the_deal(catalog, admin_clie
 
 
 def test_a_lead_moved_out_of_won_before_the_flow_ran_is_not_billed(catalog):
-    from sync.inbox import ensure_record
+    from sync.records import ensure_record
 
     rec, _ = ensure_record("deal_won", f"deal_won:{ACME_EXPANSION}", kommo_lead_id=ACME_EXPANSION, enqueue=False)
     run_sync(rec.id)

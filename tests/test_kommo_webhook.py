@@ -27,7 +27,7 @@ def url(db, settings):
 def quiet_queue(settings, monkeypatch):
     """Record what would be enqueued instead of running flows (these tests are about the endpoint)."""
     queued = []
-    monkeypatch.setattr("sync.inbox.enqueue_record", queued.append)
+    monkeypatch.setattr("sync.records.enqueue_record", queued.append)
     return queued
 
 
@@ -129,7 +129,7 @@ def test_get_is_not_allowed(client, url):
 @requires_postgres
 def test_five_concurrent_copies_make_one_record(live_server, transactional_db, settings, monkeypatch):
     settings.KOMMO_WEBHOOK_TOKEN = "a-long-secret-token-for-tests"
-    monkeypatch.setattr("sync.inbox.enqueue_record", lambda record_id: None)
+    monkeypatch.setattr("sync.records.enqueue_record", lambda record_id: None)
     target = f"{live_server.url}/webhooks/kommo/a-long-secret-token-for-tests/"
     barrier = threading.Barrier(5)
     statuses = []

@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from sandbox.models import KWebhook
-from sync.logs import JsonFormatter
 from sync.models import ApiCall, SyncRecord, WebhookEvent
+from sync.ops.logs import JsonFormatter
 
 
 @pytest.fixture
@@ -88,8 +88,8 @@ def test_a_requested_check_waits_for_the_workers_and_the_page_refreshes(admin_cl
     monkeypatch.setattr(Conf, "SYNC", False)  # as in production: queued, run by a worker later
     page = check_now(admin_client)
     assert "running" in page and 'http-equiv="refresh"' in page and "✔ connected" not in page
-    from sync.connections import run_check
     from sync.models import ConnectionCheck
+    from sync.ops.connections import run_check
 
     run_check(ConnectionCheck.objects.get().id)
     page = admin_client.get("/admin/connections/").content.decode()
@@ -145,7 +145,7 @@ def test_every_log_line_of_a_flow_names_its_sync_record(catalog, caplog):
 
 
 def test_the_chart_counts_each_day_in_the_business_time_zone(history):
-    from sync.dashboard import daily_chart
+    from sync.ops.dashboard import daily_chart
 
     chart = daily_chart()
     assert [(c["synced"], c["failed"]) for c in chart[-5:]] == [(4, 0), (4, 1), (4, 0), (4, 0), (4, 1)]

@@ -9,7 +9,7 @@ from sync.models import ApiCall, SyncRecord
 
 @pytest.fixture
 def records(db, monkeypatch):
-    monkeypatch.setattr("sync.inbox.enqueue_record", lambda record_id: None)
+    monkeypatch.setattr("sync.records.enqueue_record", lambda record_id: None)
     made = {
         "ok": SyncRecord.objects.create(
             kind="deal_won",

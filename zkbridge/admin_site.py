@@ -19,7 +19,7 @@ class ZkbridgeAdminSite(admin.AdminSite):
     index_template = "admin/zkbridge_index.html"
 
     def index(self, request, extra_context=None):
-        from sync.dashboard import dashboard
+        from sync.ops.dashboard import dashboard
 
         extra = dict(extra_context or {})
         if request.user.has_perm("sync.view_syncrecord"):
@@ -51,9 +51,9 @@ class ZkbridgeAdminSite(admin.AdminSite):
         request never calls Zuora or Kommo itself)."""
         if not request.user.has_perm("sync.view_syncrecord"):
             raise PermissionDenied
-        from sync.connections import request_check
         from sync.installation import kommo_webhook_url
         from sync.models import ConnectionCheck
+        from sync.ops.connections import request_check
 
         if request.method == "POST":
             if not request.user.has_perm("sync.change_syncrecord"):

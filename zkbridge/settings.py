@@ -158,7 +158,7 @@ SPECTACULAR_SETTINGS = {
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "sync.api_schema.add_plain_endpoints",
+        "sync.webhooks.schema.add_plain_endpoints",
     ],
 }
 
@@ -304,10 +304,10 @@ if _log_format not in ("plain", "json"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"sync_record": {"()": "sync.logs.SyncRecordFilter"}},
+    "filters": {"sync_record": {"()": "sync.ops.logs.SyncRecordFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [sync_record=%(sync_record)s] %(message)s"},
-        "json": {"()": "sync.logs.JsonFormatter"},
+        "json": {"()": "sync.ops.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": _log_format, "filters": ["sync_record"]}},
     "loggers": {

@@ -125,5 +125,8 @@ def write_note_once(record: SyncRecord, kommo, entity: str, entity_id: int, text
     record.mark_step(step, text=text, entity=entity, entity_id=entity_id, note_id=note_id)
 
 
-# Register the flows.
-from sync.flows import billing_event, deal_won, usage_batch  # noqa: E402,F401
+# Register the flows: each operation's flow lives in its room (won deals here; billing events in
+# sync/billing/, usage batches in sync/usage/).
+from sync.billing import flow as billing_flow  # noqa: E402,F401
+from sync.flows import deal_won  # noqa: E402,F401
+from sync.usage import flow as usage_flow  # noqa: E402,F401

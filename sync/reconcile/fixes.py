@@ -19,8 +19,8 @@ from django.utils import timezone
 from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
 from sync.flows.deal_won import lead_field_values
-from sync.inbox import ensure_record, requeue
 from sync.models import Discrepancy, SyncRecord
+from sync.records import ensure_record, requeue
 
 log = logging.getLogger("zkbridge.reconcile")
 A = Discrepancy.Action

@@ -2,8 +2,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
-from sync.connections import emulators_unreachable
 from sync.installation import kommo_webhook_url
+from sync.ops.connections import emulators_unreachable
 
 
 class Command(BaseCommand):

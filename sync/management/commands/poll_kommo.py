@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.clients.errors import ApiError
-from sync.connections import emulators_unreachable
+from sync.ops.connections import emulators_unreachable
 from sync.poll import poll_kommo
 
 

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from sync.operations import prune
+from sync.ops.retention import prune
 
 
 class Command(BaseCommand):

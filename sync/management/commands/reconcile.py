@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sync.connections import emulators_unreachable
+from sync.ops.connections import emulators_unreachable
 from sync.reconcile import report_csv, run_reconciliation
 
 

@@ -3,7 +3,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from sync.catalog_sync import sync_catalog
-from sync.connections import emulators_unreachable
+from sync.ops.connections import emulators_unreachable
 
 
 class Command(BaseCommand):

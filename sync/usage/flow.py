@@ -14,7 +14,7 @@ from sync.clients.errors import BusinessError, TransientError
 from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, flow
 from sync.models import SyncRecord, UsageRecord
-from sync.usage import usage_csv
+from sync.usage.batches import usage_csv
 
 POLLS = 5
 POLL_SECONDS = 1.0

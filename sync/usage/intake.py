@@ -1,5 +1,5 @@
-"""Usage: accepting a feed's records (idempotent on unique_key), and sending pending ones to Zuora as
-CSV imports in batches."""
+"""Usage intake: reading a feed's JSON or CSV body and storing its records once (idempotent on unique_key),
+each rejected row with its reasons."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ import csv
 import datetime as dt
 import io
 import json
-import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import transaction
 
-from sync.inbox import ensure_record
-from sync.models import SyncRecord, UsageRecord
+from sync.models import UsageRecord
 
 MAX_ROWS = 10_000
 COLUMNS = [
@@ -28,18 +26,6 @@ COLUMNS = [
     "unique_key",
     "description",
 ]
-ZUORA_COLUMNS = [
-    "ACCOUNT_ID",
-    "UOM",
-    "QTY",
-    "STARTDATE",
-    "ENDDATE",
-    "SUBSCRIPTION_ID",
-    "CHARGE_ID",
-    "DESCRIPTION",
-    "UNIQUE_KEY",
-]
-MAX_IMPORT_BYTES = 4 * 1024 * 1024 - 64 * 1024  # Zuora's 4 MB, with room for the multipart envelope
 
 
 class BadFeed(ValueError):
@@ -159,77 +145,3 @@ def accept(rows: list[Any]) -> Intake:
     intake.duplicates += len(known)
     intake.accepted = len(created)
     return intake
-
-
-# --- sending to Zuora ------------------------------------------------------------------------------
-def place_pending() -> int:
-    """Fill account and subscription numbers from the deals zkbridge synced; unknown ones are flagged."""
-    deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON).exclude(zuora_subscription_number="")
-    by_subscription = dict(deals.values_list("zuora_subscription_number", "zuora_account_number"))
-    by_lead = {
-        lead: (sub, acc)
-        for lead, sub, acc in deals.values_list("kommo_lead_id", "zuora_subscription_number", "zuora_account_number")
-    }
-    placed = 0
-    for record in UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, account_number=""):
-        if record.subscription_number and record.subscription_number in by_subscription:
-            record.account_number = by_subscription[record.subscription_number]
-        elif record.kommo_lead_id in by_lead:
-            record.subscription_number, record.account_number = by_lead[record.kommo_lead_id]
-        else:
-            record.status = UsageRecord.Status.UNPLACEABLE
-            record.error = "no Zuora subscription synced by zkbridge for this subscription number / Kommo lead"
-        record.save(update_fields=["account_number", "subscription_number", "status", "error"])
-        placed += record.status == UsageRecord.Status.PENDING
-    return placed
-
-
-def usage_csv(records: list[UsageRecord]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(ZUORA_COLUMNS)
-    for r in records:
-        writer.writerow(
-            [
-                r.account_number,
-                r.uom,
-                f"{r.quantity.normalize():f}",
-                r.start_date.strftime("%m/%d/%Y"),
-                r.end_date.strftime("%m/%d/%Y") if r.end_date else "",
-                r.subscription_number,
-                "",
-                r.description,
-                r.unique_key,
-            ]
-        )
-    return out.getvalue().encode()
-
-
-def create_batches() -> list[SyncRecord]:
-    """Group placed pending records into usage_batch sync records (each CSV under Zuora's 4 MB)."""
-    place_pending()
-    batches = []
-    pending = list(
-        UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True)
-        .exclude(account_number="")
-        .order_by("id")
-    )
-    chunk: list[UsageRecord] = []
-    size = 0
-    for record in pending + [None]:  # type: ignore[list-item]
-        line = len(usage_csv([record])) if record else 0
-        if chunk and (record is None or size + line > MAX_IMPORT_BYTES):
-            with transaction.atomic():  # the batch is enqueued on commit, with its records attached
-                batch, _ = ensure_record(
-                    SyncRecord.Kind.USAGE_BATCH,
-                    f"usage_batch:{uuid.uuid4().hex}",
-                    payload={"records": len(chunk)},
-                    summary=f"{len(chunk)} usage record(s)",
-                )
-                UsageRecord.objects.filter(id__in=[r.id for r in chunk]).update(batch=batch)
-            batches.append(batch)
-            chunk, size = [], 0
-        if record:
-            chunk.append(record)
-            size += line
-    return batches

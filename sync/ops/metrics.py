@@ -1,4 +1,4 @@
-"""Operator surface: Prometheus metrics and retention."""
+"""GET /metrics: Prometheus text for the machine itself, or for a bearer of ZKBRIDGE_METRICS_TOKEN."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import hmac
 import ipaddress
 
 from django.conf import settings
-from django.db.models import Avg, Count, Q
+from django.db.models import Avg, Count
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from sync.dashboard import queue_state
 from sync.models import ApiCall, SyncRecord, WebhookEvent
+from sync.ops.dashboard import queue_state
 
 
 def metrics_allowed(request: HttpRequest) -> bool:
@@ -73,15 +73,3 @@ def metrics(request: HttpRequest) -> HttpResponse:
         _line("zkbridge_queue_oldest_age_seconds", queue["oldest_age_seconds"]),
     ]
     return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")
-
-
-def prune(days: int | None = None) -> dict[str, int]:
-    """Blank API call bodies and inbox payloads older than the retention; rows and sync records stay."""
-    cutoff = timezone.now() - dt.timedelta(days=days or settings.ZKBRIDGE_RETENTION_DAYS)
-    calls = (
-        ApiCall.objects.filter(at__lt=cutoff)
-        .filter(~Q(request_body="") | ~Q(response_body=""))
-        .update(request_body="", response_body="")
-    )
-    events = WebhookEvent.objects.filter(received_at__lt=cutoff).exclude(body="").update(body="", headers={})
-    return {"api_calls": calls, "webhook_events": events}

@@ -1,51 +1,19 @@
-"""Inbox → sync records: storing what arrived, de-duplicated by database constraints, and enqueuing."""
+"""Sync records: one per business operation, created once whatever the concurrency, queued for the workers,
+and put back in the queue at a person's request."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
-from django.http import HttpRequest
 from django.utils import timezone
 
-from sync.models import SyncRecord, WebhookEvent
+from sync.models import SyncRecord
 
 log = logging.getLogger("zkbridge.sync")
-
-KEPT_HEADERS = (
-    "Content-Type",
-    "User-Agent",
-    "Content-Length",
-    "Zuora-Notification-Id",
-    "Zuora-Request-Id",
-    "X-Forwarded-For",
-)
-
-
-def body_hash(body: bytes) -> str:
-    return "sha256:" + hashlib.sha256(body).hexdigest()
-
-
-def store_event(source: str, request: HttpRequest, dedup_key: str) -> tuple[WebhookEvent, bool]:
-    """Store a webhook as it arrived. Returns (event, created); a duplicate returns the first one."""
-    headers = {h: request.headers[h][:500] for h in KEPT_HEADERS if h in request.headers}
-    try:
-        with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                source=source,
-                dedup_key=dedup_key[:200],
-                body=request.body.decode("utf-8", "replace"),
-                headers=headers,
-                remote_addr=request.META.get("REMOTE_ADDR") or None,
-            )
-            return event, True
-    except IntegrityError:
-        WebhookEvent.objects.filter(source=source, dedup_key=dedup_key[:200]).update(duplicates=F("duplicates") + 1)
-        return WebhookEvent.objects.get(source=source, dedup_key=dedup_key[:200]), False
 
 
 def ensure_record(kind: str, key: str, *, enqueue: bool = True, **fields: Any) -> tuple[SyncRecord, bool]:

@@ -11,7 +11,7 @@ from django.conf import settings
 
 from sync.models import BillingEventRule, SyncRecord
 from sync.money import format_money
-from sync.zuora_callout import BillingEvent
+from sync.webhooks.zuora import BillingEvent
 from zkbridge.business_time import business_today, end_of_business_day
 
 PLACEHOLDERS = {"amount", "currency", "account", "subscription", "date", "event"}

@@ -12,7 +12,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
-from sync.usage import COLUMNS
+from sync.usage.intake import COLUMNS
 
 
 class ErrorAnswer(serializers.Serializer):

@@ -6,11 +6,11 @@ reconciliation view) instead of being dropped; an event type with no rule is kep
 
 from __future__ import annotations
 
-from sync.billing import due_at, place, render
+from sync.billing.rules import due_at, place, render
 from sync.clients.kommo import KommoClient
 from sync.flows import Ignored, NeedsAttention, flow, write_note_once
 from sync.models import BillingEventRule, SyncRecord
-from sync.zuora_callout import BillingEvent
+from sync.webhooks.zuora import BillingEvent
 
 
 @flow(SyncRecord.Kind.BILLING_EVENT)

@@ -31,7 +31,7 @@ def request_check(requested_by: str) -> ConnectionCheck:
     from django_q.tasks import async_task
 
     check = ConnectionCheck.objects.create(requested_by=requested_by[:150])
-    transaction.on_commit(lambda: async_task("sync.connections.run_check", check.id, group="connections"))
+    transaction.on_commit(lambda: async_task("sync.ops.connections.run_check", check.id, group="connections"))
     return check
 
 

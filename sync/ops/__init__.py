@@ -1,0 +1,1 @@
+"""Operating zkbridge: the dashboard, health, metrics, connection checks, structured logs, retention."""

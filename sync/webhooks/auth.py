@@ -1,0 +1,66 @@
+"""How each machine endpoint knows its caller, as DRF authentication classes.
+
+- Kommo web hooks: the secret token in the URL (Kommo does not sign its web hooks). A wrong token answers
+  404, as if the URL did not exist, and nothing is stored.
+- Zuora callouts: HTTP Basic credentials (challenged with WWW-Authenticate, as Zuora performs it), and an
+  HMAC-SHA256 signature of the body when ZUORA_CALLOUT_HMAC_KEY is set.
+- Usage feeds: DRF's token authentication (`Authorization: Token <key>`), configured in settings.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed, NotFound
+
+from sync.installation import kommo_webhook_token
+from sync.webhooks import zuora
+
+log = logging.getLogger("zkbridge.webhooks")
+CHALLENGE = 'Basic realm="zkbridge Zuora callouts", charset="UTF-8"'
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The caller of a machine endpoint (not a Django user)."""
+
+    name: str
+    is_authenticated: bool = True
+
+
+class KommoWebhookToken(BaseAuthentication):
+    def authenticate(self, request):
+        token = str(request.parser_context.get("kwargs", {}).get("token", ""))
+        if not hmac.compare_digest(token.encode(), kommo_webhook_token().encode()):
+            raise NotFound("not found")
+        return Machine("kommo"), None
+
+
+class ZuoraCalloutCredentials(BaseAuthentication):
+    def authenticate(self, request):
+        username, password = settings.ZUORA_CALLOUT_USERNAME, settings.ZUORA_CALLOUT_PASSWORD
+        if username and password:
+            if not zuora.credentials_match(request.headers.get("Authorization", ""), username, password):
+                raise AuthenticationFailed("credentials missing or wrong")
+        elif not settings.ZKBRIDGE_SANDBOX:
+            log.warning("Zuora callout refused: ZUORA_CALLOUT_USERNAME and ZUORA_CALLOUT_PASSWORD are not set")
+            raise AuthenticationFailed(
+                "callouts are refused until ZUORA_CALLOUT_USERNAME and ZUORA_CALLOUT_PASSWORD are set"
+            )
+        return Machine("zuora"), None
+
+    def authenticate_header(self, request) -> str:
+        return CHALLENGE
+
+
+def require_signature(request, body: bytes) -> None:
+    """With ZUORA_CALLOUT_HMAC_KEY set, the body's signature must be in ZUORA_CALLOUT_HMAC_HEADER."""
+    if not settings.ZUORA_CALLOUT_HMAC_KEY:
+        return
+    signature = request.headers.get(settings.ZUORA_CALLOUT_HMAC_HEADER, "")
+    if not signature or not zuora.signature_valid(body, signature, settings.ZUORA_CALLOUT_HMAC_KEY):
+        raise AuthenticationFailed(f"{settings.ZUORA_CALLOUT_HMAC_HEADER} signature missing or wrong")

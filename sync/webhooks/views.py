@@ -1,0 +1,94 @@
+"""Kommo's web hooks and Zuora's callouts: thin DRF views that authenticate, store the delivery in the
+inbox, create the sync records it asks for and answer at once; the workers do the rest."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from sync.models import SyncRecord
+from sync.records import ensure_record
+from sync.webhooks import kommo, schema
+from sync.webhooks.auth import KommoWebhookToken, ZuoraCalloutCredentials, require_signature
+from sync.webhooks.base import MachineEndpoint
+from sync.webhooks.inbox import body_hash, store_event
+from sync.webhooks.parsers import KommoForm, ZuoraCallout
+
+log = logging.getLogger("zkbridge.webhooks")
+
+
+class KommoWebhookView(MachineEndpoint):
+    """POST /webhooks/kommo/<token>/: leads that moved to Won become deal_won sync records."""
+
+    authentication_classes = [KommoWebhookToken]
+    permission_classes = [IsAuthenticated]
+    parser_classes = [KommoForm]
+
+    @schema.kommo_webhook
+    def post(self, request: Request, token: str) -> Response:
+        received = self.received()
+        _, events = received.judged()
+        won = kommo.won_leads(events, settings.KOMMO_WON_STATUS_ID)
+        with transaction.atomic():
+            event, created = store_event("kommo", request, body_hash(received.body), received.body)
+            if not created:
+                return Response({"ok": True, "duplicate": True})
+            records = 0
+            for item in won:
+                _, new = ensure_record(
+                    SyncRecord.Kind.DEAL_WON,
+                    f"deal_won:{item.lead_id}",
+                    kommo_lead_id=item.lead_id,
+                    payload=item.entity,
+                    source_event=event,
+                )
+                records += new
+            event.processed_at = timezone.now()
+            event.save(update_fields=["processed_at"])
+        log.info(
+            "kommo web hook %s: %s lead event(s), %s won, %s new sync record(s)",
+            event.id,
+            len(events),
+            len(won),
+            records,
+        )
+        return Response({"ok": True, "won": len(won), "new_records": records})
+
+
+class ZuoraCalloutView(MachineEndpoint):
+    """POST /webhooks/zuora/: a billing event becomes a billing_event sync record."""
+
+    authentication_classes = [ZuoraCalloutCredentials]
+    permission_classes = [IsAuthenticated]
+    parser_classes = [ZuoraCallout]
+
+    @schema.zuora_callout
+    def post(self, request: Request) -> Response:
+        received = self.received()
+        require_signature(request, received.body)  # before the body is judged: no hints to a forger
+        event = received.judged()
+        notification_id = request.headers.get("Zuora-Notification-Id", "").strip()[:150]
+        dedup = f"notification:{notification_id}" if notification_id else body_hash(received.body)
+        with transaction.atomic():
+            stored, created = store_event("zuora", request, dedup, received.body)
+            if not created:
+                return Response({"ok": True, "duplicate": True})
+            ensure_record(
+                SyncRecord.Kind.BILLING_EVENT,
+                f"billing_event:{dedup}",
+                payload={"event": event.as_dict()},
+                source_event=stored,
+                zuora_account_number=event.account_number,
+                zuora_subscription_number=event.subscription_number,
+                summary=event.event_type,
+            )
+            stored.processed_at = timezone.now()
+            stored.save(update_fields=["processed_at"])
+        log.info("zuora callout %s: %s for %s", stored.id, event.event_type, event.account_number or "?")
+        return Response({"ok": True, "event": event.event_type, "known": event.known})
