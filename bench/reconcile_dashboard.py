@@ -10,7 +10,6 @@ process so its calls can be counted. The dashboard is timed in-process with Djan
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import statistics
 import time
 
@@ -18,117 +17,19 @@ from harness import bench_env, django_setup, manage, running_zkbridge
 
 
 def arrange_deals(count: int) -> None:
-    from sandbox.demo import zuora_id
-    from sandbox.models import KLead, ZAccount, ZSubscription
-    from sync.models import SyncRecord
+    """`count` won deals billed in Zuora and synced by zkbridge; one in ten on another plan than mapped."""
+    from tests import builders
 
-    KLead.objects.bulk_create(
-        [
-            KLead(
-                id=60_000_000 + n,
-                name=f"Deal {n}",
-                status_id=142,
-                pipeline_id=4520110,
-                created_at=0,
-                updated_at=0,
-                closed_at=0,
-                custom_fields_values=[
-                    {"field_id": 881234, "values": [{"value": "Starter"}]},
-                    {"field_id": 881250, "values": [{"value": f"A6{n:07d}"}]},
-                    {"field_id": 881251, "values": [{"value": f"A-S6{n:07d}"}]},
-                ],
-            )
-            for n in range(count)
-        ],
-        batch_size=2000,
-    )
-    accounts = ZAccount.objects.bulk_create(
-        [
-            ZAccount(
-                account_number=f"A6{n:07d}",
-                name=f"Co {n}",
-                currency="USD",
-                crm_id=f"company:{n}",
-                custom_fields={"KommoId__c": f"company:{n}"},
-            )
-            for n in range(count)
-        ],
-        batch_size=2000,
-    )
-    accounts = list(ZAccount.objects.filter(account_number__startswith="A6").order_by("id"))
-    every_tenth_wrong = {n for n in range(0, count, 10)}
-    ZSubscription.objects.bulk_create(
-        [
-            ZSubscription(
-                subscription_number=f"A-S6{n:07d}",
-                account=accounts[n],
-                contract_effective_date="2026-11-01",
-                term_start_date="2026-11-01",
-                custom_fields={"KommoLeadId__c": str(60_000_000 + n)},
-                rate_plans=[
-                    {
-                        "productRatePlanId": zuora_id("Growth" if n in every_tenth_wrong else "Starter"),
-                        "ratePlanName": "x",
-                    }
-                ],
-                order_number="O-1",
-            )
-            for n in range(count)
-        ],
-        batch_size=2000,
-    )
-    SyncRecord.objects.bulk_create(
-        [
-            SyncRecord(
-                kind="deal_won",
-                key=f"deal_won:{60_000_000 + n}",
-                kommo_lead_id=60_000_000 + n,
-                status="succeeded",
-                zuora_account_number=f"A6{n:07d}",
-                zuora_subscription_number=f"A-S6{n:07d}",
-            )
-            for n in range(count)
-        ],
-        batch_size=2000,
-    )
+    deals = range(60_000_000, 60_000_000 + count)
+    builders.won_leads(deals)
+    builders.billed_in_zuora(deals, plan_of=lambda lead_id: "Growth" if lead_id % 10 == 0 else "Starter")
+    builders.synced_records(deals)
 
 
 def arrange_records(count: int) -> None:
-    from django.utils import timezone
+    from tests import builders
 
-    from sync.models import ApiCall, SyncRecord
-
-    now = timezone.now()
-    states = ["succeeded"] * 17 + ["failed", "needs_attention", "retrying"]
-    SyncRecord.objects.bulk_create(
-        [
-            SyncRecord(
-                kind="deal_won",
-                key=f"bench:{n}",
-                kommo_lead_id=n,
-                status=states[n % len(states)],
-                reason="no plan mapping" if n % 20 == 18 else "",
-                created_at=now - dt.timedelta(minutes=(n * 37) % (45 * 24 * 60)),
-                finished_at=now - dt.timedelta(minutes=(n * 37) % (45 * 24 * 60)),
-            )
-            for n in range(count)
-        ],
-        batch_size=5000,
-    )
-    ApiCall.objects.bulk_create(
-        [
-            ApiCall(
-                provider="zuora" if n % 2 else "kommo",
-                method="GET",
-                path="/x",
-                status=200 if n % 9 else 500,
-                duration_ms=120,
-                at=now - dt.timedelta(seconds=n * 3),
-            )
-            for n in range(count // 2)
-        ],
-        batch_size=5000,
-    )
+    builders.sync_history(count)
 
 
 def main() -> None:

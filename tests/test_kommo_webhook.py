@@ -42,16 +42,24 @@ def won_body(lead_id: int = 24312345, status_id: int = 142) -> str:
     )
 
 
-def test_the_real_kommo_body_makes_one_record_and_is_enqueued_after_commit(
-    client, url, quiet_queue, django_capture_on_commit_callbacks
+def test_the_real_kommo_body_makes_one_record_queued_for_the_workers_after_commit(
+    client, url, monkeypatch, django_capture_on_commit_callbacks
 ):
-    with django_capture_on_commit_callbacks(execute=True):
+    from django_q.conf import Conf
+    from django_q.models import OrmQ
+
+    monkeypatch.setattr(Conf, "SYNC", False)  # the real broker (the database), as in production
+    with django_capture_on_commit_callbacks(execute=False) as on_commit:
         answer = post(client, url, fixture_text("kommo-webhook-lead-won.form").strip())
+        assert not OrmQ.objects.exists()  # nothing is handed to a worker before the record is committed
+    for callback in on_commit:
+        callback()
     assert answer.status_code == 200 and answer.json()["won"] == 1
     record = SyncRecord.objects.get()
     assert record.key == "deal_won:24312345" and record.kommo_lead_id == 24312345 and record.status == "pending"
     assert record.payload["custom_fields"][1]["values"] == ["1763769600"]  # the date field's quirk survives
-    assert quiet_queue == [record.id]
+    [queued] = OrmQ.objects.all()
+    assert queued.func() == "sync.tasks.run_sync" and queued.task["args"] == (record.id,)
     event = WebhookEvent.objects.get()
     assert event.body.startswith("leads%5Bstatus%5D") and event.processed_at is not None
 

@@ -11,10 +11,11 @@ import requests
 from django.core.management import CommandError, call_command
 
 from sandbox.demo import zuora_id
-from sandbox.models import KLead, KWebhook, ZAccount, ZSubscription
+from sandbox.models import KLead, KWebhook, ZAccount
 from sync.models import Discrepancy, SyncRecord
 from sync.reconcile import latest_report, run_reconciliation
 from sync.reconcile.fixes import Outcome, fix
+from tests import builders
 from tests.conftest import map_plan
 
 ACME, ACME_EXPANSION, UMBRELLA, SOLO = 24312345, 24312346, 24312350, 24312349
@@ -170,34 +171,9 @@ def test_the_command_prints_and_writes_csv(billed, tmp_path, capsys):
 
 def test_reads_stay_paged_for_thousands_of_deals(billed):
     """3,000 won deals with subscriptions: a handful of list calls, never one per deal."""
-    leads = [
-        KLead(
-            id=50_000_000 + n,
-            name=f"Deal {n}",
-            status_id=142,
-            pipeline_id=4520110,
-            created_at=0,
-            updated_at=0,
-            closed_at=0,
-        )
-        for n in range(3000)
-    ]
-    KLead.objects.bulk_create(leads)
-    account = ZAccount.objects.create(account_number="A05000000", name="Bulk", currency="USD")
-    ZSubscription.objects.bulk_create(
-        [
-            ZSubscription(
-                subscription_number=f"A-S5{n:07d}",
-                account=account,
-                contract_effective_date="2026-11-01",
-                term_start_date="2026-11-01",
-                custom_fields={"KommoLeadId__c": str(lead.id)},
-                rate_plans=[{"productRatePlanId": zuora_id("Starter"), "ratePlanName": "Starter"}],
-                order_number="O-1",
-            )
-            for n, lead in enumerate(leads)
-        ]
-    )
+    deals = range(50_000_000, 50_003_000)
+    builders.won_leads(deals, fields=False)
+    builders.billed_in_zuora(deals)
     started = time.monotonic()
     run = run_reconciliation()
     assert run.ok and run.summary["won_deals"] == 3002

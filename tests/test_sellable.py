@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from catalog.models import Product, ProductRatePlan, ProductRatePlanCharge
-from catalog.sellable import sellable_on, status_label
+from catalog.sellable import Unsellable, sellable_on, status_label
 
 D = dt.date
 
@@ -32,22 +32,24 @@ def plan(db) -> ProductRatePlan:
 
 
 @pytest.mark.parametrize(
-    "day, ok, words",
+    "day, code, words",
     [
-        (D(2026, 6, 30), False, "not yet effective on 2026-06-30 (sellable from 2026-07-01)"),
-        (D(2026, 7, 1), True, ""),  # first effective day
-        (D(2027, 6, 30), True, ""),  # last effective day
-        (D(2027, 7, 1), False, "retired on 2027-06-30"),
+        (D(2026, 6, 30), Unsellable.NOT_YET_EFFECTIVE, "not yet effective on 2026-06-30 (sellable from 2026-07-01)"),
+        (D(2026, 7, 1), None, ""),  # first effective day
+        (D(2027, 6, 30), None, ""),  # last effective day
+        (D(2027, 7, 1), Unsellable.RETIRED, "retired on 2027-06-30"),
     ],
 )
-def test_effective_dates_are_inclusive_at_both_ends(plan, day, ok, words):
+def test_effective_dates_are_inclusive_at_both_ends(plan, day, code, words):
     verdict = sellable_on(plan, day, "USD")
-    assert verdict.ok is ok and words in verdict.reason
+    assert verdict.ok is (code is None) and verdict.code == code and words in verdict.reason
+    assert verdict.ended is (code == Unsellable.RETIRED)
 
 
 def test_a_currency_without_a_price_is_refused_with_the_currencies_it_has(plan):
     verdict = sellable_on(plan, D(2026, 8, 1), "EUR")
     assert not verdict.ok and "no price in EUR" in verdict.reason and "priced in USD" in verdict.reason
+    assert verdict.code == Unsellable.NO_PRICE and not verdict.ended
 
 
 def test_the_product_dates_bound_the_plan(plan):
@@ -67,6 +69,7 @@ def test_a_plan_zuora_no_longer_lists_is_not_sellable(plan):
     plan.refresh_from_db()
     verdict = sellable_on(plan, D(2026, 10, 1), "USD")
     assert not verdict.ok and "no longer in Zuora" in verdict.reason
+    assert verdict.code == Unsellable.REMOVED and verdict.ended
     assert status_label(plan, D(2026, 10, 1)) == "removed from Zuora"
 
 
