@@ -23,7 +23,7 @@ from sync.models import Discrepancy, SyncRecord
 from sync.records import ensure_record, requeue
 
 log = logging.getLogger("zkbridge.reconcile")
-A = Discrepancy.Action
+Action = Discrepancy.Action
 PROBLEM = (SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED)
 
 
@@ -88,7 +88,7 @@ def outcome(row: Discrepancy) -> str:
     if not row.fix_result:
         return ""
     record = row.sync_record
-    if row.fix_requested_at is None or record is None or row.action == A.RELINK:
+    if row.fix_requested_at is None or record is None or row.action == Action.RELINK:
         return row.fix_result
     state = record.get_status_display().lower()
     if record.status in PROBLEM:
@@ -96,7 +96,7 @@ def outcome(row: Discrepancy) -> str:
     return f"{row.fix_result} → {state}"
 
 
-@fixer(A.RETRY)
+@fixer(Action.RETRY)
 def retry(row: Discrepancy) -> FixResult:
     record = row.sync_record
     if record is None:
@@ -107,7 +107,7 @@ def retry(row: Discrepancy) -> FixResult:
     return FixResult(Outcome.SKIPPED, f"skipped: the record is '{record.status}' now")
 
 
-@fixer(A.RESYNC)
+@fixer(Action.RESYNC)
 def resync(row: Discrepancy) -> FixResult:
     if row.kommo_lead_id is None:
         return FixResult(Outcome.SKIPPED, "skipped: the row names no Kommo lead")
@@ -126,7 +126,7 @@ def resync(row: Discrepancy) -> FixResult:
     return FixResult(Outcome.SKIPPED, f"skipped: the record is '{record.status}' (already in progress)")
 
 
-@fixer(A.RELINK)
+@fixer(Action.RELINK)
 def relink(row: Discrepancy) -> FixResult:
     """Make Kommo and zkbridge name the subscription Zuora has for the deal: the worker writes to Kommo."""
     if row.kommo_lead_id is None:
