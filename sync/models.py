@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 from django.db import models
 from django.utils import timezone
 
+from sync.context import check_lease
+
 
 class WebhookEvent(models.Model):
     """The inbox: a webhook or callout exactly as it arrived, stored before anything else happens."""
@@ -83,6 +85,12 @@ class SyncRecord(models.Model):
     generation = models.PositiveIntegerField(default=1)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When a due retry was last handed to the workers (the dispatcher hands each one over once).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # The worker running it ("host:pid") and until when its lease holds; renewed while the flow runs. A
+    # lapsed lease means the worker died: the record resumes from its last completed step elsewhere.
+    worker = models.CharField(max_length=100, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True, db_index=True)
     payload = models.JSONField(default=dict, blank=True, help_text="The hint that created it (webhook entity)")
     source_event = models.ForeignKey(WebhookEvent, null=True, blank=True, on_delete=models.SET_NULL)
     # What the deal was billed through: for the plan map's "deals synced" and the legacy-plan report.
@@ -116,6 +124,7 @@ class SyncRecord(models.Model):
 
     def mark_step(self, step: str, done: bool = True, **data: Any) -> None:
         """Record a step (or an attempt at one, done=False) and save it at once."""
+        check_lease("step")
         entry = {**self.steps.get(step, {}), **data, "done": done, "at": timezone.now().isoformat()}
         self.steps = {**self.steps, step: entry}
         self.save(update_fields=["steps", "updated_at"])
@@ -128,8 +137,12 @@ class SyncRecord(models.Model):
     # repairs, reconciliation fixes and the rescue of records whose worker died. Each is one conditional
     # UPDATE that re-checks the state it moves from, so two actors racing for one record both stay safe.
     def _move(self, transition: str, **changes: Any) -> None:
-        """Move this record (a worker's outcome): refused unless it is in a state the transition leaves."""
-        moved = SyncRecord.objects.filter(id=self.id).transition(transition, **changes)
+        """Move this record (a worker's outcome): refused unless it is in a state the transition leaves,
+        and still this worker's (a record another worker took over is that worker's to finish)."""
+        mine = SyncRecord.objects.filter(id=self.id)
+        if self.worker:
+            mine = mine.filter(worker=self.worker)
+        moved = mine.transition(transition, lease_until=None, **changes)
         self.refresh_from_db()
         if not moved:
             raise IllegalTransition(f"{self.key}: cannot {transition} a record that is {self.status}")
@@ -264,12 +277,6 @@ class Cursor(models.Model):
     name = models.CharField(max_length=50, unique=True)
     value = models.CharField(max_length=100)
     updated_at = models.DateTimeField(auto_now=True)
-
-
-class NamedLock(models.Model):
-    """A row to lock by name (see sync.locks.locked_row): e.g. one Kommo customer's account creation."""
-
-    name = models.CharField(max_length=200, unique=True)
 
 
 class BillingEventRule(models.Model):

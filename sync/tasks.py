@@ -19,10 +19,10 @@ from sync.context import current_record_id
 from sync.flows import FLOWS, Ignored, NeedsAttention, close_attention_task, notify_attention
 from sync.models import IllegalTransition, SyncRecord
 from sync.records import enqueue_record
+from sync.workers import leases
 
 log = logging.getLogger("zkbridge.sync")
 MAX_BACKOFF = dt.timedelta(hours=1)
-STALE_RUNNING = dt.timedelta(minutes=10)
 
 
 def backoff(attempts: int, retry_after: float | None) -> dt.timedelta:
@@ -31,11 +31,18 @@ def backoff(attempts: int, retry_after: float | None) -> dt.timedelta:
 
 
 def claim(record_id: int) -> SyncRecord | None:
+    """Take a due record for this worker, with a lease (two workers can never both win)."""
     now = timezone.now()
     claimed = (
         SyncRecord.objects.filter(id=record_id)
         .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .transition("start", attempts=F("attempts") + 1, started_at=now)
+        .transition(
+            "start",
+            attempts=F("attempts") + 1,
+            started_at=now,
+            worker=leases.worker_id(),
+            lease_until=now + leases.LEASE,
+        )
     )
     return SyncRecord.objects.get(id=record_id) if claimed else None
 
@@ -48,9 +55,10 @@ def run_sync(record_id: int) -> str:
     token = current_record_id.set(record.id)
     prefix = f"sync_record={record.id} key={record.key}"
     try:
-        log.info("%s attempt %s started", prefix, record.attempts)
-        run_flow(record, prefix)
-    except IllegalTransition as exc:  # rescued meanwhile (its worker was thought dead): the new run decides
+        with leases.held(record):
+            log.info("%s attempt %s started", prefix, record.attempts)
+            run_flow(record, prefix)
+    except IllegalTransition as exc:  # taken over meanwhile (this worker was thought dead): the new run decides
         log.warning("%s outcome not recorded: %s", prefix, exc)
     finally:
         current_record_id.reset(token)
@@ -114,19 +122,20 @@ def close_stale_tasks(limit: int = 50) -> int:
 
 
 def dispatch_due() -> int:
-    """Scheduled every minute: enqueue retries that are due and rescue records stuck in 'running'
-    (a worker died mid-flow; the flow resumes from its last completed step)."""
+    """Scheduled every minute, the safety net under the workers' own dispatcher (sync.workers.dispatcher,
+    every second): due retries, records whose worker died, records whose enqueue was lost (a broker
+    outage), and Kommo tasks still open on finished records."""
+    from sync.workers.dispatcher import dispatch_once
+
     now = timezone.now()
-    SyncRecord.objects.filter(started_at__lt=now - STALE_RUNNING).transition(
-        "rescue", next_attempt_at=now, reason="the worker running it stopped; resuming"
+    handed = dispatch_once(now)
+    lost = list(
+        SyncRecord.objects.filter(status=SyncRecord.Status.PENDING, created_at__lt=now - dt.timedelta(minutes=2))
+        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - dt.timedelta(minutes=2)))
+        .values_list("id", flat=True)[:500]
     )
-    due = list(
-        SyncRecord.objects.filter(
-            Q(status=SyncRecord.Status.RETRYING, next_attempt_at__lte=now)
-            | Q(status=SyncRecord.Status.PENDING, created_at__lt=now - dt.timedelta(minutes=2))
-        ).values_list("id", flat=True)[:500]
-    )
-    for record_id in due:
-        enqueue_record(record_id)
+    for record_id in lost:
+        if SyncRecord.objects.filter(id=record_id, status=SyncRecord.Status.PENDING).update(dispatched_at=now):
+            enqueue_record(record_id)
     close_stale_tasks()
-    return len(due)
+    return handed + len(lost)

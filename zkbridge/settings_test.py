@@ -17,6 +17,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Fast retries in tests: the flows are exercised, not the wall clock.
 ZKBRIDGE_RETRY_BASE_SECONDS = 0
 ZUORA_TIMEOUT_SECONDS = 3
+ZKBRIDGE_FORBID_HTTP_IN_TRANSACTIONS = True
 KOMMO_TIMEOUT_SECONDS = 3
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 

@@ -15,9 +15,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
+from django.conf import settings
+from django.db import connection
 
 from sync.clients.errors import ApiError, AuthError, TransientError
-from sync.context import current_record_id
+from sync.context import check_lease, current_record_id
 from sync.models import ApiCall
 
 log = logging.getLogger("zkbridge.clients")
@@ -27,6 +29,22 @@ SECRET_KEYS = re.compile(r"(token|secret|password|authorization|api[_-]?key|clie
 MAX_LOGGED_BODY = 10_000
 # The longest wait we spend inside one call; longer Retry-After values go back to the sync record.
 MAX_INLINE_WAIT = 5.0
+
+
+def inside_transaction() -> bool:
+    """True while a transaction.atomic block of ours is open (the test runner's own wrapping excluded)."""
+    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+
+
+def refuse_inside_transaction(provider: str, method: str, url: str) -> None:
+    """No database transaction spans an HTTP call: it would hold locks for as long as the API takes, and
+    a rollback would erase this call's log. The tests turn a breach into a failure; production logs it."""
+    if not inside_transaction():
+        return
+    message = f"{provider} {method} {url} called inside a database transaction"
+    if settings.ZKBRIDGE_FORBID_HTTP_IN_TRANSACTIONS:
+        raise AssertionError(message)
+    log.error(message)
 
 
 def redact(value: Any) -> Any:
@@ -144,6 +162,8 @@ class HttpClient:
         return min(0.25 * (2 ** (attempt - 1)), MAX_INLINE_WAIT)
 
     def _send(self, method, url, params, json_body, form, files, headers, idempotency_key) -> Answer:
+        refuse_inside_transaction(self.provider, method, url)
+        check_lease(method)
         self.before_request()
         started = time.monotonic()
         call = ApiCall(

@@ -21,8 +21,8 @@ from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, flow, write_note_once
 from sync.flows.customer import Customer, resolve_customer
 from sync.flows.sale import Sale, charge_overrides, line_items, resolve_sale, subscription_terms
-from sync.locks import locked_row
-from sync.models import NamedLock, SyncRecord
+from sync.locks import named_lock
+from sync.models import SyncRecord
 from sync.money import format_money
 
 LEAD_FIELD = "KommoLeadId__c"
@@ -79,7 +79,7 @@ def place_order(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead
     sale = resolve_sale(lead)
     customer = resolve_customer(kommo, lead)
     # Two deals of one company won at once must not both create its account: one at a time per customer.
-    with locked_row(NamedLock, name=f"customer:{customer.key}"):
+    with named_lock(f"customer:{customer.key}"):
         account_number = existing_account(zuora, customer, sale)
         order = build_order(record, sale, customer, account_number)
         mrr, tcv = preview(zuora, order) if settings.ZUORA_PREVIEW_ORDERS and sale.subscription_items else (None, None)

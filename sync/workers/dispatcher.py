@@ -1,0 +1,70 @@
+"""The dispatcher: hands due retries and abandoned records to the workers within a second or two.
+
+django-q2's scheduler looks at its schedules about twice a minute, too late for a retry due in 30 seconds
+or for a deal whose worker just died. So every `qcluster` runs this loop in its main process (after the
+worker processes have been started): each second, records whose lease lapsed are taken back, and due
+retries are enqueued, each exactly once per due time (a conditional update decides which cluster does it
+when several run). The minute schedule (sync.tasks.dispatch_due) calls the same pass as a safety net.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+
+from django.db import DatabaseError, connection
+from django.db.models import F, Q
+from django.utils import timezone
+
+from sync.models import SyncRecord
+from sync.records import enqueue_record
+
+log = logging.getLogger("zkbridge.sync")
+# A due retry handed over but not picked up (its task lost with a broker) is handed over again after this.
+REDISPATCH = dt.timedelta(minutes=2)
+# Records claimed before leases existed have none: taken back when they have run this long.
+UNLEASED_LIMIT = dt.timedelta(minutes=10)
+BATCH = 200
+
+
+def rescue_abandoned(now: dt.datetime) -> int:
+    """Running records whose worker stopped renewing its lease: resume them from the last completed step."""
+    return SyncRecord.objects.filter(
+        Q(lease_until__lt=now) | Q(lease_until__isnull=True, started_at__lt=now - UNLEASED_LIMIT)
+    ).transition("rescue", next_attempt_at=now, reason="the worker running it stopped; resuming")
+
+
+def due_retries(now: dt.datetime):
+    return SyncRecord.objects.filter(status=SyncRecord.Status.RETRYING, next_attempt_at__lte=now).filter(
+        Q(dispatched_at__isnull=True)
+        | Q(dispatched_at__lt=F("next_attempt_at"))
+        | Q(dispatched_at__lt=now - REDISPATCH)
+    )
+
+
+def dispatch_once(now: dt.datetime | None = None) -> int:
+    """One pass: take back abandoned records, hand every due retry to the workers once. Returns how many."""
+    now = now or timezone.now()
+    rescued = rescue_abandoned(now)
+    if rescued:
+        log.warning("%s record(s) abandoned by a stopped worker resume now", rescued)
+    handed = 0
+    for record_id in due_retries(now).order_by("next_attempt_at").values_list("id", flat=True)[:BATCH]:
+        if due_retries(now).filter(id=record_id).update(dispatched_at=now):  # one cluster wins each
+            enqueue_record(record_id)
+            handed += 1
+    return handed
+
+
+def run(keep_going: Callable[[], bool], interval: float = 1.0) -> None:
+    """The loop `qcluster` runs beside its workers until the cluster stops."""
+    while keep_going():
+        try:
+            dispatch_once()
+        except DatabaseError as exc:  # the database is away: try again next second, on a new connection
+            log.error("dispatcher: %s", exc)
+            connection.close()
+        time.sleep(interval)
+    connection.close()
