@@ -102,7 +102,9 @@ class KommoClient(HttpClient):
         ):
             self._access = row.access_token
             return row.access_token
-        stale = row.access_token if row else None
+        # The token to replace: the one this client was refused with (a forced refresh), else the stored one.
+        # Another worker may have refreshed it meanwhile: then theirs is used, never refreshed twice.
+        stale = self._access if force_refresh and self._access else (row.access_token if row else None)
         with locked_row(ProviderToken, provider=self.provider) as row:
             fresh = row.access_token and row.expires_at and row.expires_at - REFRESH_MARGIN > timezone.now()
             if fresh and row.access_token != stale:

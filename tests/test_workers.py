@@ -1,0 +1,147 @@
+"""The workers' safety: leases on running records, the dispatcher that hands due retries over on time and
+takes back records whose worker died, locks held across HTTP calls without a transaction, and the rule that
+no Zuora or Kommo call is made inside a database transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+from django_q.conf import Conf
+from django_q.models import OrmQ
+
+from sync.clients.zuora import ZuoraClient
+from sync.context import Lease, LeaseLost, current_lease
+from sync.locks import LockBusy, named_lock
+from sync.models import ApiCall, IllegalTransition, SyncRecord
+from sync.tasks import claim, dispatch_due
+from sync.workers import dispatcher, leases
+from tests.conftest import requires_postgres, run_together
+
+S = SyncRecord.Status
+ACME_EXPANSION = 24312346
+
+
+@pytest.fixture
+def queue(monkeypatch):
+    """The real queue (django-q2's database broker), as in production: tasks wait for a worker."""
+    monkeypatch.setattr(Conf, "SYNC", False)
+    return OrmQ.objects
+
+
+def queued_ids() -> list[int]:
+    return sorted(task.task["args"][0] for task in OrmQ.objects.all())
+
+
+def test_a_claim_takes_a_lease_for_this_worker(db):
+    record = SyncRecord.objects.create(kind="deal_won", key="deal_won:1", kommo_lead_id=1)
+    claimed = claim(record.id)
+    assert claimed.status == S.RUNNING and claimed.worker == leases.worker_id()
+    assert dt.timedelta(seconds=25) < claimed.lease_until - timezone.now() <= leases.LEASE
+    assert claim(record.id) is None  # nobody else gets it while it runs
+
+
+def test_the_heartbeat_renews_the_lease_while_the_flow_runs(transactional_db, monkeypatch):
+    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.05)
+    record = claim(SyncRecord.objects.create(kind="deal_won", key="deal_won:1", kommo_lead_id=1).id)
+    SyncRecord.objects.filter(id=record.id).update(lease_until=timezone.now())
+    with leases.held(record) as lease:
+        threading.Event().wait(0.3)
+        assert not lease.lost.is_set()
+    assert SyncRecord.objects.get(id=record.id).lease_until > timezone.now() + dt.timedelta(seconds=20)
+
+
+def test_a_worker_whose_record_was_taken_over_stops_before_its_next_write(transactional_db, monkeypatch):
+    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.05)
+    record = claim(SyncRecord.objects.create(kind="deal_won", key="deal_won:1", kommo_lead_id=1).id)
+    with leases.held(record) as lease:
+        SyncRecord.objects.filter(id=record.id).update(worker="another-host:42")  # taken over
+        assert lease.lost.wait(2)
+        with pytest.raises(LeaseLost, match="another worker took the record over"):
+            record.mark_step("order", account_number="A1")
+    assert "order" not in SyncRecord.objects.get(id=record.id).steps
+    with pytest.raises(IllegalTransition):  # nor does it record an outcome on the other worker's record
+        record.finish(S.SUCCEEDED)
+
+
+def test_a_lost_lease_refuses_writes_but_not_reads(db):
+    lease = Lease(1, "w")
+    lease.lost.set()
+    token = current_lease.set(lease)
+    try:
+        from sync.context import check_lease
+
+        check_lease("GET")
+        with pytest.raises(LeaseLost):
+            check_lease("POST")
+    finally:
+        current_lease.reset(token)
+
+
+def test_a_due_retry_is_handed_over_once_and_on_time(db, queue):
+    now = timezone.now()
+    due = SyncRecord.objects.create(kind="deal_won", key="deal_won:1", status=S.RETRYING, next_attempt_at=now)
+    SyncRecord.objects.create(
+        kind="deal_won", key="deal_won:2", status=S.RETRYING, next_attempt_at=now + dt.timedelta(seconds=30)
+    )
+    assert dispatcher.dispatch_once(now) == 1 and queued_ids() == [due.id]
+    assert dispatcher.dispatch_once(now + dt.timedelta(seconds=1)) == 0  # not twice for the same due time
+    assert dispatcher.dispatch_once(now + dt.timedelta(seconds=31)) == 1  # the other one, on its second
+    # A hand-over lost with its broker is repeated after a while; a new due time is handed over again.
+    assert dispatcher.dispatch_once(now + dt.timedelta(minutes=3)) == 2
+
+
+def test_two_clusters_dispatching_at_once_hand_a_retry_over_once(db, queue):
+    now = timezone.now()
+    SyncRecord.objects.create(kind="deal_won", key="deal_won:1", status=S.RETRYING, next_attempt_at=now)
+    assert dispatcher.dispatch_once(now) + dispatcher.dispatch_once(now) == 1
+
+
+def test_a_record_whose_worker_died_resumes_as_soon_as_its_lease_lapses(db, queue):
+    now = timezone.now()
+    dead = SyncRecord.objects.create(
+        kind="deal_won", key="deal_won:1", status=S.RUNNING, worker="gone:1", lease_until=now - dt.timedelta(seconds=1)
+    )
+    alive = SyncRecord.objects.create(
+        kind="deal_won", key="deal_won:2", status=S.RUNNING, worker="here:2", lease_until=now + dt.timedelta(seconds=20)
+    )
+    assert dispatcher.dispatch_once(now) == 1 and queued_ids() == [dead.id]
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    assert dead.status == S.RETRYING and "stopped" in dead.reason and alive.status == S.RUNNING
+
+
+def test_the_minute_safety_net_finds_a_record_whose_enqueue_was_lost(db, queue):
+    stored = SyncRecord.objects.create(
+        kind="deal_won", key="deal_won:1", created_at=timezone.now() - dt.timedelta(minutes=3)
+    )  # the web process died between storing the web hook and enqueuing it
+    assert dispatch_due() == 1 and queued_ids() == [stored.id]
+    assert dispatch_due() == 0  # handed over once, not every minute
+
+
+def test_a_named_lock_excludes_others_and_gives_up_after_its_timeout(transactional_db):
+    with named_lock("customer:company:1"):
+        errors = run_together(1, lambda: named_lock("customer:company:1", timeout=0.3).__enter__())
+    assert len(errors) == 1 and isinstance(errors[0], LockBusy)
+    with named_lock("customer:company:1", timeout=0.3):  # released: free again
+        pass
+
+
+def test_no_zuora_or_kommo_call_inside_a_transaction(catalog):
+    client = ZuoraClient.from_settings()
+    with pytest.raises(AssertionError, match="inside a database transaction"), transaction.atomic():
+        client.catalog_pages(page_size=1).__next__()
+
+
+@requires_postgres
+def test_a_refused_order_leaves_its_call_log_on_postgresql(catalog):
+    catalog.fault("zuora", "success_false", "/v1/orders$", reason_code=53100020, reason_message="Invalid plan")
+    catalog.win(ACME_EXPANSION)
+    record = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
+    assert record.status == S.NEEDS_ATTENTION and "Invalid plan" in record.reason
+    order = ApiCall.objects.get(sync_record=record, path="/v1/orders")
+    assert order.status == 200 and "Invalid plan" in order.response_body
+    assert ApiCall.objects.filter(sync_record=record, path="/v1/orders/preview").exists()
