@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import socket
 import socketserver
 import sys
@@ -69,6 +70,8 @@ def _matching_faults(service: str, method: str, path: str) -> list[Fault]:
             continue
         if failing and fault.kind != "latency":
             continue
+        if fault.probability < 1 and random.random() >= fault.probability:
+            continue  # a random fault that does not strike this time (its remaining uses are kept)
         if fault.remaining is not None:
             # Claim one use atomically: two concurrent requests never both spend the last one.
             if not Fault.objects.filter(id=fault.id, remaining__gt=0).update(remaining=F("remaining") - 1):
@@ -131,7 +134,7 @@ def emulated(
             drop = None
             if response is None:
                 for fault in faults:
-                    if fault.kind == "latency":
+                    if fault.kind in ("latency", "slow"):
                         continue
                     if fault.kind == "drop_after_commit":
                         drop = fault
@@ -140,8 +143,11 @@ def emulated(
                     if response is not None:
                         break
             if response is None:
-                with transaction.atomic():
+                request.processing_delay = sum(f.sleep_seconds for f in faults if f.kind == "slow")  # type: ignore[attr-defined]
+                if getattr(view, "manages_transactions", False):
                     response = view(request, *args, **kwargs)
+                else:
+                    response = process(view, request, *args, **kwargs)
             request_id = uuid.uuid4().hex
             if service == "zuora":
                 response["Zuora-Request-Id"] = request_id
@@ -161,6 +167,14 @@ def emulated(
         return wrapper
 
     return decorator
+
+
+def process(view, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    """Run the emulated work in one transaction, taking as long as a "slow" fault says."""
+    if getattr(request, "processing_delay", 0):
+        time.sleep(request.processing_delay)
+    with transaction.atomic():
+        return view(request, *args, **kwargs)
 
 
 def sleep_then(fault: Fault, response: HttpResponse) -> HttpResponse:

@@ -25,6 +25,7 @@ FAULT_FIELDS = {
     "sleep_seconds",
     "reason_code",
     "reason_message",
+    "probability",
 }
 
 

@@ -21,6 +21,7 @@ class Fault(models.Model):
         ("success_false", "HTTP 200 with success: false"),
         ("drop_after_commit", "do the work, commit, drop the connection"),
         ("latency", "add latency, then answer normally"),
+        ("slow", "take sleep_seconds to process the request (after an Idempotency-Key is reserved)"),
         ("html403", "HTTP 403 HTML page (Kommo block)"),
         ("unauthorized", "HTTP 401"),
     ]
@@ -37,6 +38,8 @@ class Fault(models.Model):
     sleep_seconds = models.FloatField(default=10)
     reason_code = models.BigIntegerField(default=53100030)
     reason_message = models.CharField(max_length=300, default="Injected business error")
+    # The chance that the fault applies to a matching request (1 = always): random faults for fault suites.
+    probability = models.FloatField(default=1.0)
     hits = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
 

@@ -9,6 +9,7 @@ Query with filters and cursors, usage CSV imports with status polling, Idempoten
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 from typing import Any
 
@@ -16,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 
-from sandbox.common import emulated, get_setting, sleep_then
+from sandbox.common import emulated, get_setting, process, sleep_then
 from sandbox.models import (
     Fault,
     ZIdempotency,
@@ -84,12 +85,15 @@ def zuora_view(view):
 
 
 def idempotent(view):
-    """Zuora's Idempotency-Key: store the answer for 24 h; replay it, 409 while running, 422 on misuse."""
+    """Zuora's Idempotency-Key: store the answer for 24 h; replay it, 409 while running, 422 on misuse.
+
+    As Zuora does, the key is reserved (committed) before the work starts, so a duplicate that arrives
+    while the first request is still being processed gets a 409 at once rather than waiting for it."""
 
     def wrapper(request: HttpRequest, *args, **kwargs):
         key = request.headers.get("Idempotency-Key")
         if not key:
-            return view(request, *args, **kwargs)
+            return process(view, request, *args, **kwargs)
         if len(key) > 255:
             return failure(90000020, "Idempotency-Key must be at most 255 characters", status=400)
         cutoff = timezone.now() - dt.timedelta(hours=24)
@@ -106,16 +110,19 @@ def idempotent(view):
             response = JsonResponse(seen.body, status=seen.status, safe=False)
             response["Idempotent-Replayed"] = "true"
             return response
-        response = view(request, *args, **kwargs)
         try:
-            import json as _json
-
-            stored = _json.loads(response.content)
+            response = process(view, request, *args, **kwargs)
+        except BaseException:
+            ZIdempotency.objects.filter(key=key, done=False).delete()  # nothing was done: the key is free again
+            raise
+        try:
+            stored = json.loads(response.content)
         except ValueError:
             stored = {"raw": response.content.decode("utf-8", "replace")}
         ZIdempotency.objects.filter(key=key).update(done=True, status=response.status_code, body=stored)
         return response
 
+    wrapper.manages_transactions = True  # type: ignore[attr-defined]
     return wrapper
 
 

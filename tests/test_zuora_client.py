@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 
 import pytest
 from django.utils import timezone
 
 from sandbox.demo import zuora_id
-from sandbox.models import ZSubscription, ZToken
+from sandbox.models import ZIdempotency, ZSubscription, ZToken
 from sync.clients.errors import AuthError, BusinessError, NotFoundError, TransientError
 from sync.clients.zuora import ZuoraClient
 from sync.models import ApiCall, ProviderToken
@@ -122,6 +123,51 @@ def test_dropped_connection_after_commit_makes_one_subscription(emulators):
     emulators.fault("zuora", "drop_after_commit", "/v1/orders", remaining=1)
     result = client(emulators).create_order(new_order(), idempotency_key="k4")
     assert result.subscription_numbers and ZSubscription.objects.count() == 1
+
+
+def send_in_background(emulators, key: str) -> tuple[threading.Thread, list]:
+    """The first request, sent from another worker; returns once Zuora has reserved its key."""
+    from django.db import connection
+
+    results: list = []
+
+    def first() -> None:
+        try:
+            results.append(client(emulators).create_order(new_order(), idempotency_key=key))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not ZIdempotency.objects.filter(key=key).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return thread, results
+
+
+def test_a_duplicate_sent_while_the_first_is_processed_gets_409_then_the_first_answer(emulators):
+    """Zuora reserves an Idempotency-Key before it works: a duplicate that arrives meanwhile is answered 409
+    at once; the client waits, sends it again, and gets the first request's answer replayed."""
+    client(emulators).access_token()
+    emulators.fault("zuora", "slow", "/v1/orders$", sleep_seconds=1.5, remaining=1)
+    thread, first = send_in_background(emulators, "k-dup")
+    duplicate = client(emulators).create_order(new_order(), idempotency_key="k-dup")
+    thread.join()
+    assert duplicate.order_number == first[0].order_number and ZSubscription.objects.count() == 1
+    assert ApiCall.objects.filter(path="/v1/orders", status=409).exists()
+
+
+def test_a_duplicate_of_a_long_request_goes_back_to_its_record_as_transient(emulators):
+    client(emulators).access_token()
+    emulators.fault("zuora", "slow", "/v1/orders$", sleep_seconds=6, remaining=1)
+    thread, first = send_in_background(emulators, "k-long")
+    with pytest.raises(TransientError, match="still being processed"):
+        client(emulators).create_order(new_order(), idempotency_key="k-long")
+    thread.join()
+    # Later (the record's retry), the same key gets the first answer and nothing is created twice.
+    replay = client(emulators).create_order(new_order(), idempotency_key="k-long")
+    assert replay.order_number == first[0].order_number and ZSubscription.objects.count() == 1
 
 
 def test_calls_are_logged_without_secrets(emulators):
