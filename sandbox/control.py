@@ -95,6 +95,22 @@ def lead_status(request: HttpRequest, lead_id: int) -> HttpResponse:
     return JsonResponse({"id": lead.id, "status_id": lead.status_id, "closed_at": lead.closed_at})
 
 
+@csrf_exempt
+def generate_leads(request: HttpRequest) -> HttpResponse:
+    """POST {"first_id": 70000000, "count": 200, "plan": "Starter"}: leads of independent customers."""
+    if request.method != "POST":
+        return _bad("use POST", 405)
+    try:
+        body = json_body(request)
+        first_id, count = int(body["first_id"]), int(body["count"])
+        plan = str(body.get("plan") or "Starter")
+    except (ValueError, KeyError, TypeError):
+        return _bad('body must be {"first_id": <int>, "count": <int>[, "plan": <text>]}')
+    if not (1 <= count <= demo.MAX_GENERATED and 1 <= first_id < 2**53):
+        return _bad(f"count must be 1 to {demo.MAX_GENERATED}; first_id positive")
+    return JsonResponse({"ids": demo.generate_leads(first_id, count, plan)}, status=201)
+
+
 def state(request: HttpRequest) -> HttpResponse:
     calls = RequestLog.objects.values("service", "method", "path").annotate(n=Count("id")).order_by("service", "path")
     return JsonResponse(

@@ -315,6 +315,67 @@ def seed_kommo() -> None:
         )
 
 
+MAX_GENERATED = 20_000
+
+
+@transaction.atomic
+def generate_leads(first_id: int, count: int, plan: str = "Starter") -> list[int]:
+    """`count` leads in Negotiation, each with its own company (with a billing e-mail) and main contact:
+    many independent customers, for fault suites and benchmarks. Ids from `first_id`; existing ones stay."""
+    now = int(time.time())
+    ids = list(range(first_id, first_id + count))
+    KCompany.objects.bulk_create(
+        [
+            KCompany(
+                id=i,
+                name=f"Customer {i}",
+                updated_at=now,
+                custom_fields_values=[_multitext("EMAIL", f"billing@c{i}.example", 100301)],
+            )
+            for i in ids
+        ],
+        ignore_conflicts=True,
+    )
+    KContact.objects.bulk_create(
+        [
+            KContact(
+                id=i,
+                name=f"Buyer {i}",
+                first_name="Buyer",
+                last_name=str(i),
+                company_id=i,
+                custom_fields_values=[_multitext("EMAIL", f"buyer@c{i}.example", 100201)],
+                tags=[],
+                updated_at=now,
+            )
+            for i in ids
+        ],
+        ignore_conflicts=True,
+    )
+    KLead.objects.bulk_create(
+        [
+            KLead(
+                id=i,
+                name=f"Deal {i}",
+                price=1200,
+                status_id=NEGOTIATION,
+                pipeline_id=PIPELINE,
+                created_at=now - 86400,
+                updated_at=now - 3600,
+                closed_at=None,
+                is_deleted=False,
+                custom_fields_values=_plan(plan),
+                company_id=i,
+                contacts=[{"id": i, "is_main": True}],
+                catalog_elements=[],
+            )
+            for i in ids
+        ],
+        ignore_conflicts=True,
+    )
+    return ids
+
+
 @transaction.atomic
 def reset() -> None:
     """Forget everything both emulators know (settings and faults included)."""

@@ -56,5 +56,6 @@ c = [
     path("control/settings", control.settings),
     path("control/state", control.state),
     path("control/kommo/leads/<int:lead_id>/status", control.lead_status),
+    path("control/kommo/leads", control.generate_leads),
 ]
 urlpatterns = z + k + c
