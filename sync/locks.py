@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import random
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models
@@ -47,48 +49,82 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+@dataclass
+class Held:
+    name: str
+    key: int = 0  # PostgreSQL
+    handle: IO | None = None  # SQLite: the open lock file
+    thread_lock: threading.Lock | None = None
+
+
+def try_lock(name: str) -> Held | None:
+    """Take the lock called `name` if it is free; None when another holds it."""
+    if connection.vendor == "postgresql":
+        key = lock_key(name)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+            return Held(name, key=key) if cursor.fetchone()[0] else None
+    thread_lock = _thread_lock(name)
+    if not thread_lock.acquire(blocking=False):
+        return None
+    lock_dir = Path(settings.ZKBRIDGE_STATE_DIR) / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(lock_dir / f"{hashlib.sha256(name.encode()).hexdigest()[:32]}.lock", "w")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        thread_lock.release()
+        return None
+    return Held(name, handle=handle, thread_lock=thread_lock)
+
+
+def release(held: Held) -> None:
+    if held.handle is None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [held.key])
+        return
+    try:
+        fcntl.flock(held.handle, fcntl.LOCK_UN)
+        held.handle.close()
+    finally:
+        if held.thread_lock is not None:
+            held.thread_lock.release()
+
+
 @contextlib.contextmanager
 def named_lock(name: str, timeout: float = 60) -> Iterator[None]:
     """Hold the lock called `name` for the block, across any HTTP calls in it, with no transaction."""
     deadline = time.monotonic() + timeout
-    if connection.vendor == "postgresql":
-        key = lock_key(name)
-        with connection.cursor() as cursor:
-            while True:
-                cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
-                if cursor.fetchone()[0]:
-                    break
-                if time.monotonic() > deadline:
-                    raise LockBusy(f"another worker has held '{name}' for over {timeout:.0f} s")
-                time.sleep(POLL)
-        try:
-            yield
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
-        return
-    lock_dir = Path(settings.ZKBRIDGE_STATE_DIR) / "locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    safe = hashlib.sha256(name.encode()).hexdigest()[:32]
-    thread_lock = _thread_lock(name)
-    if not thread_lock.acquire(timeout=timeout):
-        raise LockBusy(f"another worker has held '{name}' for over {timeout:.0f} s")
+    while (held := try_lock(name)) is None:
+        if time.monotonic() > deadline:
+            raise LockBusy(f"another worker has held '{name}' for over {timeout:.0f} s")
+        time.sleep(POLL)
     try:
-        with open(lock_dir / f"{safe}.lock", "w") as handle:
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise LockBusy(f"another worker has held '{name}' for over {timeout:.0f} s") from None
-                    time.sleep(POLL)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
     finally:
-        thread_lock.release()
+        release(held)
+
+
+@contextlib.contextmanager
+def one_of(prefix: str, slots: int, timeout: float = 60) -> Iterator[int]:
+    """Hold one of `slots` locks named prefix:0 … prefix:slots-1: a semaphore shared by every process on
+    every machine (e.g. Zuora's concurrency limit). Yields the slot's number."""
+    deadline = time.monotonic() + timeout
+    first = random.randrange(slots)
+    while True:
+        for step in range(slots):
+            slot = (first + step) % slots
+            held = try_lock(f"{prefix}:{slot}")
+            if held is not None:
+                try:
+                    yield slot
+                finally:
+                    release(held)
+                return
+        if time.monotonic() > deadline:
+            raise LockBusy(f"all {slots} '{prefix}' slots stayed busy for over {timeout:.0f} s")
+        time.sleep(POLL)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,9 @@
 """A whole zkbridge in its own processes, for tests that kill and restart parts of it: the web process
 (runserver, serving the emulators too) and any number of `qcluster` processes, on a database of their own
-(a SQLite file, or a fresh PostgreSQL database when the suite runs on PostgreSQL)."""
+(a SQLite file, or a fresh PostgreSQL database when the suite runs on PostgreSQL).
+
+With ZKBRIDGE_E2E_REDIS set (a redis:// URL whose database the tests may empty), the workers use django-q2's
+Redis broker and two `qcluster` processes share the work, as several worker machines would."""
 
 from __future__ import annotations
 
@@ -51,8 +54,13 @@ class Stack:
             "ZKBRIDGE_LOG_LEVEL": "INFO",
             **env,
         }
+        self.redis = os.environ.get("ZKBRIDGE_E2E_REDIS", "")
+        if self.redis:
+            self.env["ZKBRIDGE_REDIS_URL"] = self.redis
+            self._flush_redis()
         self.web: subprocess.Popen | None = None
         self.clusters: list[subprocess.Popen] = []
+        self.cluster_count = 2 if self.redis else 1
 
     # --- processes ------------------------------------------------------------------------------------
     def manage(self, *args: str) -> str:
@@ -73,7 +81,7 @@ class Stack:
             start_new_session=True,
         )
 
-    def start(self, clusters: int = 1) -> Stack:
+    def start(self, clusters: int | None = None) -> Stack:
         self.manage("migrate", "--noinput", "-v", "0")
         self.web = self._spawn("web", "runserver", f"127.0.0.1:{self.port}", "--noreload")
         deadline = time.monotonic() + 60
@@ -86,9 +94,14 @@ class Stack:
             assert time.monotonic() < deadline, (self.folder / "web.log").read_text()[-3000:]
             time.sleep(0.2)
         self.manage("demo_setup", "--seed", "--connect")
-        for _ in range(clusters):
+        self.cluster_count = clusters or self.cluster_count
+        for _ in range(self.cluster_count):
             self.start_cluster()
         return self
+
+    def restart_clusters(self) -> None:
+        for _ in range(self.cluster_count):
+            self.start_cluster()
 
     def start_cluster(self) -> subprocess.Popen:
         cluster = self._spawn(f"cluster-{len(self.clusters)}", "qcluster")
@@ -114,6 +127,8 @@ class Stack:
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+        if self.redis:
+            self._flush_redis()
         if self.pg_name:
             self._admin(
                 f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{self.pg_name}'",
@@ -152,6 +167,11 @@ class Stack:
                 return time.monotonic() - started
             time.sleep(0.2)
         raise AssertionError(f"{sql} → {self.query(sql)} after {seconds} s; logs in {self.folder}")
+
+    def _flush_redis(self) -> None:
+        import redis
+
+        redis.Redis.from_url(self.redis).flushdb()
 
     @staticmethod
     def _admin(*statements: str) -> None:

@@ -47,7 +47,7 @@ def step_recorded(name: str):
 def kill_and_restart(stack: Stack, lead_id: int) -> float:
     """Kill the workers, start them again, and measure until the deal is finished."""
     stack.kill_clusters()
-    stack.start_cluster()
+    stack.restart_clusters()
     return stack.wait_for(status(lead_id), lambda rows: rows == [("succeeded",)], RECOVERY_LIMIT)
 
 

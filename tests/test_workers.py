@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 
 import pytest
 from django.db import transaction
@@ -145,3 +146,19 @@ def test_a_refused_order_leaves_its_call_log_on_postgresql(catalog):
     order = ApiCall.objects.get(sync_record=record, path="/v1/orders")
     assert order.status == 200 and "Invalid plan" in order.response_body
     assert ApiCall.objects.filter(sync_record=record, path="/v1/orders/preview").exists()
+
+
+def six_catalog_reads_at_once(emulators) -> float:
+    ZuoraClient.from_settings().access_token()
+    started = time.monotonic()
+    errors = run_together(6, lambda: next(ZuoraClient.from_settings().catalog_pages(page_size=1)))
+    assert not errors
+    return time.monotonic() - started
+
+
+def test_zuora_calls_share_one_cap_on_concurrency(emulators, settings):
+    emulators.fault("zuora", "latency", "/v1/catalog/products", latency_ms=400)
+    settings.ZUORA_MAX_CONCURRENT_CALLS = 2
+    assert six_catalog_reads_at_once(emulators) >= 3 * 0.4  # two at a time: three rounds
+    settings.ZUORA_MAX_CONCURRENT_CALLS = 6
+    assert six_catalog_reads_at_once(emulators) < 3 * 0.4

@@ -194,6 +194,9 @@ if not ZUORA_ACCOUNT_CRM_FIELD.endswith("__c"):
 # Pinned: the create-order answer's subscriptions[] needs 223.0 or later.
 ZUORA_VERSION = config.string("ZUORA_VERSION", "233.0")
 ZUORA_TIMEOUT_SECONDS = config.integer("ZUORA_TIMEOUT_SECONDS", 30, minimum=1)
+# Calls on the wire to Zuora at once, all workers on all machines together (an addition): below the tenant's
+# concurrency limit (40 by default), leaving room for Zuora's UI and other integrations.
+ZUORA_MAX_CONCURRENT_CALLS = config.integer("ZUORA_MAX_CONCURRENT_CALLS", 10, minimum=1)
 # Whether the won flow previews MRR/TCV for the note (one extra Zuora read call per deal).
 ZUORA_PREVIEW_ORDERS = config.boolean("ZUORA_PREVIEW_ORDERS", True)
 

@@ -5,6 +5,7 @@ Subclasses say how their API signals errors (`classify`) and how they authentica
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -103,6 +104,10 @@ class HttpClient:
     def before_request(self) -> None:
         """Called before every attempt (the Kommo throttle)."""
 
+    def call_slot(self) -> contextlib.AbstractContextManager:
+        """Held while one call is on the wire (Zuora's shared cap on concurrent calls)."""
+        return contextlib.nullcontext()
+
     def secrets(self) -> list[str]:
         """Values that must never be written to a log row, whatever key they hide under."""
         return []
@@ -180,16 +185,17 @@ class HttpClient:
         elif files:
             call.request_body = "; ".join(f"<file {name}: {f[0]}, {len(f[1])} bytes>" for name, f in files.items())
         try:
-            response = self.session.request(
-                method,
-                url,
-                params=params,
-                json=json_body,
-                data=form,
-                files=files,
-                headers=headers,
-                timeout=self.timeout,
-            )
+            with self.call_slot():
+                response = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    json=json_body,
+                    data=form,
+                    files=files,
+                    headers=headers,
+                    timeout=self.timeout,
+                )
         except requests.Timeout as exc:
             self._log(call, started, error=f"timeout after {self.timeout}s")
             raise TransientError(

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundError, TransientError
 from sync.clients.http import Answer, HttpClient, excerpt
-from sync.locks import locked_row
+from sync.locks import locked_row, one_of
 from sync.models import ProviderToken
 
 TRANSIENT_CATEGORIES = {50, 61, 70, 99}  # locking contention, temporary, over a limit, integration
@@ -44,9 +44,11 @@ class ZuoraClient(HttpClient):
         timeout: float = 30,
         version: str = "233.0",
         entity_id: str | None = None,
+        max_concurrent_calls: int | None = None,
         session=None,
     ):
         super().__init__(base_url, timeout, session)
+        self.max_concurrent_calls = max_concurrent_calls
         self.client_id = client_id
         self.client_secret = client_secret
         self.version = version
@@ -62,7 +64,15 @@ class ZuoraClient(HttpClient):
             timeout=settings.ZUORA_TIMEOUT_SECONDS,
             version=settings.ZUORA_VERSION,
             entity_id=settings.ZUORA_ENTITY_ID,
+            max_concurrent_calls=settings.ZUORA_MAX_CONCURRENT_CALLS,
         )
+
+    def call_slot(self):
+        """One of ZUORA_MAX_CONCURRENT_CALLS slots shared by every worker on every machine: zkbridge stays
+        below the tenant's concurrency limit (40 by default), leaving room for other integrations."""
+        if not self.max_concurrent_calls:
+            return super().call_slot()
+        return one_of("zuora-call", self.max_concurrent_calls, timeout=max(self.timeout, 30))
 
     def secrets(self) -> list[str]:
         values = [self.client_secret or ""]
