@@ -162,3 +162,40 @@ def test_zuora_calls_share_one_cap_on_concurrency(emulators, settings):
     assert six_catalog_reads_at_once(emulators) >= 3 * 0.4  # two at a time: three rounds
     settings.ZUORA_MAX_CONCURRENT_CALLS = 6
     assert six_catalog_reads_at_once(emulators) < 3 * 0.4
+
+
+ACME_ANNUAL, UMBRELLA = 24312345, 24312350
+
+
+def test_two_deals_of_one_new_company_won_at_once_share_one_account(catalog):
+    from sandbox.models import KLead
+    from sync.records import ensure_record
+    from sync.tasks import run_sync
+
+    # Both won in Kommo (their web hooks are the two records below), handed to two workers at once.
+    KLead.objects.filter(id__in=[ACME_ANNUAL, ACME_EXPANSION]).update(status_id=142, closed_at=int(time.time()))
+    ids = [
+        ensure_record("deal_won", f"deal_won:{lead}", enqueue=False, kommo_lead_id=lead, payload={"id": lead})[0].id
+        for lead in (ACME_ANNUAL, ACME_EXPANSION)
+    ]
+    pending = list(ids)
+    errors = run_together(2, lambda: run_sync(pending.pop()))
+    assert not errors
+    assert set(SyncRecord.objects.filter(id__in=ids).values_list("status", flat=True)) == {S.SUCCEEDED}
+    assert len(catalog.accounts()) == 1 and len(catalog.subscriptions()) == 2
+
+
+def test_a_staff_retry_racing_the_dispatchers_retry_runs_the_deal_once(catalog):
+    from sync.records import requeue
+    from tests.conftest import map_plan
+
+    catalog.win(UMBRELLA)  # "Platinum" is unmapped: needs attention
+    map_plan("Platinum", "Starter")
+    record = SyncRecord.objects.get(key=f"deal_won:{UMBRELLA}")
+    SyncRecord.objects.filter(id=record.id).update(status=S.RETRYING, next_attempt_at=timezone.now())
+    racers = [lambda: requeue([record.id], "retry requested by rita"), lambda: dispatcher.dispatch_once()]
+    errors = run_together(2, lambda: racers.pop()())
+    assert not errors
+    record.refresh_from_db()
+    assert record.status == S.SUCCEEDED
+    assert len(catalog.subscriptions(UMBRELLA)) == 1 and len(catalog.notes(UMBRELLA)) == 1
