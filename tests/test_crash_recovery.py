@@ -69,3 +69,32 @@ def test_a_worker_killed_mid_order_or_mid_write_back_resumes_within_a_minute(sta
     assert subscriptions(stack, SOLO) == 1 and notes(stack, SOLO) == 1
     print(f"recovered after SIGKILL: mid-order {mid_order:.1f} s, mid-write-back {mid_write_back:.1f} s")
     assert mid_order < RECOVERY_LIMIT and mid_write_back < RECOVERY_LIMIT
+
+
+def test_a_due_retry_starts_within_seconds_of_its_time(tmp_path, db):
+    stack = Stack(tmp_path, ZKBRIDGE_RETRY_BASE_SECONDS="5")
+    try:
+        stack.start()
+        stack.fault(service="kommo", kind="http500", method="POST", path_prefix="/api/v4/leads/notes", remaining=1)
+        stack.win(ACME_EXPANSION)
+        sql = f"SELECT status, next_attempt_at FROM sync_syncrecord WHERE key = 'deal_won:{ACME_EXPANSION}'"
+        stack.wait_for(sql, lambda rows: bool(rows) and rows[0][0] == "retrying", 30)
+        due = stack.query(sql)[0][1]
+        stack.wait_for(status(ACME_EXPANSION), lambda rows: rows == [("succeeded",)], 30)
+        started = stack.query(f"SELECT started_at FROM sync_syncrecord WHERE key = 'deal_won:{ACME_EXPANSION}'")[0][0]
+        late = (parse(started) - parse(due)).total_seconds()
+        print(f"retry due at {due}, started {late:.2f} s later")
+        assert 0 <= late < 3
+        assert notes(stack, ACME_EXPANSION) == 1
+    finally:
+        stack.stop()
+
+
+def parse(value):
+    """A timestamp as SQLite or PostgreSQL returns it."""
+    import datetime as dt
+
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    parsed = dt.datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
