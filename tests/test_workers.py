@@ -199,3 +199,21 @@ def test_a_staff_retry_racing_the_dispatchers_retry_runs_the_deal_once(catalog):
     record.refresh_from_db()
     assert record.status == S.SUCCEEDED
     assert len(catalog.subscriptions(UMBRELLA)) == 1 and len(catalog.notes(UMBRELLA)) == 1
+
+
+def test_a_lease_that_cannot_be_renewed_stops_the_flow_before_its_next_write(transactional_db, monkeypatch):
+    from django.db import DatabaseError
+
+    monkeypatch.setattr(leases, "HEARTBEAT_SECONDS", 0.05)
+    record = claim(SyncRecord.objects.create(kind="deal_won", key="deal_won:1", kommo_lead_id=1).id)
+
+    def unreachable(*args, **kwargs):
+        raise DatabaseError("could not connect to server")
+
+    with leases.held(record) as lease:
+        monkeypatch.setattr(leases.SyncRecord.objects, "filter", unreachable)
+        assert lease.lost.wait(2) and "database did not answer" in lease.why
+        monkeypatch.undo()
+        with pytest.raises(LeaseLost):
+            ZuoraClient.from_settings().create_order({}, idempotency_key="never-sent")
+    assert not ApiCall.objects.exists()  # stopped before the call, not after it
