@@ -23,6 +23,12 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 
 from zkbridge.settings import BASE_DIR, DATABASES  # noqa: E402
 
+# The tests serve static files from the apps' folders (no collectstatic): an empty STATIC_ROOT of their own
+# keeps WhiteNoise from warning that the real one was never collected.
+STATIC_ROOT = BASE_DIR / ".zkbridge" / "static-test"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = True
+
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:: the live server's threads then use their own connections, as in production.
     # .zkbridge/ is created here too: a fresh clone runs the tests before any demo has made it.
