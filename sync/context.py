@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from sync.clients.errors import TransientError
 
 current_record_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("current_record_id", default=None)
+# The web request being served: its id is on every log line it causes and in its X-Request-Id answer header.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_request_id", default=None)
 
 
 class LeaseLost(TransientError):

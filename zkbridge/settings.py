@@ -66,6 +66,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "sync.ops.logs.RequestId",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -312,13 +313,19 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"sync_record": {"()": "sync.ops.logs.SyncRecordFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [sync_record=%(sync_record)s] %(message)s"},
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s [sync_record=%(sync_record)s request=%(request_id)s] "
+            "%(message)s"
+        },
         "json": {"()": "sync.ops.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": _log_format, "filters": ["sync_record"]}},
     "loggers": {
         "zkbridge": {"handlers": ["console"], "level": config.string("ZKBRIDGE_LOG_LEVEL", "INFO")},
         "django_q": {"handlers": ["console"], "level": "WARNING"},
+        # Every server error, with its traceback and the request's id (Django's own routing prints them
+        # only with debug on); 4xx answers stay out of the log.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 
 from sync.models import UsageRecord
+from sync.webhooks import values
 
 MAX_ROWS = 10_000
 COLUMNS = [
@@ -45,20 +45,12 @@ def read_rows(body: bytes, content_type: str) -> list[dict[str, Any]]:
     except UnicodeDecodeError:
         raise BadFeed("the body is not UTF-8") from None
     if "csv" in content_type:
-        reader = csv.DictReader(io.StringIO(text))
-        unknown = [c for c in reader.fieldnames or [] if c not in COLUMNS]
-        if not reader.fieldnames or unknown:
-            raise BadFeed(
-                f"CSV header must use the columns {', '.join(COLUMNS)}"
-                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
-            )
-        try:
-            rows = list(reader)
-        except csv.Error as exc:
-            raise BadFeed(f"not valid CSV: {exc}") from None
+        rows = _csv_rows(text)
     else:
         try:
-            rows = json.loads(text)
+            rows = values.load_json(text)
+        except values.Refused as exc:
+            raise BadFeed(str(exc)) from None
         except ValueError:
             raise BadFeed("the body is not JSON (send a JSON array, or CSV with Content-Type: text/csv)") from None
         if not isinstance(rows, list):
@@ -66,6 +58,22 @@ def read_rows(body: bytes, content_type: str) -> list[dict[str, Any]]:
     if len(rows) > MAX_ROWS:
         raise BadFeed(f"{len(rows)} records; at most {MAX_ROWS} per request")
     return rows
+
+
+def _csv_rows(text: str) -> list[dict[str, Any]]:
+    if "\x00" in text:
+        raise BadFeed("the CSV contains a NUL character")
+    try:
+        reader = csv.DictReader(io.StringIO(text))
+        unknown = [c for c in reader.fieldnames or [] if c not in COLUMNS]
+        if not reader.fieldnames or unknown:
+            raise BadFeed(
+                f"CSV header must use the columns {', '.join(COLUMNS)}"
+                + (f"; unknown: {', '.join(c[:40] for c in unknown[:10])}" if unknown else "")
+            )
+        return list(reader)
+    except csv.Error as exc:  # a stray carriage return, a field over the csv module's limit…
+        raise BadFeed(f"not valid CSV: {exc}") from None
 
 
 def _date(value: Any, name: str, errors: list[str]) -> dt.date | None:
@@ -82,6 +90,10 @@ def validate(row: Any) -> tuple[UsageRecord | None, list[str]]:
     if not isinstance(row, dict):
         return None, ["a record must be an object"]
     errors: list[str] = []
+    try:  # every text the row carries: no NUL, no unpaired surrogate
+        values.check_tree(row, "the record")
+    except ValueError as exc:
+        return None, [str(exc)]
     key = str(row.get("unique_key") or "").strip()
     if not key:
         errors.append("unique_key is required")
@@ -91,19 +103,21 @@ def validate(row: Any) -> tuple[UsageRecord | None, list[str]]:
     lead = str(row.get("kommo_lead_id") or "").strip()
     if not subscription and not lead:
         errors.append("subscription_number or kommo_lead_id is required")
-    if lead and not lead.isdigit():
-        errors.append("kommo_lead_id must be a number")
+    lead_id = None
+    if lead:
+        try:
+            lead_id = values.whole_number(lead, "kommo_lead_id", positive=True)
+        except ValueError as exc:
+            errors.append(str(exc))
     if len(subscription) > 50:
         errors.append("subscription_number is longer than 50 characters")
     uom = str(row.get("uom") or "").strip()
     if not uom or len(uom) > 50:
         errors.append("uom is required (at most 50 characters)")
     try:
-        quantity = Decimal(str(row.get("quantity")).strip())
-        if not quantity.is_finite() or quantity < 0 or quantity >= Decimal("1e12"):
-            raise InvalidOperation
-    except (InvalidOperation, ValueError):
-        errors.append("quantity must be a number, zero or more")
+        quantity = values.quantity(row.get("quantity"))
+    except ValueError as exc:
+        errors.append(str(exc))
         quantity = Decimal(0)
     start = _date(row.get("start_date"), "start_date", errors)
     end = _date(row.get("end_date"), "end_date", errors)
@@ -116,7 +130,7 @@ def validate(row: Any) -> tuple[UsageRecord | None, list[str]]:
     return UsageRecord(
         unique_key=key,
         subscription_number=subscription,
-        kommo_lead_id=int(lead) if lead else None,
+        kommo_lead_id=lead_id,
         uom=uom,
         quantity=quantity,
         start_date=start,

@@ -11,6 +11,8 @@ from urllib.parse import parse_qsl
 
 from qs_codec import DecodeOptions, decode
 
+from sync.webhooks import values
+
 MAX_PARAMETERS = 5000
 # Deep enough for leads[status][0][custom_fields][0][values][0][value]; lists up to Kommo's batch sizes.
 OPTIONS = DecodeOptions(depth=10, list_limit=1000, parameter_limit=MAX_PARAMETERS, raise_on_limit_exceeded=True)
@@ -43,10 +45,10 @@ def _items(value) -> list:
 def _int(value, what: str, required: bool = True) -> int | None:
     if value in (None, "") and not required:
         return None
-    text = str(value).strip()
-    if not text.lstrip("-").isdigit():
-        raise NotKommoFormat(f"{what} must be a number, got {str(value)[:40]!r}")
-    return int(text)
+    try:
+        return values.whole_number(value, what)
+    except ValueError as exc:
+        raise NotKommoFormat(str(exc)) from None
 
 
 def parse(body: bytes) -> tuple[dict, list[LeadEvent]]:
@@ -67,6 +69,10 @@ def parse(body: bytes) -> tuple[dict, list[LeadEvent]]:
         raise NotKommoFormat(f"the body cannot be decoded as form data ({str(exc)[:80]})") from None
     if not isinstance(payload, dict) or not any(isinstance(payload.get(e), dict) for e in ENTITIES):
         raise NotKommoFormat("no Kommo entity (leads, contacts, companies, …) in the body")
+    try:
+        values.check_tree(payload)
+    except ValueError as exc:
+        raise NotKommoFormat(str(exc)) from None
     events: list[LeadEvent] = []
     leads = payload.get("leads")
     if isinstance(leads, dict):

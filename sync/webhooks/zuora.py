@@ -7,10 +7,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from sync.webhooks import values
 
 ALIASES = {
     "PaymentDeclined": "PaymentProcessingError",
@@ -52,7 +53,7 @@ def _text(value: Any, name: str, limit: int = 100) -> str:
         return ""
     if isinstance(value, (dict, list)):
         raise BadCallout(f"{name} must be a text value")
-    text = str(value).strip()
+    text = str(value).strip()  # NUL and lone surrogates were refused with the whole body (values.load_json)
     # Zuora leaves a merge field it cannot fill as the literal "<Account.CrmId>": treat it as empty.
     if text.startswith("<") and text.endswith(">"):
         return ""
@@ -69,9 +70,15 @@ def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
 
 def parse(body: bytes) -> BillingEvent:
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadCallout("the body is not JSON (configure the callout body as in the zkbridge README)") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadCallout("the body is not UTF-8 JSON") from None
+    try:
+        data = values.load_json(text)
+    except values.Refused as exc:
+        raise BadCallout(str(exc)) from None
+    except ValueError:
+        raise BadCallout("the body is not JSON (configure the callout body as in docs/api.md)") from None
     if not isinstance(data, dict):
         raise BadCallout("the body must be a JSON object, not a " + type(data).__name__)
     event_type = _text(data.get("eventType"), "eventType", 60)
@@ -120,7 +127,7 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # not base64 (non-ASCII included), or not UTF-8 once decoded
         return None
     username, sep, password = decoded.partition(":")
     return (username, password) if sep else None

@@ -1,0 +1,186 @@
+"""What a stranger or a broken client sends never becomes a server error: each case found probing the three
+public endpoints from outside is answered 400 (or rejected row by row) and stores nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.authtoken.models import Token
+
+from sync.installation import kommo_webhook_token
+from sync.models import SyncRecord, UsageRecord, WebhookEvent
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture
+def hook(db, settings, monkeypatch):
+    settings.KOMMO_WEBHOOK_TOKEN = "a-long-secret-token-for-tests"
+    monkeypatch.setattr("sync.records.enqueue_record", lambda record_id: None)
+    return f"/webhooks/kommo/{kommo_webhook_token()}/"
+
+
+@pytest.fixture
+def token(db) -> str:
+    return Token.objects.create(user=User.objects.create(username="feed")).key
+
+
+def won(lead_id: str) -> str:
+    return f"leads[status][0][id]={lead_id}&leads[status][0][status_id]=142&leads[status][0][pipeline_id]=1"
+
+
+@pytest.mark.parametrize(
+    "lead_id, words",
+    [
+        ("%C2%B2", "must be a whole number"),  # "²" passes str.isdigit()
+        ("--5", "must be a whole number"),
+        ("%E2%91%A0", "must be a whole number"),  # "①"
+        ("9" * 4301, "must be a whole number"),  # past Python's int() digit limit
+        ("9" * 19, "out of range"),  # past a 64-bit column
+        ("9" * 20, "must be a whole number"),
+        ("-3", "positive number"),
+    ],
+)
+def test_kommo_lead_ids_that_are_not_numbers_the_database_holds_are_a_400(client, hook, lead_id, words):
+    answer = client.generic("POST", hook, won(lead_id), content_type=FORM)
+    assert answer.status_code == 400 and words in answer.json()["error"]
+    assert not WebhookEvent.objects.exists() and not SyncRecord.objects.exists()
+
+
+def test_a_kommo_body_with_a_nul_is_a_400(client, hook):
+    answer = client.generic("POST", hook, won("1") + "&leads[status][0][name]=a%00b", content_type=FORM)
+    assert answer.status_code == 400 and "NUL" in answer.json()["error"] and not WebhookEvent.objects.exists()
+
+
+def test_percent_encoded_bytes_that_are_not_utf8_are_read_as_replacement_characters(client, hook):
+    answer = client.generic("POST", hook, won("1") + "&leads[status][0][name]=%ED%A0%80", content_type=FORM)
+    assert answer.status_code == 200 and WebhookEvent.objects.count() == 1
+
+
+def callout(client, body: bytes | str, **headers):
+    return client.generic("POST", "/webhooks/zuora/", body, content_type="application/json", **headers)
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ("[" * 999 + "]" * 999, "nested too deeply"),
+        ('{"eventType": "PaymentProcessed", "accountNumber": "A\\u0000"}', "NUL"),
+        ('{"eventType": "Payment\\ud800Processed"}', "unpaired surrogate"),
+    ],
+)
+def test_callout_bodies_that_would_crash_a_reader_are_a_400(client, db, body, words):
+    answer = callout(client, body)
+    assert answer.status_code == 400 and words in answer.json()["error"]
+    assert not WebhookEvent.objects.exists()
+
+
+def test_basic_credentials_in_bytes_that_are_not_ascii_are_refused_not_a_crash(client, db, settings):
+    settings.ZUORA_CALLOUT_USERNAME, settings.ZUORA_CALLOUT_PASSWORD = "zuora", "secret"
+    answer = callout(client, '{"eventType": "PaymentProcessed"}', HTTP_AUTHORIZATION="Basic \xe9\xe9\xe9")
+    assert answer.status_code == 401 and answer["WWW-Authenticate"].startswith("Basic")
+    garbled = "Basic " + base64.b64encode(b"\xff\xfe:\xfd").decode()
+    assert callout(client, '{"eventType": "PaymentProcessed"}', HTTP_AUTHORIZATION=garbled).status_code == 401
+
+
+def usage(client, token: str, body: str, content_type: str = "application/json"):
+    return client.generic("POST", "/api/usage/", body, content_type=content_type, HTTP_AUTHORIZATION=f"Token {token}")
+
+
+@pytest.mark.parametrize(
+    "body, content_type, words",
+    [
+        ("[" * 999 + "]" * 999, "application/json", "nested too deeply"),
+        ("a\rb,c\n1,2\n", "text/csv", "not valid CSV"),
+        ("unique_key," + "x" * 140_000 + "\n1,2\n", "text/csv", "not valid CSV"),
+        ("unique_key,uom\nk\x00,API\n", "text/csv", "NUL"),
+    ],
+)
+def test_usage_bodies_that_would_crash_a_reader_are_a_400(client, token, body, content_type, words, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_048_576
+    answer = usage(client, token, body, content_type)
+    assert answer.status_code == 400 and words in answer.json()["error"]
+    assert not UsageRecord.objects.exists()
+
+
+def row(**changes) -> dict:
+    return {
+        "kommo_lead_id": "24312345",
+        "uom": "API call",
+        "quantity": "5",
+        "start_date": "2026-11-01",
+        "unique_key": "k1",
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"kommo_lead_id": "²"}, "kommo_lead_id must be a whole number"),
+        ({"kommo_lead_id": "9" * 21}, "kommo_lead_id must be a whole number"),
+        ({"quantity": "1e-999999"}, "more than 6 decimal places"),
+        ({"quantity": "999999999999.999999"}, "more than 15 significant digits"),
+        ({"quantity": "1e12"}, "less than 1,000,000,000,000"),
+    ],
+)
+def test_usage_rows_the_database_could_not_hold_are_rejected_one_by_one(client, token, changes, words):
+    body = json.dumps([row(**changes), row(unique_key="good")])
+    answer = usage(client, token, body)
+    assert answer.status_code == 202, answer.content
+    result = answer.json()
+    assert result["accepted"] == 1 and len(result["rejected"]) == 1
+    assert any(words in error for error in result["rejected"][0]["errors"])
+    assert list(UsageRecord.objects.values_list("unique_key", flat=True)) == ["good"]
+
+
+@pytest.mark.parametrize(
+    "changes, words", [({"uom": "API\x00call"}, "NUL"), ({"unique_key": "k\ud800"}, "unpaired surrogate")]
+)
+def test_a_usage_body_with_nul_or_a_lone_surrogate_is_a_400(client, token, changes, words):
+    answer = usage(client, token, json.dumps([row(**changes), row(unique_key="good")]))
+    assert answer.status_code == 400 and words in answer.json()["error"] and not UsageRecord.objects.exists()
+
+
+@pytest.fixture
+def production_logging():
+    """zkbridge's production logging configuration (the test settings keep pytest's own), into a buffer."""
+    import copy
+    import io
+    import logging
+    import logging.config
+
+    from zkbridge import settings as production
+
+    config = copy.deepcopy(production.LOGGING)
+    stream = io.StringIO()
+    config["handlers"]["console"]["stream"] = stream
+    logging.config.dictConfig(config)
+    yield stream
+    for name in config["loggers"]:
+        logger = logging.getLogger(name)
+        logger.handlers, logger.propagate = [], True
+
+
+def test_every_server_error_is_logged_with_its_traceback_and_the_request_id(db, monkeypatch, production_logging):
+    from django.test import Client
+
+    from sync.ops import health
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(health.SyncRecord.objects, "filter", broken)
+    answer = Client(raise_request_exception=False).get("/healthz", HTTP_X_REQUEST_ID="req-123")
+    assert answer.status_code == 500 and answer["X-Request-Id"] == "req-123"
+    logged = production_logging.getvalue()
+    assert "ERROR django.request" in logged and "request=req-123" in logged
+    assert "Traceback" in logged and "RuntimeError: the disk is full" in logged
+
+
+def test_a_request_id_is_made_when_the_proxy_sends_none_or_garbage(client, db):
+    made = client.get("/healthz", HTTP_X_REQUEST_ID="x" * 500 + "\n")["X-Request-Id"]
+    assert len(made) == 32 and made.isalnum()
