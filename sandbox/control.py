@@ -5,6 +5,11 @@ Mounted only when ZKBRIDGE_SANDBOX is on, like the emulators themselves.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+from functools import wraps
+
+from django.conf import settings as django_settings
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -33,7 +38,34 @@ def _bad(message: str, status: int = 400) -> JsonResponse:
     return JsonResponse({"error": message}, status=status)
 
 
+FORWARDED = ("HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP", "HTTP_FORWARDED")
+
+
+def local_only(view):
+    """The control API changes what the emulators do (faults, resets): it answers the machine itself only
+    (or a bearer of ZKBRIDGE_SANDBOX_TOKEN), and never while a real Zuora or Kommo is configured."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args, **kwargs):
+        if not (django_settings.ZUORA_USES_EMULATOR and django_settings.KOMMO_USES_EMULATOR):
+            return _bad("the emulators' control API is off while a real Zuora or Kommo is configured", 404)
+        token = django_settings.ZKBRIDGE_SANDBOX_TOKEN
+        given = request.headers.get("Authorization", "")
+        if token and given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode()):
+            return view(request, *args, **kwargs)
+        try:
+            loopback = ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback or any(request.META.get(h) for h in FORWARDED):
+            return _bad("the emulators' control API answers this machine only (or ZKBRIDGE_SANDBOX_TOKEN)", 403)
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
 @csrf_exempt
+@local_only
 def reset(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _bad("use POST", 405)
@@ -44,6 +76,7 @@ def reset(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
+@local_only
 def faults(request: HttpRequest) -> HttpResponse:
     if request.method == "DELETE":
         Fault.objects.all().delete()
@@ -65,6 +98,7 @@ def faults(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
+@local_only
 def settings(request: HttpRequest) -> HttpResponse:
     if request.method != "PUT":
         return _bad("use PUT", 405)
@@ -80,6 +114,7 @@ def settings(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
+@local_only
 def lead_status(request: HttpRequest, lead_id: int) -> HttpResponse:
     """Move a Kommo lead to a stage as a salesperson would; the status web hooks fire."""
     if request.method != "POST":
@@ -96,6 +131,7 @@ def lead_status(request: HttpRequest, lead_id: int) -> HttpResponse:
 
 
 @csrf_exempt
+@local_only
 def generate_leads(request: HttpRequest) -> HttpResponse:
     """POST {"first_id": 70000000, "count": 200, "plan": "Starter"}: leads of independent customers."""
     if request.method != "POST":
@@ -111,6 +147,7 @@ def generate_leads(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ids": demo.generate_leads(first_id, count, plan)}, status=201)
 
 
+@local_only
 def state(request: HttpRequest) -> HttpResponse:
     calls = RequestLog.objects.values("service", "method", "path").annotate(n=Count("id")).order_by("service", "path")
     return JsonResponse(

@@ -35,6 +35,9 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("KOMMO_WEBHOOK_TOKEN", "short", "at least 16"),
         ("ZUORA_ACCOUNT_CRM_FIELD", "KommoId", "ends in __c"),
         ("ZKBRIDGE_REDIS_URL", "localhost:6379", "redis://"),
+        ("ZKBRIDGE_CSRF_TRUSTED_ORIGINS", "zkbridge.example.com", "must start with https://"),
+        ("ZKBRIDGE_HSTS_SECONDS", "-1", "at least 0"),
+        ("ZKBRIDGE_LOGIN_FAILURE_LIMIT", "0", "at least 1"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(name, value, words):

@@ -5,6 +5,7 @@ A `.env` file in the repository root is read too; the real environment wins.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import warnings
 from pathlib import Path
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
     "simple_history",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "catalog",
     "sync",  # before django_q: sync's `qcluster` (workers + dispatcher) stands in for django-q2's own
     "sandbox",
@@ -76,6 +78,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses logins while a lockout holds
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "zkbridge.urls"
@@ -94,6 +101,33 @@ TEMPLATES = [
         },
     }
 ]
+
+# --- Production security (all off by default: the embedded demo runs on plain http://127.0.0.1) -----------
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto, Django must trust it to know a request is https.
+if config.boolean("ZKBRIDGE_BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = config.boolean("ZKBRIDGE_SSL_REDIRECT", False)
+# The machine endpoints are never redirected: Kommo and Zuora post to the URL they were given.
+SECURE_REDIRECT_EXEMPT = [r"^webhooks/", r"^healthz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = config.boolean("ZKBRIDGE_SECURE_COOKIES", False)
+SECURE_HSTS_SECONDS = config.integer("ZKBRIDGE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = config.boolean("ZKBRIDGE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = config.boolean("ZKBRIDGE_HSTS_PRELOAD", False)
+# Origins the admin's forms may be posted from; by default the origin of ZKBRIDGE_URL (an admin login
+# through a TLS proxy then passes Django's CSRF origin check).
+_csrf_origins = config.listing("ZKBRIDGE_CSRF_TRUSTED_ORIGINS", "")
+for _origin in _csrf_origins:
+    if not _origin.startswith(("http://", "https://")):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"ZKBRIDGE_CSRF_TRUSTED_ORIGINS: {_origin!r} must start with https:// or http://")
+# Admin logins: a username is locked out from an address after this many failures in a row, for a while.
+AXES_FAILURE_LIMIT = config.integer("ZKBRIDGE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=config.integer("ZKBRIDGE_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # a stranger cannot lock the real admin out
+AXES_RESET_ON_SUCCESS = True
+AXES_ONLY_ADMIN_SITE = True
+AXES_VERBOSE = False
 
 # --- Database --------------------------------------------------------------------------------------
 _db = config.database_url("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
@@ -167,6 +201,7 @@ SPECTACULAR_SETTINGS = {
 # The address this zkbridge is reachable at: used for the built-in emulators' base URLs and to print
 # the webhook URL to paste into Kommo (an addition to CONTRACT.md's table).
 ZKBRIDGE_URL = config.url("ZKBRIDGE_URL", "http://127.0.0.1:8000")
+CSRF_TRUSTED_ORIGINS = _csrf_origins or ["/".join(ZKBRIDGE_URL.split("/")[:3])]
 
 _zuora_url = config.url("ZUORA_BASE_URL")
 _kommo_url = config.url("KOMMO_BASE_URL")
@@ -333,3 +368,5 @@ LOGGING = {
 # and the bearer token /metrics wants (without one, /metrics answers only the machine itself).
 ZKBRIDGE_RETENTION_DAYS = config.integer("ZKBRIDGE_RETENTION_DAYS", 90, minimum=1)
 ZKBRIDGE_METRICS_TOKEN = config.string("ZKBRIDGE_METRICS_TOKEN")
+# Lets another machine drive the emulators' control API (tests, benchmarks); without it, loopback only.
+ZKBRIDGE_SANDBOX_TOKEN = config.string("ZKBRIDGE_SANDBOX_TOKEN")

@@ -20,7 +20,18 @@ def metrics_allowed(request: HttpRequest) -> bool:
     if token:
         given = request.headers.get("Authorization", "")
         return given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())
-    try:  # no token configured: internal use only (the machine itself)
+    return from_this_machine(request)
+
+
+FORWARDED = ("HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP", "HTTP_FORWARDED")
+
+
+def from_this_machine(request: HttpRequest) -> bool:
+    """A request from the machine itself: a loopback address and no proxy in between (a reverse proxy on
+    the same host also connects from 127.0.0.1, but says whom it forwards)."""
+    if any(request.META.get(header) for header in FORWARDED):
+        return False
+    try:
         return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
     except ValueError:
         return False
