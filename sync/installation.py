@@ -1,37 +1,93 @@
-"""Values zkbridge generates for itself when the environment names none."""
+"""Values zkbridge generates for itself when the environment names none: the Kommo web hook token.
+
+The token is the only secret guarding the Kommo endpoint (Kommo does not sign its web hooks), so it is
+kept out of sight: masked in the admin (superusers see it whole), scrubbed from API call rows and from
+access logs. `kommo_webhook --rotate` replaces a generated token; the previous one keeps working for
+ROTATION_GRACE while Kommo is told the new URL.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import hmac
 import secrets
 
 from django.conf import settings
 from django.db import IntegrityError
+from django.utils import timezone
 
 from sync.models import InstallationSecret
+
+CURRENT, PREVIOUS = "kommo_webhook_token", "kommo_webhook_token_previous"
+ROTATION_GRACE = dt.timedelta(hours=24)
 
 
 def kommo_webhook_token() -> str:
     """KOMMO_WEBHOOK_TOKEN, or one generated at first start and kept in the database."""
     if settings.KOMMO_WEBHOOK_TOKEN:
         return settings.KOMMO_WEBHOOK_TOKEN
-    row = InstallationSecret.objects.filter(name="kommo_webhook_token").first()
+    row = InstallationSecret.objects.filter(name=CURRENT).first()
     if row is None:
         try:
-            row = InstallationSecret.objects.create(name="kommo_webhook_token", value=secrets.token_urlsafe(24))
+            row = InstallationSecret.objects.create(name=CURRENT, value=secrets.token_urlsafe(24))
         except IntegrityError:  # another process generated it first
-            row = InstallationSecret.objects.get(name="kommo_webhook_token")
+            row = InstallationSecret.objects.get(name=CURRENT)
     return row.value
+
+
+def previous_token() -> str | None:
+    """The token a rotation replaced, while its grace period lasts."""
+    row = InstallationSecret.objects.filter(name=PREVIOUS).first()
+    if row is None or settings.KOMMO_WEBHOOK_TOKEN:
+        return None
+    valid_until = dt.datetime.fromisoformat(row.value.split("|", 1)[0])
+    return row.value.split("|", 1)[1] if valid_until > timezone.now() else None
+
+
+def token_accepted(given: str) -> bool:
+    """The current token, or the previous one during its grace period (compared in constant time)."""
+    candidates = [kommo_webhook_token(), previous_token() or ""]
+    matches = [hmac.compare_digest(given.encode(), c.encode()) for c in candidates if c]
+    return any(matches)
+
+
+def rotate_webhook_token() -> str:
+    """A new generated token; the old one stays valid for ROTATION_GRACE. Returns the new token."""
+    if settings.KOMMO_WEBHOOK_TOKEN:
+        raise ValueError(
+            "KOMMO_WEBHOOK_TOKEN is set in the environment: change it there (zkbridge cannot rotate it for you)"
+        )
+    old = kommo_webhook_token()
+    until = (timezone.now() + ROTATION_GRACE).isoformat()
+    InstallationSecret.objects.update_or_create(name=PREVIOUS, defaults={"value": f"{until}|{old}"})
+    new = secrets.token_urlsafe(24)
+    InstallationSecret.objects.filter(name=CURRENT).update(value=new)
+    return new
+
+
+def webhook_secrets() -> list[str]:
+    """Every token that must never appear in a log line, an API call row or a page (current and previous)."""
+    found = [kommo_webhook_token()]
+    previous = InstallationSecret.objects.filter(name=PREVIOUS).first()
+    if previous:
+        found.append(previous.value.split("|", 1)[-1])
+    return [token for token in found if token]
+
+
+def mask(token: str) -> str:
+    return f"{token[:4]}…{token[-2:]}" if len(token) > 8 else "…"
 
 
 def announce_webhook_token(verbosity: int = 1, **kwargs) -> None:
     """After migrate: generate the webhook token at first start and print the URL to paste into Kommo
-    (CONTRACT.md: "generated and printed at first start")."""
-    if settings.KOMMO_WEBHOOK_TOKEN or InstallationSecret.objects.filter(name="kommo_webhook_token").exists():
+    (printed once, to whoever installs zkbridge)."""
+    if settings.KOMMO_WEBHOOK_TOKEN or InstallationSecret.objects.filter(name=CURRENT).exists():
         return
     kommo_webhook_token()
     if verbosity:
         print(f"Kommo web hook URL (generated; set KOMMO_WEBHOOK_TOKEN to choose it): {kommo_webhook_url()}")
 
 
-def kommo_webhook_url() -> str:
-    return f"{settings.ZKBRIDGE_URL}/webhooks/kommo/{kommo_webhook_token()}/"
+def kommo_webhook_url(masked: bool = False) -> str:
+    token = kommo_webhook_token()
+    return f"{settings.ZKBRIDGE_URL}/webhooks/kommo/{mask(token) if masked else token}/"

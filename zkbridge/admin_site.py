@@ -67,7 +67,8 @@ class ZkbridgeAdminSite(admin.AdminSite):
             "check": latest,
             "checks": latest.results if latest and latest.finished_at else None,
             "waiting": bool(latest and not latest.finished_at),
-            "webhook_url": kommo_webhook_url(),
+            # The token is the web hook's only secret: whole for superusers, masked for everyone else.
+            "webhook_url": kommo_webhook_url(masked=not request.user.is_superuser),
             "can_check": request.user.has_perm("sync.change_syncrecord"),
         }
         return TemplateResponse(request, "admin/connections.html", context)

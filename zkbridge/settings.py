@@ -346,7 +346,10 @@ if _log_format not in ("plain", "json"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"sync_record": {"()": "sync.ops.logs.SyncRecordFilter"}},
+    "filters": {
+        "sync_record": {"()": "sync.ops.logs.SyncRecordFilter"},
+        "mask_tokens": {"()": "sync.ops.logs.MaskWebhookTokens"},
+    },
     "formatters": {
         "plain": {
             "format": "%(asctime)s %(levelname)s %(name)s [sync_record=%(sync_record)s request=%(request_id)s] "
@@ -354,13 +357,21 @@ LOGGING = {
         },
         "json": {"()": "sync.ops.logs.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": _log_format, "filters": ["sync_record"]}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": _log_format,
+            "filters": ["sync_record", "mask_tokens"],
+        }
+    },
     "loggers": {
         "zkbridge": {"handlers": ["console"], "level": config.string("ZKBRIDGE_LOG_LEVEL", "INFO")},
         "django_q": {"handlers": ["console"], "level": "WARNING"},
         # Every server error, with its traceback and the request's id (Django's own routing prints them
         # only with debug on); 4xx answers stay out of the log.
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        # runserver's access log (the demo): through the console handler, so the web hook token is masked.
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
 

@@ -64,7 +64,10 @@ class KommoClient(HttpClient):
         )
 
     def secrets(self) -> list[str]:
-        return [s for s in (self.long_lived, self.client_secret, self.initial_refresh_token, self._access) if s]
+        from sync.installation import webhook_secrets  # the web hook URL travels in subscription calls
+
+        known = [self.long_lived, self.client_secret, self.initial_refresh_token, self._access, *webhook_secrets()]
+        return [s for s in known if s]
 
     # --- throttle ---------------------------------------------------------------------------------
     def before_request(self) -> None:
@@ -296,6 +299,9 @@ class KommoClient(HttpClient):
     def webhooks(self) -> list[dict]:
         answer = self.request("GET", "/api/v4/webhooks")
         return ((answer.body or {}).get("_embedded") or {}).get("webhooks") or [] if answer.status != 204 else []
+
+    def unsubscribe_webhook(self, destination: str) -> None:
+        self.request("DELETE", "/api/v4/webhooks", json_body={"destination": destination})
 
     def subscribe_webhook(self, destination: str, events: list[str]) -> dict:
         return (

@@ -87,7 +87,7 @@ def check_connections() -> dict[str, Any]:
             },
             "auth": "long-lived token" if settings.KOMMO_ACCESS_TOKEN else "OAuth (rotating refresh tokens)",
         },
-        "webhook_url": url,
+        "webhook_url": kommo_webhook_url(masked=True),
         "callout_url": f"{settings.ZKBRIDGE_URL}/webhooks/zuora/",
         "callout_auth": bool(settings.ZUORA_CALLOUT_USERNAME and settings.ZUORA_CALLOUT_PASSWORD),
     }

@@ -48,6 +48,25 @@ def install_record_factory() -> None:
     logging.setLogRecordFactory(factory)
 
 
+WEBHOOK_PATH = re.compile(r"(/webhooks/kommo/)[^/\s?\"']+")
+
+
+def mask_webhook_tokens(text: str) -> str:
+    """The Kommo web hook URL's token is its only secret: never in a log line."""
+    return WEBHOOK_PATH.sub(r"\1***", text)
+
+
+class MaskWebhookTokens(logging.Filter):
+    """For access logs (runserver's django.server, Django's request warnings): the path carries the token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_webhook_tokens(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
 class SyncRecordFilter(logging.Filter):
     """For records made before the factory was installed (early start-up)."""
 

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed, NotFound
 
-from sync.installation import kommo_webhook_token
+from sync.installation import token_accepted
 from sync.webhooks import zuora
 
 log = logging.getLogger("zkbridge.webhooks")
@@ -35,7 +34,7 @@ class Machine:
 class KommoWebhookToken(BaseAuthentication):
     def authenticate(self, request):
         token = str(request.parser_context.get("kwargs", {}).get("token", ""))
-        if not hmac.compare_digest(token.encode(), kommo_webhook_token().encode()):
+        if not token_accepted(token):
             raise NotFound("not found")
         return Machine("kommo"), None
 
