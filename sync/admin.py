@@ -308,12 +308,13 @@ class ApiCallAdmin(ViewOnlyAdmin):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ViewOnlyAdmin):
-    list_display = ["received_at", "source", "dedup_key", "duplicates", "processed_at", "remote_addr"]
-    list_filter = ["source"]
+    list_display = ["received_at", "source", "valid", "error", "dedup_key", "duplicates", "processed_at", "remote_addr"]
+    list_filter = ["source", "valid"]
     search_fields = ["dedup_key", "body"]
     show_full_result_count = False
     readonly_fields = [
         "source",
+        "valid",
         "dedup_key",
         "received_at",
         "processed_at",

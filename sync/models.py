@@ -14,7 +14,7 @@ from sync.context import check_lease
 class WebhookEvent(models.Model):
     """The inbox: a webhook or callout exactly as it arrived, stored before anything else happens."""
 
-    SOURCES = [("kommo", "Kommo web hook"), ("zuora", "Zuora callout")]
+    SOURCES = [("kommo", "Kommo web hook"), ("zuora", "Zuora callout"), ("usage", "Usage feed (refused bodies)")]
     source = models.CharField(max_length=10, choices=SOURCES)
     # De-duplication: Zuora-Notification-Id, or a hash of the body. Unique per source.
     dedup_key = models.CharField(max_length=200)
@@ -23,6 +23,8 @@ class WebhookEvent(models.Model):
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     received_at = models.DateTimeField(default=timezone.now, db_index=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    # Stored before it is judged: a body zkbridge refused is kept (valid=False) with the reason in `error`.
+    valid = models.BooleanField(default=True, db_index=True)
     error = models.TextField(blank=True)
     duplicates = models.PositiveIntegerField(default=0)
 

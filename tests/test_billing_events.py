@@ -190,10 +190,11 @@ def test_hmac_signature_rejected(synced, settings, signature):
         (b"\xff\xfe", "not JSON"),
     ],
 )
-def test_bad_bodies_get_a_4xx_and_nothing_reaches_kommo(synced, body, words):
+def test_bad_bodies_get_a_4xx_are_kept_as_refused_and_nothing_reaches_kommo(synced, body, words):
     answer = callout(synced, body)
     assert answer.status_code == 400 and words in answer.json()["error"]
-    assert not WebhookEvent.objects.filter(source="zuora").exists() and not KNote.objects.exists()
+    stored = WebhookEvent.objects.get(source="zuora")
+    assert not stored.valid and words in stored.error and not KNote.objects.exists()
 
 
 def test_a_5_mb_body_is_refused(synced):

@@ -103,25 +103,58 @@ def test_a_wrong_token_is_404_and_nothing_is_stored(client, url, quiet_queue):
         ("", "empty"),
         ("hello world", "no Kommo entity"),
         ('{"leads": {"status": [{"id": 1}]}}', "JSON"),
-        ("leads%5Bstatus%5D%5B0%5D%5Bid%5D=abc&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142", "must be a number"),
+        ("leads%5Bstatus%5D%5B0%5D%5Bid%5D=abc&leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142", "must be a whole number"),
         ("leads%5Bstatus%5D%5B0%5D%5Bstatus_id%5D=142", "has no id"),
         ("leads%5Bstatus%5D%5B0%5D%5Bid%5D=-5", "positive"),
-        ("leads%5Bexplode%5D%5B0%5D%5Bid%5D=5", "unknown lead action"),
         ("leads%5Bstatus%5D=flat", "not a list"),
         ("leads%5Bstatus%5D%5B5000%5D%5Bid%5D=1", "cannot be decoded"),
         ("a=1&" * 6000, "cannot be decoded"),
         (quote("é").encode("latin-1").decode() + "%FF=%FF", "no Kommo entity"),
     ],
 )
-def test_garbage_gets_a_short_400_and_nothing_is_stored(client, url, quiet_queue, body, words):
+def test_garbage_gets_a_short_400_and_is_kept_in_the_inbox_as_refused(client, url, quiet_queue, body, words):
     answer = post(client, url, body)
     assert answer.status_code == 400 and words in answer.json()["error"]
-    assert not WebhookEvent.objects.exists() and not quiet_queue
+    assert not quiet_queue and not SyncRecord.objects.exists()
+    if body:  # stored first, judged after: visible in the admin's inbox with the reason
+        stored = WebhookEvent.objects.get()
+        assert not stored.valid and words in stored.error and stored.body.startswith(body[:20])
 
 
-def test_binary_junk_is_a_400(client, url, quiet_queue):
+def test_binary_junk_is_a_400_and_kept_readable(client, url, quiet_queue):
     answer = client.generic("POST", url, b"\xff\xfe\x00garbage", content_type=FORM)
-    assert answer.status_code == 400 and not WebhookEvent.objects.exists()
+    assert answer.status_code == 400
+    stored = WebhookEvent.objects.get()
+    assert not stored.valid and stored.body == "\ufffd\ufffd\\0garbage"
+
+
+def test_an_unknown_action_is_ignored_and_the_rest_of_the_body_read(client, url, quiet_queue):
+    body = "leads%5Bexplode%5D%5B0%5D%5Bid%5D=5&" + won_body()
+    answer = post(client, url, body)
+    assert answer.status_code == 200 and answer.json()["won"] == 1 and WebhookEvent.objects.get().valid
+
+
+def test_a_body_naming_too_many_won_leads_is_kept_and_refused(client, url, quiet_queue, settings):
+    settings.ZKBRIDGE_MAX_LEADS_PER_WEBHOOK = 3
+    body = "&".join(
+        f"leads%5Bstatus%5D%5B{n}%5D%5Bid%5D={100 + n}&leads%5Bstatus%5D%5B{n}%5D%5Bstatus_id%5D=142" for n in range(4)
+    )
+    answer = post(client, url, body)
+    assert answer.status_code == 400 and "4 won leads in one web hook; at most 3" in answer.json()["error"]
+    assert not SyncRecord.objects.exists() and not WebhookEvent.objects.get().valid
+
+
+def test_an_address_that_keeps_guessing_the_token_is_answered_429(client, url, quiet_queue, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.ZKBRIDGE_AUTH_FAILURES_PER_MINUTE = 3
+    for _ in range(3):
+        assert post(client, "/webhooks/kommo/a-wrong-guess-of-the-token/", won_body()).status_code == 404
+    assert post(client, "/webhooks/kommo/a-wrong-guess-of-the-token/", won_body()).status_code == 429
+    # Kommo itself, from its own address, is not slowed by someone else's guessing.
+    assert client.generic("POST", url, won_body(), content_type=FORM, REMOTE_ADDR="192.0.2.10").status_code == 200
+    cache.clear()
 
 
 def test_an_oversized_body_is_413(client, url, quiet_queue, settings):

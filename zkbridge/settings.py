@@ -168,6 +168,10 @@ WHITENOISE_USE_FINDERS = not STATIC_ROOT.is_dir()
 
 # Webhook bodies are read whole; Kommo's largest realistic body is far below this.
 DATA_UPLOAD_MAX_MEMORY_SIZE = config.integer("ZKBRIDGE_MAX_BODY_BYTES", 1_048_576, minimum=1024)
+# Amplification limits (additions): won leads one Kommo web hook may name (a body naming more is stored and
+# refused), and failed authentications an address may make in a minute before it is answered 429.
+ZKBRIDGE_MAX_LEADS_PER_WEBHOOK = config.integer("ZKBRIDGE_MAX_LEADS_PER_WEBHOOK", 100, minimum=1)
+ZKBRIDGE_AUTH_FAILURES_PER_MINUTE = config.integer("ZKBRIDGE_AUTH_FAILURES_PER_MINUTE", 30, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],

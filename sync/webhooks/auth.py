@@ -13,14 +13,35 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed, NotFound
+from django.core.cache import cache
+from rest_framework.authentication import BaseAuthentication, TokenAuthentication
+from rest_framework.exceptions import AuthenticationFailed, NotFound, Throttled
 
 from sync.installation import token_accepted
 from sync.webhooks import zuora
 
 log = logging.getLogger("zkbridge.webhooks")
 CHALLENGE = 'Basic realm="zkbridge Zuora callouts", charset="UTF-8"'
+
+
+def refuse_flooding(request) -> None:
+    """An address that failed authentication too often this minute is answered 429 before anything else.
+    Callers that know their secret (Kommo, Zuora, the usage feed) never fail it, so they are never slowed."""
+    if (cache.get(_failures_key(request)) or 0) >= settings.ZKBRIDGE_AUTH_FAILURES_PER_MINUTE:
+        raise Throttled(wait=60, detail="too many failed attempts from this address; try again in a minute")
+
+
+def count_failure(request) -> None:
+    key = _failures_key(request)
+    if not cache.add(key, 1, timeout=60):
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between the two calls
+            cache.set(key, 1, timeout=60)
+
+
+def _failures_key(request) -> str:
+    return f"zkbridge:auth-failures:{request.META.get('REMOTE_ADDR', '')}"
 
 
 @dataclass(frozen=True)
@@ -33,17 +54,23 @@ class Machine:
 
 class KommoWebhookToken(BaseAuthentication):
     def authenticate(self, request):
+        refuse_flooding(request)
         token = str(request.parser_context.get("kwargs", {}).get("token", ""))
         if not token_accepted(token):
+            count_failure(request)
             raise NotFound("not found")
         return Machine("kommo"), None
 
 
 class ZuoraCalloutCredentials(BaseAuthentication):
     def authenticate(self, request):
+        refuse_flooding(request)
         username, password = settings.ZUORA_CALLOUT_USERNAME, settings.ZUORA_CALLOUT_PASSWORD
         if username and password:
-            if not zuora.credentials_match(request.headers.get("Authorization", ""), username, password):
+            given = request.headers.get("Authorization", "")
+            if not zuora.credentials_match(given, username, password):
+                if given:  # the first, credential-less request is Zuora's challenge round, not a failure
+                    count_failure(request)
                 raise AuthenticationFailed("credentials missing or wrong")
         elif not settings.ZKBRIDGE_SANDBOX:
             log.warning("Zuora callout refused: ZUORA_CALLOUT_USERNAME and ZUORA_CALLOUT_PASSWORD are not set")
@@ -62,4 +89,17 @@ def require_signature(request, body: bytes) -> None:
         return
     signature = request.headers.get(settings.ZUORA_CALLOUT_HMAC_HEADER, "")
     if not signature or not zuora.signature_valid(body, signature, settings.ZUORA_CALLOUT_HMAC_KEY):
+        count_failure(request)
         raise AuthenticationFailed(f"{settings.ZUORA_CALLOUT_HMAC_HEADER} signature missing or wrong")
+
+
+class UsageFeedToken(TokenAuthentication):
+    """DRF's token authentication, with failed attempts counted per address like the others."""
+
+    def authenticate(self, request):
+        refuse_flooding(request)
+        try:
+            return super().authenticate(request)
+        except AuthenticationFailed:
+            count_failure(request)
+            raise

@@ -24,17 +24,28 @@ def body_hash(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def store_event(source: str, request, dedup_key: str, body: bytes) -> tuple[WebhookEvent, bool]:
-    """Store a delivery as it arrived. Returns (event, created); a duplicate returns the first one."""
-    headers = {h: request.headers[h][:500] for h in KEPT_HEADERS if h in request.headers}
+def storable(body: bytes) -> str:
+    """The body as text a database column holds whatever arrived: undecodable bytes become U+FFFD and a
+    NUL is written as the two characters \\0 (PostgreSQL refuses NUL in text)."""
+    return body.decode("utf-8", "replace").replace("\x00", "\\0")
+
+
+def store_event(source: str, request, dedup_key: str, body: bytes, *, problem: str = "") -> tuple[WebhookEvent, bool]:
+    """Store a delivery as it arrived, before it is judged: `problem` marks one zkbridge refuses (kept,
+    visible in the admin's inbox). Returns (event, created); a duplicate returns the first one."""
+    headers = {
+        h: storable(request.headers[h][:500].encode("latin-1", "replace")) for h in KEPT_HEADERS if h in request.headers
+    }
     try:
         with transaction.atomic():
             event = WebhookEvent.objects.create(
                 source=source,
                 dedup_key=dedup_key[:200],
-                body=body.decode("utf-8", "replace"),
+                body=storable(body),
                 headers=headers,
                 remote_addr=request.META.get("REMOTE_ADDR") or None,
+                valid=not problem,
+                error=problem[:2000],
             )
             return event, True
     except IntegrityError:

@@ -77,9 +77,7 @@ def parse(body: bytes) -> tuple[dict, list[LeadEvent]]:
     leads = payload.get("leads")
     if isinstance(leads, dict):
         for action, entities in leads.items():
-            if action not in LEAD_ACTIONS and action != "note":
-                raise NotKommoFormat(f"unknown lead action {action!r}")
-            if action == "note":
+            if action not in LEAD_ACTIONS:  # notes, or an action Kommo added since: not ours, the rest is read
                 continue
             for index, entity in enumerate(_items(entities)):
                 if not isinstance(entity, dict):

@@ -69,7 +69,7 @@ class UsageAnswer(serializers.Serializer):
 
 
 class UsageTokenAuth(OpenApiAuthenticationExtension):
-    target_class = "rest_framework.authentication.TokenAuthentication"
+    target_class = "sync.webhooks.auth.UsageFeedToken"
     name = "usageToken"
 
     def get_security_definition(self, auto_schema):

@@ -8,6 +8,7 @@ import logging
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from rest_framework.exceptions import ParseError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -33,8 +34,14 @@ class KommoWebhookView(MachineEndpoint):
     @schema.kommo_webhook
     def post(self, request: Request, token: str) -> Response:
         received = self.received()
+        if received.problem:  # stored first, then refused: the body is visible in the admin's inbox
+            store_event("kommo", request, body_hash(received.body), received.body, problem=received.problem)
         _, events = received.judged()
         won = kommo.won_leads(events, settings.KOMMO_WON_STATUS_ID)
+        if len(won) > settings.ZKBRIDGE_MAX_LEADS_PER_WEBHOOK:
+            problem = f"{len(won)} won leads in one web hook; at most {settings.ZKBRIDGE_MAX_LEADS_PER_WEBHOOK}"
+            store_event("kommo", request, body_hash(received.body), received.body, problem=problem)
+            raise ParseError(problem)
         with transaction.atomic():
             event, created = store_event("kommo", request, body_hash(received.body), received.body)
             if not created:
@@ -72,6 +79,8 @@ class ZuoraCalloutView(MachineEndpoint):
     def post(self, request: Request) -> Response:
         received = self.received()
         require_signature(request, received.body)  # before the body is judged: no hints to a forger
+        if received.problem:  # stored first, then refused: the body is visible in the admin's inbox
+            store_event("zuora", request, body_hash(received.body), received.body, problem=received.problem)
         event = received.judged()
         notification_id = request.headers.get("Zuora-Notification-Id", "").strip()[:150]
         dedup = f"notification:{notification_id}" if notification_id else body_hash(received.body)

@@ -72,7 +72,7 @@ def parse(body: bytes) -> BillingEvent:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadCallout("the body is not UTF-8 JSON") from None
+        raise BadCallout("the body is not JSON in UTF-8") from None
     try:
         data = values.load_json(text)
     except values.Refused as exc:
