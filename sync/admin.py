@@ -9,7 +9,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import CharField, QuerySet
+from django.db.models.functions import Cast
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import path, reverse
@@ -361,11 +362,14 @@ class BillingEventRuleAdmin(admin.ModelAdmin):
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(admin.ModelAdmin):
+    """Usage as it arrived. The quantity is read as text, so a row whose stored quantity cannot be read
+    back as a number (SQLite keeps decimals as floats) is listed with its reason instead of breaking the page."""
+
     list_display = [
         "unique_key",
         "subscription_number",
         "uom",
-        "quantity",
+        "quantity_shown",
         "start_date",
         "end_date",
         "status",
@@ -382,7 +386,7 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "kommo_lead_id",
         "account_number",
         "uom",
-        "quantity",
+        "quantity_shown",
         "start_date",
         "end_date",
         "description",
@@ -391,6 +395,13 @@ class UsageRecordAdmin(admin.ModelAdmin):
         "batch",
         "received_at",
     ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("quantity").annotate(quantity_text=Cast("quantity", CharField()))
+
+    @admin.display(description="quantity")
+    def quantity_shown(self, obj: UsageRecord) -> str:
+        return getattr(obj, "quantity_text", "") or "—"
 
     def has_add_permission(self, request) -> bool:
         return False

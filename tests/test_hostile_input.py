@@ -8,6 +8,7 @@ import json
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from rest_framework.authtoken.models import Token
 
 from sync.installation import kommo_webhook_token
@@ -186,3 +187,30 @@ def test_every_server_error_is_logged_with_its_traceback_and_the_request_id(db, 
 def test_a_request_id_is_made_when_the_proxy_sends_none_or_garbage(client, db):
     made = client.get("/healthz", HTTP_X_REQUEST_ID="x" * 500 + "\n")["X-Request-Id"]
     assert len(made) == 32 and made.isalnum()
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="PostgreSQL never stores such a quantity")
+def test_one_unreadable_usage_row_fails_alone_and_the_admin_lists_it(catalog, admin_client):
+    """A quantity accepted before zkbridge bounded them, stored by SQLite as a float it cannot read back."""
+    from django.db import connection as db
+
+    from sync.usage.batches import UNREADABLE, create_batches
+
+    catalog.win(24312346)
+    deal = SyncRecord.objects.get(key="deal_won:24312346")
+    for key in ("before", "bad", "after"):
+        UsageRecord.objects.create(
+            unique_key=key,
+            subscription_number=deal.zuora_subscription_number,
+            uom="API call",
+            quantity=1,
+            start_date="2026-11-01",
+        )
+    with db.cursor() as cursor:
+        cursor.execute("UPDATE sync_usagerecord SET quantity = 1e20 WHERE unique_key = 'bad'")
+    page = admin_client.get("/admin/sync/usagerecord/")
+    assert page.status_code == 200 and "bad" in page.content.decode()
+    batches = create_batches()
+    assert len(batches) == 1 and sorted(r.unique_key for r in batches[0].usage.all()) == ["after", "before"]
+    bad = UsageRecord.objects.filter(unique_key="bad").values("status", "error").get()
+    assert bad == {"status": "failed", "error": UNREADABLE}

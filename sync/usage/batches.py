@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import Iterator
 
 from django.db import transaction
 
@@ -26,6 +27,32 @@ ZUORA_COLUMNS = [
 MAX_IMPORT_BYTES = 4 * 1024 * 1024 - 64 * 1024  # Zuora's 4 MB, with room for the multipart envelope
 
 
+UNREADABLE = (
+    "the stored quantity cannot be read back exactly (a value accepted before zkbridge bounded quantities); "
+    "send it again with at most 15 significant digits"
+)
+
+
+def readable(queryset) -> Iterator[UsageRecord]:
+    """The records of `queryset`, in id order; one that cannot be read (a quantity SQLite stored as a
+    float too large to read back) fails alone with its reason, and never stops the others."""
+    ids = list(queryset.order_by("id").values_list("id", flat=True))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        try:
+            yield from list(UsageRecord.objects.filter(id__in=chunk).order_by("id"))
+            continue
+        except (ArithmeticError, ValueError, TypeError):
+            pass
+        for record_id in chunk:
+            try:
+                record = UsageRecord.objects.get(id=record_id)
+            except (ArithmeticError, ValueError, TypeError):
+                UsageRecord.objects.filter(id=record_id).update(status=UsageRecord.Status.FAILED, error=UNREADABLE)
+                continue
+            yield record
+
+
 def place_pending() -> int:
     """Fill account and subscription numbers from the deals zkbridge synced; unknown ones are flagged."""
     deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON).exclude(zuora_subscription_number="")
@@ -35,7 +62,7 @@ def place_pending() -> int:
         for lead, sub, acc in deals.values_list("kommo_lead_id", "zuora_subscription_number", "zuora_account_number")
     }
     placed = 0
-    for record in UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, account_number=""):
+    for record in readable(UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, account_number="")):
         if record.subscription_number and record.subscription_number in by_subscription:
             record.account_number = by_subscription[record.subscription_number]
         elif record.kommo_lead_id in by_lead:
@@ -74,9 +101,9 @@ def create_batches() -> list[SyncRecord]:
     place_pending()
     batches = []
     pending = list(
-        UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True)
-        .exclude(account_number="")
-        .order_by("id")
+        readable(
+            UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True).exclude(account_number="")
+        )
     )
     chunk: list[UsageRecord] = []
     size = 0
