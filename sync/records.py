@@ -3,10 +3,13 @@ and put back in the queue at a person's request."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from functools import partial
 from typing import Any
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -29,6 +32,29 @@ def ensure_record(kind: str, key: str, *, enqueue: bool = True, **fields: Any) -
     if enqueue:
         transaction.on_commit(lambda: enqueue_record(record.id))
     return record, True
+
+
+def pace(record: SyncRecord, source: str) -> None:
+    """Hand a new record to the workers now, or, past ZKBRIDGE_MAX_RECORDS_PER_MINUTE from one source this
+    minute, later: it waits (pending, due a minute on for each budget's worth ahead of it) and the dispatcher
+    hands it over in order. A flood of leads from one source cannot take every worker at once."""
+    now = timezone.now()
+    minute = now.replace(second=0, microsecond=0)
+    key = f"zkbridge:records:{source}:{minute:%Y%m%d%H%M}"
+    if not cache.add(key, 1, timeout=120):
+        try:
+            count = cache.incr(key)
+        except ValueError:
+            cache.set(key, 1, timeout=120)
+            count = 1
+    else:
+        count = 1
+    budget = settings.ZKBRIDGE_MAX_RECORDS_PER_MINUTE
+    if count <= budget:
+        transaction.on_commit(lambda: enqueue_record(record.id))
+        return
+    due = minute + dt.timedelta(minutes=(count - 1) // budget)
+    SyncRecord.objects.filter(id=record.id).update(next_attempt_at=due)
 
 
 def enqueue_record(record_id: int) -> None:

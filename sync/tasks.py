@@ -14,11 +14,11 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from sync import records
 from sync.clients.errors import ApiError, TransientError
 from sync.context import current_record_id
 from sync.flows import FLOWS, Ignored, NeedsAttention, close_attention_task, notify_attention
 from sync.models import IllegalTransition, SyncRecord
-from sync.records import enqueue_record
 from sync.workers import leases
 
 log = logging.getLogger("zkbridge.sync")
@@ -136,6 +136,6 @@ def dispatch_due() -> int:
     )
     for record_id in lost:
         if SyncRecord.objects.filter(id=record_id, status=SyncRecord.Status.PENDING).update(dispatched_at=now):
-            enqueue_record(record_id)
+            records.enqueue_record(record_id)
     close_stale_tasks()
     return handed + len(lost)

@@ -204,3 +204,30 @@ def test_a_broker_outage_still_acknowledges_and_keeps_the_record(
         answer = post(client, url, won_body())
     assert answer.status_code == 200
     assert SyncRecord.objects.get().status == "pending"  # dispatch_due enqueues it once the broker is back
+
+
+def test_a_flood_of_won_leads_from_one_source_is_handed_over_at_its_budget_in_order(
+    client, url, quiet_queue, settings, django_capture_on_commit_callbacks
+):
+    import datetime as dt
+
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from sync.workers.dispatcher import dispatch_once
+
+    cache.clear()
+    settings.ZKBRIDGE_MAX_RECORDS_PER_MINUTE = 3
+    body = "&".join(
+        f"leads%5Bstatus%5D%5B{n}%5D%5Bid%5D={100 + n}&leads%5Bstatus%5D%5B{n}%5D%5Bstatus_id%5D=142" for n in range(5)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(client, url, body).json()["new_records"] == 5
+    first = sorted(SyncRecord.objects.filter(kommo_lead_id__in=[100, 101, 102]).values_list("id", flat=True))
+    assert sorted(quiet_queue) == first  # three now; two wait for the next minute, nothing is lost
+    held = list(SyncRecord.objects.filter(next_attempt_at__isnull=False).order_by("id"))
+    assert [r.kommo_lead_id for r in held] == [103, 104] and all(r.status == "pending" for r in held)
+    assert dispatch_once(timezone.now()) == 0
+    assert dispatch_once(timezone.now() + dt.timedelta(minutes=1)) == 2
+    assert quiet_queue[-2:] == [r.id for r in held]  # handed over in the order they arrived
+    cache.clear()

@@ -172,6 +172,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = config.integer("ZKBRIDGE_MAX_BODY_BYTES", 1_048_57
 # refused), and failed authentications an address may make in a minute before it is answered 429.
 ZKBRIDGE_MAX_LEADS_PER_WEBHOOK = config.integer("ZKBRIDGE_MAX_LEADS_PER_WEBHOOK", 100, minimum=1)
 ZKBRIDGE_AUTH_FAILURES_PER_MINUTE = config.integer("ZKBRIDGE_AUTH_FAILURES_PER_MINUTE", 30, minimum=1)
+# New sync records one source (address) may hand to the workers in a minute; the rest wait their turn.
+ZKBRIDGE_MAX_RECORDS_PER_MINUTE = config.integer("ZKBRIDGE_MAX_RECORDS_PER_MINUTE", 600, minimum=1)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],

@@ -20,6 +20,7 @@ ZUORA_TIMEOUT_SECONDS = 3
 ZKBRIDGE_FORBID_HTTP_IN_TRANSACTIONS = True
 # Every test comes from 127.0.0.1 and many fail authentication on purpose; the flood limit has its own test.
 ZKBRIDGE_AUTH_FAILURES_PER_MINUTE = 100_000
+ZKBRIDGE_MAX_RECORDS_PER_MINUTE = 100_000  # likewise: the budget has its own test
 KOMMO_TIMEOUT_SECONDS = 3
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 

@@ -14,7 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from sync.models import SyncRecord
-from sync.records import ensure_record
+from sync.records import ensure_record, pace
 from sync.webhooks import kommo, schema
 from sync.webhooks.auth import KommoWebhookToken, ZuoraCalloutCredentials, require_signature
 from sync.webhooks.base import MachineEndpoint
@@ -48,13 +48,16 @@ class KommoWebhookView(MachineEndpoint):
                 return Response({"ok": True, "duplicate": True})
             records = 0
             for item in won:
-                _, new = ensure_record(
+                record, new = ensure_record(
                     SyncRecord.Kind.DEAL_WON,
                     f"deal_won:{item.lead_id}",
+                    enqueue=False,
                     kommo_lead_id=item.lead_id,
                     payload=item.entity,
                     source_event=event,
                 )
+                if new:
+                    pace(record, request.META.get("REMOTE_ADDR") or "-")
                 records += new
             event.processed_at = timezone.now()
             event.save(update_fields=["processed_at"])

@@ -18,8 +18,8 @@ from django.db import DatabaseError, connection
 from django.db.models import F, Q
 from django.utils import timezone
 
+from sync import records
 from sync.models import SyncRecord
-from sync.records import enqueue_record
 
 log = logging.getLogger("zkbridge.sync")
 # A due retry handed over but not picked up (its task lost with a broker) is handed over again after this.
@@ -37,7 +37,9 @@ def rescue_abandoned(now: dt.datetime) -> int:
 
 
 def due_retries(now: dt.datetime):
-    return SyncRecord.objects.filter(status=SyncRecord.Status.RETRYING, next_attempt_at__lte=now).filter(
+    """Retries that are due, and records held back by a source's per-minute budget (sync.records.pace)."""
+    waiting = (SyncRecord.Status.RETRYING, SyncRecord.Status.PENDING)
+    return SyncRecord.objects.filter(status__in=waiting, next_attempt_at__lte=now).filter(
         Q(dispatched_at__isnull=True)
         | Q(dispatched_at__lt=F("next_attempt_at"))
         | Q(dispatched_at__lt=now - REDISPATCH)
@@ -51,9 +53,9 @@ def dispatch_once(now: dt.datetime | None = None) -> int:
     if rescued:
         log.warning("%s record(s) abandoned by a stopped worker resume now", rescued)
     handed = 0
-    for record_id in due_retries(now).order_by("next_attempt_at").values_list("id", flat=True)[:BATCH]:
+    for record_id in due_retries(now).order_by("next_attempt_at", "id").values_list("id", flat=True)[:BATCH]:
         if due_retries(now).filter(id=record_id).update(dispatched_at=now):  # one cluster wins each
-            enqueue_record(record_id)
+            records.enqueue_record(record_id)
             handed += 1
     return handed
 
