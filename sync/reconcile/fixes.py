@@ -157,9 +157,7 @@ def relink_deal(row_id: int) -> str:
         try:
             KommoClient.from_settings().update_lead_fields(row.kommo_lead_id, values)
         except ApiError as exc:
-            Discrepancy.objects.filter(id=row.id).update(
-                fix_result=f"{row.fix_result} → failed: Kommo refused the fields ({exc})"[:300]
-            )
+            ended(row, f"failed: Kommo refused the fields ({exc})")
             return "failed"
     record, _ = ensure_record(
         SyncRecord.Kind.DEAL_WON,
@@ -176,11 +174,12 @@ def relink_deal(row_id: int) -> str:
         reason="re-linked to Zuora's subscription from the reconciliation report",
     )
     if not moved:
-        Discrepancy.objects.filter(id=row.id).update(
-            fix_result=f"{row.fix_result} → skipped: the record was running; click again"[:300]
-        )
+        ended(row, "skipped: the record was running; click again")
         return "skipped"
-    Discrepancy.objects.filter(id=row.id).update(
-        fixed_at=timezone.now(), sync_record=record, fix_result=f"{row.fix_result} → re-linked"[:300]
-    )
+    ended(row, "re-linked", fixed_at=timezone.now(), sync_record=record)
     return "re-linked"
+
+
+def ended(row: Discrepancy, outcome: str, **fields) -> None:
+    """How the worker's re-link ended, appended to what the report says of the row."""
+    Discrepancy.objects.filter(id=row.id).update(fix_result=f"{row.fix_result} → {outcome}"[:300], **fields)

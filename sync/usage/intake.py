@@ -40,19 +40,17 @@ class Intake:
 
 
 def read_rows(body: bytes, content_type: str) -> list[dict[str, Any]]:
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadFeed("the body is not UTF-8") from None
     if "csv" in content_type:
-        rows = _csv_rows(text)
-    else:
         try:
-            rows = values.load_json(text)
-        except values.Refused as exc:
+            rows = _csv_rows(body.decode("utf-8-sig"))
+        except UnicodeDecodeError:
+            raise BadFeed("the body is not UTF-8") from None
+    else:
+        not_json = "the body is not JSON (send a JSON array, or CSV with Content-Type: text/csv)"
+        try:
+            rows = values.json_body(body, not_json, encoding="utf-8-sig")
+        except ValueError as exc:
             raise BadFeed(str(exc)) from None
-        except ValueError:
-            raise BadFeed("the body is not JSON (send a JSON array, or CSV with Content-Type: text/csv)") from None
         if not isinstance(rows, list):
             raise BadFeed("the body must be a JSON array of usage records")
     if len(rows) > MAX_ROWS:

@@ -71,6 +71,20 @@ def load_json(text: str) -> Any:
         raise Refused("the JSON is nested too deeply") from None
 
 
+def json_body(body: bytes, not_json: str, encoding: str = "utf-8") -> Any:
+    """A body read as JSON: a Refused (with its reason) or a ValueError saying `not_json`, never a crash."""
+    try:
+        text = body.decode(encoding)
+    except UnicodeDecodeError:
+        raise ValueError(f"{not_json} (it is not UTF-8)") from None
+    try:
+        return load_json(text)
+    except Refused:
+        raise
+    except ValueError:
+        raise ValueError(not_json) from None
+
+
 def quantity(value: Any, what: str = "quantity") -> Decimal:
     try:
         number = Decimal(str(value).strip())

@@ -70,15 +70,9 @@ def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
 
 def parse(body: bytes) -> BillingEvent:
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadCallout("the body is not JSON in UTF-8") from None
-    try:
-        data = values.load_json(text)
-    except values.Refused as exc:
+        data = values.json_body(body, "the body is not JSON (configure the callout body as in docs/api.md)")
+    except ValueError as exc:
         raise BadCallout(str(exc)) from None
-    except ValueError:
-        raise BadCallout("the body is not JSON (configure the callout body as in docs/api.md)") from None
     if not isinstance(data, dict):
         raise BadCallout("the body must be a JSON object, not a " + type(data).__name__)
     event_type = _text(data.get("eventType"), "eventType", 60)
