@@ -93,14 +93,14 @@ def won_without_subscription(snap: Snapshot) -> Iterator[Discrepancy]:
 
 @check
 def failed_syncs(snap: Snapshot) -> Iterator[Discrepancy]:
-    """Deal records that need attention or failed (won deals without a subscription, and deals Kommo no
-    longer lists as won): retry once fixed."""
+    """Deal records and usage batches that need attention or failed (a won deal Zuora already bills is
+    left to the record-level checks below): retry once fixed."""
     subscriptions = snap.subscriptions_of()
     for record in snap.problem_records:
-        if record.kind != SyncRecord.Kind.DEAL_WON:
-            continue
+        if record.kind == SyncRecord.Kind.BILLING_EVENT:
+            continue  # unplaced_events
         if record.kommo_lead_id in snap.won and record.kommo_lead_id in subscriptions:
-            continue  # Zuora bills it: the record-level checks below say what differs
+            continue
         yield finding(
             Kind.SYNC_FAILED, Action.RETRY, record.kommo_lead_id, record, detail=record.reason or record.status
         )
@@ -114,14 +114,6 @@ def unplaced_events(snap: Snapshot) -> Iterator[Discrepancy]:
             yield finding(
                 Kind.UNPLACED_EVENT, Action.RETRY, record.kommo_lead_id, record, detail=record.reason or record.status
             )
-
-
-@check
-def usage_batches_failed(snap: Snapshot) -> Iterator[Discrepancy]:
-    """Usage batches Zuora refused or that needs attention."""
-    for record in snap.problem_records:
-        if record.kind == SyncRecord.Kind.USAGE_BATCH:
-            yield finding(Kind.SYNC_FAILED, Action.RETRY, None, record, detail=record.reason or record.status)
 
 
 @check
