@@ -9,11 +9,11 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from sync import counters
 from sync.models import SyncRecord
 
 log = logging.getLogger("zkbridge.sync")
@@ -40,15 +40,7 @@ def pace(record: SyncRecord, source: str) -> None:
     hands it over in order. A flood of leads from one source cannot take every worker at once."""
     now = timezone.now()
     minute = now.replace(second=0, microsecond=0)
-    key = f"zkbridge:records:{source}:{minute:%Y%m%d%H%M}"
-    if not cache.add(key, 1, timeout=120):
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            cache.set(key, 1, timeout=120)
-            count = 1
-    else:
-        count = 1
+    count = counters.bump(f"zkbridge:records:{source}:{minute:%Y%m%d%H%M}", 120)
     budget = settings.ZKBRIDGE_MAX_RECORDS_PER_MINUTE
     if count <= budget:
         transaction.on_commit(lambda: enqueue_record(record.id))

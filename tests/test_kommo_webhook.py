@@ -231,3 +231,19 @@ def test_a_flood_of_won_leads_from_one_source_is_handed_over_at_its_budget_in_or
     assert dispatch_once(timezone.now() + dt.timedelta(minutes=1)) == 2
     assert quiet_queue[-2:] == [r.id for r in held]  # handed over in the order they arrived
     cache.clear()
+
+
+def test_a_cache_outage_never_fails_a_web_hook(
+    client, url, quiet_queue, monkeypatch, django_capture_on_commit_callbacks
+):
+    from django.core.cache import cache
+
+    def down(*args, **kwargs):
+        raise ConnectionError("Redis is away")
+
+    for method in ("get", "add", "incr", "set"):
+        monkeypatch.setattr(cache, method, down)
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = post(client, url, won_body())
+    assert answer.status_code == 200 and answer.json()["new_records"] == 1 and len(quiet_queue) == 1
+    assert post(client, "/webhooks/kommo/a-wrong-guess-of-the-token/", won_body()).status_code == 404

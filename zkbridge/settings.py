@@ -340,6 +340,8 @@ Q_CLUSTER = {
 }
 if _redis:
     Q_CLUSTER["redis"] = _redis
+    # The web processes' shared counters (failed authentications, per-source budgets) live in Redis too.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _redis}}
 else:
     Q_CLUSTER["orm"] = "default"
 

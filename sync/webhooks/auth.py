@@ -13,10 +13,10 @@ import logging
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from rest_framework.authentication import BaseAuthentication, TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed, NotFound, Throttled
 
+from sync import counters
 from sync.installation import token_accepted
 from sync.webhooks import zuora
 
@@ -27,17 +27,12 @@ CHALLENGE = 'Basic realm="zkbridge Zuora callouts", charset="UTF-8"'
 def refuse_flooding(request) -> None:
     """An address that failed authentication too often this minute is answered 429 before anything else.
     Callers that know their secret (Kommo, Zuora, the usage feed) never fail it, so they are never slowed."""
-    if (cache.get(_failures_key(request)) or 0) >= settings.ZKBRIDGE_AUTH_FAILURES_PER_MINUTE:
+    if counters.value(_failures_key(request)) >= settings.ZKBRIDGE_AUTH_FAILURES_PER_MINUTE:
         raise Throttled(wait=60, detail="too many failed attempts from this address; try again in a minute")
 
 
 def count_failure(request) -> None:
-    key = _failures_key(request)
-    if not cache.add(key, 1, timeout=60):
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between the two calls
-            cache.set(key, 1, timeout=60)
+    counters.bump(_failures_key(request), 60)
 
 
 def _failures_key(request) -> str:
