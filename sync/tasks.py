@@ -14,7 +14,6 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from sync import records
 from sync.clients.errors import ApiError, TransientError
 from sync.context import current_record_id
 from sync.flows import FLOWS, Ignored, NeedsAttention, close_attention_task, notify_attention
@@ -125,17 +124,15 @@ def dispatch_due() -> int:
     """Scheduled every minute, the safety net under the workers' own dispatcher (sync.workers.dispatcher,
     every second): due retries, records whose worker died, records whose enqueue was lost (a broker
     outage), and Kommo tasks still open on finished records."""
-    from sync.workers.dispatcher import dispatch_once
+    from sync.workers.dispatcher import dispatch_once, hand_over
 
     now = timezone.now()
     handed = dispatch_once(now)
-    lost = list(
+    lost = (
         SyncRecord.objects.filter(status=SyncRecord.Status.PENDING, created_at__lt=now - dt.timedelta(minutes=2))
         .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - dt.timedelta(minutes=2)))
-        .values_list("id", flat=True)[:500]
+        .order_by("id")
     )
-    for record_id in lost:
-        if SyncRecord.objects.filter(id=record_id, status=SyncRecord.Status.PENDING).update(dispatched_at=now):
-            records.enqueue_record(record_id)
+    handed += hand_over(lost, now)
     close_stale_tasks()
-    return handed + len(lost)
+    return handed

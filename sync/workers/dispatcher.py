@@ -52,9 +52,15 @@ def dispatch_once(now: dt.datetime | None = None) -> int:
     rescued = rescue_abandoned(now)
     if rescued:
         log.warning("%s record(s) abandoned by a stopped worker resume now", rescued)
+    return hand_over(due_retries(now).order_by("next_attempt_at", "id"), now)
+
+
+def hand_over(candidates, now: dt.datetime) -> int:
+    """Enqueue each record of `candidates` (an ordered queryset), marked dispatched by a conditional update
+    that re-checks the whole condition, so one cluster wins each. Returns how many were handed over."""
     handed = 0
-    for record_id in due_retries(now).order_by("next_attempt_at", "id").values_list("id", flat=True)[:BATCH]:
-        if due_retries(now).filter(id=record_id).update(dispatched_at=now):  # one cluster wins each
+    for record_id in candidates.values_list("id", flat=True)[:BATCH]:
+        if candidates.filter(id=record_id).update(dispatched_at=now):
             records.enqueue_record(record_id)
             handed += 1
     return handed
