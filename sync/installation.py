@@ -35,13 +35,19 @@ def kommo_webhook_token() -> str:
     return row.value
 
 
+def _replaced() -> tuple[dt.datetime, str] | None:
+    """The token a rotation replaced and until when it stays valid (stored as "<until>|<token>")."""
+    row = InstallationSecret.objects.filter(name=PREVIOUS).first()
+    if row is None:
+        return None
+    until, _, token = row.value.partition("|")
+    return dt.datetime.fromisoformat(until), token
+
+
 def previous_token() -> str | None:
     """The token a rotation replaced, while its grace period lasts."""
-    row = InstallationSecret.objects.filter(name=PREVIOUS).first()
-    if row is None or settings.KOMMO_WEBHOOK_TOKEN:
-        return None
-    valid_until = dt.datetime.fromisoformat(row.value.split("|", 1)[0])
-    return row.value.split("|", 1)[1] if valid_until > timezone.now() else None
+    replaced = None if settings.KOMMO_WEBHOOK_TOKEN else _replaced()
+    return replaced[1] if replaced and replaced[0] > timezone.now() else None
 
 
 def token_accepted(given: str) -> bool:
@@ -67,11 +73,8 @@ def rotate_webhook_token() -> str:
 
 def webhook_secrets() -> list[str]:
     """Every token that must never appear in a log line, an API call row or a page (current and previous)."""
-    found = [kommo_webhook_token()]
-    previous = InstallationSecret.objects.filter(name=PREVIOUS).first()
-    if previous:
-        found.append(previous.value.split("|", 1)[-1])
-    return [token for token in found if token]
+    replaced = _replaced()
+    return [token for token in (kommo_webhook_token(), replaced[1] if replaced else "") if token]
 
 
 def mask(token: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -64,10 +65,16 @@ class KommoClient(HttpClient):
         )
 
     def secrets(self) -> list[str]:
-        from sync.installation import webhook_secrets  # the web hook URL travels in subscription calls
-
-        known = [self.long_lived, self.client_secret, self.initial_refresh_token, self._access, *webhook_secrets()]
+        known = [self.long_lived, self.client_secret, self.initial_refresh_token, self._access, *self._webhook_tokens]
         return [s for s in known if s]
+
+    @cached_property
+    def _webhook_tokens(self) -> list[str]:
+        """The web hook URL travels in subscription calls: its tokens are scrubbed too (read once per client,
+        not on every call's log row)."""
+        from sync.installation import webhook_secrets
+
+        return webhook_secrets()
 
     # --- throttle ---------------------------------------------------------------------------------
     def before_request(self) -> None:

@@ -59,8 +59,10 @@ def read_rows(body: bytes, content_type: str) -> list[dict[str, Any]]:
 
 
 def _csv_rows(text: str) -> list[dict[str, Any]]:
-    if "\x00" in text:
-        raise BadFeed("the CSV contains a NUL character")
+    try:
+        values.clean_text(text, "the CSV")
+    except ValueError as exc:
+        raise BadFeed(str(exc)) from None
     try:
         reader = csv.DictReader(io.StringIO(text))
         unknown = [c for c in reader.fieldnames or [] if c not in COLUMNS]
