@@ -152,8 +152,9 @@ def test_an_address_that_keeps_guessing_the_token_is_answered_429(client, url, q
     for _ in range(3):
         assert post(client, "/webhooks/kommo/a-wrong-guess-of-the-token/", won_body()).status_code == 404
     assert post(client, "/webhooks/kommo/a-wrong-guess-of-the-token/", won_body()).status_code == 429
-    # Kommo itself, from its own address, is not slowed by someone else's guessing.
+    # Kommo itself is not slowed by someone else's guessing, from its own address or from the same one (a proxy).
     assert client.generic("POST", url, won_body(), content_type=FORM, REMOTE_ADDR="192.0.2.10").status_code == 200
+    assert post(client, url, won_body(lead_id=24312346)).status_code == 200
     cache.clear()
 
 

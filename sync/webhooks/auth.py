@@ -24,14 +24,12 @@ log = logging.getLogger("zkbridge.webhooks")
 CHALLENGE = 'Basic realm="zkbridge Zuora callouts", charset="UTF-8"'
 
 
-def refuse_flooding(request) -> None:
-    """An address that failed authentication too often this minute is answered 429 before anything else.
-    Callers that know their secret (Kommo, Zuora, the usage feed) never fail it, so they are never slowed."""
+def failed_attempt(request) -> None:
+    """A failed authentication: counted against the address, and answered 429 once the address has failed
+    too often this minute. Only failures are judged, so a caller that knows its secret (Kommo, Zuora, the
+    usage feed) is never slowed, even when it shares an address (a proxy) with someone guessing."""
     if counters.value(_failures_key(request)) >= settings.ZKBRIDGE_AUTH_FAILURES_PER_MINUTE:
         raise Throttled(wait=60, detail="too many failed attempts from this address; try again in a minute")
-
-
-def count_failure(request) -> None:
     counters.bump(_failures_key(request), 60)
 
 
@@ -49,23 +47,21 @@ class Machine:
 
 class KommoWebhookToken(BaseAuthentication):
     def authenticate(self, request):
-        refuse_flooding(request)
         token = str(request.parser_context.get("kwargs", {}).get("token", ""))
         if not token_accepted(token):
-            count_failure(request)
+            failed_attempt(request)
             raise NotFound("not found")
         return Machine("kommo"), None
 
 
 class ZuoraCalloutCredentials(BaseAuthentication):
     def authenticate(self, request):
-        refuse_flooding(request)
         username, password = settings.ZUORA_CALLOUT_USERNAME, settings.ZUORA_CALLOUT_PASSWORD
         if username and password:
             given = request.headers.get("Authorization", "")
             if not zuora.credentials_match(given, username, password):
                 if given:  # the first, credential-less request is Zuora's challenge round, not a failure
-                    count_failure(request)
+                    failed_attempt(request)
                 raise AuthenticationFailed("credentials missing or wrong")
         elif not settings.ZKBRIDGE_SANDBOX:
             log.warning("Zuora callout refused: ZUORA_CALLOUT_USERNAME and ZUORA_CALLOUT_PASSWORD are not set")
@@ -84,7 +80,7 @@ def require_signature(request, body: bytes) -> None:
         return
     signature = request.headers.get(settings.ZUORA_CALLOUT_HMAC_HEADER, "")
     if not signature or not zuora.signature_valid(body, signature, settings.ZUORA_CALLOUT_HMAC_KEY):
-        count_failure(request)
+        failed_attempt(request)
         raise AuthenticationFailed(f"{settings.ZUORA_CALLOUT_HMAC_HEADER} signature missing or wrong")
 
 
@@ -92,9 +88,8 @@ class UsageFeedToken(TokenAuthentication):
     """DRF's token authentication, with failed attempts counted per address like the others."""
 
     def authenticate(self, request):
-        refuse_flooding(request)
         try:
             return super().authenticate(request)
         except AuthenticationFailed:
-            count_failure(request)
+            failed_attempt(request)
             raise
