@@ -49,27 +49,30 @@ def pace(record: SyncRecord, source: str) -> None:
     SyncRecord.objects.filter(id=record.id).update(next_attempt_at=due)
 
 
-def enqueue_record(record_id: int) -> None:
-    """Hand a record to the workers. A broker outage must not fail the web hook that stored it: the
-    record is committed, and sync.tasks.dispatch_due re-enqueues pending records a few minutes old."""
+def hand_to_workers(func: str, *args: Any, recovery: str, **options: Any) -> bool:
+    """Enqueue `func(*args)` for the workers. A broker outage must not fail the request that asked: what
+    it recorded is committed, and `recovery` says what takes the work up later (logged with the error)."""
     from django_q.tasks import async_task
 
     try:
-        async_task(
-            "sync.tasks.run_sync", record_id, task_name=f"sync-{record_id}-{timezone.now():%H%M%S%f}", group="sync"
-        )
+        async_task(func, *args, **options)
     except Exception:  # the brokers' own exception types vary (Redis, ORM, pickling)
-        log.exception("sync_record=%s could not be enqueued; dispatch_due will pick it up", record_id)
+        log.exception("%s%s could not be enqueued; %s", func, args, recovery)
+        return False
+    return True
+
+
+def enqueue_record(record_id: int) -> None:
+    """Hand a record to the workers."""
+    name = f"sync-{record_id}-{timezone.now():%H%M%S%f}"
+    hand_to_workers(
+        "sync.tasks.run_sync", record_id, recovery="dispatch_due will pick it up", task_name=name, group="sync"
+    )
 
 
 def enqueue_task_close(record_id: int) -> None:
     """After staff resolved or cancelled a record: a worker completes its Kommo task (never the web request)."""
-    from django_q.tasks import async_task
-
-    try:
-        async_task("sync.tasks.close_task_of", record_id, group="sync")
-    except Exception:  # the broker is down: sync.tasks.dispatch_due's sweep closes it later
-        log.exception("sync_record=%s: closing its Kommo task could not be enqueued", record_id)
+    hand_to_workers("sync.tasks.close_task_of", record_id, recovery="dispatch_due's sweep closes it", group="sync")
 
 
 def requeue(ids: list[int], reason: str, *, rerun: bool = False, only: tuple[str, ...] | None = None) -> int:

@@ -9,7 +9,6 @@ every Zuora and Kommo call. A queued fix is *requested*; the row is fixed when i
 from __future__ import annotations
 
 import enum
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,9 +19,8 @@ from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
 from sync.flows.deal_won import lead_field_values
 from sync.models import Discrepancy, SyncRecord
-from sync.records import ensure_record, requeue
+from sync.records import ensure_record, hand_to_workers, requeue
 
-log = logging.getLogger("zkbridge.reconcile")
 Action = Discrepancy.Action
 PROBLEM = (SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED)
 
@@ -139,12 +137,9 @@ def relink(row: Discrepancy) -> FixResult:
 
 
 def enqueue_relink(row_id: int) -> None:
-    from django_q.tasks import async_task
-
-    try:
-        async_task("sync.reconcile.fixes.relink_deal", row_id, group="reconcile")
-    except Exception:  # the broker is down: the row stays requested; clicking again retries
-        log.exception("re-link of reconciliation row %s could not be enqueued", row_id)
+    hand_to_workers(
+        "sync.reconcile.fixes.relink_deal", row_id, recovery="the row stays requested; click again", group="reconcile"
+    )
 
 
 def relink_deal(row_id: int) -> str:
