@@ -198,6 +198,11 @@ class ProductRatePlanAdmin(ReadOnlyMirror):
         return TemplateResponse(request, "admin/catalog/legacy_report.html", context)
 
 
+def one_time_only(plan: ProductRatePlan) -> bool:
+    charges = [c for c in plan.charges.all() if c.removed_at is None]
+    return bool(charges) and all(c.charge_type == "OneTime" for c in charges)
+
+
 class MappedRatePlanFormSet(BaseInlineFormSet):
     def clean(self):
         super().clean()
@@ -206,6 +211,13 @@ class MappedRatePlanFormSet(BaseInlineFormSet):
         if not plans:
             raise ValidationError("Map the value to at least one Zuora rate plan.")
         self.warnings = []
+        timing = self.instance.upgrade_timing or self.instance.downgrade_timing
+        picked = [d["product_rate_plan"] for d in plans if d.get("product_rate_plan") is not None]
+        if timing and picked and all(one_time_only(p) for p in picked):
+            raise ValidationError(
+                "A plan change timing applies to subscriptions; this mapping sells one-time products only. "
+                "Clear the upgrade and downgrade timings."
+            )
         for data in plans:
             plan = data.get("product_rate_plan")
             if plan is None:

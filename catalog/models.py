@@ -122,6 +122,13 @@ def default_currency() -> str:
     return settings.ZKBRIDGE_DEFAULT_CURRENCY
 
 
+CHANGE_TIMINGS = [
+    ("immediately", "immediately (prorated)"),
+    ("end_of_billing_period", "at the end of the billing period (no proration, no credit)"),
+    ("date_field", "on the date in the deal's plan change date field"),
+]
+
+
 class PlanMappingManager(models.Manager):
     def get_by_natural_key(self, kind: str, normalized_value: str, currency: str):
         return self.get(kind=kind, normalized_value=normalized_value, currency=currency)
@@ -146,6 +153,20 @@ class PlanMapping(models.Model):
     auto_renew = models.BooleanField(default=True)
     renewal_term_months = models.PositiveIntegerField(default=12, validators=[MinValueValidator(1)])
     payment_term = models.CharField(max_length=100, blank=True, help_text="Empty: Zuora's 'Due Upon Receipt'")
+    # When a billed deal moves onto this mapping's plan: empty follows ZKBRIDGE_UPGRADE_TIMING /
+    # ZKBRIDGE_DOWNGRADE_TIMING.
+    upgrade_timing = models.CharField(
+        max_length=30,
+        blank=True,
+        choices=CHANGE_TIMINGS,
+        help_text="When a deal moving up to this plan changes in Zuora; empty: ZKBRIDGE_UPGRADE_TIMING",
+    )
+    downgrade_timing = models.CharField(
+        max_length=30,
+        blank=True,
+        choices=CHANGE_TIMINGS,
+        help_text="When a deal moving down to this plan changes in Zuora; empty: ZKBRIDGE_DOWNGRADE_TIMING",
+    )
     active = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()

@@ -147,6 +147,26 @@ def generate_leads(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ids": demo.generate_leads(first_id, count, plan)}, status=201)
 
 
+@csrf_exempt
+@local_only
+def bill_subscription(request: HttpRequest, number: str) -> HttpResponse:
+    """POST {"through": "YYYY-MM-DD"}: a bill run invoices the subscription's charges through that date."""
+    import datetime as dt
+
+    from sandbox.zuora_subscriptions import bill_through
+
+    if request.method != "POST":
+        return _bad("use POST", 405)
+    try:
+        through = dt.date.fromisoformat(str(json_body(request)["through"]))
+    except (ValueError, KeyError, TypeError):
+        return _bad('body must be {"through": "YYYY-MM-DD"}')
+    sub = bill_through(number, through)
+    if sub is None:
+        return _bad("no such subscription", 404)
+    return JsonResponse({"subscriptionNumber": number, "chargedThroughDate": through.isoformat()})
+
+
 @local_only
 def state(request: HttpRequest) -> HttpResponse:
     calls = RequestLog.objects.values("service", "method", "path").annotate(n=Count("id")).order_by("service", "path")

@@ -43,6 +43,8 @@ LEAD_FIELDS = {
     881250: ("Zuora account", "text"),
     881251: ("Zuora subscription", "text"),
     881260: ("Currency", "text"),
+    881270: ("Cancellation date", "date"),
+    881271: ("Plan change date", "date"),
 }
 PIPELINE_ID = 4520110
 QUERY = DecodeOptions(depth=10, list_limit=1000, parameter_limit=2000)
@@ -368,6 +370,9 @@ def _patch_leads(items: list, single: bool = False) -> HttpResponse:
             }
         lead.custom_fields_values = list(fields.values()) or None
         set_status(lead, lead.status_id, old_status)
+        from sandbox.kommo_webhooks import fire_webhooks
+
+        fire_webhooks("update", lead, old_status)  # Kommo reports every edit, API edits included
         changed.append(lead)
     shaped = [
         {"id": lead.id, "updated_at": lead.updated_at, "_links": link_to(f"/api/v4/leads/{lead.id}")}

@@ -126,9 +126,19 @@ class ZAccount(models.Model):
 
 
 class ZSubscription(models.Model):
-    subscription_number = models.CharField(max_length=30, unique=True, null=True)
+    """One *version* of a subscription, as Zuora keeps them: every order on a subscription makes a new
+    record (new id, same number, version + 1) and leaves the previous one behind with status Expired."""
+
+    subscription_number = models.CharField(max_length=30, null=True)
+    version = models.PositiveIntegerField(default=1)
     account = models.ForeignKey(ZAccount, on_delete=models.CASCADE, related_name="subscriptions")
     status = models.CharField(max_length=20, default="Active")
+    # The status this version had before a newer one expired it (restored when that order is deleted).
+    prior_status = models.CharField(max_length=20, blank=True)
+    # Cancelled subscriptions: the date the cancellation takes effect (Zuora's subscriptionEndDate).
+    subscription_end_date = models.DateField(null=True, blank=True)
+    # Through when the charges have been invoiced (Zuora keeps it per charge; one date per version here).
+    charged_through_date = models.DateField(null=True, blank=True)
     term_type = models.CharField(max_length=10, default="TERMED")
     initial_term = models.PositiveIntegerField(default=12)
     initial_term_period_type = models.CharField(max_length=10, default="Month")
@@ -140,8 +150,11 @@ class ZSubscription(models.Model):
     custom_fields = models.JSONField(default=dict)
     # [{productRatePlanId, ratePlanName, productName, charges: [{id, quantity, price}]}]
     rate_plans = models.JSONField(default=list)
-    order_number = models.CharField(max_length=30)
+    order_number = models.CharField(max_length=30)  # the order that made this version
     created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["subscription_number", "version"], name="zsub_version")]
 
 
 class ZOrder(models.Model):
@@ -150,6 +163,14 @@ class ZOrder(models.Model):
     order_date = models.DateField()
     request = models.JSONField()
     line_items = models.JSONField(default=list)
+    # What the order did to existing subscriptions: [{subscription, type, effective, from, to}]
+    actions = models.JSONField(default=list)
+    # Set by a bill run after the order: Zuora then refuses to delete it.
+    invoiced = models.BooleanField(default=False)
+    # A credit memo the order caused (charges removed before their charged-through date), and whether a
+    # charge starts or stops mid billing period (a prorated partial period).
+    credit = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    prorated = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
 
 

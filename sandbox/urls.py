@@ -11,6 +11,7 @@ from sandbox import (
     zuora,
     zuora_orders,
     zuora_query,
+    zuora_subscriptions,
     zuora_usage,
     zuora_zoql,
 )
@@ -21,6 +22,8 @@ z = [
     path("zuora/v1/catalog/products", zuora.catalog_products),
     path("zuora/v1/orders", zuora_orders.orders),
     path("zuora/v1/orders/preview", zuora_orders.orders_preview),
+    path("zuora/v1/orders/<str:order_number>", zuora_subscriptions.order_detail),
+    path("zuora/v1/subscriptions/<str:key>", zuora_subscriptions.subscription_detail),
     path("zuora/object-query/accounts", zuora_query.query_accounts),
     path("zuora/object-query/accounts/<str:key>", zuora_query.query_accounts),
     path("zuora/object-query/subscriptions", zuora_query.query_subscriptions),
@@ -57,5 +60,6 @@ c = [
     path("control/state", control.state),
     path("control/kommo/leads/<int:lead_id>/status", control.lead_status),
     path("control/kommo/leads", control.generate_leads),
+    path("control/zuora/subscriptions/<str:number>/bill", control.bill_subscription),
 ]
 urlpatterns = z + k + c

@@ -11,6 +11,7 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from sandbox import zuora_subscriptions
 from sandbox.common import json_body
 from sandbox.models import (
     ZAccount,
@@ -121,11 +122,18 @@ def _subscribe(rate_plan_specs: list, currency: str, contract_date: dt.date) -> 
                 mrr += amount / PERIOD_MONTHS.get(charge.get("billingPeriod"), 1)
             elif charge.get("type") == "OneTime":
                 one_time += amount
+            charge_mrr = (
+                amount / PERIOD_MONTHS.get(charge.get("billingPeriod"), 1)
+                if charge.get("type") == "Recurring"
+                else Decimal(0)
+            )
             charges.append(
                 {
                     "productRatePlanChargeId": charge["id"],
                     "name": charge["name"],
+                    "type": charge.get("type"),
                     "amount": str(amount),
+                    "mrr": str(charge_mrr.quantize(Decimal("0.01"))),
                     "override": overrides.get(charge["id"]),
                 }
             )
@@ -194,11 +202,14 @@ def _plan_order(body: Any) -> dict[str, Any]:
         raise Reject(30, "An order can have at most 100 order line items")
     if not subscriptions and not line_items:
         raise Reject(22, "An order needs at least one subscription or order line item")
-    planned = []
+    planned, changes = [], []
     for sub in subscriptions:
         actions = sub.get("orderActions") if isinstance(sub, dict) else None
         if not actions:
             raise Reject(22, "'orderActions' is required")
+        if sub.get("subscriptionNumber"):  # an order on an existing subscription: a new version of it
+            changes.append(zuora_subscriptions.plan_change(sub, account, order_date))
+            continue
         for action in actions:
             kind = action.get("type")
             if kind != "CreateSubscription":
@@ -251,6 +262,7 @@ def _plan_order(body: Any) -> dict[str, Any]:
         "new": new,
         "currency": currency,
         "subscriptions": planned,
+        "changes": changes,
         "line_items": items,
     }
 
@@ -301,8 +313,14 @@ def orders(request: HttpRequest) -> HttpResponse:
         line_items=plan["line_items"],
     )
     order.order_number = f"O-{order.id:08d}"
-    order.save(update_fields=["order_number"])
+    order.actions = [a for change in plan["changes"] for a in change["actions"]]
+    order.credit = sum((change["credit"] for change in plan["changes"]), Decimal(0))
+    order.prorated = any(change["prorated"] for change in plan["changes"])
+    order.save(update_fields=["order_number", "actions", "credit", "prorated"])
     created = []
+    for change in plan["changes"]:
+        version = zuora_subscriptions.apply_change(change, order)
+        created.append({"subscriptionNumber": version.subscription_number, "status": version.status})
     for sub in plan["subscriptions"]:
         end = _add_months(sub["contract"], sub["period"]) if sub["term_type"] == "TERMED" else None
         subscription = ZSubscription.objects.create(
@@ -358,19 +376,21 @@ def orders_preview(request: HttpRequest) -> HttpResponse:
         return _reject_response(exc)
     metrics = []
     for sub in plan["subscriptions"]:
-        months = sub["period"] if sub["term_type"] == "TERMED" else 12
-        metrics.append(
-            {
-                "charges": [
+        # Zuora's shape: the figures sit on each charge (cmrr.regular is the charge's MRR).
+        months = Decimal(sub["period"] if sub["term_type"] == "TERMED" else 12)
+        charges = []
+        for rp in sub["rate_plans"]:
+            for c in rp["charges"]:
+                mrr = Decimal(c.get("mrr") or 0)
+                one_time = Decimal(c["amount"]) if c.get("type") == "OneTime" else Decimal(0)
+                charges.append(
                     {
                         "productRatePlanChargeId": c["productRatePlanChargeId"],
                         "productRatePlanId": rp["productRatePlanId"],
+                        "cmrr": {"regular": float(mrr), "regularDelta": float(mrr), "discount": 0, "discountDelta": 0},
+                        "tcv": {"regular": float(mrr * months + one_time), "discount": 0},
                     }
-                    for rp in sub["rate_plans"]
-                    for c in rp["charges"]
-                ],
-                "cmrr": {"regular": float(sub["mrr"]), "discount": 0, "regularDelta": float(sub["mrr"])},
-                "tcv": {"regular": float(sub["mrr"] * months + sub["one_time"]), "discount": 0},
-            }
-        )
+                )
+        metrics.append({"subscriptionNumber": "", "charges": charges})
+    metrics += [zuora_subscriptions.preview_metrics(change) for change in plan["changes"]]
     return JsonResponse({"success": True, "previewResult": {"chargeMetrics": metrics}})

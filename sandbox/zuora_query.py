@@ -38,6 +38,7 @@ def subscription_json(sub: ZSubscription, expand: set[str]) -> dict[str, Any]:
     data = {
         "id": str(sub.id),
         "name": sub.subscription_number,
+        "version": sub.version,
         "accountId": str(sub.account_id),
         "status": sub.status,
         "termType": sub.term_type,
@@ -46,6 +47,7 @@ def subscription_json(sub: ZSubscription, expand: set[str]) -> dict[str, Any]:
         "contractEffectiveDate": sub.contract_effective_date.isoformat(),
         "termStartDate": sub.term_start_date.isoformat(),
         "termEndDate": sub.term_end_date.isoformat() if sub.term_end_date else None,
+        "subscriptionEndDate": sub.subscription_end_date.isoformat() if sub.subscription_end_date else None,
         "createdDate": sub.created.isoformat(),
         **sub.custom_fields,
     }
@@ -53,7 +55,8 @@ def subscription_json(sub: ZSubscription, expand: set[str]) -> dict[str, Any]:
         data["account"] = account_json(sub.account)
     if "rateplans" in expand:
         data["ratePlans"] = [
-            {"productRatePlanId": rp["productRatePlanId"], "name": rp["ratePlanName"]} for rp in sub.rate_plans
+            {"id": f"{sub.id}-{index}", "productRatePlanId": rp["productRatePlanId"], "name": rp["ratePlanName"]}
+            for index, rp in enumerate(sub.rate_plans)
         ]
     return data
 
@@ -120,7 +123,7 @@ def query_subscriptions(request: HttpRequest, key: str | None = None) -> HttpRes
     expand = set(request.GET.getlist("expand[]"))
     queryset = ZSubscription.objects.select_related("account").order_by("id")
     if key is not None:
-        sub = queryset.filter(subscription_number=key).first()
+        sub = queryset.filter(subscription_number=key).order_by("-version").first()
         if sub is None:
             return failure(50000040, f"Subscription {key} not found", status=404)
         return JsonResponse(subscription_json(sub, expand))

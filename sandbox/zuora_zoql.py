@@ -2,6 +2,8 @@
 
 A subset of the language: `select f1, f2 from Object [where cond [and cond]…]` with conditions
 `field = 'v'`, `field != 'v'`, `field = null`, `field != null`. Objects: Account, Subscription, RatePlan.
+As in Zuora, Subscription and RatePlan rows cover every version of a subscription (earlier versions have
+Status 'Expired'; a RatePlan row belongs to one version's Id) unless the query filters them out.
 """
 
 from __future__ import annotations
@@ -45,8 +47,13 @@ def _subscriptions() -> list[dict[str, Any]]:
         {
             "Id": str(s.id),
             "Name": s.subscription_number,
+            "Version": s.version,
             "AccountId": str(s.account_id),
             "Status": s.status,
+            "TermType": s.term_type,
+            "AutoRenew": s.auto_renew,
+            "TermStartDate": s.term_start_date.isoformat(),
+            "SubscriptionEndDate": s.subscription_end_date.isoformat() if s.subscription_end_date else None,
             "ContractEffectiveDate": s.contract_effective_date.isoformat(),
             "TermEndDate": s.term_end_date.isoformat() if s.term_end_date else None,
             **s.custom_fields,

@@ -53,6 +53,9 @@ class SyncRecord(models.Model):
 
     class Kind(models.TextChoices):
         DEAL_WON = "deal_won", "Deal won"
+        PLAN_CHANGE = "plan_change", "Plan change"
+        CANCELLATION = "cancellation", "Cancellation"
+        REOPENING = "reopening", "Reopening (cancellation undone)"
         BILLING_EVENT = "billing_event", "Billing event"
         USAGE_BATCH = "usage_batch", "Usage batch"
 
@@ -69,6 +72,8 @@ class SyncRecord(models.Model):
 
     OPEN = (Status.PENDING, Status.RUNNING, Status.RETRYING)
     RUNNABLE = (Status.PENDING, Status.RETRYING)
+    # A deal's records after the sale: each changes the subscription its deal_won record created.
+    LIFECYCLE = (Kind.PLAN_CHANGE, Kind.CANCELLATION, Kind.REOPENING)
 
     objects = SyncRecordQuerySet.as_manager()
 
@@ -156,6 +161,11 @@ class SyncRecord(models.Model):
     def retry_later(self, reason: str, at: dt.datetime) -> None:
         self._move("retry_later", reason=reason, next_attempt_at=at)
 
+    def wait(self, reason: str, at: dt.datetime) -> None:
+        """Not a failure: the record waits its turn (an earlier change to the same subscription is still
+        in flight). The attempt it took is given back."""
+        self._move("retry_later", reason=reason, next_attempt_at=at, attempts=models.F("attempts") - 1)
+
     def close_by_staff(self, status: str, user: object) -> bool:
         """Resolve ("fixed by hand") or cancel ("do not sync") at a person's request. Refused while the
         record runs or once it succeeded. True when it moved."""
@@ -207,6 +217,32 @@ OUTCOMES: dict[str, str] = {
     _S.FAILED: "fail",
     _S.IGNORED: "ignore",
 }
+
+
+class Subscription(models.Model):
+    """A small mirror of a billed deal's Zuora subscription, current version only: what RevOps need to see
+    renewals coming (status, term end, auto-renew, charged-through date). Refreshed after every order
+    zkbridge sends, on Zuora's subscription callouts, and by a daily schedule."""
+
+    number = models.CharField("subscription", max_length=50, unique=True)
+    account_number = models.CharField(max_length=50, blank=True, db_index=True)
+    kommo_lead_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    version = models.PositiveIntegerField(default=1)
+    status = models.CharField(max_length=30, blank=True, db_index=True)
+    term_type = models.CharField(max_length=10, blank=True)
+    term_start = models.DateField(null=True, blank=True)
+    term_end = models.DateField(null=True, blank=True, db_index=True)
+    auto_renew = models.BooleanField(null=True)
+    charged_through = models.DateField(null=True, blank=True)
+    ends_on = models.DateField(null=True, blank=True, help_text="A cancelled subscription's last day in Zuora")
+    rate_plans = models.JSONField(default=list, blank=True, help_text="[{id, productRatePlanId, name}]")
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["term_end", "number"]
+
+    def __str__(self) -> str:
+        return self.number
 
 
 class ApiCall(models.Model):
@@ -364,7 +400,8 @@ class Discrepancy(models.Model):
     class Kind(models.TextChoices):
         WON_NO_SUBSCRIPTION = "won_no_subscription", "Won, but no Zuora subscription"
         SYNC_FAILED = "sync_failed", "Sync failed or needs attention"
-        WRONG_PLAN = "wrong_plan", "Subscription on another plan than the mapping says"
+        WRONG_PLAN = "wrong_plan", "Kommo plan differs from the current Zuora version"
+        LOST_STILL_ACTIVE = "lost_still_active", "Lost in Kommo, still active in Zuora"
         FIELDS_MISMATCH = "fields_mismatch", "Kommo deal fields differ from Zuora"
         UNRECORDED_SUBSCRIPTION = "unrecorded_subscription", "Zuora bills the deal, zkbridge's record does not say so"
         DUPLICATE_SUBSCRIPTIONS = "duplicate_subscriptions", "Several Zuora subscriptions for one deal"
@@ -380,6 +417,8 @@ class Discrepancy(models.Model):
         OPEN_ZUORA = "open_zuora", "Fix in Zuora"
         OPEN_KOMMO = "open_kommo", "Fix in Kommo"
         PLAN_MIGRATION = "plan_migration", "Plan the move off the retired plan"
+        APPLY_PLAN = "apply_plan", "Apply Kommo's plan"
+        CANCEL_PER_POLICY = "cancel_per_policy", "Cancel per policy"
 
     run = models.ForeignKey(ReconciliationRun, on_delete=models.CASCADE, related_name="discrepancies")
     kind = models.CharField(max_length=30, choices=Kind.choices, db_index=True)

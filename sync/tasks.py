@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from sync.clients.errors import ApiError, TransientError
 from sync.context import current_record_id
-from sync.flows import FLOWS, Ignored, NeedsAttention, close_attention_task, notify_attention
+from sync.flows import FLOWS, Ignored, NeedsAttention, Waiting, close_attention_task, notify_attention
 from sync.models import IllegalTransition, SyncRecord
 from sync.workers import leases
 
@@ -70,6 +70,9 @@ def run_flow(record: SyncRecord, prefix: str) -> None:
         FLOWS[record.kind](record)
     except Ignored as exc:
         record.finish(SyncRecord.Status.IGNORED, str(exc))
+    except Waiting as exc:
+        log.info("%s %s", prefix, exc.reason)
+        record.wait(exc.reason, timezone.now() + exc.delay)
     except NeedsAttention as exc:
         log.warning("%s needs attention: %s", prefix, exc.reason)
         record.finish(SyncRecord.Status.NEEDS_ATTENTION, exc.reason)

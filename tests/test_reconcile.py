@@ -79,7 +79,7 @@ def test_a_subscription_on_another_plan_than_the_mapping(billed):
     sub.save()
     run_reconciliation()
     [row] = rows("wrong_plan")
-    assert row.kommo_lead_id == ACME_EXPANSION and row.action == "open_zuora"
+    assert row.kommo_lead_id == ACME_EXPANSION and row.action == "apply_plan"
     assert "Starter" in row.detail and "Growth" in row.detail
 
 
@@ -114,10 +114,26 @@ def test_several_accounts_for_one_company(billed):
 
 
 def test_a_subscription_for_a_deal_that_is_not_won_is_an_orphan(billed):
-    KLead.objects.filter(id=SOLO).update(status_id=143)  # lost after billing
+    KLead.objects.filter(id=SOLO).update(status_id=39402112)  # back in negotiation after billing
     run_reconciliation()
     [row] = rows("orphan_subscription")
     assert row.kommo_lead_id == SOLO and row.action == "open_kommo"
+
+
+def test_lost_in_kommo_still_active_in_zuora_is_cancelled_per_policy_in_one_click(billed):
+    KLead.objects.filter(id=SOLO).update(status_id=143)  # lost after billing; the web hook never came
+    run_reconciliation()
+    assert rows("orphan_subscription") == []
+    [row] = rows("lost_still_active")
+    assert row.kommo_lead_id == SOLO and row.action == "cancel_per_policy" and "Lost in Kommo" in row.detail
+    assert fix(row).text == "cancellation queued"
+    record = SyncRecord.objects.get(kind="cancellation", kommo_lead_id=SOLO)
+    assert record.status == "succeeded", record.reason
+    current = max(billed.subscriptions(SOLO), key=lambda s: s.version)
+    assert current.status == "Cancelled" and current.subscription_end_date == current.term_end_date
+    assert Discrepancy.objects.get(id=row.id).fixed_at is not None
+    assert fix(row).outcome == Outcome.ALREADY
+    assert run_reconciliation().summary["discrepancies"] == 0  # a cancelled subscription of a lost deal is right
 
 
 def test_deals_still_on_retired_plans(billed):

@@ -78,6 +78,26 @@ def listing(name: str, default: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def choice(name: str, default: str, options: tuple[str, ...]) -> str:
+    value = raw(name)
+    if value is None:
+        return default
+    if value not in options:
+        raise ImproperlyConfigured(f"{name}: expected one of {', '.join(options)}, got {value!r}")
+    return value
+
+
+def integers(name: str, default: str) -> list[int]:
+    """A comma-separated list of whole numbers."""
+    result = []
+    for item in listing(name, default):
+        try:
+            result.append(int(item))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: expected comma-separated whole numbers, got {item!r}") from None
+    return result
+
+
 @overload
 def url(name: str, default: str) -> str: ...
 @overload

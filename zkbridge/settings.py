@@ -262,11 +262,42 @@ KOMMO_SUBSCRIPTION_FIELD_ID = config.integer("KOMMO_SUBSCRIPTION_FIELD_ID")
 # Optional lead field naming the deal's currency (an addition); ZKBRIDGE_DEFAULT_CURRENCY otherwise.
 KOMMO_CURRENCY_FIELD_ID = config.integer("KOMMO_CURRENCY_FIELD_ID")
 
+# After Won (docs/configuration.md, "Plan changes and cancellations").
+CANCEL_POLICIES = ("EndOfCurrentTerm", "EndOfLastInvoicePeriod", "SpecificDate")
+CHANGE_TIMINGS = ("immediately", "end_of_billing_period", "date_field")
+ZKBRIDGE_CANCEL_POLICY = config.choice("ZKBRIDGE_CANCEL_POLICY", "EndOfCurrentTerm", CANCEL_POLICIES)
+ZKBRIDGE_CHURN_STATUS_IDS = config.integers("ZKBRIDGE_CHURN_STATUS_IDS", str(KOMMO_LOST_STATUS_ID))
+ZKBRIDGE_UPGRADE_TIMING = config.choice("ZKBRIDGE_UPGRADE_TIMING", "immediately", CHANGE_TIMINGS)
+ZKBRIDGE_DOWNGRADE_TIMING = config.choice("ZKBRIDGE_DOWNGRADE_TIMING", "end_of_billing_period", CHANGE_TIMINGS)
+KOMMO_CANCEL_DATE_FIELD_ID = config.integer("KOMMO_CANCEL_DATE_FIELD_ID")
+KOMMO_CHANGE_DATE_FIELD_ID = config.integer("KOMMO_CHANGE_DATE_FIELD_ID")
+# How far ahead the admin's "ending soon" list of subscriptions looks by default.
+ZKBRIDGE_RENEWAL_WINDOW_DAYS = config.integer("ZKBRIDGE_RENEWAL_WINDOW_DAYS", 30, minimum=1)
+if KOMMO_WON_STATUS_ID in ZKBRIDGE_CHURN_STATUS_IDS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"ZKBRIDGE_CHURN_STATUS_IDS: names the Won status ({KOMMO_WON_STATUS_ID}); a won deal would cancel "
+        f"its own subscription"
+    )
+
 if KOMMO_USES_EMULATOR:
     # The built-in Kommo emulator's lead fields (sandbox/kommo.py), so the demo works with no variables.
     KOMMO_PLAN_FIELD_ID = KOMMO_PLAN_FIELD_ID or 881234
     KOMMO_ACCOUNT_FIELD_ID = KOMMO_ACCOUNT_FIELD_ID or 881250
     KOMMO_SUBSCRIPTION_FIELD_ID = KOMMO_SUBSCRIPTION_FIELD_ID or 881251
+    KOMMO_CANCEL_DATE_FIELD_ID = KOMMO_CANCEL_DATE_FIELD_ID or 881270
+    KOMMO_CHANGE_DATE_FIELD_ID = KOMMO_CHANGE_DATE_FIELD_ID or 881271
+if ZKBRIDGE_CANCEL_POLICY == "SpecificDate" and not KOMMO_CANCEL_DATE_FIELD_ID:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("KOMMO_CANCEL_DATE_FIELD_ID: required when ZKBRIDGE_CANCEL_POLICY is SpecificDate")
+if "date_field" in (ZKBRIDGE_UPGRADE_TIMING, ZKBRIDGE_DOWNGRADE_TIMING) and not KOMMO_CHANGE_DATE_FIELD_ID:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "KOMMO_CHANGE_DATE_FIELD_ID: required when ZKBRIDGE_UPGRADE_TIMING or ZKBRIDGE_DOWNGRADE_TIMING is date_field"
+    )
 
 _has_long_lived = KOMMO_ACCESS_TOKEN is not None
 _oauth = [KOMMO_CLIENT_ID, KOMMO_CLIENT_SECRET, KOMMO_REDIRECT_URI, KOMMO_REFRESH_TOKEN]

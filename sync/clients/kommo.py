@@ -241,6 +241,14 @@ class KommoClient(HttpClient):
             if lead.get("status_id") == status_id:
                 yield lead
 
+    def leads_by_ids(self, ids: list[int]) -> Iterator[dict]:
+        """Leads by id, 250 a call (Kommo's list limit)."""
+        for start in range(0, len(ids), 250):
+            chunk = ids[start : start + 250]
+            yield from self._list(
+                "/api/v4/leads", "leads", [("filter[id][]", int(i)) for i in chunk] + [("limit", 250)]
+            )
+
     def pipelines(self) -> list[dict]:
         answer = self.request("GET", "/api/v4/leads/pipelines")
         return ((answer.body or {}).get("_embedded") or {}).get("pipelines") or [] if answer.status != 204 else []

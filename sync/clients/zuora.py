@@ -223,7 +223,20 @@ class ZuoraClient(HttpClient):
         return list(self.query("accounts", [f"{field}.EQ:{value}"]))
 
     def find_subscriptions(self, field: str, value: str) -> list[dict]:
-        return list(self.query("subscriptions", [f"{field}.EQ:{value}"], expand=["account", "rateplans"]))
+        """Subscriptions whose custom field holds `value`: their current versions only (Zuora keeps every
+        earlier version as an Expired record with the same number and custom fields)."""
+        return list(
+            self.query("subscriptions", [f"{field}.EQ:{value}", "status.NE:Expired"], expand=["account", "rateplans"])
+        )
+
+    def get_subscription(self, number: str) -> dict:
+        """The subscription's latest version, with its rate plans and their charges (charged-through dates)."""
+        return self.request("GET", f"/v1/subscriptions/{number}", read_only=True).body or {}
+
+    def delete_order(self, order_number: str) -> None:
+        """Undo an order: Zuora rolls every subscription it changed back to the previous version."""
+        # Safe to repeat: a second DELETE of a deleted order answers 404, which the caller reads as done.
+        self.request("DELETE", f"/v1/orders/{order_number}", read_only=True)
 
     def create_order(self, order: dict, *, idempotency_key: str, track_id: str | None = None) -> OrderResult:
         headers = {"Zuora-Track-Id": track_id[:64]} if track_id else None

@@ -28,6 +28,16 @@ class NeedsAttention(Exception):
         self.task = task
 
 
+class Waiting(Exception):
+    """Not now: an earlier change to the same subscription goes first. The record is retried after
+    `delay` without using up an attempt."""
+
+    def __init__(self, reason: str, delay: dt.timedelta):
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
 class Ignored(Exception):
     """Nothing to do (e.g. a billing event type with no rule): kept, listed, not an error."""
 
@@ -129,4 +139,5 @@ def write_note_once(record: SyncRecord, kommo, entity: str, entity_id: int, text
 # sync/billing/, usage batches in sync/usage/).
 from sync.billing import flow as billing_flow  # noqa: E402,F401
 from sync.flows import deal_won  # noqa: E402,F401
+from sync.lifecycle import cancellation, plan_change, reopening  # noqa: E402,F401
 from sync.usage import flow as usage_flow  # noqa: E402,F401

@@ -41,6 +41,18 @@ def deal_won(record: SyncRecord) -> None:
         write_note(record, kommo)
 
 
+def fetch_any_lead(kommo: KommoClient, record: SyncRecord) -> dict[str, Any]:
+    """The lead as Kommo has it now (whatever its status), remembered on the record."""
+    try:
+        lead = kommo.get_lead(record.lead_id)
+    except NotFoundError:
+        raise NeedsAttention(
+            f"Kommo lead {record.kommo_lead_id} was deleted or is not visible to zkbridge's Kommo user"
+        ) from None
+    record.mark_step("lead", responsible_user_id=lead.get("responsible_user_id"), name=lead.get("name"))
+    return lead
+
+
 def fetch_lead(kommo: KommoClient, record: SyncRecord) -> dict[str, Any]:
     try:
         lead = kommo.get_lead(record.lead_id)
@@ -188,9 +200,23 @@ def preview(zuora: ZuoraClient, order: dict) -> tuple[str | None, str | None]:
     except (BusinessError, TransientError, NotFoundError):
         return None, None
     metrics = (result.get("previewResult") or {}).get("chargeMetrics") or []
-    mrr = sum((Decimal(str((m.get("cmrr") or {}).get("regular") or 0)) for m in metrics), Decimal(0))
-    tcv = sum((Decimal(str((m.get("tcv") or {}).get("regular") or 0)) for m in metrics), Decimal(0))
-    return (str(mrr), str(tcv)) if metrics else (None, None)
+    if not metrics:
+        return None, None
+    return str(metric_sum(metrics, "cmrr", "regular")), str(metric_sum(metrics, "tcv", "regular"))
+
+
+def metric_sum(metrics: list[dict], figure: str, part: str) -> Decimal:
+    """Sum one figure of an order preview. Zuora writes `cmrr` / `tcv` on each charge of each
+    subscription's `chargeMetrics[].charges[]`; a figure on the subscription itself is read only when
+    its charges carry none."""
+    total = Decimal(0)
+    for metric in metrics:
+        charges = [c for c in metric.get("charges") or [] if isinstance(c.get(figure), dict)]
+        sources = charges or [metric]
+        for source in sources:
+            value = (source.get(figure) or {}).get(part)
+            total += Decimal(str(value or 0))
+    return total
 
 
 def save_order_step(record: SyncRecord, account_number: str, subscription_number: str, **data: Any) -> None:

@@ -72,10 +72,13 @@ def is_one_time(plan: ProductRatePlan) -> bool:
     return bool(charges) and all(c.charge_type == "OneTime" for c in charges)
 
 
-def resolve_sale(lead: dict[str, Any]) -> Sale:
-    """Every problem is collected and reported at once, so one fix-and-retry is enough."""
+def resolve_sale(lead: dict[str, Any], *, on: dt.date | None = None, check_sellable: bool = True) -> Sale:
+    """Every problem is collected and reported at once, so one fix-and-retry is enough.
+
+    `on`: the date the plans must be sellable on (default: the contract date, the lead's closed_at);
+    `check_sellable=False` only maps (a plan change first asks what the deal names, then judges dates)."""
     currency = deal_currency(lead)
-    sale = Sale(currency=currency, contract_date=contract_date(lead))
+    sale = Sale(currency=currency, contract_date=on or contract_date(lead))
     problems: list[str] = []
     wanted: list[tuple[str, str, Decimal]] = []
     plan_value = field_value(lead, settings.KOMMO_PLAN_FIELD_ID)
@@ -101,7 +104,7 @@ def resolve_sale(lead: dict[str, Any]) -> Sale:
         for item in mapping.mapped_plans.all():
             plan = item.product_rate_plan
             verdict = sellable_on(plan, sale.contract_date, currency)
-            if not verdict.ok:
+            if check_sellable and not verdict.ok:
                 problems.append(
                     f"'{value}' maps to {verdict.reason} (contract date "
                     f"{sale.contract_date:%Y-%m-%d}): map it to a plan that is sellable"

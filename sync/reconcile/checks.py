@@ -16,7 +16,7 @@ from catalog.models import normalize
 from catalog.sellable import sellable_on
 from sync.flows.sale import field_value
 from sync.models import Discrepancy, SyncRecord
-from sync.reconcile.snapshot import Snapshot
+from sync.reconcile.snapshot import Snapshot, active
 
 Kind, Action = Discrepancy.Kind, Discrepancy.Action
 Check = Callable[[Snapshot], Iterable[Discrepancy]]
@@ -161,19 +161,23 @@ def lead_fields_differ(snap: Snapshot) -> Iterator[Discrepancy]:
 
 @check
 def wrong_plan(snap: Snapshot) -> Iterator[Discrepancy]:
-    """Zuora bills none of the rate plans the deal's plan maps to."""
+    """The current Zuora version does not bill the rate plans the deal's plan maps to (changed in Kommo
+    and not applied, or changed in Zuora by hand): apply Kommo's plan."""
     for lead_id, lead, record, sub, account in billed_deals(snap):
+        if not active(sub):
+            continue
         billed = set(snap.plans_of.get(sub["Id"], []))
         wanted = snap.plan_map.get(normalize(field_value(lead, settings.KOMMO_PLAN_FIELD_ID)))
-        if not (wanted and billed) or wanted & billed:
+        if not (wanted and billed) or wanted <= billed:
             continue
         yield finding(
             Kind.WRONG_PLAN,
-            Action.OPEN_ZUORA,
+            Action.APPLY_PLAN,
             lead_id,
             record,
             **numbers(sub, account),
-            detail=f"the deal's plan maps to {plan_names(snap, wanted)}; Zuora bills {plan_names(snap, billed)}",
+            detail=f"the deal's plan maps to {plan_names(snap, wanted)}; the current Zuora version "
+            f"(v{sub.get('Version') or 1}) bills {plan_names(snap, billed)}",
         )
 
 
@@ -205,8 +209,9 @@ def retired_plans(snap: Snapshot) -> Iterator[Discrepancy]:
 def several_subscriptions(snap: Snapshot) -> Iterator[Discrepancy]:
     """One deal, several Zuora subscriptions carrying its lead id: one is billed twice."""
     for lead_id, subs in sorted(snap.subscriptions_of().items()):
-        if len(subs) > 1 and lead_id in snap.won:
-            names = ", ".join(s.get("Name") or "?" for s in subs)
+        distinct = sorted({s.get("Name") or "?" for s in subs})  # versions of one subscription are one
+        if len(distinct) > 1 and lead_id in snap.won:
+            names = ", ".join(distinct)
             yield finding(
                 Kind.DUPLICATE_SUBSCRIPTIONS,
                 Action.OPEN_ZUORA,
@@ -224,6 +229,19 @@ def orphan_subscriptions(snap: Snapshot) -> Iterator[Discrepancy]:
         if lead_id in snap.won:
             continue
         for sub in subs:
+            if not active(sub):
+                continue  # cancelled: nothing billed wrongly
+            if lead_id in snap.lost:
+                yield finding(
+                    Kind.LOST_STILL_ACTIVE,
+                    Action.CANCEL_PER_POLICY,
+                    lead_id,
+                    snap.records.get(lead_id),
+                    **numbers(sub, snap.account_of(sub)),
+                    detail=f"the deal is Lost in Kommo (status {snap.lost[lead_id].get('status_id')}) but "
+                    f"{sub.get('Name')} is {sub.get('Status') or 'active'} in Zuora",
+                )
+                continue
             yield finding(
                 Kind.ORPHAN_SUBSCRIPTION,
                 Action.OPEN_KOMMO,

@@ -178,3 +178,33 @@ def relink_deal(row_id: int) -> str:
 def ended(row: Discrepancy, outcome: str, **fields) -> None:
     """How the worker's re-link ended, appended to what the report says of the row."""
     Discrepancy.objects.filter(id=row.id).update(fix_result=f"{row.fix_result} → {outcome}"[:300], **fields)
+
+
+def lifecycle_fix(row: Discrepancy, kind: str, queued: str) -> FixResult:
+    """Queue the lifecycle record that applies Kommo's state to the subscription; the row is fixed when
+    it succeeds (its flow re-reads the lead and the current Zuora version before writing anything)."""
+    if row.kommo_lead_id is None:
+        return FixResult(Outcome.SKIPPED, "skipped: the row names no Kommo lead")
+    waiting = SyncRecord.objects.filter(kind=kind, kommo_lead_id=row.kommo_lead_id, status__in=SyncRecord.OPEN)
+    if waiting.exists():
+        return FixResult(Outcome.SKIPPED, f"skipped: a {kind.replace('_', ' ')} of this deal is already queued")
+    record, _ = ensure_record(
+        kind,
+        f"{kind}:{row.kommo_lead_id}:reconcile:{row.id}",
+        kommo_lead_id=row.kommo_lead_id,
+        zuora_account_number=row.zuora_account_number,
+        zuora_subscription_number=row.zuora_subscription_number,
+        payload={"id": row.kommo_lead_id, "found_by": "reconciliation"},
+    )
+    row.sync_record = record
+    return FixResult(Outcome.QUEUED, queued)
+
+
+@fixer(Action.APPLY_PLAN)
+def apply_plan(row: Discrepancy) -> FixResult:
+    return lifecycle_fix(row, SyncRecord.Kind.PLAN_CHANGE, "plan change queued")
+
+
+@fixer(Action.CANCEL_PER_POLICY)
+def cancel_per_policy(row: Discrepancy) -> FixResult:
+    return lifecycle_fix(row, SyncRecord.Kind.CANCELLATION, "cancellation queued")

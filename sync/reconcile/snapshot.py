@@ -26,8 +26,11 @@ class Snapshot:
     """Everything one run compares."""
 
     won: dict[int, dict] = field(default_factory=dict)  # lead id → Kommo lead
+    lost: dict[int, dict] = field(default_factory=dict)  # lead id → a billed lead now in a churn status
     accounts: dict[str, dict] = field(default_factory=dict)  # Zuora account id → account
-    subscriptions: list[dict] = field(default_factory=list)  # Zuora subscriptions carrying a lead id
+    # Zuora subscriptions carrying a lead id: current versions only (Zuora keeps each earlier version as
+    # an Expired record with the same number and custom fields; counting those would double every deal).
+    subscriptions: list[dict] = field(default_factory=list)
     plans_of: dict[str, list[str]] = field(default_factory=dict)  # subscription id → product rate plan ids
     records: dict[int, SyncRecord] = field(default_factory=dict)  # lead id → its deal_won record
     problem_records: list[SyncRecord] = field(default_factory=list)  # every record needing attention or failed
@@ -62,13 +65,35 @@ def read_snapshot(progress: Callable[[str], None]) -> Snapshot:
         snap.accounts[account["Id"]] = account
     progress(f"Zuora: {len(snap.accounts)} accounts; reading subscriptions")
     snap.subscriptions = list(
-        zuora.zoql(f"select Id, Name, AccountId, Status, {LEAD_FIELD} from Subscription where {LEAD_FIELD} != null")
+        zuora.zoql(
+            f"select Id, Name, Version, AccountId, Status, SubscriptionEndDate, {LEAD_FIELD} from Subscription "
+            f"where {LEAD_FIELD} != null and Status != 'Expired'"
+        )
     )
+    current = {s["Id"] for s in snap.subscriptions}
     for plan in zuora.zoql("select Id, SubscriptionId, ProductRatePlanId from RatePlan"):
-        snap.plans_of.setdefault(plan["SubscriptionId"], []).append(plan["ProductRatePlanId"])
-    progress(f"Zuora: {len(snap.subscriptions)} subscriptions; comparing")
+        if plan["SubscriptionId"] in current:  # rate plans of earlier versions are not billed any more
+            snap.plans_of.setdefault(plan["SubscriptionId"], []).append(plan["ProductRatePlanId"])
+    progress(f"Zuora: {len(snap.subscriptions)} subscriptions; reading the deals Kommo no longer lists as won")
+    active_elsewhere = sorted(
+        {
+            lead
+            for lead, subs in snap.subscriptions_of().items()
+            if lead not in snap.won and any(active(s) for s in subs)
+        }
+    )
+    churn = set(settings.ZKBRIDGE_CHURN_STATUS_IDS)
+    for lead in kommo.leads_by_ids(active_elsewhere):
+        if lead.get("status_id") in churn:
+            snap.lost[lead["id"]] = lead
+    progress("comparing")
     read_zkbridge(snap)
     return snap
+
+
+def active(subscription: dict) -> bool:
+    """Billing now or later: not cancelled (a cancelled subscription of a lost deal is as it should be)."""
+    return subscription.get("Status") not in ("Cancelled", "Expired")
 
 
 def read_zkbridge(snap: Snapshot) -> None:

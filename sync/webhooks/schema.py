@@ -23,6 +23,10 @@ class KommoWebhookAnswer(serializers.Serializer):
     ok = serializers.BooleanField()
     won = serializers.IntegerField(required=False, help_text="Leads in the body that moved to the Won status")
     new_records = serializers.IntegerField(required=False, help_text="Sync records created by this delivery")
+    changes = serializers.IntegerField(
+        required=False,
+        help_text="Plan change, cancellation and reopening records created for deals zkbridge billed",
+    )
     duplicate = serializers.BooleanField(required=False, help_text="The same body arrived before; nothing new")
 
 

@@ -13,6 +13,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from sync.lifecycle.routing import lifecycle_records
 from sync.models import SyncRecord
 from sync.records import ensure_record, pace
 from sync.webhooks import kommo, schema
@@ -25,7 +26,8 @@ log = logging.getLogger("zkbridge.webhooks")
 
 
 class KommoWebhookView(MachineEndpoint):
-    """POST /webhooks/kommo/<token>/: leads that moved to Won become deal_won sync records."""
+    """POST /webhooks/kommo/<token>/: leads that moved to Won become deal_won sync records; later edits
+    and stage changes of billed deals become plan_change, cancellation or reopening records."""
 
     authentication_classes = [KommoWebhookToken]
     permission_classes = [IsAuthenticated]
@@ -59,16 +61,18 @@ class KommoWebhookView(MachineEndpoint):
                 if new:
                     pace(record, request.META.get("REMOTE_ADDR") or "-")
                 records += new
+            changes = lifecycle_records(events, event, request.META.get("REMOTE_ADDR") or "-")
             event.processed_at = timezone.now()
             event.save(update_fields=["processed_at"])
         log.info(
-            "kommo web hook %s: %s lead event(s), %s won, %s new sync record(s)",
+            "kommo web hook %s: %s lead event(s), %s won, %s new sync record(s), %s change(s) to billed deals",
             event.id,
             len(events),
             len(won),
             records,
+            changes,
         )
-        return Response({"ok": True, "won": len(won), "new_records": records})
+        return Response({"ok": True, "won": len(won), "new_records": records, "changes": changes})
 
 
 class ZuoraCalloutView(MachineEndpoint):

@@ -1,0 +1,367 @@
+"""The Zuora emulator's life after the sale: subscription versions, orders on existing subscriptions
+(ChangePlan, RemoveProduct, AddProduct, CancelSubscription), undoing an order, and bill runs.
+
+As Zuora does (../shared/reference/zuora-api.md, "Plan change, cancellation, renewal"):
+- every order on a subscription makes a new version (new id, same number, version + 1); the previous
+  version stays behind with status Expired, with its own rate plans;
+- `GET /v1/subscriptions/{number}` answers the latest version;
+- a charge removed or changed before the date it was invoiced through makes a credit memo, and a change
+  that does not fall on a billing-period boundary makes a prorated partial period — both are recorded on
+  the order, so a test can prove there were none;
+- `DELETE /v1/orders/{number}` rolls the subscriptions it changed back to their previous version, and is
+  refused when the order is not the subscription's latest change or its charges were invoiced since.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from sandbox.models import ZAccount, ZOrder, ZSubscription
+from sandbox.zuora import Reject, failure, zuora_view
+
+SUBSCRIPTIONS = 500000  # resource code of subscription errors in this emulator
+
+
+def latest(number: str) -> ZSubscription | None:
+    return (
+        ZSubscription.objects.select_related("account").filter(subscription_number=number).order_by("-version").first()
+    )
+
+
+def rate_plan_id(sub: ZSubscription, index: int) -> str:
+    """Rate plans belong to a version: their ids differ from one version to the next, as in Zuora."""
+    return f"{sub.id}-{index}"
+
+
+def plan_mrr(plan: dict) -> Decimal:
+    return sum((Decimal(str(c.get("mrr") or 0)) for c in plan.get("charges") or []), Decimal(0))
+
+
+def charge_mrrs(rate_plans: list[dict]) -> dict[str, Decimal]:
+    """Charge id → its MRR, over a version's rate plans."""
+    found: dict[str, Decimal] = {}
+    for plan in rate_plans:
+        for charge in plan.get("charges") or []:
+            key = charge.get("productRatePlanChargeId") or ""
+            found[key] = found.get(key, Decimal(0)) + Decimal(str(charge.get("mrr") or 0))
+    return found
+
+
+# --- dates -------------------------------------------------------------------------------------------
+def _months_between(start: dt.date, end: dt.date) -> int:
+    return (end.year - start.year) * 12 + end.month - start.month
+
+
+def on_boundary(sub: ZSubscription, day: dt.date) -> bool:
+    """Whether `day` starts a billing period (monthly periods from the term start, as the bill cycle)."""
+    from sandbox.zuora_orders import _add_months
+
+    months = _months_between(sub.term_start_date, day)
+    return months >= 0 and _add_months(sub.term_start_date, months) == day
+
+
+def end_of_billing_period(sub: ZSubscription, today: dt.date) -> dt.date:
+    """Where the period being billed ends: the charged-through date, else the next period boundary."""
+    from sandbox.zuora_orders import _add_months
+
+    if sub.charged_through_date and sub.charged_through_date >= today:
+        return sub.charged_through_date
+    months = max(_months_between(sub.term_start_date, today), 0)
+    boundary = _add_months(sub.term_start_date, months)
+    return boundary if boundary > today else _add_months(sub.term_start_date, months + 1)
+
+
+def _trigger(action: dict, default: dt.date) -> dt.date:
+    from sandbox.zuora_orders import _date
+
+    for trigger in action.get("triggerDates") or []:
+        if trigger.get("name") == "ContractEffective":
+            return _date(trigger.get("triggerDate"), "triggerDates.triggerDate")
+    return default
+
+
+def _find_plan(sub: ZSubscription, plans: list[dict], spec: dict, what: str) -> int:
+    """Index of the rate plan an action names (by ratePlanId, else productRatePlanId)."""
+    rate_plan = spec.get("ratePlanId")
+    product_plan = spec.get("productRatePlanId")
+    for index, plan in enumerate(plans):
+        if rate_plan and plan.get("id") == rate_plan:
+            return index
+        if not rate_plan and product_plan and plan.get("productRatePlanId") == product_plan:
+            return index
+    raise Reject(40, f"{what}: rate plan {rate_plan or product_plan} is not on subscription {sub.subscription_number}")
+
+
+# --- orders on an existing subscription ---------------------------------------------------------------
+def plan_change(spec: dict, account: ZAccount | None, order_date: dt.date) -> dict[str, Any]:
+    """Validate the actions of an order on an existing subscription; return what the new version is."""
+    from sandbox.zuora_orders import _date, _subscribe
+
+    number = spec.get("subscriptionNumber")
+    sub = latest(str(number))
+    if sub is None or sub.status == "Expired":
+        raise Reject(40, f"Subscription {number} does not exist")
+    if account is None or sub.account_id != account.id:
+        raise Reject(40, f"Subscription {number} does not belong to the order's account")
+    if sub.status == "Cancelled":
+        raise Reject(30, f"Subscription {number} is cancelled; it cannot be changed")
+    plans = [{**p, "id": rate_plan_id(sub, i)} for i, p in enumerate(sub.rate_plans)]
+    before = charge_mrrs(plans)
+    status, end_date = sub.status, sub.subscription_end_date
+    actions, effective_dates = [], []
+    removed_mrr = Decimal(0)
+    for action in spec.get("orderActions") or []:
+        kind = action.get("type")
+        when = _trigger(action, order_date)
+        if kind == "ChangePlan":
+            change = action.get("changePlan") or {}
+            policy = change.get("effectivePolicy") or "SpecificDate"
+            if policy == "EffectiveImmediately":
+                when = order_date
+            elif policy == "EffectiveEndOfBillingPeriod":
+                when = end_of_billing_period(sub, order_date)
+            elif policy != "SpecificDate":
+                raise Reject(20, f"'effectivePolicy' value '{policy}' is invalid")
+            index = _find_plan(sub, plans, change, "ChangePlan")
+            new_spec = change.get("newProductRatePlan") or {}
+            new_plans, _, _ = _subscribe([new_spec], account.currency, when)
+            removed_mrr += plan_mrr(plans[index])
+            actions.append(
+                {"type": kind, "from": plans[index]["productRatePlanId"], "to": new_plans[0]["productRatePlanId"]}
+            )
+            plans[index] = new_plans[0]
+        elif kind == "RemoveProduct":
+            index = _find_plan(sub, plans, action.get("removeProduct") or {}, "RemoveProduct")
+            removed_mrr += plan_mrr(plans[index])
+            actions.append({"type": kind, "from": plans[index]["productRatePlanId"]})
+            plans.pop(index)
+        elif kind == "AddProduct":
+            new_plans, _, _ = _subscribe([action.get("addProduct") or {}], account.currency, when)
+            actions.append({"type": kind, "to": new_plans[0]["productRatePlanId"]})
+            plans.extend(new_plans)
+        elif kind == "CancelSubscription":
+            cancel = action.get("cancelSubscription") or {}
+            policy = cancel.get("cancellationPolicy")
+            if policy == "EndOfCurrentTerm":
+                if sub.term_type != "TERMED" or sub.term_end_date is None:
+                    raise Reject(30, "EndOfCurrentTerm cannot be used for an evergreen subscription")
+                when = sub.term_end_date
+            elif policy == "EndOfLastInvoicePeriod":
+                when = sub.charged_through_date or sub.term_start_date
+            elif policy == "SpecificDate":
+                if not cancel.get("cancellationEffectiveDate"):
+                    raise Reject(22, "'cancellationEffectiveDate' is required for the SpecificDate policy")
+                when = _date(cancel["cancellationEffectiveDate"], "cancellationEffectiveDate")
+            else:
+                raise Reject(
+                    20,
+                    "'cancellationPolicy' value should be one of: EndOfCurrentTerm, "
+                    "EndOfLastInvoicePeriod, SpecificDate",
+                )
+            if when < sub.contract_effective_date:
+                raise Reject(
+                    30,
+                    f"The cancellation effective date {when} cannot be earlier than the subscription's contract "
+                    f"effective date {sub.contract_effective_date}",
+                )
+            removed_mrr += sum(before.values(), Decimal(0))
+            status, end_date = "Cancelled", when
+            actions.append({"type": kind, "policy": policy})
+        elif kind:
+            raise Reject(20, f"Order action type '{kind}' is not supported by this emulator")
+        else:
+            raise Reject(22, "'type' is required")
+        actions[-1].update(subscription=sub.subscription_number, effective=when.isoformat())
+        effective_dates.append(when)
+    if not actions:
+        raise Reject(22, "'orderActions' is required")
+    credit = Decimal(0)
+    prorated = False
+    for when in effective_dates:
+        ctd = sub.charged_through_date
+        if ctd and when < ctd:  # invoiced through ctd: the unused part comes back as a credit memo
+            credit += (removed_mrr * Decimal((ctd - when).days) / Decimal(30)).quantize(Decimal("0.01"))
+        if status != "Cancelled" and not on_boundary(sub, when):
+            prorated = True
+    after = charge_mrrs(plans) if status != "Cancelled" else {}
+    return {
+        "subscription": sub,
+        "rate_plans": [{k: v for k, v in p.items() if k != "id"} for p in plans],
+        "status": status,
+        "end_date": end_date,
+        "actions": actions,
+        "credit": credit,
+        "prorated": prorated,
+        "before": before,
+        "after": after,
+        "custom_fields": spec.get("customFields") or {},
+    }
+
+
+def apply_change(change: dict, order: ZOrder) -> ZSubscription:
+    """Write the new version; the previous one is kept, Expired."""
+    old: ZSubscription = change["subscription"]
+    ZSubscription.objects.filter(id=old.id).update(prior_status=old.status, status="Expired")
+    return ZSubscription.objects.create(
+        subscription_number=old.subscription_number,
+        version=old.version + 1,
+        account=old.account,
+        status=change["status"],
+        subscription_end_date=change["end_date"],
+        charged_through_date=old.charged_through_date,
+        term_type=old.term_type,
+        initial_term=old.initial_term,
+        initial_term_period_type=old.initial_term_period_type,
+        renewal_term=old.renewal_term,
+        auto_renew=old.auto_renew,
+        contract_effective_date=old.contract_effective_date,
+        term_start_date=old.term_start_date,
+        term_end_date=old.term_end_date,
+        custom_fields={**old.custom_fields, **change["custom_fields"]},
+        rate_plans=change["rate_plans"],
+        order_number=order.order_number or "",
+    )
+
+
+def preview_metrics(change: dict) -> dict[str, Any]:
+    """Zuora's chargeMetrics entry for a changed subscription: each charge with its new `cmrr.regular`
+    and the change (`regularDelta`); a removed charge has regular 0 and a negative delta."""
+    before, after = change["before"], change["after"]
+    charges = []
+    for charge_id in list(after) + [c for c in before if c not in after]:
+        regular = after.get(charge_id, Decimal(0))
+        charges.append(
+            {
+                "productRatePlanChargeId": charge_id,
+                "cmrr": {
+                    "regular": float(regular),
+                    "regularDelta": float(regular - before.get(charge_id, Decimal(0))),
+                    "discount": 0,
+                    "discountDelta": 0,
+                },
+            }
+        )
+    return {"subscriptionNumber": change["subscription"].subscription_number, "charges": charges}
+
+
+# --- REST reads and the undo ----------------------------------------------------------------------------
+def subscription_rest_json(sub: ZSubscription) -> dict[str, Any]:
+    ctd = sub.charged_through_date.isoformat() if sub.charged_through_date else None
+    return {
+        "success": True,
+        "id": str(sub.id),
+        "subscriptionNumber": sub.subscription_number,
+        "version": sub.version,
+        "status": sub.status,
+        "accountId": str(sub.account_id),
+        "accountNumber": sub.account.account_number,
+        "termType": sub.term_type,
+        "contractEffectiveDate": sub.contract_effective_date.isoformat(),
+        "termStartDate": sub.term_start_date.isoformat(),
+        "termEndDate": sub.term_end_date.isoformat() if sub.term_end_date else None,
+        "subscriptionEndDate": sub.subscription_end_date.isoformat() if sub.subscription_end_date else None,
+        "autoRenew": sub.auto_renew,
+        "currentTerm": sub.initial_term,
+        "renewalTerm": sub.renewal_term,
+        "orderNumber": sub.order_number,
+        "ratePlans": [
+            {
+                "id": rate_plan_id(sub, index),
+                "productRatePlanId": plan.get("productRatePlanId"),
+                "ratePlanName": plan.get("ratePlanName"),
+                "productName": plan.get("productName"),
+                "ratePlanCharges": [
+                    {
+                        "productRatePlanChargeId": c.get("productRatePlanChargeId"),
+                        "name": c.get("name"),
+                        "mrr": float(Decimal(str(c.get("mrr") or 0))),
+                        "chargedThroughDate": ctd,
+                    }
+                    for c in plan.get("charges") or []
+                ],
+            }
+            for index, plan in enumerate(sub.rate_plans)
+        ],
+        **sub.custom_fields,
+    }
+
+
+@zuora_view
+def subscription_detail(request: HttpRequest, key: str) -> HttpResponse:
+    if request.method != "GET":
+        return failure(90000045, "Method not allowed", status=405)
+    sub = latest(key)
+    if sub is None:
+        return failure(SUBSCRIPTIONS * 100 + 40, f"Subscription {key} does not exist", status=404)
+    return JsonResponse(subscription_rest_json(sub))
+
+
+@zuora_view
+def order_detail(request: HttpRequest, order_number: str) -> HttpResponse:
+    """GET /v1/orders/{orderNumber}, and DELETE: roll every subscription the order changed back to its
+    previous version."""
+    if request.method == "GET":
+        order = ZOrder.objects.filter(order_number=order_number).first()
+        if order is None:
+            return failure(53100040, f"Order {order_number} does not exist", status=404)
+        return JsonResponse(
+            {
+                "success": True,
+                "order": {
+                    "orderNumber": order.order_number,
+                    "orderDate": order.order_date.isoformat(),
+                    "existingAccountNumber": order.account_number,
+                    "status": "Completed",
+                    "subscriptions": order.actions,
+                },
+            }
+        )
+    if request.method != "DELETE":
+        return failure(90000045, "Method not allowed", status=405)
+    with transaction.atomic():
+        order = ZOrder.objects.select_for_update().filter(order_number=order_number).first()
+        if order is None:
+            return failure(53100040, f"Order {order_number} does not exist", status=404)
+        versions = list(ZSubscription.objects.select_for_update().filter(order_number=order_number))
+        for version in versions:
+            newest = latest(version.subscription_number or "")
+            if newest is None or newest.id != version.id:
+                return failure(
+                    53100030,
+                    f"The order {order_number} cannot be deleted: it is not the latest change to subscription "
+                    f"{version.subscription_number}",
+                )
+        if order.invoiced:
+            return failure(
+                53100030,
+                f"The order {order_number} cannot be deleted: the charges it affects have been invoiced",
+            )
+        for version in versions:
+            previous = ZSubscription.objects.filter(
+                subscription_number=version.subscription_number, version=version.version - 1
+            ).first()
+            if previous is not None:
+                ZSubscription.objects.filter(id=previous.id).update(
+                    status=previous.prior_status or "Active", prior_status=""
+                )
+            version.delete()
+        order.delete()
+    return JsonResponse({"success": True})
+
+
+def bill_through(number: str, through: dt.date) -> ZSubscription | None:
+    """A bill run: the subscription's charges are invoiced through `through`; the orders that changed it
+    so far are then part of an invoice (Zuora refuses to delete them)."""
+    sub = latest(number)
+    if sub is None:
+        return None
+    ZSubscription.objects.filter(id=sub.id).update(charged_through_date=through)
+    numbers = ZSubscription.objects.filter(subscription_number=number).values_list("order_number", flat=True)
+    ZOrder.objects.filter(order_number__in=list(numbers)).update(invoiced=True)
+    sub.refresh_from_db()
+    return sub

@@ -1,0 +1,129 @@
+"""A billed deal moved to Lost (or a churn status): its Zuora subscription is cancelled per policy.
+
+Steps: lead (re-read: the deal must still be Lost), order (one CancelSubscription, dated by
+ZKBRIDGE_CANCEL_POLICY), refresh (the mirror), note (on the deal: when the subscription ends).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from django.conf import settings
+
+from sync.clients.errors import BusinessError
+from sync.clients.kommo import KommoClient
+from sync.clients.zuora import ZuoraClient
+from sync.flows import Ignored, NeedsAttention, flow, write_note_once
+from sync.flows.deal_won import fetch_any_lead
+from sync.lifecycle.subscription import (
+    Current,
+    billed_deal,
+    churned,
+    in_turn,
+    lead_date,
+    read_current,
+    refresh,
+    subscription_turn,
+)
+from sync.models import SyncRecord
+from zkbridge.business_time import business_today
+
+SAID = {
+    "EndOfCurrentTerm": "at the end of the current term (no proration)",
+    "EndOfLastInvoicePeriod": "at the end of the last invoiced period (no proration, no credit)",
+    "SpecificDate": "on the deal's cancellation date",
+}
+
+
+@flow(SyncRecord.Kind.CANCELLATION)
+def cancellation(record: SyncRecord) -> None:
+    kommo, zuora = KommoClient.from_settings(), ZuoraClient.from_settings()
+    lead = fetch_any_lead(kommo, record)
+    deal = billed_deal(record)
+    if not record.step_done("order"):
+        in_turn(record)
+        with subscription_turn(deal.zuora_subscription_number):
+            cancel(record, zuora, lead)
+    if not record.step_done("refresh"):
+        refresh(record.zuora_subscription_number, record.kommo_lead_id, zuora)
+        record.mark_step("refresh")
+    if not record.step_done("note"):
+        write_note_once(record, kommo, "leads", record.lead_id, note_text(record))
+
+
+def cancel(record: SyncRecord, zuora: ZuoraClient, lead: dict) -> None:
+    status = lead.get("status_id")
+    if not churned(status):
+        raise Ignored(f"the deal is no longer Lost in Kommo (status {status}); nothing sent")
+    current = read_current(zuora, record.zuora_subscription_number)
+    if current.cancelled:
+        if record.step_data("order").get("attempted"):  # our order reached Zuora; its answer was lost
+            record.mark_step("order", found=True, effective=str(current.ends_on))
+            return
+        raise Ignored(f"{current.number} is already cancelled in Zuora (ends {current.ends_on}); nothing sent")
+    policy, effective = cancellation_date(current, lead)
+    action: dict[str, Any] = {"cancellationPolicy": policy}
+    if policy == "SpecificDate":
+        action["cancellationEffectiveDate"] = effective.isoformat()
+    order = {
+        "orderDate": business_today().isoformat(),
+        "existingAccountNumber": current.account_number,
+        "processingOptions": {"runBilling": False, "collectPayment": False},
+        "subscriptions": [
+            {
+                "subscriptionNumber": current.number,
+                "orderActions": [
+                    {
+                        "type": "CancelSubscription",
+                        "triggerDates": [{"name": "ContractEffective", "triggerDate": effective.isoformat()}],
+                        "cancelSubscription": action,
+                    }
+                ],
+            }
+        ],
+    }
+    record.mark_step("order", done=False, attempted=True, policy=policy, effective=effective.isoformat())
+    try:
+        result = zuora.create_order(
+            order, idempotency_key=record.idempotency_key("order"), track_id=f"zkbridge-{record.id}"
+        )
+    except BusinessError as exc:
+        raise NeedsAttention(
+            f"Zuora refused the cancellation: {exc.message}",
+            task=f"Zuora refused to cancel this deal's subscription: {exc.message}. RevOps will look.",
+        ) from None
+    record.summary = f"cancel {current.number} on {effective}"
+    record.save(update_fields=["summary", "updated_at"])
+    record.mark_step("order", order_number=result.order_number)
+
+
+def cancellation_date(current: Current, lead: dict) -> tuple[str, dt.date]:
+    """The policy Zuora gets and the date the subscription ends. An evergreen subscription has no term
+    end: 'end of current term' cancels it at the end of its last invoiced period instead."""
+    policy = settings.ZKBRIDGE_CANCEL_POLICY
+    if policy == "EndOfCurrentTerm" and current.term_end is None:
+        policy = "EndOfLastInvoicePeriod"
+    if policy == "EndOfCurrentTerm":
+        assert current.term_end is not None
+        return policy, current.term_end
+    if policy == "EndOfLastInvoicePeriod":
+        return policy, current.charged_through or current.term_start or business_today()
+    day = lead_date(lead, settings.KOMMO_CANCEL_DATE_FIELD_ID, "cancellation date")
+    start = current.contract_effective or current.term_start
+    if start and day < start:
+        raise NeedsAttention(
+            f"the cancellation date {day} is before the subscription's start {start}; nothing was sent",
+            task=f"The cancellation date on this deal ({day}) is before the subscription started ({start}).",
+        )
+    return policy, day
+
+
+def note_text(record: SyncRecord) -> str:
+    order = record.step_data("order")
+    said = SAID.get(order.get("policy", ""), "")
+    detail = f" {said}" if said else ""
+    return (
+        f"Zuora: subscription {record.zuora_subscription_number} cancelled{detail}: billing ends "
+        f"{order.get('effective')}"
+    )

@@ -1,0 +1,272 @@
+"""A billed deal now sells another plan: one Zuora order on its existing subscription — never a new one.
+
+Steps (each recorded; a retry resumes after the last one completed):
+  lead     re-read the lead from Kommo (the web hook is a hint; the lead's current state wins)
+  order    compare what the deal sells (through the plan map) with the subscription's current Zuora
+           version; when they differ, one order: ChangePlan (one plan for another) or RemoveProduct +
+           AddProduct, dated by the timing policy
+  refresh  the subscription's new version into the mirror, and the deal's record names its new plans
+  note     a note on the deal: what changes, when, and the MRR before and after
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+
+from catalog.models import PlanMapping, ProductRatePlan
+from sync.clients.errors import BusinessError, NotFoundError, TransientError
+from sync.clients.kommo import KommoClient
+from sync.clients.zuora import ZuoraClient
+from sync.flows import Ignored, NeedsAttention, flow, write_note_once
+from sync.flows.deal_won import fetch_any_lead, metric_sum
+from sync.flows.sale import Sale, SaleItem, charge_overrides, resolve_sale
+from sync.lifecycle.subscription import (
+    Current,
+    billed_deal,
+    churned,
+    in_turn,
+    lead_date,
+    read_current,
+    refresh,
+    subscription_turn,
+)
+from sync.models import SyncRecord
+from sync.money import format_money
+from zkbridge.business_time import business_today
+
+POLICY = {
+    "immediately": "EffectiveImmediately",
+    "end_of_billing_period": "EffectiveEndOfBillingPeriod",
+    "date_field": "SpecificDate",
+}
+SAID = {
+    "immediately": "immediately (prorated)",
+    "end_of_billing_period": "at the end of the billing period (no proration, no credit)",
+    "date_field": "on the deal's plan change date",
+}
+
+
+@flow(SyncRecord.Kind.PLAN_CHANGE)
+def plan_change(record: SyncRecord) -> None:
+    kommo, zuora = KommoClient.from_settings(), ZuoraClient.from_settings()
+    lead = fetch_any_lead(kommo, record)
+    deal = billed_deal(record)
+    if not record.step_done("order"):
+        in_turn(record)
+        with subscription_turn(deal.zuora_subscription_number):
+            change(record, zuora, lead, deal)
+    if not record.step_done("refresh"):
+        update_deal(record, deal, zuora)
+    if not record.step_done("note"):
+        write_note_once(record, kommo, "leads", record.lead_id, note_text(record))
+
+
+def wanted_sale(lead: dict, on: dt.date, *, check: bool) -> Sale:
+    return resolve_sale(lead, on=on, check_sellable=check)
+
+
+def change(record: SyncRecord, zuora: ZuoraClient, lead: dict, deal: SyncRecord) -> None:
+    status = lead.get("status_id")
+    if status != settings.KOMMO_WON_STATUS_ID:
+        if churned(status):
+            raise Ignored(f"the deal is Lost in Kommo now (status {status}); its cancellation handles it: nothing sent")
+        raise Ignored(f"the deal is no longer Won in Kommo (status {status}); nothing sent")
+    current = read_current(zuora, deal.zuora_subscription_number)
+    attempt = record.step_data("order")
+    if attempt.get("attempted") and set(attempt.get("target") or []) == current.plan_ids:
+        # An earlier attempt's order reached Zuora (its answer was lost): done, not sent twice.
+        record.mark_step("order", found=True, version=current.version)
+        return
+    if current.cancelled:
+        raise Ignored(
+            f"{current.number} is cancelled in Zuora (ends {current.ends_on}); a plan change is not applied to a "
+            f"cancelled subscription: nothing sent"
+        )
+    today = business_today()
+    sale = wanted_sale(lead, today, check=False)  # what the deal names, before judging dates
+    target = {item.rate_plan.zuora_id for item in sale.subscription_items}
+    if target == current.plan_ids:
+        raise Ignored(f"nothing billable changed: {current.number} already bills {names(current)}; nothing sent")
+    new_mrr = estimated_mrr(sale.subscription_items, sale.currency)
+    direction = "upgrade" if new_mrr >= current.mrr else "downgrade"
+    target_mapping = sale.terms
+    timing = timing_for(direction, target_mapping)
+    effective = effective_date(timing, current, lead, today)
+    # The target must be sellable, in the deal's currency, on the date it takes effect.
+    sale = wanted_sale(lead, effective, check=True)
+    order = build_order(record, current, sale, target, timing, effective, direction)
+    before, after = current.mrr, None
+    if settings.ZUORA_PREVIEW_ORDERS:
+        after = preview_after(zuora, order, before)
+    record.mark_step(
+        "order",
+        done=False,
+        attempted=True,
+        target=sorted(target),
+        direction=direction,
+        timing=timing,
+        effective=effective.isoformat(),
+        before=names(current),
+        after=sale.label,
+        currency=sale.currency,
+        mrr_before=str(before),
+        mrr_after=str(after) if after is not None else None,
+    )
+    try:
+        result = zuora.create_order(
+            order, idempotency_key=record.idempotency_key("order"), track_id=f"zkbridge-{record.id}"
+        )
+    except BusinessError as exc:
+        raise NeedsAttention(
+            f"Zuora refused the plan change: {exc.message}",
+            task=f"Zuora refused this deal's plan change: {exc.message}. RevOps will fix it and retry.",
+        ) from None
+    items = sale.subscription_items
+    record.plan_mappings.set({item.mapping for item in items})
+    record.rate_plans.set({item.rate_plan for item in items})
+    record.summary = f"{names(current)} → {sale.label}"[:300]
+    record.save(update_fields=["summary", "updated_at"])
+    record.mark_step("order", order_number=result.order_number)
+
+
+def names(current: Current) -> str:
+    return ", ".join(sorted(p.name for p in current.rate_plans)) or "no plan"
+
+
+def timing_for(direction: str, mapping: PlanMapping | None) -> str:
+    own = (mapping.upgrade_timing if direction == "upgrade" else mapping.downgrade_timing) if mapping else ""
+    return own or (settings.ZKBRIDGE_UPGRADE_TIMING if direction == "upgrade" else settings.ZKBRIDGE_DOWNGRADE_TIMING)
+
+
+def effective_date(timing: str, current: Current, lead: dict, today: dt.date) -> dt.date:
+    if timing == "immediately":
+        return today
+    if timing == "end_of_billing_period":
+        return current.end_of_billing_period(today)
+    day = lead_date(lead, settings.KOMMO_CHANGE_DATE_FIELD_ID, "plan change date")
+    start = current.term_start or current.contract_effective
+    if start and day < start:
+        raise NeedsAttention(
+            f"the plan change date {day} is before the subscription's term start {start}; nothing was sent",
+            task=f"The plan change date on this deal ({day}) is before the subscription started ({start}).",
+        )
+    return day
+
+
+def monthly(plan: ProductRatePlan, currency: str, quantity: Decimal | None, price: Decimal | None) -> Decimal:
+    """A rate plan's MRR from the catalog mirror's list prices (or the mapping's price), to tell an
+    upgrade from a downgrade."""
+    months = {"Month": 1, "Quarter": 3, "Semi_Annual": 6, "Annual": 12}
+    total = Decimal(0)
+    for charge in plan.charges.all():
+        if charge.removed_at or charge.charge_type != "Recurring":
+            continue
+        pricing = charge.price_in(currency) or {}
+        unit = price if price is not None else pricing.get("price")
+        if unit is None and pricing.get("tiers"):
+            unit = pricing["tiers"][0].get("price")
+        amount = Decimal(str(unit or 0))
+        if charge.charge_model != "FlatFee":
+            amount *= quantity or charge.default_quantity or 1
+        total += amount / months.get(charge.billing_period, 1)
+    return total
+
+
+def estimated_mrr(items: list[SaleItem], currency: str) -> Decimal:
+    return sum((monthly(i.rate_plan, currency, i.quantity, i.price) for i in items), Decimal(0))
+
+
+def build_order(
+    record: SyncRecord,
+    current: Current,
+    sale: Sale,
+    target: set[str],
+    timing: str,
+    effective: dt.date,
+    direction: str,
+) -> dict[str, Any]:
+    """One order: ChangePlan when one plan replaces another, else RemoveProduct + AddProduct on one date."""
+    removed = [p for p in current.rate_plans if p.product_rate_plan_id not in target]
+    added = [i for i in sale.subscription_items if i.rate_plan.zuora_id not in current.plan_ids]
+    triggers = [
+        {"name": n, "triggerDate": effective.isoformat()}
+        for n in ("ContractEffective", "ServiceActivation", "CustomerAcceptance")
+    ]
+    actions: list[dict[str, Any]] = []
+    if len(removed) == 1 and len(added) == 1:
+        actions.append(
+            {
+                "type": "ChangePlan",
+                "triggerDates": triggers,
+                "changePlan": {
+                    "ratePlanId": removed[0].id,
+                    "productRatePlanId": removed[0].product_rate_plan_id,
+                    "subType": "Upgrade" if direction == "upgrade" else "Downgrade",
+                    "effectivePolicy": POLICY[timing],
+                    "newProductRatePlan": {
+                        "productRatePlanId": added[0].rate_plan.zuora_id,
+                        "chargeOverrides": charge_overrides(added[0]),
+                    },
+                },
+            }
+        )
+    else:
+        actions += [
+            {"type": "RemoveProduct", "triggerDates": triggers, "removeProduct": {"ratePlanId": p.id}} for p in removed
+        ]
+        actions += [
+            {
+                "type": "AddProduct",
+                "triggerDates": triggers,
+                "addProduct": {"productRatePlanId": i.rate_plan.zuora_id, "chargeOverrides": charge_overrides(i)},
+            }
+            for i in added
+        ]
+    return {
+        "orderDate": business_today().isoformat(),
+        "existingAccountNumber": current.account_number,
+        "processingOptions": {"runBilling": False, "collectPayment": False},
+        "subscriptions": [{"subscriptionNumber": current.number, "orderActions": actions}],
+    }
+
+
+def preview_after(zuora: ZuoraClient, order: dict, before: Decimal) -> Decimal | None:
+    """The MRR after the change, from Zuora's preview: the charges' cmrr deltas added to the current MRR."""
+    body = {k: v for k, v in order.items() if k != "processingOptions"}
+    body["previewOptions"] = {"previewTypes": ["ChargeMetrics"], "previewThruType": "TermEnd"}
+    try:
+        result = zuora.preview_order(body)
+    except (BusinessError, TransientError, NotFoundError):
+        return None
+    metrics = (result.get("previewResult") or {}).get("chargeMetrics") or []
+    if not metrics:
+        return None
+    return before + metric_sum(metrics, "cmrr", "regularDelta")
+
+
+def update_deal(record: SyncRecord, deal: SyncRecord, zuora: ZuoraClient) -> None:
+    """The subscription's new version into the mirror; the deal's record now names the plans it bills
+    (the plan map's "deals synced" and the legacy report read it)."""
+    refresh(deal.zuora_subscription_number, record.kommo_lead_id, zuora)
+    if record.rate_plans.exists():
+        deal.rate_plans.set(record.rate_plans.all())
+        deal.plan_mappings.set(record.plan_mappings.all())
+    record.mark_step("refresh")
+
+
+def note_text(record: SyncRecord) -> str:
+    order = record.step_data("order")
+    when = order.get("effective")
+    said = SAID.get(order.get("timing", ""), "")
+    text = (
+        f"Zuora: plan change on {record.zuora_subscription_number}: {order.get('before')} → {order.get('after')}, "
+        f"effective {when} ({order.get('direction')}, {said})"
+    )
+    currency = order.get("currency") or settings.ZKBRIDGE_DEFAULT_CURRENCY
+    if order.get("mrr_after") is not None and order.get("mrr_before") is not None:
+        text += f"; MRR {format_money(order['mrr_before'], currency)} → {format_money(order['mrr_after'], currency)}"
+    return text

@@ -1,0 +1,73 @@
+"""Which Kommo lead events become which lifecycle records. Called by the web hook view, inside the
+transaction that stores the delivery: database reads only, no call to Kommo or Zuora.
+
+Only deals zkbridge billed (a successful won sync with a subscription) get lifecycle records; every other
+lead's edits are none of zkbridge's business. The event is a hint: each flow re-reads the lead and acts
+on its state then, so an old event arriving late never rolls a newer change back.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from sync.lifecycle.subscription import churned
+from sync.models import SyncRecord, WebhookEvent
+from sync.records import ensure_record, pace
+from sync.webhooks.kommo import LeadEvent
+
+UNDONE = (SyncRecord.Status.CANCELLED, SyncRecord.Status.IGNORED, SyncRecord.Status.RESOLVED)
+
+
+def kind_for(event: LeadEvent) -> str | None:
+    if churned(event.status_id):
+        return SyncRecord.Kind.CANCELLATION
+    if event.status_id != settings.KOMMO_WON_STATUS_ID:
+        return None
+    last = (
+        SyncRecord.objects.filter(
+            kommo_lead_id=event.lead_id, kind__in=(SyncRecord.Kind.CANCELLATION, SyncRecord.Kind.REOPENING)
+        )
+        .exclude(status__in=UNDONE)
+        .order_by("-id")
+        .first()
+    )
+    if last is not None and last.kind == SyncRecord.Kind.CANCELLATION:
+        return SyncRecord.Kind.REOPENING  # Won again after a cancellation: undo it
+    return SyncRecord.Kind.PLAN_CHANGE
+
+
+def lifecycle_records(events: list[LeadEvent], event: WebhookEvent, source: str) -> int:
+    """Create the lifecycle records a delivery asks for; returns how many are new. A record of the same
+    kind still waiting for a worker covers a newer event too (it re-reads the lead when it runs)."""
+    latest: dict[int, LeadEvent] = {}
+    for item in events:
+        if item.action in ("status", "update", "add"):
+            latest[item.lead_id] = item
+    if not latest:
+        return 0
+    deals = SyncRecord.objects.filter(
+        kind=SyncRecord.Kind.DEAL_WON, status=SyncRecord.Status.SUCCEEDED, kommo_lead_id__in=list(latest)
+    ).exclude(zuora_subscription_number="")
+    created = 0
+    for deal in deals:
+        item = latest[deal.lead_id]
+        kind = kind_for(item)
+        if kind is None:
+            continue
+        waiting = SyncRecord.objects.filter(kind=kind, kommo_lead_id=deal.lead_id, status__in=SyncRecord.RUNNABLE)
+        if waiting.exists():
+            continue
+        record, new = ensure_record(
+            kind,
+            f"{kind}:{deal.lead_id}:{event.id}",
+            enqueue=False,
+            kommo_lead_id=deal.lead_id,
+            zuora_account_number=deal.zuora_account_number,
+            zuora_subscription_number=deal.zuora_subscription_number,
+            payload=item.entity,
+            source_event=event,
+        )
+        if new:
+            pace(record, source)
+        created += new
+    return created
