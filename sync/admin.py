@@ -191,8 +191,39 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
             "show_delete": False,
             "repairs": self.repairs_for(record) if record is not None and can_repair else [],
             "timeline": self.timeline(record) if record is not None else "",
+            "history": self.deal_history(record) if record is not None else "",
         }
         return super().change_view(request, object_id, form_url, extra)
+
+    @staticmethod
+    def deal_history(record: SyncRecord) -> str:
+        """The deal's life in zkbridge: its won sync and every change after it, oldest first."""
+        if record.kommo_lead_id is None:
+            return ""
+        kinds = (SyncRecord.Kind.DEAL_WON, *SyncRecord.LIFECYCLE)
+        others = SyncRecord.objects.filter(kommo_lead_id=record.kommo_lead_id, kind__in=kinds).order_by("id")[:50]
+        if len(others) < 2:
+            return ""
+        rows = format_html_join(
+            "",
+            '<tr><td>{}</td><td><a href="../../{}/change/">{}</a>{}</td><td>{}</td><td class="zk-wrap">{}</td></tr>',
+            (
+                (
+                    f"{timezone.localtime(r.created_at):%Y-%m-%d %H:%M}",
+                    r.id,
+                    r.get_kind_display(),
+                    " (this record)" if r.id == record.id else "",
+                    r.get_status_display(),
+                    r.summary or r.reason[:200],
+                )
+                for r in others
+            ),
+        )
+        return format_html(
+            '<table class="zk-timeline"><thead><tr><th>when</th><th>what</th><th>outcome</th><th>detail</th>'
+            "</tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @staticmethod
     def repairs_for(record: SyncRecord) -> list[dict[str, str]]:
@@ -407,4 +438,5 @@ class UsageRecordAdmin(admin.ModelAdmin):
         return False
 
 
+from sync.lifecycle import admin as lifecycle_admin  # noqa: E402,F401  (the subscription list)
 from sync.reconcile import admin as reconcile_admin  # noqa: E402,F401  (registers the reconciliation report)

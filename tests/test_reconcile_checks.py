@@ -146,7 +146,9 @@ def test_fields_are_not_compared_when_not_configured(settings):
 def test_another_plan_than_the_mapping_says():
     [row] = checks.compare(billed(plans_of={"s1": ["p-future"]}))
     assert (row.kind, row.action) == ("wrong_plan", "apply_plan")
-    assert row.detail == "the deal's plan maps to Platform / Growth; the current Zuora version (v1) bills Platform / Next"
+    assert (
+        row.detail == "the deal's plan maps to Platform / Growth; the current Zuora version (v1) bills Platform / Next"
+    )
 
 
 def test_a_retired_plan_is_reported_but_not_one_that_is_not_yet_effective():

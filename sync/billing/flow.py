@@ -9,13 +9,20 @@ from __future__ import annotations
 from sync.billing.rules import due_at, place, render
 from sync.clients.kommo import KommoClient
 from sync.flows import Ignored, NeedsAttention, flow, write_note_once
+from sync.lifecycle.subscription import refresh
 from sync.models import BillingEventRule, SyncRecord
 from sync.webhooks.zuora import BillingEvent
+
+SUBSCRIPTION_EVENTS = {"SubscriptionRenewed", "SubscriptionCanceled", "SubscriptionAmended", "OrderProcessed"}
 
 
 @flow(SyncRecord.Kind.BILLING_EVENT)
 def billing_event(record: SyncRecord) -> None:
     event = BillingEvent(**record.payload["event"])
+    if event.event_type in SUBSCRIPTION_EVENTS and event.subscription_number and not record.step_done("mirror"):
+        # Renewals, cancellations and amendments change the subscription's current version: re-read it.
+        refresh(event.subscription_number)
+        record.mark_step("mirror")
     rule = BillingEventRule.objects.filter(event_type=event.event_type, active=True).first()
     if rule is None:
         raise Ignored(f"no active rule for Zuora event '{event.event_type}': stored, nothing sent to Kommo")

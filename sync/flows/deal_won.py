@@ -21,6 +21,7 @@ from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, flow, write_note_once
 from sync.flows.customer import Customer, resolve_customer
 from sync.flows.sale import Sale, charge_overrides, line_items, resolve_sale, subscription_terms
+from sync.lifecycle.subscription import mirror_new
 from sync.locks import named_lock
 from sync.models import SyncRecord
 from sync.money import format_money
@@ -108,6 +109,10 @@ def place_order(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead
         items = sale.subscription_items + sale.one_time_items
         record.plan_mappings.set({item.mapping for item in items})
         record.rate_plans.set({item.rate_plan for item in items})
+        if subscription:
+            mirror_new(
+                subscription, result.account_number, record.lead_id, subscription_terms(sale), sale.contract_date
+            )
         save_order_step(
             record,
             result.account_number,

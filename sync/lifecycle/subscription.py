@@ -236,3 +236,60 @@ def lead_date(lead: dict, field_id: int | None, what: str) -> dt.date:
 
 def churned(status_id: int | None) -> bool:
     return status_id is not None and status_id in settings.ZKBRIDGE_CHURN_STATUS_IDS
+
+
+def mirror_new(number: str, account_number: str, lead_id: int, terms: dict, start: dt.date) -> None:
+    """A subscription the won flow just created, mirrored from the order zkbridge sent (no extra call):
+    the daily refresh and Zuora's callouts keep it current from then on."""
+    initial = terms.get("initialTerm") or {}
+    termed = initial.get("termType") == "TERMED"
+    Subscription.objects.update_or_create(
+        number=number,
+        defaults={
+            "account_number": account_number,
+            "kommo_lead_id": lead_id,
+            "version": 1,
+            "status": "Active",
+            "term_type": initial.get("termType") or "",
+            "term_start": start,
+            "term_end": add_months(start, int(initial.get("period") or 12)) if termed else None,
+            "auto_renew": terms.get("autoRenew"),
+            "refreshed_at": timezone.now(),
+        },
+    )
+
+
+def refresh_all(progress=None) -> int:
+    """The daily refresh: every billed deal's subscription, current versions only, in bulk (ZOQL pages of
+    2,000), never one call per subscription. Returns how many rows it updated."""
+    from sync.flows.deal_won import LEAD_FIELD
+
+    zuora = ZuoraClient.from_settings()
+    accounts = {a["Id"]: a.get("AccountNumber") or "" for a in zuora.zoql("select Id, AccountNumber from Account")}
+    updated = 0
+    for row in zuora.zoql(
+        f"select Id, Name, Version, AccountId, Status, TermType, TermStartDate, TermEndDate, AutoRenew, "
+        f"SubscriptionEndDate, {LEAD_FIELD} from Subscription where {LEAD_FIELD} != null and Status != 'Expired'"
+    ):
+        lead = str(row.get(LEAD_FIELD) or "")
+        Subscription.objects.update_or_create(
+            number=row["Name"],
+            defaults={
+                "account_number": accounts.get(row.get("AccountId"), ""),
+                "kommo_lead_id": int(lead) if lead.isdigit() else None,
+                "version": int(row.get("Version") or 1),
+                "status": row.get("Status") or "",
+                "term_type": row.get("TermType") or "",
+                "term_start": _date(row.get("TermStartDate")),
+                "term_end": _date(row.get("TermEndDate")),
+                "auto_renew": row.get("AutoRenew"),
+                "ends_on": _date(row.get("SubscriptionEndDate")),
+                "refreshed_at": timezone.now(),
+            },
+        )
+        updated += 1
+    return updated
+
+
+def scheduled_refresh() -> str:
+    return f"{refresh_all()} subscription(s) refreshed"

@@ -1,0 +1,416 @@
+"""After Won, end to end over real HTTP: a salesperson edits a billed deal in the Kommo emulator, Kommo's
+lead `update` / `status` web hooks reach zkbridge on a live server, and the flows change the existing
+Zuora subscription in the Zuora emulator — which keeps versions, charged-through dates, credits and
+prorations as Zuora does, so each test can prove what was (and was not) prorated."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+import requests
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from catalog.models import ProductRatePlan
+from sandbox.models import KTask, KWebhookDelivery, ZOrder, ZSubscription
+from sync.locks import release, try_lock
+from sync.models import Discrepancy, Subscription, SyncRecord
+from sync.reconcile import run_reconciliation
+from sync.reconcile.fixes import fix
+from sync.records import ensure_record
+from sync.tasks import dispatch_due, run_sync
+from tests.conftest import map_plan
+from zkbridge.business_time import business_today, start_of_business_day
+
+ACME_EXPANSION, SOLO = 24312346, 24312349
+PLAN, CHANGE_DATE, CANCEL_DATE = 881234, 881271, 881270
+
+
+@pytest.fixture
+def billed(catalog):
+    """ACME's expansion deal billed on Starter; Kommo's web hooks for lead edits and stage changes on."""
+    requests.post(
+        f"{catalog.kommo}/api/v4/webhooks",
+        json={"destination": catalog.webhook_url, "settings": ["status_lead", "update_lead"]},
+        headers={"Authorization": f"Bearer {django_settings.SANDBOX_KOMMO_TOKEN}"},
+        timeout=10,
+    ).raise_for_status()
+    catalog.win(ACME_EXPANSION)
+    deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
+    assert deal.status == "succeeded", deal.reason
+    return catalog
+
+
+def edit_lead(env, lead_id: int, **fields) -> None:
+    """A salesperson edits the deal in Kommo (through Kommo's API, which fires the update web hook)."""
+    values = [{"field_id": fid, "values": [{"value": value}]} for fid, value in fields.pop("custom", {}).items()]
+    body = {**fields, **({"custom_fields_values": values} if values else {})}
+    requests.patch(
+        f"{env.kommo}/api/v4/leads/{lead_id}",
+        json=body,
+        headers={"Authorization": f"Bearer {django_settings.SANDBOX_KOMMO_TOKEN}"},
+        timeout=30,
+    ).raise_for_status()
+
+
+def versions(number: str) -> list[ZSubscription]:
+    return list(ZSubscription.objects.filter(subscription_number=number).order_by("version"))
+
+
+def current(number: str) -> ZSubscription:
+    return versions(number)[-1]
+
+
+def number() -> str:
+    return SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}").zuora_subscription_number
+
+
+def records(kind: str) -> list[SyncRecord]:
+    return list(SyncRecord.objects.filter(kind=kind, kommo_lead_id=ACME_EXPANSION).order_by("id"))
+
+
+def change_orders() -> list[ZOrder]:
+    return [o for o in ZOrder.objects.order_by("id") if o.actions]
+
+
+def bill_through(env, day: dt.date) -> None:
+    requests.post(
+        f"{env.url}/sandbox/control/zuora/subscriptions/{number()}/bill",
+        data=json.dumps({"through": day.isoformat()}),
+        timeout=10,
+    ).raise_for_status()
+
+
+def unix(day: dt.date) -> int:
+    return int(start_of_business_day(day).timestamp()) + 12 * 3600
+
+
+# --- the preview in Zuora's shape -------------------------------------------------------------------------
+def test_the_won_note_reads_mrr_from_the_charges_of_zuoras_preview(billed):
+    answer = requests.post(
+        f"{billed.zuora}/v1/orders/preview",
+        json={
+            "orderDate": "2026-11-27",
+            "previewAccountInfo": {"currency": "USD", "billCycleDay": 1},
+            "subscriptions": [
+                {
+                    "orderActions": [
+                        {
+                            "type": "CreateSubscription",
+                            "createSubscription": {
+                                "subscribeToRatePlans": [
+                                    {"productRatePlanId": current(number()).rate_plans[0]["productRatePlanId"]}
+                                ]
+                            },
+                        }
+                    ]
+                }
+            ],
+        },
+        headers=bearer(billed),
+        timeout=10,
+    ).json()
+    [metric] = answer["previewResult"]["chargeMetrics"]
+    assert "cmrr" not in metric and metric["charges"][0]["cmrr"]["regular"] == 300.0  # on each charge, as Zuora
+    assert "$300.00 MRR" in billed.notes(ACME_EXPANSION)[0]
+
+
+def bearer(env) -> dict[str, str]:
+    token = requests.post(
+        f"{env.zuora}/oauth/token",
+        data={
+            "client_id": django_settings.SANDBOX_ZUORA_CLIENT_ID,
+            "client_secret": django_settings.SANDBOX_ZUORA_CLIENT_SECRET,
+            "grant_type": "client_credentials",
+        },
+        timeout=10,
+    ).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- plan changes ------------------------------------------------------------------------------------------
+def test_an_upgrade_applies_immediately_as_one_change_plan_order_on_the_same_subscription(billed):
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Growth"})
+    [record] = records("plan_change")
+    assert record.status == "succeeded", record.reason
+    [v1, v2] = versions(number())
+    assert (v1.status, v2.status, v2.version) == ("Expired", "Active", 2)
+    assert [p["ratePlanName"] for p in v1.rate_plans] == ["Starter"]  # the old version keeps its own plans
+    assert [p["ratePlanName"] for p in v2.rate_plans] == ["Growth"]
+    [order] = change_orders()
+    assert order.actions[0]["type"] == "ChangePlan" and order.actions[0]["effective"] == str(business_today())
+    assert len(billed.subscriptions(ACME_EXPANSION)) == 2 and ZSubscription.objects.count() == 2  # no new one
+    note = billed.notes(ACME_EXPANSION)[-1]
+    assert f"plan change on {number()}: Starter → Growth, effective {business_today()}" in note
+    assert "upgrade, immediately (prorated)" in note and "MRR $300.00 → $1,200.00" in note
+    mirror = Subscription.objects.get(number=number())
+    assert mirror.version == 2 and [p["name"] for p in mirror.rate_plans] == ["Growth"]
+    deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
+    assert [p.name for p in deal.rate_plans.all()] == ["Growth"]  # the deal now names what it is billed on
+
+
+def test_a_downgrade_waits_for_the_end_of_the_billing_period_with_no_proration_and_no_credit(billed):
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Growth"})
+    start = current(number()).term_start_date
+    charged_through = dt.date(start.year + (start.month // 12), start.month % 12 + 1, min(start.day, 28))
+    bill_through(billed, charged_through)
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Starter"})
+    [_, downgrade] = records("plan_change")
+    assert downgrade.status == "succeeded", downgrade.reason
+    [_, order] = change_orders()
+    assert order.actions[0]["effective"] == charged_through.isoformat()
+    assert order.request["subscriptions"][0]["orderActions"][0]["changePlan"]["effectivePolicy"] == (
+        "EffectiveEndOfBillingPeriod"
+    )
+    assert order.credit == 0 and not order.prorated  # aligned to the charged-through date
+    assert "downgrade, at the end of the billing period (no proration, no credit)" in billed.notes(ACME_EXPANSION)[-1]
+    assert [v.status for v in versions(number())] == ["Expired", "Expired", "Active"]
+
+
+def test_a_change_dated_by_the_lead_field(billed, settings):
+    settings.ZKBRIDGE_UPGRADE_TIMING = "date_field"
+    day = business_today() + dt.timedelta(days=40)
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Growth", CHANGE_DATE: unix(day)})
+    [record] = records("plan_change")
+    assert record.status == "succeeded", record.reason
+    [order] = change_orders()
+    assert order.actions[0]["effective"] == day.isoformat()
+    assert order.request["subscriptions"][0]["orderActions"][0]["changePlan"]["effectivePolicy"] == "SpecificDate"
+
+
+def test_a_change_date_before_the_term_start_is_refused_with_the_reason(billed, settings):
+    settings.ZKBRIDGE_UPGRADE_TIMING = "date_field"
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Growth", CHANGE_DATE: unix(dt.date(2020, 1, 1))})
+    [record] = records("plan_change")
+    assert record.status == "needs_attention" and "before the subscription's term start" in record.reason
+    assert change_orders() == [] and len(versions(number())) == 1
+
+
+def test_a_per_mapping_timing_overrides_the_global_one(billed):
+    from catalog.models import PlanMapping
+
+    PlanMapping.objects.filter(kommo_value="Growth", currency="USD").update(upgrade_timing="end_of_billing_period")
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Growth"})
+    [order] = change_orders()
+    assert order.request["subscriptions"][0]["orderActions"][0]["changePlan"]["effectivePolicy"] == (
+        "EffectiveEndOfBillingPeriod"
+    )
+    assert not order.prorated and order.credit == 0
+
+
+def test_a_change_to_an_unmapped_plan_needs_attention_and_sends_nothing(billed):
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Platinum"})
+    [record] = records("plan_change")
+    assert record.status == "needs_attention" and "no plan mapping for plan 'Platinum'" in record.reason
+    assert change_orders() == [] and len(versions(number())) == 1
+    assert any("Platinum" in t.text for t in billed.tasks(ACME_EXPANSION))
+
+
+def test_a_change_to_a_plan_not_yet_effective_needs_attention(billed):
+    map_plan("Enterprise", "Enterprise (2027)")
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Enterprise"})
+    [record] = records("plan_change")
+    assert record.status == "needs_attention" and "Enterprise (2027)" in record.reason
+    assert change_orders() == []
+
+
+def test_an_edit_that_changes_nothing_billable_sends_nothing(billed):
+    notes_before = len(billed.notes(ACME_EXPANSION))
+    edit_lead(billed, ACME_EXPANSION, name="ACME expansion (renamed)")
+    [record] = records("plan_change")
+    assert record.status == "ignored" and "nothing billable changed" in record.reason
+    assert change_orders() == [] and len(billed.notes(ACME_EXPANSION)) == notes_before
+
+
+def test_two_identical_changes_make_one_order_and_an_old_event_never_rolls_back(billed):
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Growth"})
+    first_update = KWebhookDelivery.objects.filter(body__contains="update").order_by("id").last()
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Growth"})  # the same change again
+    assert len(change_orders()) == 1
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Starter"})
+    assert len(change_orders()) == 2
+    # The first update (plan Growth) arrives again, late: the lead is re-read; Starter stays.
+    late = requests.post(billed.webhook_url, data=first_update.body + "&late=1", timeout=10)
+    assert late.status_code == 200 and late.json()["changes"] == 1
+    assert len(change_orders()) == 2
+    assert [p["ratePlanName"] for p in current(number()).rate_plans] == ["Starter"]
+    assert records("plan_change")[-1].status == "ignored"
+
+
+def test_a_change_that_arrives_while_another_is_in_flight_waits_its_turn(billed):
+    held = try_lock(f"subscription:{number()}")  # another worker is changing this subscription
+    try:
+        edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Growth"})
+        [record] = records("plan_change")
+        assert record.status == "retrying" and "in flight" in record.reason
+        assert record.attempts == 0  # waiting is not a failed attempt
+        assert change_orders() == []
+    finally:
+        release(held)
+    SyncRecord.objects.filter(id=record.id).update(next_attempt_at=timezone.now())  # its retry is due
+    dispatch_due()  # the workers' sweep hands the due retry over
+    record.refresh_from_db()
+    assert record.status == "succeeded", record.reason
+    assert len(change_orders()) == 1
+
+
+def test_changes_apply_in_the_order_they_arrived(billed):
+    key = f"plan_change:{ACME_EXPANSION}:x"
+    earlier, _ = ensure_record("plan_change", key, enqueue=False, kommo_lead_id=ACME_EXPANSION)
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Growth"})
+    assert records("plan_change") == [earlier]  # a change still waiting for a worker covers the newer edit
+    SyncRecord.objects.filter(id=earlier.id).update(status="running")  # now a worker has it in hand
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Starter"})
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Growth"})
+    later = records("plan_change")[-1]
+    assert later.id > earlier.id and later.status == "retrying" and f"waits for {key}" in later.reason
+    SyncRecord.objects.filter(id=earlier.id).update(status="pending")
+    assert run_sync(earlier.id) == "succeeded"  # the earlier record re-reads the lead: Growth
+    SyncRecord.objects.filter(id=later.id).update(next_attempt_at=None)
+    assert run_sync(later.id) == "ignored"  # nothing left to change
+    assert len(change_orders()) == 1
+
+
+def test_a_change_on_a_deal_zkbridge_never_billed_needs_attention(billed):
+    record, _ = ensure_record("plan_change", f"plan_change:{SOLO}:x", enqueue=False, kommo_lead_id=SOLO)
+    assert run_sync(record.id) == "needs_attention"
+    record.refresh_from_db()
+    assert "zkbridge never billed Kommo lead" in record.reason and ZOrder.objects.count() == 1
+    edit_lead(billed, SOLO, custom={PLAN: "Growth"})  # an unbilled lead's edits make no records at all
+    assert SyncRecord.objects.filter(kommo_lead_id=SOLO).count() == 1
+
+
+# --- cancellation and reopening ----------------------------------------------------------------------------
+def test_lost_cancels_at_the_end_of_the_current_term_by_default(billed):
+    billed.win(ACME_EXPANSION, status_id=django_settings.KOMMO_LOST_STATUS_ID)
+    [record] = records("cancellation")
+    assert record.status == "succeeded", record.reason
+    sub = current(number())
+    assert sub.status == "Cancelled" and sub.subscription_end_date == sub.term_end_date
+    [order] = change_orders()
+    assert order.actions[0]["policy"] == "EndOfCurrentTerm" and order.credit == 0
+    assert f"billing ends {sub.term_end_date}" in billed.notes(ACME_EXPANSION)[-1]
+    assert Subscription.objects.get(number=number()).ends_on == sub.term_end_date
+
+
+def test_cancel_at_the_end_of_the_last_invoiced_period(billed, settings):
+    settings.ZKBRIDGE_CANCEL_POLICY = "EndOfLastInvoicePeriod"
+    day = current(number()).term_start_date + dt.timedelta(days=31)
+    bill_through(billed, day)
+    billed.win(ACME_EXPANSION, status_id=143)
+    sub = current(number())
+    assert sub.status == "Cancelled" and sub.subscription_end_date == day
+    assert change_orders()[0].credit == 0
+
+
+def test_cancel_on_the_deals_date_and_refuse_one_before_the_start(billed, settings):
+    settings.ZKBRIDGE_CANCEL_POLICY = "SpecificDate"
+    edit_lead(billed, ACME_EXPANSION, custom={CANCEL_DATE: unix(dt.date(2020, 1, 1))})
+    billed.win(ACME_EXPANSION, status_id=143)
+    [record] = records("cancellation")
+    assert record.status == "needs_attention" and "before the subscription's start" in record.reason
+    assert change_orders() == []
+    day = business_today() + dt.timedelta(days=60)
+    edit_lead(billed, ACME_EXPANSION, custom={CANCEL_DATE: unix(day)})  # the salesperson fixes the date
+    assert records("cancellation")[-1].status == "succeeded"
+    assert current(number()).subscription_end_date == day
+    [order] = change_orders()
+    assert order.actions[0]["policy"] == "SpecificDate"
+
+
+def test_the_churn_list_cancels_like_lost(billed, settings):
+    settings.ZKBRIDGE_CHURN_STATUS_IDS = [143, 39402112]
+    billed.win(ACME_EXPANSION, status_id=39402112)
+    assert current(number()).status == "Cancelled"
+
+
+def test_won_again_before_invoicing_undoes_the_cancellation(billed):
+    billed.win(ACME_EXPANSION, status_id=143)
+    assert current(number()).status == "Cancelled"
+    billed.win(ACME_EXPANSION)
+    [record] = records("reopening")
+    assert record.status == "succeeded", record.reason
+    assert [v.status for v in versions(number())] == ["Active"]  # rolled back to the previous version
+    assert change_orders() == []  # the cancellation order is deleted
+    assert "cancellation of" in billed.notes(ACME_EXPANSION)[-1] and "undone" in billed.notes(ACME_EXPANSION)[-1]
+    assert Subscription.objects.get(number=number()).status == "Active"
+
+
+def test_won_again_after_invoicing_needs_a_person_with_zuoras_reason(billed):
+    billed.win(ACME_EXPANSION, status_id=143)
+    bill_through(billed, current(number()).term_start_date + dt.timedelta(days=31))
+    billed.win(ACME_EXPANSION)
+    [record] = records("reopening")
+    assert record.status == "needs_attention" and "have been invoiced" in record.reason
+    assert current(number()).status == "Cancelled"
+    assert KTask.objects.filter(entity_id=ACME_EXPANSION, text__contains="cannot undo its cancellation").exists()
+
+
+# --- reconciliation and renewals ---------------------------------------------------------------------------
+def test_a_subscription_amended_in_zuora_is_one_plan_differs_finding_applied_in_one_click(billed):
+    growth = ProductRatePlan.objects.get(name="Growth")
+    answer = requests.post(  # someone changes the plan in Zuora's UI
+        f"{billed.zuora}/v1/orders",
+        json={
+            "orderDate": str(business_today()),
+            "existingAccountNumber": current(number()).account.account_number,
+            "subscriptions": [
+                {
+                    "subscriptionNumber": number(),
+                    "orderActions": [
+                        {
+                            "type": "ChangePlan",
+                            "changePlan": {
+                                "productRatePlanId": current(number()).rate_plans[0]["productRatePlanId"],
+                                "effectivePolicy": "EffectiveImmediately",
+                                "newProductRatePlan": {"productRatePlanId": growth.zuora_id},
+                            },
+                        }
+                    ],
+                }
+            ],
+        },
+        headers=bearer(billed),
+        timeout=10,
+    ).json()
+    assert answer["success"], answer
+    run = run_reconciliation()
+    assert run.ok
+    kinds = list(run.discrepancies.values_list("kind", flat=True))
+    assert kinds == ["wrong_plan"]  # no "2 subscriptions carry this lead: A-S…, A-S…"
+    [row] = run.discrepancies.all()
+    assert "Growth" in row.detail and "Starter" in row.detail and row.action == "apply_plan"
+    assert fix(row).text == "plan change queued"
+    assert [p["ratePlanName"] for p in current(number()).rate_plans] == ["Starter"]
+    assert Discrepancy.objects.get(id=row.id).fixed_at is not None
+    assert run_reconciliation().summary["discrepancies"] == 0
+
+
+def test_revops_list_the_subscriptions_ending_soon(billed, admin_client):
+    sub = current(number())
+    ZSubscription.objects.filter(id=sub.id).update(term_end_date=business_today() + dt.timedelta(days=20))
+    from sync.lifecycle.subscription import refresh_all
+
+    assert refresh_all() == 1
+    page = admin_client.get("/admin/sync/subscription/?ends_within=30")
+    assert page.status_code == 200 and number().encode() in page.content
+    assert b"ACME" in page.content  # the deal, by name
+    assert number().encode() not in admin_client.get("/admin/sync/subscription/?ends_within=7").content
+
+
+def test_a_renewal_callout_refreshes_the_mirror(billed, settings):
+    settings.ZUORA_CALLOUT_USERNAME, settings.ZUORA_CALLOUT_PASSWORD = "zuora", "callout-password"
+    ZSubscription.objects.filter(id=current(number()).id).update(
+        term_end_date=dt.date(2028, 11, 27), charged_through_date=dt.date(2027, 1, 1)
+    )
+    body = {
+        "eventType": "SubscriptionRenewed",
+        "accountNumber": current(number()).account.account_number,
+        "subscriptionNumber": number(),
+    }
+    answer = requests.post(f"{billed.url}/webhooks/zuora/", json=body, auth=("zuora", "callout-password"), timeout=10)
+    assert answer.status_code == 200, answer.text
+    mirror = Subscription.objects.get(number=number())
+    assert mirror.term_end == dt.date(2028, 11, 27) and mirror.charged_through == dt.date(2027, 1, 1)
