@@ -38,6 +38,10 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("ZKBRIDGE_CSRF_TRUSTED_ORIGINS", "zkbridge.example.com", "must start with https://"),
         ("ZKBRIDGE_HSTS_SECONDS", "-1", "at least 0"),
         ("ZKBRIDGE_LOGIN_FAILURE_LIMIT", "0", "at least 1"),
+        ("ZKBRIDGE_CHURN_STATUS_IDS", "143,142", "names the Won status"),
+        ("ZKBRIDGE_CHURN_STATUS_IDS", "143,lost", "comma-separated whole numbers"),
+        ("ZKBRIDGE_CANCEL_POLICY", "Never", "expected one of EndOfCurrentTerm"),
+        ("ZKBRIDGE_UPGRADE_TIMING", "tomorrow", "expected one of immediately"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_variable(name, value, words):

@@ -181,3 +181,13 @@ def test_legacy_report_counts_subscriptions_on_retiring_plans(revops):
     page = revops.get("/admin/catalog/productrateplan/legacy/").content.decode()
     assert "Growth (2024)" in page and ">3</a>" in page and "Scale (retiring)" in page
     assert "Starter" not in page
+
+
+def test_a_change_timing_on_a_one_time_product_is_refused_with_the_reason(revops):
+    form = {**mapping_form("Onboarding", zuora_id("Onboarding")), "upgrade_timing": "immediately"}
+    answer = revops.post("/admin/catalog/planmapping/add/", form)
+    assert answer.status_code == 200 and "sells one-time products only" in answer.content.decode()
+    assert not PlanMapping.objects.exists()
+    form = {**mapping_form("Growth", GROWTH), "downgrade_timing": "end_of_billing_period"}
+    revops.post("/admin/catalog/planmapping/add/", form)
+    assert PlanMapping.objects.get().downgrade_timing == "end_of_billing_period"

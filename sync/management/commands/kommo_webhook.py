@@ -13,7 +13,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--register", action="store_true", help="subscribe it (status_lead) via Kommo's API")
+        parser.add_argument(
+            "--register", action="store_true", help="subscribe it (status_lead, add_lead, update_lead) via Kommo's API"
+        )
         parser.add_argument("--rotate", action="store_true", help="replace the token; the old one works 24 h more")
 
     def handle(self, *args, register=False, rotate=False, **options):
@@ -31,7 +33,7 @@ class Command(BaseCommand):
                 raise CommandError(problem)
             kommo = KommoClient.from_settings()
             try:
-                kommo.subscribe_webhook(url, ["status_lead", "add_lead"])
+                kommo.subscribe_webhook(url, ["status_lead", "add_lead", "update_lead"])
                 if rotate:
                     kommo.unsubscribe_webhook(old_url)
             except ApiError as exc:
