@@ -22,6 +22,7 @@ z = [
     path("zuora/v1/catalog/products", zuora.catalog_products),
     path("zuora/v1/orders", zuora_orders.orders),
     path("zuora/v1/orders/preview", zuora_orders.orders_preview),
+    path("zuora/v1/orders/subscription/<str:number>", zuora_subscriptions.orders_of_subscription),
     path("zuora/v1/orders/<str:order_number>", zuora_subscriptions.order_detail),
     path("zuora/v1/subscriptions/<str:key>", zuora_subscriptions.subscription_detail),
     path("zuora/object-query/accounts", zuora_query.query_accounts),

@@ -365,3 +365,36 @@ def bill_through(number: str, through: dt.date) -> ZSubscription | None:
     ZOrder.objects.filter(order_number__in=list(numbers)).update(invoiced=True)
     sub.refresh_from_db()
     return sub
+
+
+@zuora_view
+def orders_of_subscription(request: HttpRequest, number: str) -> HttpResponse:
+    """GET /v1/orders/subscription/{subscriptionNumber}: the orders that made the subscription's versions."""
+    if request.method != "GET":
+        return failure(90000045, "Method not allowed", status=405)
+    made = set(ZSubscription.objects.filter(subscription_number=number).values_list("order_number", flat=True))
+    orders = ZOrder.objects.filter(order_number__in=made).order_by("id")
+    return JsonResponse(
+        {
+            "success": True,
+            "orders": [
+                {
+                    "orderNumber": o.order_number,
+                    "orderDate": o.order_date.isoformat(),
+                    "createdDate": o.created.isoformat(),
+                    "subscriptions": [
+                        {
+                            "subscriptionNumber": number,
+                            "orderActions": [
+                                {"type": a.get("type"), "effectiveDate": a.get("effective")}
+                                for a in o.actions
+                                if a.get("subscription") == number
+                            ]
+                            or [{"type": "CreateSubscription"}],
+                        }
+                    ],
+                }
+                for o in orders
+            ],
+        }
+    )

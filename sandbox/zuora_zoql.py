@@ -1,7 +1,8 @@
 """ZOQL in the Zuora emulator: POST /v1/action/query and /v1/action/queryMore (≤ 2000 records a page).
 
 A subset of the language: `select f1, f2 from Object [where cond [and cond]…]` with conditions
-`field = 'v'`, `field != 'v'`, `field = null`, `field != null`. Objects: Account, Subscription, RatePlan.
+`field = 'v'`, `field != 'v'`, `field = null`, `field != null`.
+Objects: Account, Subscription, RatePlan, RatePlanCharge.
 As in Zuora, Subscription and RatePlan rows cover every version of a subscription (earlier versions have
 Status 'Expired'; a RatePlan row belongs to one version's Id) unless the query filters them out.
 """
@@ -77,7 +78,30 @@ def _rate_plans() -> list[dict[str, Any]]:
     return rows
 
 
-OBJECTS = {"account": _accounts, "subscription": _subscriptions, "rateplan": _rate_plans}
+def _rate_plan_charges() -> list[dict[str, Any]]:
+    rows = []
+    for sub in ZSubscription.objects.order_by("id").only("id", "rate_plans", "charged_through_date"):
+        ctd = sub.charged_through_date.isoformat() if sub.charged_through_date else None
+        for index, plan in enumerate(sub.rate_plans):
+            for number, charge in enumerate(plan.get("charges") or []):
+                rows.append(
+                    {
+                        "Id": f"{sub.id}-{index}-{number}",
+                        "RatePlanId": f"{sub.id}-{index}",
+                        "ProductRatePlanChargeId": charge.get("productRatePlanChargeId"),
+                        "ChargedThroughDate": ctd,
+                        "MRR": charge.get("mrr"),
+                    }
+                )
+    return rows
+
+
+OBJECTS = {
+    "account": _accounts,
+    "subscription": _subscriptions,
+    "rateplan": _rate_plans,
+    "rateplancharge": _rate_plan_charges,
+}
 
 
 def _run(query: str) -> list[dict[str, Any]]:

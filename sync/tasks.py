@@ -106,6 +106,24 @@ def cause_gone(record: SyncRecord) -> None:
         fixed_at=timezone.now()
     )
     close_attention_task(record)
+    if record.kind in SyncRecord.LIFECYCLE:
+        supersede(record)
+
+
+def supersede(record: SyncRecord) -> None:
+    """A later change of the same kind went through (it re-read the deal): earlier ones that needed
+    attention are resolved by it, and their Kommo tasks completed, rather than left open forever."""
+    stale = SyncRecord.objects.filter(
+        kommo_lead_id=record.kommo_lead_id,
+        kind=record.kind,
+        id__lt=record.id,
+        status__in=(SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED),
+    )
+    ids = list(stale.values_list("id", flat=True))
+    reason = f"superseded by {record.key}, which applied the deal's current state"
+    SyncRecord.objects.filter(id__in=ids).transition("resolve", finished_at=timezone.now(), reason=reason)
+    for old in SyncRecord.objects.filter(id__in=ids, status=SyncRecord.Status.RESOLVED):
+        close_attention_task(old, f"resolved: {reason}")
 
 
 FINAL = (SyncRecord.Status.SUCCEEDED, SyncRecord.Status.RESOLVED, SyncRecord.Status.CANCELLED)

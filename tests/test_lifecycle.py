@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from catalog.models import ProductRatePlan
-from sandbox.models import KTask, KWebhookDelivery, ZOrder, ZSubscription
+from sandbox.models import Fault, KTask, KWebhookDelivery, ZIdempotency, ZOrder, ZSubscription
 from sync.locks import release, try_lock
 from sync.models import Discrepancy, Subscription, SyncRecord
 from sync.reconcile import run_reconciliation
@@ -314,8 +314,11 @@ def test_cancel_on_the_deals_date_and_refuse_one_before_the_start(billed, settin
     assert change_orders() == []
     day = business_today() + dt.timedelta(days=60)
     edit_lead(billed, ACME_EXPANSION, custom={CANCEL_DATE: unix(day)})  # the salesperson fixes the date
-    assert records("cancellation")[-1].status == "succeeded"
-    assert current(number()).subscription_end_date == day
+    [first, fixed] = records("cancellation")
+    assert fixed.status == "succeeded" and current(number()).subscription_end_date == day
+    assert first.status == "resolved" and f"superseded by {fixed.key}" in first.reason  # its task is closed
+    [task] = billed.tasks(ACME_EXPANSION)
+    assert task.is_completed and "superseded" in task.result
     [order] = change_orders()
     assert order.actions[0]["policy"] == "SpecificDate"
 
@@ -391,9 +394,13 @@ def test_a_subscription_amended_in_zuora_is_one_plan_differs_finding_applied_in_
 def test_revops_list_the_subscriptions_ending_soon(billed, admin_client):
     sub = current(number())
     ZSubscription.objects.filter(id=sub.id).update(term_end_date=business_today() + dt.timedelta(days=20))
+    bill_through(billed, business_today() + dt.timedelta(days=5))
     from sync.lifecycle.subscription import refresh_all
 
-    assert refresh_all() == 1
+    assert refresh_all() == 1  # in bulk: current versions, their rate plans and charges
+    mirror = Subscription.objects.get(number=number())
+    assert mirror.term_end == business_today() + dt.timedelta(days=20)
+    assert mirror.charged_through == business_today() + dt.timedelta(days=5)
     page = admin_client.get("/admin/sync/subscription/?ends_within=30")
     assert page.status_code == 200 and number().encode() in page.content
     assert b"ACME" in page.content  # the deal, by name
@@ -414,3 +421,55 @@ def test_a_renewal_callout_refreshes_the_mirror(billed, settings):
     assert answer.status_code == 200, answer.text
     mirror = Subscription.objects.get(number=number())
     assert mirror.term_end == dt.date(2028, 11, 27) and mirror.charged_through == dt.date(2027, 1, 1)
+
+
+# --- resumable and idempotent like the won flow ---------------------------------------------------------------
+def answers_lost_then_keys_forgotten(env, method: str, path: str):
+    """Zuora does the work but every answer is lost; a retry comes after Zuora forgot the Idempotency-Key
+    (24 hours): only the current-state check before writing prevents a second order."""
+    return env.fault("zuora", "drop_after_commit", path, method=method)
+
+
+def forget_and_heal() -> None:
+    Fault.objects.all().delete()
+    ZIdempotency.objects.all().delete()
+
+
+def test_a_change_order_whose_answer_was_lost_is_found_not_sent_twice(billed):
+    answers_lost_then_keys_forgotten(billed, "POST", "/v1/orders$")
+    edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Growth"})
+    [record] = records("plan_change")
+    assert record.status == "retrying"
+    assert len(change_orders()) == 1  # Zuora did it; the answer never came back
+    forget_and_heal()
+    SyncRecord.objects.filter(id=record.id).update(next_attempt_at=None)
+    assert run_sync(record.id) == "succeeded"
+    record.refresh_from_db()
+    assert record.step_data("order")["found"] and len(change_orders()) == 1 and len(versions(number())) == 2
+    assert billed.notes(ACME_EXPANSION)[-1].count("Starter → Growth") == 1
+
+
+def test_a_cancellation_whose_answer_was_lost_is_found_and_a_lost_undo_answer_too(billed):
+    answers_lost_then_keys_forgotten(billed, "POST", "/v1/orders$")
+    billed.win(ACME_EXPANSION, status_id=143)
+    [cancel] = records("cancellation")
+    assert cancel.status == "retrying" and len(change_orders()) == 1
+    forget_and_heal()
+    SyncRecord.objects.filter(id=cancel.id).update(next_attempt_at=None)
+    assert run_sync(cancel.id) == "succeeded" and len(change_orders()) == 1
+    answers_lost_then_keys_forgotten(billed, "DELETE", "/v1/orders/O-")
+    billed.win(ACME_EXPANSION)
+    [reopen] = records("reopening")
+    assert reopen.status == "retrying" and change_orders() == []  # undone; the answer lost
+    forget_and_heal()
+    SyncRecord.objects.filter(id=reopen.id).update(next_attempt_at=None)
+    assert run_sync(reopen.id) == "succeeded", reopen.reason
+    assert [v.status for v in versions(number())] == ["Active"] and change_orders() == []
+
+
+def test_a_reopening_after_the_cancellation_took_effect_needs_a_person(billed):
+    billed.win(ACME_EXPANSION, status_id=143)
+    ZSubscription.objects.filter(id=current(number()).id).update(subscription_end_date=business_today())
+    billed.win(ACME_EXPANSION)
+    [record] = records("reopening")
+    assert record.status == "needs_attention" and "took effect on" in record.reason

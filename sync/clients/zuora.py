@@ -233,6 +233,11 @@ class ZuoraClient(HttpClient):
         """The subscription's latest version, with its rate plans and their charges (charged-through dates)."""
         return self.request("GET", f"/v1/subscriptions/{number}", read_only=True).body or {}
 
+    def orders_of_subscription(self, number: str) -> list[dict]:
+        """The orders that changed a subscription, oldest first."""
+        body = self.request("GET", f"/v1/orders/subscription/{number}").body or {}
+        return sorted(body.get("orders") or [], key=lambda o: (o.get("createdDate") or "", o.get("orderNumber") or ""))
+
     def delete_order(self, order_number: str) -> None:
         """Undo an order: Zuora rolls every subscription it changed back to the previous version."""
         # Safe to repeat: a second DELETE of a deleted order answers 404, which the caller reads as done.

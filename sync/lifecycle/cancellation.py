@@ -59,7 +59,9 @@ def cancel(record: SyncRecord, zuora: ZuoraClient, lead: dict) -> None:
     current = read_current(zuora, record.zuora_subscription_number)
     if current.cancelled:
         if record.step_data("order").get("attempted"):  # our order reached Zuora; its answer was lost
-            record.mark_step("order", found=True, effective=str(current.ends_on))
+            record.mark_step(
+                "order", found=True, effective=str(current.ends_on), order_number=last_cancel_order(zuora, current)
+            )
             return
         raise Ignored(f"{current.number} is already cancelled in Zuora (ends {current.ends_on}); nothing sent")
     policy, effective = cancellation_date(current, lead)
@@ -96,6 +98,15 @@ def cancel(record: SyncRecord, zuora: ZuoraClient, lead: dict) -> None:
     record.summary = f"cancel {current.number} on {effective}"
     record.save(update_fields=["summary", "updated_at"])
     record.mark_step("order", order_number=result.order_number)
+
+
+def last_cancel_order(zuora: ZuoraClient, current: Current) -> str:
+    """The number of the order that cancelled the subscription (to undo it if the deal is won again)."""
+    for order in reversed(zuora.orders_of_subscription(current.number)):
+        for sub in order.get("subscriptions") or []:
+            if any(a.get("type") == "CancelSubscription" for a in sub.get("orderActions") or []):
+                return str(order.get("orderNumber") or "")
+    return ""
 
 
 def cancellation_date(current: Current, lead: dict) -> tuple[str, dt.date]:

@@ -266,11 +266,28 @@ def refresh_all(progress=None) -> int:
 
     zuora = ZuoraClient.from_settings()
     accounts = {a["Id"]: a.get("AccountNumber") or "" for a in zuora.zoql("select Id, AccountNumber from Account")}
-    updated = 0
-    for row in zuora.zoql(
-        f"select Id, Name, Version, AccountId, Status, TermType, TermStartDate, TermEndDate, AutoRenew, "
-        f"SubscriptionEndDate, {LEAD_FIELD} from Subscription where {LEAD_FIELD} != null and Status != 'Expired'"
+    subscriptions = list(
+        zuora.zoql(
+            f"select Id, Name, Version, AccountId, Status, TermType, TermStartDate, TermEndDate, AutoRenew, "
+            f"SubscriptionEndDate, {LEAD_FIELD} from Subscription where {LEAD_FIELD} != null and Status != 'Expired'"
+        )
+    )
+    current = {row["Id"] for row in subscriptions}
+    # Charged-through dates sit on the charges of each version's rate plans: rate plan → subscription.
+    plan_of: dict[str, str] = {}
+    for plan in zuora.zoql("select Id, SubscriptionId from RatePlan"):
+        if plan.get("SubscriptionId") in current:
+            plan_of[plan["Id"]] = plan["SubscriptionId"]
+    charged: dict[str, dt.date] = {}
+    for charge in zuora.zoql(
+        "select RatePlanId, ChargedThroughDate from RatePlanCharge where ChargedThroughDate != null"
     ):
+        owner = plan_of.get(charge.get("RatePlanId") or "")
+        day = _date(charge.get("ChargedThroughDate"))
+        if owner and day and (owner not in charged or day > charged[owner]):
+            charged[owner] = day
+    updated = 0
+    for row in subscriptions:
         lead = str(row.get(LEAD_FIELD) or "")
         Subscription.objects.update_or_create(
             number=row["Name"],
@@ -284,6 +301,7 @@ def refresh_all(progress=None) -> int:
                 "term_end": _date(row.get("TermEndDate")),
                 "auto_renew": row.get("AutoRenew"),
                 "ends_on": _date(row.get("SubscriptionEndDate")),
+                "charged_through": charged.get(row["Id"]),
                 "refreshed_at": timezone.now(),
             },
         )
