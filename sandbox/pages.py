@@ -6,7 +6,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from sandbox.kommo import WON, set_status
+from sandbox.demo import PLAN_FIELD
+from sandbox.kommo import LOST, WON, set_status
 from sandbox.models import KLead, KNote, KTask, KWebhook, ZAccount, ZSubscription
 
 STAGES = {39402112: "Negotiation", 142: "Won", 143: "Lost"}
@@ -35,7 +36,34 @@ def kommo_home(request: HttpRequest) -> HttpResponse:
                 "tasks": tasks.get(lead.id, []),
             }
         )
-    return render(request, "sandbox/kommo.html", {"rows": rows, "hooks": KWebhook.objects.all(), "WON": WON})
+    context = {"rows": rows, "hooks": KWebhook.objects.all(), "WON": WON, "LOST": LOST, "plans": DEMO_PLANS}
+    return render(request, "sandbox/kommo.html", context)
+
+
+DEMO_PLANS = ["Starter", "Growth", "Scale", "Platinum"]
+
+
+@require_POST
+def kommo_plan(request: HttpRequest, lead_id: int) -> HttpResponse:
+    """A salesperson changes the deal's plan field: saved, then the lead update web hook fires."""
+    lead = get_object_or_404(KLead, id=lead_id)
+    plan = str(request.POST.get("plan") or "")[:100]
+    fields = [f for f in lead.custom_fields_values or [] if f.get("field_id") != PLAN_FIELD]
+    fields.append(
+        {
+            "field_id": PLAN_FIELD,
+            "field_name": "Plan",
+            "field_code": None,
+            "field_type": "select",
+            "values": [{"value": plan}],
+        }
+    )
+    lead.custom_fields_values = fields
+    set_status(lead, lead.status_id, lead.status_id)
+    from sandbox.kommo_webhooks import fire_webhooks
+
+    fire_webhooks("update", lead, lead.status_id)
+    return redirect("sandbox-kommo-home")
 
 
 @require_POST

@@ -37,6 +37,7 @@ z = [
 k = [
     path("kommo/", pages.kommo_home, name="sandbox-kommo-home"),
     path("kommo/demo/leads/<int:lead_id>/move/", pages.kommo_move),
+    path("kommo/demo/leads/<int:lead_id>/plan/", pages.kommo_plan),
     path("kommo/oauth2/access_token", kommo.oauth_token),
     path("kommo/api/v4/leads", kommo.leads),
     path("kommo/api/v4/leads/pipelines", kommo.pipelines),

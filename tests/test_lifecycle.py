@@ -473,3 +473,13 @@ def test_a_reopening_after_the_cancellation_took_effect_needs_a_person(billed):
     billed.win(ACME_EXPANSION)
     [record] = records("reopening")
     assert record.status == "needs_attention" and "took effect on" in record.reason
+
+
+def test_the_demo_pages_let_a_stranger_change_the_plan_and_lose_the_deal(billed, client):
+    page = client.get("/sandbox/kommo/")
+    assert b"Change plan" in page.content and b"Move to Lost" in page.content
+    assert client.post(f"/sandbox/kommo/demo/leads/{ACME_EXPANSION}/plan/", {"plan": "Growth"}).status_code == 302
+    assert [p["ratePlanName"] for p in current(number()).rate_plans] == ["Growth"]
+    client.post(f"/sandbox/kommo/demo/leads/{ACME_EXPANSION}/move/", {"status_id": 143})
+    assert current(number()).status == "Cancelled"
+    assert b" v3 (Cancelled, ends " in client.get("/sandbox/zuora/").content
