@@ -23,6 +23,7 @@ VIEW = [
     "sync.view_billingeventrule",
     "sync.view_reconciliationrun",
     "sync.view_discrepancy",
+    "sync.view_subscription",  # renewals: subscriptions ending soon
 ]
 EDIT = [
     "catalog.add_planmapping",
