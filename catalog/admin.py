@@ -184,13 +184,23 @@ class ProductRatePlanAdmin(ReadOnlyMirror):
             .annotate(subscriptions=deals_billed(), mappings_count=Count("mappings", distinct=True))
             .order_by("effective_end", "product__name", "name")
         )
+        listed = list(plans)
+        status_of = contributions.migration_status
+        migration = status_of([p.zuora_id for p in listed]) if status_of else {}
         rows = [
-            {"plan": p, "status": status_label(p, day), "subscriptions": p.subscriptions, "mappings": p.mappings_count}
-            for p in plans
+            {
+                "plan": p,
+                "status": status_label(p, day),
+                "subscriptions": p.subscriptions,
+                "mappings": p.mappings_count,
+                "migration": migration.get(p.zuora_id),
+            }
+            for p in listed
         ]
         context = {
             **self.admin_site.each_context(request),
-            "title": "Legacy and retiring rate plans",
+            "title": "Legacy and retiring rate plans: the migration dashboard",
+            "migrations": contributions.migration_status is not None,
             "rows": rows,
             "horizon": horizon,
             "opts": self.model._meta,

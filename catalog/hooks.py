@@ -19,6 +19,9 @@ class Contributions:
     deals_billed: Callable[[], Expression] | None = None
     # Starts a catalog sync in the background; takes who asked.
     start_catalog_sync: Callable[[str], None] | None = None
+    # For the legacy report: each rate plan id → how its subscribers' migration stands
+    # ({"remaining", "scheduled", "moved_this_month", "failures": [(record id, text)], "rule"}).
+    migration_status: Callable[[list[str]], dict[str, dict]] | None = None
 
 
 contributions = Contributions()

@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "zuora_usage_polls_before_done": 1,
     # The embedded demo imported its plan map (first run only; `dev.py demo --reset` forgets it).
     "demo_connected": False,
+    # The tenant's notification (communication) profiles; a new account gets the first.
+    "zuora_communication_profiles": ["CP-STANDARD", "CP-SILENT"],
 }
 
 

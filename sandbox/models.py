@@ -122,6 +122,8 @@ class ZAccount(models.Model):
     bill_to = models.JSONField(default=dict)
     sold_to = models.JSONField(default=dict)
     status = models.CharField(max_length=20, default="Active")
+    # Which notifications the account's contacts get (Zuora's communicationProfileId).
+    communication_profile_id = models.CharField(max_length=40, default="CP-STANDARD")
     created = models.DateTimeField(auto_now_add=True)
 
 
@@ -171,6 +173,8 @@ class ZOrder(models.Model):
     # charge starts or stops mid billing period (a prorated partial period).
     credit = models.DecimalField(max_digits=14, decimal_places=2, default=0)
     prorated = models.BooleanField(default=False)
+    # The account's communication profile when the order ran: notifications went out unless it was silent.
+    communication_profile_id = models.CharField(max_length=40, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
 

@@ -25,6 +25,11 @@ z = [
     path("zuora/v1/orders/subscription/<str:number>", zuora_subscriptions.orders_of_subscription),
     path("zuora/v1/orders/<str:order_number>", zuora_subscriptions.order_detail),
     path("zuora/v1/subscriptions/<str:key>", zuora_subscriptions.subscription_detail),
+    path(
+        "zuora/v1/subscriptions/<str:number>/versions/<int:version>/customFields",
+        zuora_subscriptions.version_custom_fields,
+    ),
+    path("zuora/v1/accounts/<str:key>", zuora_subscriptions.update_account),
     path("zuora/object-query/accounts", zuora_query.query_accounts),
     path("zuora/object-query/accounts/<str:key>", zuora_query.query_accounts),
     path("zuora/object-query/subscriptions", zuora_query.query_subscriptions),

@@ -313,10 +313,11 @@ def orders(request: HttpRequest) -> HttpResponse:
         line_items=plan["line_items"],
     )
     order.order_number = f"O-{order.id:08d}"
+    order.communication_profile_id = account.communication_profile_id
     order.actions = [a for change in plan["changes"] for a in change["actions"]]
     order.credit = sum((change["credit"] for change in plan["changes"]), Decimal(0))
     order.prorated = any(change["prorated"] for change in plan["changes"])
-    order.save(update_fields=["order_number", "actions", "credit", "prorated"])
+    order.save(update_fields=["order_number", "actions", "credit", "prorated", "communication_profile_id"])
     created = []
     for change in plan["changes"]:
         version = zuora_subscriptions.apply_change(change, order)

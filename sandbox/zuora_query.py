@@ -29,6 +29,7 @@ def account_json(account: ZAccount) -> dict[str, Any]:
         "status": account.status,
         "billCycleDay": account.bill_cycle_day,
         "paymentTerms": account.payment_term,
+        "communicationProfileId": account.communication_profile_id,
         "createdDate": account.created.isoformat(),
         **account.custom_fields,
     }

@@ -398,3 +398,53 @@ def orders_of_subscription(request: HttpRequest, number: str) -> HttpResponse:
             ],
         }
     )
+
+
+@zuora_view
+def update_account(request: HttpRequest, key: str) -> HttpResponse:
+    """PUT /v1/accounts/{key}: here, the account's communication profile (and custom fields)."""
+    from sandbox.common import get_setting, json_body
+
+    if request.method != "PUT":
+        return failure(90000045, "Method not allowed", status=405)
+    account = ZAccount.objects.filter(account_number=key).first()
+    if account is None:
+        return failure(50000040, f"Account {key} does not exist", status=404)
+    try:
+        body = json_body(request)
+    except ValueError:
+        return failure(50000090, "Malformed JSON in request body", status=400)
+    if not isinstance(body, dict):
+        return failure(50000090, "The body must be an object", status=400)
+    profile = body.get("communicationProfileId")
+    if profile is not None:
+        if profile not in get_setting("zuora_communication_profiles"):
+            return failure(50000040, f"Invalid communicationProfileId {profile!r}")
+        account.communication_profile_id = profile
+    custom = {k: v for k, v in body.items() if k.endswith("__c")}
+    account.custom_fields = {**account.custom_fields, **custom}
+    account.save(update_fields=["communication_profile_id", "custom_fields"])
+    return JsonResponse({"success": True})
+
+
+@zuora_view
+def version_custom_fields(request: HttpRequest, number: str, version: int) -> HttpResponse:
+    """PUT /v1/subscriptions/{number}/versions/{version}/customFields: custom fields of one version, changed
+    in place (no new version), as Zuora does."""
+    from sandbox.common import json_body
+
+    if request.method != "PUT":
+        return failure(90000045, "Method not allowed", status=405)
+    sub = ZSubscription.objects.filter(subscription_number=number, version=version).first()
+    if sub is None:
+        return failure(SUBSCRIPTIONS * 100 + 40, f"Subscription {number} version {version} does not exist", status=404)
+    try:
+        body = json_body(request)
+    except ValueError:
+        return failure(SUBSCRIPTIONS * 100 + 90, "Malformed JSON in request body", status=400)
+    fields = (body or {}).get("customFields") if isinstance(body, dict) else None
+    if not isinstance(fields, dict) or any(not str(k).endswith("__c") for k in fields):
+        return failure(SUBSCRIPTIONS * 100 + 20, "'customFields' must be an object of <name>__c fields")
+    sub.custom_fields = {**sub.custom_fields, **fields}
+    sub.save(update_fields=["custom_fields"])
+    return JsonResponse({"success": True})

@@ -35,6 +35,7 @@ def _accounts() -> list[dict[str, Any]]:
             "Name": a.name,
             "CrmId": a.crm_id or None,
             "Currency": a.currency,
+            "CommunicationProfileId": a.communication_profile_id,
             "Status": a.status,
             "CreatedDate": a.created.isoformat(),
             **a.custom_fields,

@@ -439,4 +439,5 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
 
 from sync.lifecycle import admin as lifecycle_admin  # noqa: E402,F401  (the subscription list)
+from sync.migration import admin as migration_admin  # noqa: E402,F401  (migration rules and runs)
 from sync.reconcile import admin as reconcile_admin  # noqa: E402,F401  (registers the reconciliation report)

@@ -17,6 +17,9 @@ class SyncConfig(AppConfig):
 
         contributions.deals_billed = deals_billed
         contributions.start_catalog_sync = start_in_background
+        from sync.migration.run import migration_status
+
+        contributions.migration_status = migration_status
         from sync.groups import ensure_groups
         from sync.schedules import ensure_schedules
 

@@ -24,6 +24,8 @@ VIEW = [
     "sync.view_reconciliationrun",
     "sync.view_discrepancy",
     "sync.view_subscription",  # renewals: subscriptions ending soon
+    "sync.view_migrationrule",
+    "sync.view_migrationrun",
 ]
 EDIT = [
     "catalog.add_planmapping",
@@ -35,6 +37,8 @@ EDIT = [
     "catalog.add_catalogsyncrun",  # the catalog's "sync now" button
     "sync.change_syncrecord",  # retry, resolve, cancel
     "sync.change_billingeventrule",
+    "sync.add_migrationrule",
+    "sync.change_migrationrule",
 ]
 
 

@@ -233,6 +233,22 @@ class ZuoraClient(HttpClient):
         """The subscription's latest version, with its rate plans and their charges (charged-through dates)."""
         return self.request("GET", f"/v1/subscriptions/{number}", read_only=True).body or {}
 
+    def get_account(self, number: str) -> dict:
+        return self.request("GET", f"/object-query/accounts/{number}").body or {}
+
+    def update_account(self, number: str, changes: dict) -> None:
+        """PUT the changes (a PUT of the same values is harmless to repeat)."""
+        self.request("PUT", f"/v1/accounts/{number}", json_body=changes, read_only=True)
+
+    def update_subscription_fields(self, number: str, version: int, fields: dict) -> None:
+        """Custom fields of one subscription version, changed in place (no new version)."""
+        self.request(
+            "PUT",
+            f"/v1/subscriptions/{number}/versions/{version}/customFields",
+            json_body={"customFields": fields},
+            read_only=True,
+        )
+
     def orders_of_subscription(self, number: str) -> list[dict]:
         """The orders that changed a subscription, oldest first."""
         body = self.request("GET", f"/v1/orders/subscription/{number}").body or {}

@@ -140,4 +140,5 @@ def write_note_once(record: SyncRecord, kommo, entity: str, entity_id: int, text
 from sync.billing import flow as billing_flow  # noqa: E402,F401
 from sync.flows import deal_won  # noqa: E402,F401
 from sync.lifecycle import cancellation, plan_change, reopening  # noqa: E402,F401
+from sync.migration import flow as migration_flow  # noqa: E402,F401
 from sync.usage import flow as usage_flow  # noqa: E402,F401

@@ -60,6 +60,7 @@ class Current:
     auto_renew: bool | None
     charged_through: dt.date | None
     rate_plans: list[RatePlan] = field(default_factory=list)
+    custom: dict[str, Any] = field(default_factory=dict)  # the version's custom fields (Name__c)
 
     @property
     def plan_ids(self) -> set[str]:
@@ -123,6 +124,7 @@ def parse(body: dict) -> Current:
         auto_renew=body.get("autoRenew"),
         charged_through=max(charged) if charged else None,
         rate_plans=plans,
+        custom={k: v for k, v in body.items() if str(k).endswith("__c")},
     )
 
 

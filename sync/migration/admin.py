@@ -1,0 +1,139 @@
+"""Migration rules (edited by RevOps, validated on save) and their runs: a dry run first, exportable as
+CSV, then the run itself. The admin never calls Zuora: both are handed to the workers."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from sync.admin_common import ViewOnlyAdmin
+from sync.models import MigrationRule, MigrationRun
+from sync.records import hand_to_workers
+from zkbridge.business_time import business_today
+
+COLUMNS = ["outcome", "subscription", "account", "lead", "current", "target", "discount", "effective", "reason"]
+
+
+@admin.register(MigrationRule)
+class MigrationRuleAdmin(admin.ModelAdmin):
+    list_display = [
+        "__str__",
+        "source_plan",
+        "target_plan",
+        "alternative_plan",
+        "moment",
+        "starts_on",
+        "active",
+        "runs",
+    ]
+    list_filter = ["active", "moment", "quiet"]
+    autocomplete_fields = ["source_plan", "target_plan", "alternative_plan", "discount_plan"]
+    actions = ["dry_run", "run_now"]
+    fieldsets = [
+        (None, {"fields": ["name", "source_plan", "target_plan", "active", "starts_on"]}),
+        ("When", {"fields": ["moment", "days_ahead", "usage_grace_days"]}),
+        ("The customer's choice", {"fields": ["alternative_plan", "discount_plan", "choice_source", "choice_field"]}),
+        ("Quiet change", {"fields": ["quiet"]}),
+    ]
+
+    @admin.display(description="runs")
+    def runs(self, obj: MigrationRule) -> str:
+        url = reverse("admin:sync_migrationrun_changelist") + f"?rule__id__exact={obj.id}"
+        return format_html('<a href="{}">dry runs and runs</a>', url)
+
+    def _hand_over(self, request, queryset, dry_run: bool) -> None:
+        count = 0
+        for rule in queryset.filter(active=True):
+            count += hand_to_workers(
+                "sync.migration.run.run_for_rule", rule.id, dry_run, recovery="ask again", group="migration"
+            )
+        word = "dry run(s)" if dry_run else "run(s)"
+        messages.info(request, f"{count} {word} handed to the workers; see 'dry runs and runs' in a moment.")
+
+    @admin.action(description="Dry run: list what would move today (the workers read Zuora)")
+    def dry_run(self, request, queryset) -> None:
+        self._hand_over(request, queryset, True)
+
+    @admin.action(description="Run now: move the due subscribers")
+    def run_now(self, request, queryset) -> None:
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        self._hand_over(request, queryset, False)
+
+
+@admin.register(MigrationRun)
+class MigrationRunAdmin(ViewOnlyAdmin):
+    list_display = ["started_at", "day", "kind", "rule", "ok", "moved", "skipped", "failed", "zuora_reads", "csv"]
+    list_filter = ["dry_run", "ok", "rule"]
+    fields = ["day", "kind", "rule", "ok", "error", "summary", "table"]
+    readonly_fields = ["day", "kind", "rule", "ok", "error", "summary", "table"]
+
+    @admin.display(description="kind")
+    def kind(self, obj: MigrationRun) -> str:
+        return "dry run" if obj.dry_run else "run"
+
+    @admin.display(description="moved (or would)")
+    def moved(self, obj: MigrationRun) -> int:
+        return int(obj.summary.get("moved", 0))
+
+    @admin.display(description="skipped")
+    def skipped(self, obj: MigrationRun) -> int:
+        return int(obj.summary.get("skipped", 0))
+
+    @admin.display(description="failed")
+    def failed(self, obj: MigrationRun) -> int:
+        return int(obj.summary.get("failed", 0))
+
+    @admin.display(description="Zuora reads")
+    def zuora_reads(self, obj: MigrationRun) -> int:
+        return int(obj.summary.get("zuora_reads", 0))
+
+    @admin.display(description="export")
+    def csv(self, obj: MigrationRun) -> str:
+        return format_html('<a href="{}">CSV</a>', reverse("admin:sync_migrationrun_csv", args=[obj.id]))
+
+    @admin.display(description="subscriptions")
+    def table(self, obj: MigrationRun) -> str:
+        if not obj.rows:
+            return "none due"
+        head = format_html_join("", "<th>{}</th>", ((c,) for c in COLUMNS))
+        body = format_html_join(
+            "",
+            "<tr>" + "<td>{}</td>" * len(COLUMNS) + "</tr>",
+            ([row.get(c) if row.get(c) not in (None, "") else "" for c in COLUMNS] for row in obj.rows[:2000]),
+        )
+        return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
+
+    def get_urls(self):
+        return [
+            path("<int:run_id>/csv/", self.admin_site.admin_view(self.csv_view), name="sync_migrationrun_csv"),
+            *super().get_urls(),
+        ]
+
+    def csv_view(self, request: HttpRequest, run_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        run = MigrationRun.objects.filter(id=run_id).first()
+        if run is None:
+            return HttpResponse("no such run", status=404, content_type="text/plain")
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        for row in run.rows:
+            writer.writerow([safe_cell(row.get(c)) for c in COLUMNS])
+        response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+        word = "dry-run" if run.dry_run else "run"
+        response["Content-Disposition"] = f'attachment; filename="migration-{word}-{run.day or business_today()}.csv"'
+        return response
+
+
+def safe_cell(value) -> str:
+    """A CSV cell a spreadsheet will not run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text

@@ -1,0 +1,318 @@
+"""The migration run: which subscriptions each active rule moves today, read from Zuora in bulk (ZOQL,
+2,000 rows a page, current versions only), and one plan_migration record per move (the workers send the
+orders). A dry run answers the same rows and creates nothing.
+
+A subscription is due when its moment — term end (termed) or the charged-through date of its legacy
+charges (evergreen, or when the rule says so) — falls within the rule's `days_ahead` days after the run's
+date: the order is then dated on that moment, so nothing is prorated and no credit memo appears. A run
+that dies half-way is simply run again: the record key (subscription + moment) makes each move once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from catalog.models import ProductRatePlan
+from sync.clients.zuora import ZuoraClient
+from sync.flows.deal_won import LEAD_FIELD
+from sync.models import MigrationRule, MigrationRun, SyncRecord, UsageRecord
+from sync.records import ensure_record
+from zkbridge.business_time import business_today
+
+log = logging.getLogger("zkbridge.sync")
+ZOQL_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__c$")
+CHOSEN_WORDS = {"yes", "true", "1", "y"}
+
+
+def _date(value: Any) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(str(value)[:10]) if value else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class Row:
+    """One subscription a rule considered: what would move, when, or why not."""
+
+    subscription: str
+    account: str
+    lead: int | None
+    rule: int
+    current: str
+    target: str
+    effective: str
+    discount: str
+    outcome: str  # move | moved | scheduled | skipped
+    reason: str = ""
+    currency: str = ""
+    chosen: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Tenant:
+    """What the run read from Zuora, once for every rule."""
+
+    subscriptions: dict[str, dict] = field(default_factory=dict)  # current version id → row
+    accounts: dict[str, dict] = field(default_factory=dict)
+    charged_through: dict[str, dt.date] = field(default_factory=dict)  # rate plan id → date
+    plans: dict[str, list[dict]] = field(default_factory=dict)  # product rate plan id → rate plan rows
+    reads: int = 0
+
+
+def read_tenant(zuora: ZuoraClient, rules: list[MigrationRule]) -> Tenant:
+    tenant = Tenant()
+    before = zuora_calls()
+    fields = sorted(
+        {
+            r.choice_field.strip()
+            for r in rules
+            if r.choice_source == "zuora" and ZOQL_FIELD.match(r.choice_field.strip())
+        }
+    )
+    extra = "".join(f", {f}" for f in fields)
+    for row in zuora.zoql(
+        f"select Id, Name, Version, AccountId, Status, TermType, TermEndDate, SubscriptionEndDate, {LEAD_FIELD}"
+        f"{extra} from Subscription where Status != 'Expired'"
+    ):
+        tenant.subscriptions[row["Id"]] = row
+    for account in zuora.zoql("select Id, AccountNumber, Currency from Account"):
+        tenant.accounts[account["Id"]] = account
+    for rule in rules:
+        plan_id = rule.source_plan.zuora_id
+        if plan_id not in tenant.plans:
+            query = f"select Id, SubscriptionId, ProductRatePlanId from RatePlan where ProductRatePlanId = '{plan_id}'"
+            tenant.plans[plan_id] = [p for p in zuora.zoql(query) if p.get("SubscriptionId") in tenant.subscriptions]
+    invoiced = "select RatePlanId, ChargedThroughDate from RatePlanCharge where ChargedThroughDate != null"
+    for charge in zuora.zoql(invoiced):
+        day = _date(charge.get("ChargedThroughDate"))
+        key = charge.get("RatePlanId") or ""
+        if day and (key not in tenant.charged_through or day > tenant.charged_through[key]):
+            tenant.charged_through[key] = day
+    tenant.reads = zuora_calls() - before
+    return tenant
+
+
+def zuora_calls() -> int:
+    from sync.models import ApiCall
+
+    return ApiCall.objects.filter(provider="zuora").count()
+
+
+def chosen(rule: MigrationRule, value: Any) -> bool:
+    """Whether a choice field's value names the rule's alternative."""
+    if not rule.alternative_plan_id or value in (None, ""):
+        return False
+    text = str(value).strip().lower()
+    alternative = rule.alternative_plan
+    assert alternative is not None
+    return text in CHOSEN_WORDS or text in (alternative.zuora_id.lower(), alternative.name.lower())
+
+
+def has_usage(plan: ProductRatePlan) -> bool:
+    return any(c.charge_type == "Usage" and c.removed_at is None for c in plan.charges.all())
+
+
+def queued_change(number: str, day: dt.date, own_key: str) -> str:
+    """A change to the subscription already on its way (zkbridge's own records): never moved over it."""
+    kinds = (SyncRecord.Kind.PLAN_CHANGE, SyncRecord.Kind.PLAN_MIGRATION, SyncRecord.Kind.CANCELLATION)
+    records = SyncRecord.objects.filter(zuora_subscription_number=number, kind__in=kinds).exclude(key=own_key)
+    for record in records.filter(Q(status__in=SyncRecord.OPEN) | Q(status=SyncRecord.Status.SUCCEEDED)):
+        effective = str(record.step_data("order").get("effective") or "")
+        if record.status in SyncRecord.OPEN:
+            return f"another change is in progress ({record.key})"
+        if effective and effective > day.isoformat():
+            return f"a change dated {effective} is already queued ({record.key})"
+    return ""
+
+
+def consider(rule: MigrationRule, tenant: Tenant, day: dt.date) -> list[Row]:
+    """The subscriptions of the rule's legacy plan whose moment falls in its window."""
+    rows: list[Row] = []
+    source, target = rule.source_plan, rule.target_plan
+    usage = has_usage(source)
+    grace = dt.timedelta(days=rule.usage_grace_days if usage else 0)
+    for plan_row in tenant.plans.get(source.zuora_id, []):
+        sub = tenant.subscriptions[plan_row["SubscriptionId"]]
+        account = tenant.accounts.get(sub.get("AccountId") or "", {})
+        ctd = tenant.charged_through.get(plan_row["Id"])
+        termed = sub.get("TermType") == "TERMED" and _date(sub.get("TermEndDate"))
+        if rule.moment == MigrationRule.Moment.TERM_END and termed:
+            moment, moment_said = _date(sub.get("TermEndDate")), "term end"
+        else:
+            moment, moment_said = ctd, "charged-through date"
+        lead = str(sub.get(LEAD_FIELD) or "")
+        choice = sub.get(rule.choice_field.strip()) if rule.choice_source == "zuora" else None
+        picked = chosen(rule, choice)
+        goes_to = rule.alternative_plan if picked and rule.alternative_plan else target
+        row = Row(
+            subscription=sub.get("Name") or "",
+            account=account.get("AccountNumber") or "",
+            lead=int(lead) if lead.isdigit() else None,
+            rule=rule.id,
+            current=str(source),
+            target=str(goes_to),
+            effective=moment.isoformat() if moment else "",
+            discount=str(rule.discount_plan) if picked and rule.discount_plan else "",
+            outcome="move",
+            currency=account.get("Currency") or "",
+            chosen=picked,
+            extra={"moment": moment_said, "rate_plan_id": plan_row["Id"], "version": sub.get("Version")},
+        )
+        if moment is None:
+            continue  # never invoiced yet: its charged-through date decides later
+        ahead = day < moment <= day + dt.timedelta(days=rule.days_ahead)
+        late = usage and grace.days > 0 and day - grace <= moment <= day  # waited for usage, within its grace
+        if not (ahead or late):
+            continue  # not due today
+        key = record_key(row)
+        if sub.get("Status") != "Active" or sub.get("SubscriptionEndDate"):
+            row.outcome, row.reason = "skipped", f"pending cancellation (ends {sub.get('SubscriptionEndDate')})"
+        elif goes_to is not None and row.currency and row.currency not in goes_to.currencies():
+            row.outcome, row.reason = "skipped", f"'{goes_to}' has no price in {row.currency}"
+        elif reason := queued_change(row.subscription, day, key):
+            row.outcome, row.reason = "skipped", reason
+        elif usage and not final_usage_arrived(row.subscription, moment):
+            if moment + grace > day or grace.days == 0:
+                row.outcome = "skipped"
+                row.reason = f"waiting for the final period's usage (through {moment - dt.timedelta(days=1)})"
+            else:
+                row.extra["without_final_usage"] = True
+                row.reason = f"moved without the final period's usage after {grace.days} day(s) of grace"
+        rows.append(row)
+    return rows
+
+
+def final_usage_arrived(subscription: str, moment: dt.date) -> bool:
+    """Usage for the final period's last day is in zkbridge's ledger."""
+    last_day = moment - dt.timedelta(days=1)
+    return UsageRecord.objects.filter(subscription_number=subscription, start_date__gte=last_day).exists()
+
+
+def record_key(row: Row) -> str:
+    return f"plan_migration:{row.subscription}:{row.effective}"
+
+
+def run_migrations(day: dt.date | None = None, *, rule_id: int | None = None, dry_run: bool = False) -> MigrationRun:
+    day = day or business_today()
+    rules = list(
+        MigrationRule.objects.filter(active=True, starts_on__lte=day).select_related(
+            "source_plan", "target_plan", "alternative_plan", "discount_plan"
+        )
+    )
+    if rule_id is not None:
+        rules = [r for r in rules if r.id == rule_id]
+    run = MigrationRun.objects.create(day=day, dry_run=dry_run, rule_id=rule_id)
+    try:
+        tenant = read_tenant(ZuoraClient.from_settings(), rules) if rules else Tenant()
+        rows = [row for rule in rules for row in consider(rule, tenant, day)]
+        rules_by_id = {r.id: r for r in rules}
+        if not dry_run:
+            for row in rows:
+                if row.outcome == "move":
+                    row.outcome = "moved" if schedule(rules_by_id[row.rule], row) else "scheduled"
+        run.rows = [asdict(r) for r in rows]
+        run.summary = summarize(rows, tenant.reads, rules)
+        run.ok = True
+    except Exception as exc:  # the run is a report: say what stopped it, keep what it did
+        log.exception("migration run for %s failed", day)
+        run.error = str(exc)[:2000]
+    run.finished_at = timezone.now()
+    run.save()
+    return run
+
+
+def summarize(rows: list[Row], reads: int, rules: list[MigrationRule]) -> dict[str, int]:
+    failed = SyncRecord.objects.filter(
+        kind=SyncRecord.Kind.PLAN_MIGRATION,
+        status__in=(SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED),
+        payload__rule__in=[r.id for r in rules],
+    ).count()
+    return {
+        "moved": sum(r.outcome in ("move", "moved") for r in rows),
+        "scheduled": sum(r.outcome == "scheduled" for r in rows),
+        "skipped": sum(r.outcome == "skipped" for r in rows),
+        "failed": failed,
+        "zuora_reads": reads,
+    }
+
+
+def schedule(rule: MigrationRule, row: Row) -> bool:
+    """One plan_migration record per subscription and moment; False when an earlier run made it."""
+    _, created = ensure_record(
+        SyncRecord.Kind.PLAN_MIGRATION,
+        record_key(row),
+        kommo_lead_id=row.lead,
+        zuora_account_number=row.account,
+        zuora_subscription_number=row.subscription,
+        summary=f"{row.current} → {row.target} on {row.effective}"[:300],
+        payload={
+            "rule": rule.id,
+            "moment": row.effective,
+            "moment_said": row.extra.get("moment"),
+            "source": rule.source_plan.zuora_id,
+            "target": rule.target_plan.zuora_id,
+            "alternative": rule.alternative_plan.zuora_id if rule.alternative_plan else "",
+            "discount": rule.discount_plan.zuora_id if rule.discount_plan else "",
+            "choice_source": rule.choice_source,
+            "choice_field": rule.choice_field.strip(),
+            "quiet": rule.quiet,
+            "currency": row.currency,
+            "without_final_usage": bool(row.extra.get("without_final_usage")),
+        },
+    )
+    return created
+
+
+def run_for_rule(rule_id: int, dry_run: bool) -> str:
+    """Worker: a run (or dry run) of one rule, asked for from the admin."""
+    run = run_migrations(rule_id=rule_id, dry_run=dry_run)
+    return f"{run}: {run.summary}" if run.ok else f"{run} failed: {run.error}"
+
+
+def scheduled() -> str:
+    run = run_migrations()
+    return f"migration run: {run.summary}" if run.ok else f"migration run failed: {run.error}"
+
+
+def silent_profile() -> str:
+    return settings.ZKBRIDGE_SILENT_COMMUNICATION_PROFILE_ID or ""
+
+
+def migration_status(plan_ids: list[str]) -> dict[str, dict]:
+    """The legacy report's migration columns (registered as a catalog contribution at start-up)."""
+    from sync.models import Subscription
+
+    today = business_today()
+    month = today.replace(day=1)
+    status: dict[str, dict] = {
+        p: {"remaining": 0, "scheduled": 0, "moved_this_month": 0, "failures": [], "rule": "", "rule_id": None}
+        for p in plan_ids
+    }
+    for row in Subscription.objects.filter(status="Active").only("rate_plans"):
+        for plan in {p.get("productRatePlanId") for p in row.rate_plans}:
+            if plan in status:
+                status[plan]["remaining"] += 1
+    moves = SyncRecord.objects.filter(kind=SyncRecord.Kind.PLAN_MIGRATION, payload__source__in=plan_ids)
+    for record in moves.only("id", "status", "payload", "finished_at", "reason", "zuora_subscription_number"):
+        entry = status[record.payload["source"]]
+        if record.status in SyncRecord.OPEN:
+            entry["scheduled"] += 1
+        elif record.status == SyncRecord.Status.SUCCEEDED and record.finished_at and record.finished_at.date() >= month:
+            entry["moved_this_month"] += 1
+        elif record.status in (SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED):
+            entry["failures"].append((record.id, f"{record.zuora_subscription_number}: {record.reason[:120]}"))
+    for rule in MigrationRule.objects.filter(active=True, source_plan__zuora_id__in=plan_ids).select_related(
+        "source_plan"
+    ):
+        status[rule.source_plan.zuora_id].update(rule=str(rule), rule_id=rule.id)
+    return status
