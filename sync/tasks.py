@@ -113,8 +113,10 @@ def cause_gone(record: SyncRecord) -> None:
 def supersede(record: SyncRecord) -> None:
     """A later change of the same kind went through (it re-read the deal): earlier ones that needed
     attention are resolved by it, and their Kommo tasks completed, rather than left open forever."""
+    if record.kind == SyncRecord.Kind.PLAN_MIGRATION or not record.zuora_subscription_number:
+        return  # each migration is its own subscription's move; nothing earlier is covered by it
     stale = SyncRecord.objects.filter(
-        kommo_lead_id=record.kommo_lead_id,
+        zuora_subscription_number=record.zuora_subscription_number,
         kind=record.kind,
         id__lt=record.id,
         status__in=(SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED),

@@ -64,8 +64,17 @@ def test_200_deals_under_20_percent_random_faults_each_end_in_one_subscription_a
     elapsed = stack.wait_for(done_sql, lambda rows: rows[0][0] == DEALS, LIMIT_SECONDS)
     elapsed = time.monotonic() - started
 
-    records = stack.query(f"SELECT kommo_lead_id, attempts, status FROM sync_syncrecord WHERE kommo_lead_id >= {FIRST}")
+    records = stack.query(
+        f"SELECT kommo_lead_id, attempts, status FROM sync_syncrecord WHERE kommo_lead_id >= {FIRST} "
+        "AND kind = 'deal_won'"
+    )
     assert len(records) == DEALS and all(status == "succeeded" for _, _, status in records)
+    # Kommo reports zkbridge's own field writes as lead updates; when a lost PATCH answer made zkbridge write
+    # twice, the report of the first write may come after the deal was billed: it changes nothing.
+    others = stack.query(
+        f"SELECT kind, status FROM sync_syncrecord WHERE kommo_lead_id >= {FIRST} AND kind != 'deal_won'"
+    )
+    assert all(kind == "plan_change" and status == "ignored" for kind, status in others), others
     assert max(attempts for _, attempts, _ in records) <= MAX_ATTEMPTS
     subscriptions: dict[int, int] = {}
     for (fields,) in stack.query("SELECT custom_fields FROM sandbox_zsubscription"):

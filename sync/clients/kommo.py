@@ -253,9 +253,12 @@ class KommoClient(HttpClient):
         answer = self.request("GET", "/api/v4/leads/pipelines")
         return ((answer.body or {}).get("_embedded") or {}).get("pipelines") or [] if answer.status != 204 else []
 
-    def update_lead_fields(self, lead_id: int, values: dict[int, str]) -> None:
+    def update_lead_fields(self, lead_id: int, values: dict[int, str]) -> int | None:
+        """Write lead fields; returns the lead's new updated_at (Kommo's web hook for this edit carries it)."""
         fields = [{"field_id": fid, "values": [{"value": value}]} for fid, value in values.items()]
-        self.request("PATCH", f"/api/v4/leads/{int(lead_id)}", json_body={"custom_fields_values": fields})
+        answer = self.request("PATCH", f"/api/v4/leads/{int(lead_id)}", json_body={"custom_fields_values": fields})
+        stamp = answer.body.get("updated_at") if isinstance(answer.body, dict) else None
+        return int(stamp) if isinstance(stamp, int | str) and str(stamp).isdigit() else None
 
     def notes(self, entity: str, entity_id: int) -> list[dict]:
         """Notes on a lead, contact or company (`entity`: leads, contacts, companies)."""

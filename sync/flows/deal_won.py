@@ -245,15 +245,17 @@ def lead_field_values(account_number: str, subscription_number: str) -> dict[int
 
 def write_lead_fields(record: SyncRecord, kommo: KommoClient) -> None:
     values = lead_field_values(record.zuora_account_number, record.zuora_subscription_number)
+    updated_at = None
     if values:
         try:
-            kommo.update_lead_fields(record.lead_id, values)
+            updated_at = kommo.update_lead_fields(record.lead_id, values)
         except BusinessError as exc:
             raise NeedsAttention(
                 f"Zuora is done, but Kommo refused the lead fields: {exc.message} (check "
                 f"KOMMO_ACCOUNT_FIELD_ID / KOMMO_SUBSCRIPTION_FIELD_ID)"
             ) from None
-    record.mark_step("lead_fields", fields={str(k): v for k, v in values.items()})
+    # updated_at: Kommo reports this write back as a lead `update` web hook; routing knows it for ours.
+    record.mark_step("lead_fields", fields={str(k): v for k, v in values.items()}, updated_at=updated_at)
 
 
 def note_text(record: SyncRecord) -> str:

@@ -36,6 +36,13 @@ def kind_for(event: LeadEvent) -> str | None:
     return SyncRecord.Kind.PLAN_CHANGE
 
 
+def own_write(deal: SyncRecord, item: LeadEvent) -> bool:
+    """The update Kommo reports for zkbridge's own write of the account and subscription fields (same
+    updated_at as Kommo answered that write with): nothing a salesperson changed."""
+    ours = deal.step_data("lead_fields").get("updated_at")
+    return ours is not None and str(item.entity.get("updated_at") or "") == str(ours)
+
+
 def lifecycle_records(events: list[LeadEvent], event: WebhookEvent, source: str) -> int:
     """Create the lifecycle records a delivery asks for; returns how many are new. A record of the same
     kind still waiting for a worker covers a newer event too (it re-reads the lead when it runs)."""
@@ -53,6 +60,8 @@ def lifecycle_records(events: list[LeadEvent], event: WebhookEvent, source: str)
         item = latest[deal.lead_id]
         kind = kind_for(item)
         if kind is None:
+            continue
+        if kind == SyncRecord.Kind.PLAN_CHANGE and own_write(deal, item):
             continue
         waiting = SyncRecord.objects.filter(kind=kind, kommo_lead_id=deal.lead_id, status__in=SyncRecord.RUNNABLE)
         if waiting.exists():

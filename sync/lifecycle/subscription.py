@@ -193,6 +193,8 @@ def billed_deal(record: SyncRecord) -> SyncRecord:
 def in_turn(record: SyncRecord) -> None:
     """Changes to one deal's subscription apply in the order they arrived: an earlier record of the same
     lead that is still open goes first."""
+    if record.kommo_lead_id is None:
+        return  # no deal to order by (the subscription's lock still keeps changes apart)
     earlier = (
         SyncRecord.objects.filter(kommo_lead_id=record.kommo_lead_id, id__lt=record.id, status__in=SyncRecord.OPEN)
         .filter(kind__in=(SyncRecord.Kind.DEAL_WON, *SyncRecord.LIFECYCLE))

@@ -222,6 +222,7 @@ def run_migrations(day: dt.date | None = None, *, rule_id: int | None = None, dr
                     row.outcome = "moved" if schedule(rules_by_id[row.rule], row) else "scheduled"
         run.rows = [asdict(r) for r in rows]
         run.summary = summarize(rows, tenant.reads, rules)
+        run.summary["subscribers"] = {plan: len(found) for plan, found in tenant.plans.items()}
         run.ok = True
     except Exception as exc:  # the run is a report: say what stopped it, keep what it did
         log.exception("migration run for %s failed", day)
@@ -232,11 +233,11 @@ def run_migrations(day: dt.date | None = None, *, rule_id: int | None = None, dr
 
 
 def summarize(rows: list[Row], reads: int, rules: list[MigrationRule]) -> dict[str, int]:
-    failed = SyncRecord.objects.filter(
+    failed_moves = SyncRecord.objects.filter(
         kind=SyncRecord.Kind.PLAN_MIGRATION,
         status__in=(SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED),
-        payload__rule__in=[r.id for r in rules],
-    ).count()
+    )
+    failed = sum(failed_moves.filter(payload__rule=r.id).count() for r in rules)
     return {
         "moved": sum(r.outcome in ("move", "moved") for r in rows),
         "scheduled": sum(r.outcome == "scheduled" for r in rows),
@@ -288,29 +289,34 @@ def silent_profile() -> str:
     return settings.ZKBRIDGE_SILENT_COMMUNICATION_PROFILE_ID or ""
 
 
+def count_move(entry: dict, record: SyncRecord, month: dt.date) -> None:
+    if record.status in SyncRecord.OPEN:
+        entry["scheduled"] += 1
+    elif record.status == SyncRecord.Status.SUCCEEDED and record.finished_at and record.finished_at.date() >= month:
+        entry["moved_this_month"] += 1
+    elif record.status in (SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED):
+        entry["failures"].append((record.id, f"{record.zuora_subscription_number}: {record.reason[:120]}"))
+
+
 def migration_status(plan_ids: list[str]) -> dict[str, dict]:
     """The legacy report's migration columns (registered as a catalog contribution at start-up)."""
-    from sync.models import Subscription
-
     today = business_today()
     month = today.replace(day=1)
     status: dict[str, dict] = {
-        p: {"remaining": 0, "scheduled": 0, "moved_this_month": 0, "failures": [], "rule": "", "rule_id": None}
+        p: {"remaining": None, "scheduled": 0, "moved_this_month": 0, "failures": [], "rule": "", "rule_id": None}
         for p in plan_ids
     }
-    for row in Subscription.objects.filter(status="Active").only("rate_plans"):
-        for plan in {p.get("productRatePlanId") for p in row.rate_plans}:
-            if plan in status:
-                status[plan]["remaining"] += 1
-    moves = SyncRecord.objects.filter(kind=SyncRecord.Kind.PLAN_MIGRATION, payload__source__in=plan_ids)
-    for record in moves.only("id", "status", "payload", "finished_at", "reason", "zuora_subscription_number"):
-        entry = status[record.payload["source"]]
-        if record.status in SyncRecord.OPEN:
-            entry["scheduled"] += 1
-        elif record.status == SyncRecord.Status.SUCCEEDED and record.finished_at and record.finished_at.date() >= month:
-            entry["moved_this_month"] += 1
-        elif record.status in (SyncRecord.Status.NEEDS_ATTENTION, SyncRecord.Status.FAILED):
-            entry["failures"].append((record.id, f"{record.zuora_subscription_number}: {record.reason[:120]}"))
+    # Subscribers still on each plan, as the latest run counted them in Zuora (current versions).
+    for run in MigrationRun.objects.filter(ok=True).order_by("-started_at")[:20]:
+        for plan, count in (run.summary.get("subscribers") or {}).items():
+            if plan in status and status[plan]["remaining"] is None:
+                status[plan]["remaining"] = count
+                status[plan]["counted_on"] = run.day
+    for plan_id in plan_ids:
+        entry = status[plan_id]
+        moves = SyncRecord.objects.filter(kind=SyncRecord.Kind.PLAN_MIGRATION, payload__source=plan_id)
+        for record in moves.only("id", "status", "finished_at", "reason", "zuora_subscription_number").iterator():
+            count_move(entry, record, month)
     for rule in MigrationRule.objects.filter(active=True, source_plan__zuora_id__in=plan_ids).select_related(
         "source_plan"
     ):
