@@ -16,11 +16,20 @@ from django.core.management import CommandError, call_command
 from catalog.models import ProductRatePlan
 from sandbox.models import ZAccount, ZOrder, ZSubscription
 from sync.migration import run as migration_run
-from sync.migration.run import run_migrations
+from sync.migration.run import run_migrations as run_only
 from sync.models import MigrationRule, MigrationRun, SyncRecord, UsageRecord
+from sync.tasks import dispatch_due
 
 SCALE, STARTER, GROWTH, API = "Scale (retiring)", "Starter", "Growth", "API calls (tiered)"
 DAY = dt.date(2026, 12, 19)  # the run's date: tomorrow, 2026-12-20, is the moment of the due subscriptions
+
+
+def run_migrations(day: dt.date, **options) -> MigrationRun:
+    """The run, then the workers' dispatcher hands its records over (django-q2 runs them at once here)."""
+    run = run_only(day, **options)
+    while dispatch_due():
+        pass
+    return run
 
 
 @pytest.fixture
@@ -166,20 +175,21 @@ def test_a_second_run_moves_no_one_twice(legacy):
 
 def test_a_run_killed_half_way_resumes_without_a_duplicate_move(legacy, monkeypatch):
     rule()
-    real_schedule = migration_run.schedule
+    monkeypatch.setattr(migration_run, "SCHEDULE_BATCH", 1)  # one insert per subscription
+    real_new_record = migration_run.new_record
     calls = []
 
     def dies_on_the_second(*args):
         calls.append(args)
         if len(calls) == 2:
             raise SystemError("the worker was killed")
-        return real_schedule(*args)
+        return real_new_record(*args)
 
-    monkeypatch.setattr(migration_run, "schedule", dies_on_the_second)
+    monkeypatch.setattr(migration_run, "new_record", dies_on_the_second)
     killed = run_migrations(DAY)
     assert not killed.ok and "killed" in killed.error
     assert SyncRecord.objects.filter(kind="plan_migration").count() == 1
-    monkeypatch.setattr(migration_run, "schedule", real_schedule)
+    monkeypatch.setattr(migration_run, "new_record", real_new_record)
     resumed = run_migrations(DAY)
     assert [r["outcome"] for r in resumed.rows] == ["moved"]  # the first one had moved before the kill
     assert len(move_orders(legacy.termed)) == 1 and len(move_orders(legacy.evergreen)) == 1

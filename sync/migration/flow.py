@@ -25,7 +25,7 @@ from sync.flows import Ignored, NeedsAttention, flow, write_note_once
 from sync.flows.sale import field_value
 from sync.lifecycle.subscription import Current, read_current, refresh, subscription_turn
 from sync.migration.run import CHOSEN_WORDS
-from sync.models import SyncRecord
+from sync.models import Subscription, SyncRecord
 from zkbridge.business_time import business_today
 
 
@@ -50,7 +50,10 @@ def plan_migration(record: SyncRecord) -> None:
     if record.step_data("order").get("chosen") and not record.step_done("clear_choice"):
         clear_choice(record, zuora)
     if not record.step_done("refresh"):
-        refresh(record.zuora_subscription_number, record.kommo_lead_id, zuora)
+        # The mirror keeps zkbridge's deals (and what it mirrored already); a legacy subscriber nobody
+        # billed through zkbridge is not read back a second time.
+        if record.kommo_lead_id or Subscription.objects.filter(number=record.zuora_subscription_number).exists():
+            refresh(record.zuora_subscription_number, record.kommo_lead_id, zuora)
         update_deal(record)
         record.mark_step("refresh")
     if record.kommo_lead_id and not record.step_done("note"):

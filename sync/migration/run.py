@@ -24,7 +24,6 @@ from catalog.models import ProductRatePlan
 from sync.clients.zuora import ZuoraClient
 from sync.flows.deal_won import LEAD_FIELD
 from sync.models import MigrationRule, MigrationRun, SyncRecord, UsageRecord
-from sync.records import ensure_record
 from zkbridge.business_time import business_today
 
 log = logging.getLogger("zkbridge.sync")
@@ -168,6 +167,8 @@ def consider(rule: MigrationRule, tenant: Tenant, day: dt.date) -> list[Row]:
             chosen=picked,
             extra={"moment": moment_said, "rate_plan_id": plan_row["Id"], "version": sub.get("Version")},
         )
+        if rule.choice_source == "kommo" and rule.alternative_plan:
+            row.target = f"{target} (or {rule.alternative_plan} if the customer chose it in Kommo)"
         if moment is None:
             continue  # never invoiced yet: its charged-through date decides later
         ahead = day < moment <= day + dt.timedelta(days=rule.days_ahead)
@@ -217,9 +218,7 @@ def run_migrations(day: dt.date | None = None, *, rule_id: int | None = None, dr
         rows = [row for rule in rules for row in consider(rule, tenant, day)]
         rules_by_id = {r.id: r for r in rules}
         if not dry_run:
-            for row in rows:
-                if row.outcome == "move":
-                    row.outcome = "moved" if schedule(rules_by_id[row.rule], row) else "scheduled"
+            schedule_all(rules_by_id, [row for row in rows if row.outcome == "move"])
         run.rows = [asdict(r) for r in rows]
         run.summary = summarize(rows, tenant.reads, rules)
         run.summary["subscribers"] = {plan: len(found) for plan, found in tenant.plans.items()}
@@ -247,31 +246,54 @@ def summarize(rows: list[Row], reads: int, rules: list[MigrationRule]) -> dict[s
     }
 
 
-def schedule(rule: MigrationRule, row: Row) -> bool:
-    """One plan_migration record per subscription and moment; False when an earlier run made it."""
-    _, created = ensure_record(
-        SyncRecord.Kind.PLAN_MIGRATION,
-        record_key(row),
+SCHEDULE_BATCH = 500
+
+
+def schedule_all(rules: dict[int, MigrationRule], rows: list[Row]) -> None:
+    """One plan_migration record per subscription and moment, inserted in batches; the key makes a
+    record that an earlier (perhaps killed) run inserted count as scheduled, never twice. The records are
+    due at once: the workers' dispatcher hands them over (200 a second), so a large run never floods the
+    queue in one go, and each batch is committed before the next (a run killed half-way keeps them)."""
+    for start in range(0, len(rows), SCHEDULE_BATCH):
+        batch = rows[start : start + SCHEDULE_BATCH]
+        keys = [record_key(row) for row in batch]
+        existing = set(SyncRecord.objects.filter(key__in=keys).values_list("key", flat=True))
+        SyncRecord.objects.bulk_create(
+            [new_record(rules[row.rule], row) for row in batch if record_key(row) not in existing],
+            ignore_conflicts=True,
+        )
+        for row in batch:
+            row.outcome = "scheduled" if record_key(row) in existing else "moved"
+
+
+def new_record(rule: MigrationRule, row: Row) -> SyncRecord:
+    return SyncRecord(
+        kind=SyncRecord.Kind.PLAN_MIGRATION,
+        key=record_key(row),
         kommo_lead_id=row.lead,
         zuora_account_number=row.account,
         zuora_subscription_number=row.subscription,
         summary=f"{row.current} → {row.target} on {row.effective}"[:300],
-        payload={
-            "rule": rule.id,
-            "moment": row.effective,
-            "moment_said": row.extra.get("moment"),
-            "source": rule.source_plan.zuora_id,
-            "target": rule.target_plan.zuora_id,
-            "alternative": rule.alternative_plan.zuora_id if rule.alternative_plan else "",
-            "discount": rule.discount_plan.zuora_id if rule.discount_plan else "",
-            "choice_source": rule.choice_source,
-            "choice_field": rule.choice_field.strip(),
-            "quiet": rule.quiet,
-            "currency": row.currency,
-            "without_final_usage": bool(row.extra.get("without_final_usage")),
-        },
+        next_attempt_at=timezone.now(),
+        payload=payload_of(rule, row),
     )
-    return created
+
+
+def payload_of(rule: MigrationRule, row: Row) -> dict[str, Any]:
+    return {
+        "rule": rule.id,
+        "moment": row.effective,
+        "moment_said": row.extra.get("moment"),
+        "source": rule.source_plan.zuora_id,
+        "target": rule.target_plan.zuora_id,
+        "alternative": rule.alternative_plan.zuora_id if rule.alternative_plan else "",
+        "discount": rule.discount_plan.zuora_id if rule.discount_plan else "",
+        "choice_source": rule.choice_source,
+        "choice_field": rule.choice_field.strip(),
+        "quiet": rule.quiet,
+        "currency": row.currency,
+        "without_final_usage": bool(row.extra.get("without_final_usage")),
+    }
 
 
 def run_for_rule(rule_id: int, dry_run: bool) -> str:
