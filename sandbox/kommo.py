@@ -45,6 +45,7 @@ LEAD_FIELDS = {
     881260: ("Currency", "text"),
     881270: ("Cancellation date", "date"),
     881271: ("Plan change date", "date"),
+    881280: ("Upgrade choice", "text"),
 }
 PIPELINE_ID = 4520110
 QUERY = DecodeOptions(depth=10, list_limit=1000, parameter_limit=2000)

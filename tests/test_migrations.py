@@ -379,3 +379,23 @@ def test_the_admin_hands_a_dry_run_to_the_workers_and_exports_it(legacy, admin_c
     assert "outcome" in page
     exported = admin_client.get(f"/admin/sync/migrationrun/{run.id}/csv/")
     assert exported.status_code == 200 and exported.content.decode().startswith("outcome,subscription")
+
+
+def test_a_choice_made_on_the_kommo_deal_is_honoured_noted_and_cleared(zuora):
+    lead = 24312346
+    requests.patch(
+        f"{zuora.kommo}/api/v4/leads/{lead}",
+        json={"custom_fields_values": [{"field_id": 881280, "values": [{"value": "Growth"}]}]},
+        headers={"Authorization": f"Bearer {django_settings.SANDBOX_KOMMO_TOKEN}"},
+        timeout=10,
+    ).raise_for_status()
+    number = subscribe(zuora, SCALE, dt.date(2025, 12, 20), custom={"KommoLeadId__c": str(lead)})
+    rule(alternative_plan=plan(GROWTH), choice_source="kommo", choice_field="881280")
+    [row] = run_only(DAY, dry_run=True).rows
+    assert "if the customer chose it in Kommo" in row["target"]
+    run_migrations(DAY)
+    assert plans_of(number) == [GROWTH]
+    fields = {f["field_id"]: f["values"][0]["value"] for f in zuora.lead(lead).custom_fields_values}
+    assert fields[881280] == ""  # cleared for the next refresh
+    assert f"{number} moves from Scale (retiring) to Growth on 2026-12-20" in zuora.notes(lead)[-1]
+    assert "the customer's choice" in zuora.notes(lead)[-1]
