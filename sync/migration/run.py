@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from catalog.models import ProductRatePlan
@@ -121,16 +120,33 @@ def has_usage(plan: ProductRatePlan) -> bool:
     return any(c.charge_type == "Usage" and c.removed_at is None for c in plan.charges.all())
 
 
-def queued_change(number: str, day: dt.date, own_key: str) -> str:
-    """A change to the subscription already on its way (zkbridge's own records): never moved over it."""
-    kinds = (SyncRecord.Kind.PLAN_CHANGE, SyncRecord.Kind.PLAN_MIGRATION, SyncRecord.Kind.CANCELLATION)
-    records = SyncRecord.objects.filter(zuora_subscription_number=number, kind__in=kinds).exclude(key=own_key)
-    for record in records.filter(Q(status__in=SyncRecord.OPEN) | Q(status=SyncRecord.Status.SUCCEEDED)):
-        effective = str(record.step_data("order").get("effective") or "")
-        if record.status in SyncRecord.OPEN:
-            return f"another change is in progress ({record.key})"
+QUEUED_KINDS = (SyncRecord.Kind.PLAN_CHANGE, SyncRecord.Kind.PLAN_MIGRATION, SyncRecord.Kind.CANCELLATION)
+
+
+def changes_on_their_way(numbers: list[str]) -> dict[str, list[tuple[str, str, str]]]:
+    """zkbridge's own changes to these subscriptions that are open or succeeded: number → [(key, status,
+    effective date)]. Read in chunks, not one query per subscription."""
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    wanted = (*SyncRecord.OPEN, SyncRecord.Status.SUCCEEDED)
+    for start in range(0, len(numbers), 1000):
+        records = SyncRecord.objects.filter(
+            kind__in=QUEUED_KINDS, status__in=wanted, zuora_subscription_number__in=numbers[start : start + 1000]
+        ).only("key", "status", "steps", "zuora_subscription_number")
+        for record in records.iterator():
+            effective = str(record.step_data("order").get("effective") or "")
+            found.setdefault(record.zuora_subscription_number, []).append((record.key, record.status, effective))
+    return found
+
+
+def queued_change(changes: list[tuple[str, str, str]], day: dt.date, own_key: str) -> str:
+    """A change to the subscription already on its way: it is never moved over it."""
+    for key, status, effective in changes:
+        if key == own_key:
+            continue
+        if status in SyncRecord.OPEN:
+            return f"another change is in progress ({key})"
         if effective and effective > day.isoformat():
-            return f"a change dated {effective} is already queued ({record.key})"
+            return f"a change dated {effective} is already queued ({key})"
     return ""
 
 
@@ -140,7 +156,10 @@ def consider(rule: MigrationRule, tenant: Tenant, day: dt.date) -> list[Row]:
     source, target = rule.source_plan, rule.target_plan
     usage = has_usage(source)
     grace = dt.timedelta(days=rule.usage_grace_days if usage else 0)
-    for plan_row in tenant.plans.get(source.zuora_id, []):
+    candidates = tenant.plans.get(source.zuora_id, [])
+    numbers = [tenant.subscriptions[p["SubscriptionId"]].get("Name") or "" for p in candidates]
+    on_their_way = changes_on_their_way(numbers)
+    for plan_row in candidates:
         sub = tenant.subscriptions[plan_row["SubscriptionId"]]
         account = tenant.accounts.get(sub.get("AccountId") or "", {})
         ctd = tenant.charged_through.get(plan_row["Id"])
@@ -180,7 +199,7 @@ def consider(rule: MigrationRule, tenant: Tenant, day: dt.date) -> list[Row]:
             row.outcome, row.reason = "skipped", f"pending cancellation (ends {sub.get('SubscriptionEndDate')})"
         elif goes_to is not None and row.currency and row.currency not in goes_to.currencies():
             row.outcome, row.reason = "skipped", f"'{goes_to}' has no price in {row.currency}"
-        elif reason := queued_change(row.subscription, day, key):
+        elif reason := queued_change(on_their_way.get(row.subscription, []), day, key):
             row.outcome, row.reason = "skipped", reason
         elif usage and not final_usage_arrived(row.subscription, moment):
             if moment + grace > day or grace.days == 0:
