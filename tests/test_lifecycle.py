@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 
 import pytest
 import requests
@@ -40,6 +41,8 @@ def billed(catalog):
     catalog.win(ACME_EXPANSION)
     deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
     assert deal.status == "succeeded", deal.reason
+    # Kommo's times are whole seconds: the salesperson's edits come after zkbridge's own field write.
+    time.sleep(max(0.0, deal.step_data("lead_fields")["updated_at"] + 1 - time.time()))
     return catalog
 
 
@@ -498,3 +501,15 @@ def test_kommos_report_of_zkbridges_own_field_write_is_not_a_change(catalog):
     late = requests.post(catalog.webhook_url, data=own.body + "&late=1", timeout=10)
     assert late.status_code == 200 and late.json()["changes"] == 0
     assert SyncRecord.objects.filter(kommo_lead_id=ACME_EXPANSION).count() == 1
+
+
+def test_a_salespersons_change_in_the_same_second_as_zkbridges_write_is_still_seen(catalog):
+    requests.post(
+        f"{catalog.kommo}/api/v4/webhooks",
+        json={"destination": catalog.webhook_url, "settings": ["status_lead", "update_lead"]},
+        headers={"Authorization": f"Bearer {django_settings.SANDBOX_KOMMO_TOKEN}"},
+        timeout=10,
+    ).raise_for_status()
+    catalog.win(ACME_EXPANSION)
+    edit_lead(catalog, ACME_EXPANSION, custom={PLAN: "Growth"})  # most likely within the same second
+    assert [p["ratePlanName"] for p in current(number()).rate_plans] == ["Growth"]

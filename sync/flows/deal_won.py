@@ -20,7 +20,7 @@ from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, flow, write_note_once
 from sync.flows.customer import Customer, resolve_customer
-from sync.flows.sale import Sale, charge_overrides, line_items, resolve_sale, subscription_terms
+from sync.flows.sale import Sale, charge_overrides, field_value, line_items, resolve_sale, subscription_terms
 from sync.lifecycle.subscription import mirror_new
 from sync.locks import named_lock
 from sync.models import SyncRecord
@@ -66,7 +66,12 @@ def fetch_lead(kommo: KommoClient, record: SyncRecord) -> dict[str, Any]:
             f"the lead is no longer Won in Kommo (status {lead.get('status_id')}); nothing was "
             f"created in Zuora. Cancel this record, or retry once the deal is Won again"
         )
-    record.mark_step("lead", responsible_user_id=lead.get("responsible_user_id"), name=lead.get("name"))
+    record.mark_step(
+        "lead",
+        responsible_user_id=lead.get("responsible_user_id"),
+        name=lead.get("name"),
+        plan=field_value(lead, settings.KOMMO_PLAN_FIELD_ID),
+    )
     return lead
 
 

@@ -36,11 +36,27 @@ def kind_for(event: LeadEvent) -> str | None:
     return SyncRecord.Kind.PLAN_CHANGE
 
 
+def hinted_plan(item: LeadEvent) -> str | None:
+    """The plan field's value as the web hook shows it (None when the body does not carry the field)."""
+    field_id = str(settings.KOMMO_PLAN_FIELD_ID or "")
+    fields = item.entity.get("custom_fields")
+    for field in (fields.values() if isinstance(fields, dict) else fields) or []:
+        if isinstance(field, dict) and str(field.get("id")) == field_id:
+            values = field.get("values")
+            first = (list(values.values()) if isinstance(values, dict) else values or [None])[0]
+            return str(first.get("value") if isinstance(first, dict) else first or "").strip()
+    return None
+
+
 def own_write(deal: SyncRecord, item: LeadEvent) -> bool:
-    """The update Kommo reports for zkbridge's own write of the account and subscription fields (same
-    updated_at as Kommo answered that write with): nothing a salesperson changed."""
+    """The update Kommo reports for zkbridge's own write of the account and subscription fields: the same
+    updated_at Kommo answered that write with, and the plan the deal was billed on (Kommo's times are in
+    seconds: a salesperson's change in that same second still shows in the plan)."""
     ours = deal.step_data("lead_fields").get("updated_at")
-    return ours is not None and str(item.entity.get("updated_at") or "") == str(ours)
+    if ours is None or str(item.entity.get("updated_at") or "") != str(ours):
+        return False
+    plan = hinted_plan(item)
+    return plan is None or plan == (deal.step_data("lead").get("plan") or "")
 
 
 def lifecycle_records(events: list[LeadEvent], event: WebhookEvent, source: str) -> int:
