@@ -117,6 +117,9 @@ def _subscribe(rate_plan_specs: list, currency: str, contract_date: dt.date) -> 
             if pricing is None:
                 raise Reject(30, f"Charge '{charge['name']}' of rate plan '{plan.name}' has no price in {currency}")
             quantity = Decimal(str(charge.get("defaultQuantity") or 1))
+            for value in (overrides.get(charge["id"]) or {}).values():
+                if isinstance(value, dict) and value.get("quantity") is not None:
+                    quantity = Decimal(str(value["quantity"]))
             amount = _charge_amount(charge, pricing, quantity, overrides.get(charge["id"]))
             if charge.get("type") == "Recurring":
                 mrr += amount / PERIOD_MONTHS.get(charge.get("billingPeriod"), 1)
@@ -132,6 +135,7 @@ def _subscribe(rate_plan_specs: list, currency: str, contract_date: dt.date) -> 
                     "productRatePlanChargeId": charge["id"],
                     "name": charge["name"],
                     "type": charge.get("type"),
+                    "quantity": str(quantity),
                     "amount": str(amount),
                     "mrr": str(charge_mrr.quantize(Decimal("0.01"))),
                     "override": overrides.get(charge["id"]),

@@ -144,6 +144,11 @@ def plan_change(spec: dict, account: ZAccount | None, order_date: dt.date) -> di
             new_plans, _, _ = _subscribe([action.get("addProduct") or {}], account.currency, when)
             actions.append({"type": kind, "to": new_plans[0]["productRatePlanId"]})
             plans.extend(new_plans)
+        elif kind == "UpdateProduct":
+            update = action.get("updateProduct") or {}
+            index = _find_plan(sub, plans, update, "UpdateProduct")
+            plans[index] = updated_plan(plans[index], update.get("chargeUpdates") or [], account.currency)
+            actions.append({"type": kind, "to": plans[index]["productRatePlanId"]})
         elif kind == "CancelSubscription":
             cancel = action.get("cancelSubscription") or {}
             policy = cancel.get("cancellationPolicy")
@@ -201,6 +206,40 @@ def plan_change(spec: dict, account: ZAccount | None, order_date: dt.date) -> di
         "after": after,
         "custom_fields": spec.get("customFields") or {},
     }
+
+
+def updated_plan(plan: dict, updates: list, currency: str) -> dict:
+    """A rate plan with new charge quantities (UpdateProduct), priced from the catalog."""
+    from sandbox.models import ZRatePlan
+    from sandbox.zuora_orders import PERIOD_MONTHS, _charge_amount, _price_for
+
+    catalog = ZRatePlan.objects.filter(zid=plan.get("productRatePlanId")).first()
+    known = {c["id"]: c for c in (catalog.charges if catalog else [])}
+    charges = [dict(c) for c in plan.get("charges") or []]
+    for update in updates:
+        if not isinstance(update, dict):
+            raise Reject(20, "'chargeUpdates' must be objects")
+        charge_id = update.get("productRatePlanChargeId")
+        target = next((c for c in charges if c.get("productRatePlanChargeId") == charge_id), None)
+        if target is None or charge_id not in known:
+            raise Reject(40, f"UpdateProduct: charge {charge_id} is not on rate plan {plan.get('productRatePlanId')}")
+        quantity = None
+        for value in (update.get("pricing") or {}).values():
+            if isinstance(value, dict) and value.get("quantity") is not None:
+                quantity = Decimal(str(value["quantity"]))
+        if quantity is None or quantity < 0:
+            raise Reject(20, "UpdateProduct: 'pricing.<model>.quantity' must be a number of at least 0")
+        pricing = _price_for(known[charge_id], currency) or {}
+        override = target.get("override")
+        if override:  # a negotiated price stays; its quantity gives way to the update's
+            override = {k: {**v, "quantity": str(quantity)} if isinstance(v, dict) else v for k, v in override.items()}
+            target["override"] = override
+        amount = _charge_amount(known[charge_id], pricing, quantity, override)
+        target["quantity"] = str(quantity)
+        target["amount"] = str(amount)
+        months = PERIOD_MONTHS.get(known[charge_id].get("billingPeriod"), 1)
+        target["mrr"] = str((amount / months).quantize(Decimal("0.01")) if target.get("type") == "Recurring" else 0)
+    return {**plan, "charges": charges}
 
 
 def apply_change(change: dict, order: ZOrder) -> ZSubscription:
@@ -279,6 +318,7 @@ def subscription_rest_json(sub: ZSubscription) -> dict[str, Any]:
                     {
                         "productRatePlanChargeId": c.get("productRatePlanChargeId"),
                         "name": c.get("name"),
+                        "quantity": float(Decimal(str(c.get("quantity") or 1))),
                         "mrr": float(Decimal(str(c.get("mrr") or 0))),
                         "chargedThroughDate": ctd,
                     }

@@ -513,3 +513,37 @@ def test_a_salespersons_change_in_the_same_second_as_zkbridges_write_is_still_se
     catalog.win(ACME_EXPANSION)
     edit_lead(catalog, ACME_EXPANSION, custom={PLAN: "Growth"})  # most likely within the same second
     assert [p["ratePlanName"] for p in current(number()).rate_plans] == ["Growth"]
+
+
+def test_more_seats_on_the_same_plan_is_one_update_product_order(billed):
+    from catalog.models import PlanMapping
+    from sandbox.kommo_webhooks import fire_webhooks
+    from sandbox.models import KLead
+
+    seats = PlanMapping.objects.create(kind="product", kommo_value="770002", currency="USD", label="Growth seats")
+    seats.mapped_plans.create(product_rate_plan=ProductRatePlan.objects.get(name="Growth"))
+    lead = KLead.objects.get(id=ACME_EXPANSION)
+
+    def sell(quantity: int) -> None:  # the salesperson sets the product's quantity on the deal
+        lead.catalog_elements = [{"id": 770002, "metadata": {"quantity": quantity, "catalog_id": 12001}}]
+        lead.updated_at += 1
+        lead.save()
+        fire_webhooks("update", lead, lead.status_id)
+
+    sell(10)
+    [first] = records("plan_change")
+    assert first.status == "succeeded", first.reason
+    assert sorted(p["ratePlanName"] for p in current(number()).rate_plans) == ["Growth", "Starter"]
+    sell(15)
+    [_, more] = records("plan_change")
+    assert more.status == "succeeded", more.reason
+    [_, order] = change_orders()
+    [action] = order.request["subscriptions"][0]["orderActions"]
+    assert action["type"] == "UpdateProduct"
+    assert action["updateProduct"]["chargeUpdates"][0]["pricing"]["recurringPerUnit"]["quantity"] == "15"
+    growth = next(p for p in current(number()).rate_plans if p["ratePlanName"] == "Growth")
+    assert growth["charges"][0]["quantity"] == "15" and growth["charges"][0]["mrr"] == "1800.00"
+    assert "Growth × 10, Starter → Starter, Growth seats × 15" in billed.notes(ACME_EXPANSION)[-1]
+    assert "upgrade, immediately" in billed.notes(ACME_EXPANSION)[-1]
+    sell(15)  # the same quantity again: nothing sent
+    assert records("plan_change")[-1].status == "ignored" and len(change_orders()) == 2

@@ -78,9 +78,11 @@ def change(record: SyncRecord, zuora: ZuoraClient, lead: dict, deal: SyncRecord)
     current = read_current(zuora, deal.zuora_subscription_number)
     attempt = record.step_data("order")
     if attempt.get("attempted") and set(attempt.get("target") or []) == current.plan_ids:
-        # An earlier attempt's order reached Zuora (its answer was lost): done, not sent twice.
-        record.mark_step("order", found=True, version=current.version)
-        return
+        wanted_then = {k: Decimal(v) for k, v in (attempt.get("quantities") or {}).items()}
+        if not quantity_changes(current, wanted_then):
+            # An earlier attempt's order reached Zuora (its answer was lost): done, not sent twice.
+            record.mark_step("order", found=True, version=current.version)
+            return
     if current.cancelled:
         raise Ignored(
             f"{current.number} is cancelled in Zuora (ends {current.ends_on}); a plan change is not applied to a "
@@ -89,7 +91,8 @@ def change(record: SyncRecord, zuora: ZuoraClient, lead: dict, deal: SyncRecord)
     today = business_today()
     sale = wanted_sale(lead, today, check=False)  # what the deal names, before judging dates
     target = {item.rate_plan.zuora_id for item in sale.subscription_items}
-    if target == current.plan_ids:
+    quantities = wanted_quantities(sale)
+    if target == current.plan_ids and not quantity_changes(current, quantities):
         raise Ignored(f"nothing billable changed: {current.number} already bills {names(current)}; nothing sent")
     new_mrr = estimated_mrr(sale.subscription_items, sale.currency)
     direction = "upgrade" if new_mrr >= current.mrr else "downgrade"
@@ -98,7 +101,7 @@ def change(record: SyncRecord, zuora: ZuoraClient, lead: dict, deal: SyncRecord)
     effective = effective_date(timing, current, lead, today)
     # The target must be sellable, in the deal's currency, on the date it takes effect.
     sale = wanted_sale(lead, effective, check=True)
-    order = build_order(record, current, sale, target, timing, effective, direction)
+    order = build_order(record, current, sale, target, timing, effective, direction, quantities)
     before, after = current.mrr, None
     if settings.ZUORA_PREVIEW_ORDERS:
         after = preview_after(zuora, order, before)
@@ -107,11 +110,12 @@ def change(record: SyncRecord, zuora: ZuoraClient, lead: dict, deal: SyncRecord)
         done=False,
         attempted=True,
         target=sorted(target),
+        quantities={k: str(v) for k, v in quantities.items()},
         direction=direction,
         timing=timing,
         effective=effective.isoformat(),
         before=names(current),
-        after=sale.label,
+        after=described(sale),
         currency=sale.currency,
         mrr_before=str(before),
         mrr_after=str(after) if after is not None else None,
@@ -128,13 +132,52 @@ def change(record: SyncRecord, zuora: ZuoraClient, lead: dict, deal: SyncRecord)
     items = sale.subscription_items
     record.plan_mappings.set({item.mapping for item in items})
     record.rate_plans.set({item.rate_plan for item in items})
-    record.summary = f"{names(current)} → {sale.label}"[:300]
+    record.summary = f"{names(current)} → {described(sale)}"[:300]
     record.save(update_fields=["summary", "updated_at"])
     record.mark_step("order", order_number=result.order_number)
 
 
 def names(current: Current) -> str:
-    return ", ".join(sorted(p.name for p in current.rate_plans)) or "no plan"
+    """The current version's plans, with their quantity where it is not one ("Growth × 10")."""
+    parts = []
+    for plan in current.rate_plans:
+        counts = {q for q in plan.quantities.values() if q != 1}
+        parts.append(f"{plan.name} × {counts.pop().normalize():f}" if len(counts) == 1 else plan.name)
+    return ", ".join(sorted(parts)) or "no plan"
+
+
+def described(sale: Sale) -> str:
+    return ", ".join(
+        f"{i.label} × {i.quantity.normalize():f}" if i.quantity is not None and i.quantity != 1 else i.label
+        for i in sale.subscription_items
+    )
+
+
+QUANTIFIED = ("PerUnit", "Tiered", "Volume")
+
+
+def wanted_quantities(sale: Sale) -> dict[str, Decimal]:
+    """Charge id → the quantity the deal sells, for the charges a quantity applies to (per unit, tiered,
+    volume recurring charges), where the deal or its mapping names one."""
+    wanted: dict[str, Decimal] = {}
+    for item in sale.subscription_items:
+        if item.quantity is None:
+            continue
+        for charge in item.rate_plan.charges.all():
+            if charge.removed_at is None and charge.charge_type == "Recurring" and charge.charge_model in QUANTIFIED:
+                wanted[charge.zuora_id] = item.quantity
+    return wanted
+
+
+def quantity_changes(current: Current, wanted: dict[str, Decimal]) -> dict[str, dict[str, Decimal]]:
+    """Rate plan id (on the current version) → {charge id: new quantity} where the deal sells another
+    quantity of a plan it keeps."""
+    changes: dict[str, dict[str, Decimal]] = {}
+    for plan in current.rate_plans:
+        for charge_id, have in plan.quantities.items():
+            if charge_id in wanted and wanted[charge_id] != have:
+                changes.setdefault(plan.id, {})[charge_id] = wanted[charge_id]
+    return changes
 
 
 def timing_for(direction: str, mapping: PlanMapping | None) -> str:
@@ -188,8 +231,10 @@ def build_order(
     timing: str,
     effective: dt.date,
     direction: str,
+    quantities: dict[str, Decimal],
 ) -> dict[str, Any]:
-    """One order: ChangePlan when one plan replaces another, else RemoveProduct + AddProduct on one date."""
+    """One order: ChangePlan when one plan replaces another, else RemoveProduct + AddProduct on one date;
+    UpdateProduct for a kept plan sold in another quantity."""
     removed = [p for p in current.rate_plans if p.product_rate_plan_id not in target]
     added = [i for i in sale.subscription_items if i.rate_plan.zuora_id not in current.plan_ids]
     triggers = [
@@ -226,6 +271,20 @@ def build_order(
             }
             for i in added
         ]
+    for rate_plan_id, charges in quantity_changes(current, quantities).items():
+        actions.append(
+            {
+                "type": "UpdateProduct",
+                "triggerDates": triggers,
+                "updateProduct": {
+                    "ratePlanId": rate_plan_id,
+                    "chargeUpdates": [
+                        {"productRatePlanChargeId": charge_id, "pricing": {"recurringPerUnit": {"quantity": str(qty)}}}
+                        for charge_id, qty in charges.items()
+                    ],
+                },
+            }
+        )
     return {
         "orderDate": business_today().isoformat(),
         "existingAccountNumber": current.account_number,

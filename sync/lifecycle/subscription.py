@@ -42,6 +42,7 @@ class RatePlan:
     product_rate_plan_id: str
     name: str
     mrr: Decimal
+    quantities: dict[str, Decimal] = field(default_factory=dict)  # product rate plan charge id → quantity
 
 
 @dataclass
@@ -109,6 +110,11 @@ def parse(body: dict) -> Current:
                 product_rate_plan_id=str(plan.get("productRatePlanId") or ""),
                 name=str(plan.get("ratePlanName") or plan.get("name") or ""),
                 mrr=sum((Decimal(str(c.get("mrr") or 0)) for c in charges), Decimal(0)),
+                quantities={
+                    str(c.get("productRatePlanChargeId")): Decimal(str(c["quantity"]))
+                    for c in charges
+                    if c.get("quantity") is not None and c.get("productRatePlanChargeId")
+                },
             )
         )
     return Current(
