@@ -158,4 +158,7 @@ def dispatch_due() -> int:
     )
     handed += hand_over(lost, now)
     close_stale_tasks()
+    from sync.migration.flow import restore_stragglers
+
+    restore_stragglers()
     return handed

@@ -399,3 +399,33 @@ def test_a_choice_made_on_the_kommo_deal_is_honoured_noted_and_cleared(zuora):
     assert fields[881280] == ""  # cleared for the next refresh
     assert f"{number} moves from Scale (retiring) to Growth on 2026-12-20" in zuora.notes(lead)[-1]
     assert "the customer's choice" in zuora.notes(lead)[-1]
+
+
+def test_a_restore_zuora_refused_at_first_is_retried_by_the_sweep_until_done(legacy, settings, monkeypatch):
+    from sync.clients.errors import TransientError
+    from sync.clients.zuora import ZuoraClient
+    from sync.tasks import run_sync
+
+    settings.ZKBRIDGE_MAX_ATTEMPTS = 1
+    rule(quiet=True)
+    legacy.fault("zuora", "success_false", "/v1/orders$", method="POST")
+    real_update = ZuoraClient.update_account
+
+    def restore_fails(self, number, changes):  # Zuora is down just when the profile goes back
+        if changes.get("communicationProfileId") == "CP-STANDARD":
+            raise TransientError("Zuora server error (503)")
+        return real_update(self, number, changes)
+
+    monkeypatch.setattr(ZuoraClient, "update_account", restore_fails)
+    run_only(DAY)
+    record = SyncRecord.objects.get(kind="plan_migration", zuora_subscription_number=legacy.termed)
+    run_sync(record.id)
+    record.refresh_from_db()
+    assert record.status == "failed" and record.step_data("silence")["switched"]
+    assert not record.step_done("restore")
+    assert current(legacy.termed).account.communication_profile_id == "CP-SILENT"
+    monkeypatch.setattr(ZuoraClient, "update_account", real_update)
+    dispatch_due()  # the minute sweep
+    record.refresh_from_db()
+    assert record.step_done("restore")
+    assert current(legacy.termed).account.communication_profile_id == "CP-STANDARD"

@@ -13,6 +13,7 @@ Steps (each recorded; a retry resumes after the last one completed):
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -27,6 +28,8 @@ from sync.lifecycle.subscription import Current, read_current, refresh, subscrip
 from sync.migration.run import CHOSEN_WORDS
 from sync.models import Subscription, SyncRecord
 from zkbridge.business_time import business_today
+
+log = logging.getLogger("zkbridge.sync")
 
 
 @flow(SyncRecord.Kind.PLAN_MIGRATION)
@@ -209,3 +212,34 @@ def note_text(record: SyncRecord) -> str:
     if record.payload.get("without_final_usage"):
         text += "; the final period's usage had not arrived"
     return text
+
+
+def restore_stragglers(limit: int = 50) -> int:
+    """The minute sweep: moves that ended (refused, failed, cancelled by staff) while their account was
+    still on the silent profile get it restored — retried every minute until Zuora takes it."""
+    ended = (
+        SyncRecord.Status.NEEDS_ATTENTION,
+        SyncRecord.Status.FAILED,
+        SyncRecord.Status.CANCELLED,
+        SyncRecord.Status.RESOLVED,
+        SyncRecord.Status.IGNORED,
+    )
+    candidates = list(
+        SyncRecord.objects.filter(
+            kind=SyncRecord.Kind.PLAN_MIGRATION,
+            status__in=ended,
+            steps__silence__attempted=True,
+            steps__restore__isnull=True,  # the restore step is written once, when it is done
+        ).order_by("updated_at")[:limit]
+    )
+    if not candidates:
+        return 0
+    restored = 0
+    zuora = ZuoraClient.from_settings()
+    for record in candidates:
+        try:
+            restore(record, zuora)
+            restored += 1
+        except (TransientError, BusinessError) as exc:
+            log.warning("sync_record=%s could not restore the communication profile yet: %s", record.id, exc)
+    return restored
