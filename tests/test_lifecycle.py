@@ -408,6 +408,8 @@ def test_revops_list_the_subscriptions_ending_soon(billed, admin_client):
     assert page.status_code == 200 and number().encode() in page.content
     assert b"ACME" in page.content  # the deal, by name
     assert number().encode() not in admin_client.get("/admin/sync/subscription/?ends_within=7").content
+    for garbage in ("abc", "-1", "9" * 40, "%00"):
+        assert admin_client.get(f"/admin/sync/subscription/?ends_within={garbage}").status_code in (200, 302)
 
 
 def test_a_renewal_callout_refreshes_the_mirror(billed, settings):

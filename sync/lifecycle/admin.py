@@ -26,7 +26,7 @@ class EndsWithin(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         value = self.value()
-        if not value or not value.isdigit():
+        if not value or not value.isdigit() or len(value) > 5:  # days, at most 99,999
             return queryset
         today = business_today()
         until = today + dt.timedelta(days=int(value))
