@@ -173,9 +173,8 @@ class ProductRatePlanAdmin(ReadOnlyMirror):
         if not self.has_view_permission(request):
             raise PermissionDenied
         day = today()
-        horizon = day + dt.timedelta(
-            days=int(request.GET.get("days", 90)) if request.GET.get("days", "").isdigit() else 90
-        )
+        asked = request.GET.get("days", "")
+        horizon = day + dt.timedelta(days=min(int(asked), 3650) if asked.isdigit() and len(asked) < 6 else 90)
         plans = (
             ProductRatePlan.objects.select_related("product")
             .filter(

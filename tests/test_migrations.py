@@ -344,6 +344,8 @@ def test_the_legacy_report_is_the_migration_dashboard(legacy, admin_client):
     page = admin_client.get("/admin/catalog/productrateplan/legacy/?days=365").content.decode()
     assert "Scheduled" in page and "Moved this month" in page and "Retry" in page
     assert "3 <small>(2026-12-19)</small>" in page  # subscribers Zuora had on the plan when the run looked
+    for garbage in ("abc", "9" * 30, "-5"):
+        assert admin_client.get(f"/admin/catalog/productrateplan/legacy/?days={garbage}").status_code == 200
     failed = SyncRecord.objects.get(kind="plan_migration", status="needs_attention")
     answer = admin_client.post(f"/admin/sync/syncrecord/{failed.id}/repair/retry/")
     assert answer.status_code == 302
