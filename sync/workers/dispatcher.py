@@ -27,6 +27,25 @@ REDISPATCH = dt.timedelta(minutes=2)
 # Records claimed before leases existed have none: taken back when they have run this long.
 UNLEASED_LIMIT = dt.timedelta(minutes=10)
 BATCH = 200
+# At most this many tasks wait in the broker: a backlog (a migration run, a burst of deals) stays in the
+# sync records, ordered, rather than in the broker, where a record still waiting after REDISPATCH would be
+# handed over a second time and the workers would spend themselves on duplicates.
+QUEUE_ROOM = 100
+_broker = None
+
+
+def queue_room() -> int:
+    """How many more tasks the broker should take now (BATCH when its size cannot be read)."""
+    global _broker
+    try:
+        if _broker is None:
+            from django_q.brokers import get_broker
+
+            _broker = get_broker()
+        return max(QUEUE_ROOM - int(_broker.queue_size() or 0), 0)
+    except Exception:  # the brokers' own errors vary; never stop dispatching over a gauge
+        _broker = None
+        return BATCH
 
 
 def rescue_abandoned(now: dt.datetime) -> int:
@@ -57,9 +76,13 @@ def dispatch_once(now: dt.datetime | None = None) -> int:
 
 def hand_over(candidates, now: dt.datetime) -> int:
     """Enqueue each record of `candidates` (an ordered queryset), marked dispatched by a conditional update
-    that re-checks the whole condition, so one cluster wins each. Returns how many were handed over."""
+    that re-checks the whole condition, so one cluster wins each; no more than the broker has room for.
+    Returns how many were handed over."""
     handed = 0
-    for record_id in candidates.values_list("id", flat=True)[:BATCH]:
+    room = min(BATCH, queue_room())
+    if room <= 0:
+        return 0
+    for record_id in candidates.values_list("id", flat=True)[:room]:
         if candidates.filter(id=record_id).update(dispatched_at=now):
             records.enqueue_record(record_id)
             handed += 1
