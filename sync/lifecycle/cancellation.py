@@ -20,11 +20,10 @@ from sync.lifecycle.subscription import (
     Current,
     billed_deal,
     churned,
-    in_turn,
+    in_order,
     lead_date,
     read_current,
     refresh,
-    subscription_turn,
 )
 from sync.models import SyncRecord
 from zkbridge.business_time import business_today
@@ -42,8 +41,7 @@ def cancellation(record: SyncRecord) -> None:
     lead = fetch_any_lead(kommo, record)
     deal = billed_deal(record)
     if not record.step_done("order"):
-        in_turn(record)
-        with subscription_turn(deal.zuora_subscription_number):
+        with in_order(record, deal.zuora_subscription_number):
             cancel(record, zuora, lead)
     if not record.step_done("refresh"):
         refresh(record.zuora_subscription_number, record.kommo_lead_id, zuora)

@@ -28,11 +28,10 @@ from sync.lifecycle.subscription import (
     Current,
     billed_deal,
     churned,
-    in_turn,
+    in_order,
     lead_date,
     read_current,
     refresh,
-    subscription_turn,
 )
 from sync.models import SyncRecord
 from sync.money import format_money
@@ -56,17 +55,12 @@ def plan_change(record: SyncRecord) -> None:
     lead = fetch_any_lead(kommo, record)
     deal = billed_deal(record)
     if not record.step_done("order"):
-        in_turn(record)
-        with subscription_turn(deal.zuora_subscription_number):
+        with in_order(record, deal.zuora_subscription_number):
             change(record, zuora, lead, deal)
     if not record.step_done("refresh"):
         update_deal(record, deal, zuora)
     if not record.step_done("note"):
         write_note_once(record, kommo, "leads", record.lead_id, note_text(record))
-
-
-def wanted_sale(lead: dict, on: dt.date, *, check: bool) -> Sale:
-    return resolve_sale(lead, on=on, check_sellable=check)
 
 
 def change(record: SyncRecord, zuora: ZuoraClient, lead: dict, deal: SyncRecord) -> None:
@@ -89,7 +83,7 @@ def change(record: SyncRecord, zuora: ZuoraClient, lead: dict, deal: SyncRecord)
             f"cancelled subscription: nothing sent"
         )
     today = business_today()
-    sale = wanted_sale(lead, today, check=False)  # what the deal names, before judging dates
+    sale = resolve_sale(lead, on=today, check_sellable=False)  # what the deal names, before judging dates
     target = {item.rate_plan.zuora_id for item in sale.subscription_items}
     quantities = wanted_quantities(sale)
     if target == current.plan_ids and not quantity_changes(current, quantities):
@@ -100,7 +94,7 @@ def change(record: SyncRecord, zuora: ZuoraClient, lead: dict, deal: SyncRecord)
     timing = timing_for(direction, target_mapping)
     effective = effective_date(timing, current, lead, today)
     # The target must be sellable, in the deal's currency, on the date it takes effect.
-    sale = wanted_sale(lead, effective, check=True)
+    sale = resolve_sale(lead, on=effective)
     order = build_order(record, current, sale, target, timing, effective, direction, quantities)
     before, after = current.mrr, None
     if settings.ZUORA_PREVIEW_ORDERS:

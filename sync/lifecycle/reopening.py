@@ -16,7 +16,7 @@ from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.flows import Ignored, NeedsAttention, flow, write_note_once
 from sync.flows.deal_won import fetch_any_lead
-from sync.lifecycle.subscription import billed_deal, in_turn, read_current, refresh, subscription_turn
+from sync.lifecycle.subscription import billed_deal, in_order, read_current, refresh
 from sync.models import SyncRecord
 from zkbridge.business_time import business_today
 
@@ -27,8 +27,7 @@ def reopening(record: SyncRecord) -> None:
     lead = fetch_any_lead(kommo, record)
     deal = billed_deal(record)
     if not record.step_done("undo"):
-        in_turn(record)
-        with subscription_turn(deal.zuora_subscription_number):
+        with in_order(record, deal.zuora_subscription_number):
             undo(record, zuora, lead)
     if not record.step_done("refresh"):
         refresh(record.zuora_subscription_number, record.kommo_lead_id, zuora)

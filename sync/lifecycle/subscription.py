@@ -29,7 +29,7 @@ from zkbridge.business_time import date_of_timestamp
 WAIT = dt.timedelta(seconds=2)
 
 
-def _date(value: Any) -> dt.date | None:
+def zuora_date(value: Any) -> dt.date | None:
     try:
         return dt.date.fromisoformat(str(value)[:10]) if value else None
     except ValueError:
@@ -103,7 +103,7 @@ def parse(body: dict) -> Current:
     charged: list[dt.date] = []
     for plan in body.get("ratePlans") or []:
         charges = plan.get("ratePlanCharges") or []
-        charged += [d for d in (_date(c.get("chargedThroughDate")) for c in charges) if d]
+        charged += [d for d in (zuora_date(c.get("chargedThroughDate")) for c in charges) if d]
         plans.append(
             RatePlan(
                 id=str(plan.get("id") or ""),
@@ -123,10 +123,10 @@ def parse(body: dict) -> Current:
         status=str(body.get("status") or ""),
         account_number=str(body.get("accountNumber") or ""),
         term_type=str(body.get("termType") or ""),
-        term_start=_date(body.get("termStartDate")),
-        term_end=_date(body.get("termEndDate")),
-        contract_effective=_date(body.get("contractEffectiveDate")),
-        ends_on=_date(body.get("subscriptionEndDate")),
+        term_start=zuora_date(body.get("termStartDate")),
+        term_end=zuora_date(body.get("termEndDate")),
+        contract_effective=zuora_date(body.get("contractEffectiveDate")),
+        ends_on=zuora_date(body.get("subscriptionEndDate")),
         auto_renew=body.get("autoRenew"),
         charged_through=max(charged) if charged else None,
         rate_plans=plans,
@@ -212,6 +212,14 @@ def in_turn(record: SyncRecord) -> None:
 
 
 @contextlib.contextmanager
+def in_order(record: SyncRecord, number: str) -> Iterator[None]:
+    """A lifecycle record's turn: earlier records of its deal first, then the subscription's lock."""
+    in_turn(record)
+    with subscription_turn(number):
+        yield
+
+
+@contextlib.contextmanager
 def subscription_turn(number: str) -> Iterator[None]:
     """One change at a time per subscription, across every worker: a change that arrives while another
     is in flight waits (and is retried in a moment) rather than racing it."""
@@ -235,7 +243,7 @@ def lead_date(lead: dict, field_id: int | None, what: str) -> dt.date:
         )
     if raw.lstrip("-").isdigit():
         return date_of_timestamp(int(raw))
-    parsed = _date(raw)
+    parsed = zuora_date(raw)
     if parsed is None:
         raise NeedsAttention(
             f"the deal's {what} field says {raw!r}, which is not a date; nothing was sent",
@@ -293,7 +301,7 @@ def refresh_all(progress=None) -> int:
         "select RatePlanId, ChargedThroughDate from RatePlanCharge where ChargedThroughDate != null"
     ):
         owner = plan_of.get(charge.get("RatePlanId") or "")
-        day = _date(charge.get("ChargedThroughDate"))
+        day = zuora_date(charge.get("ChargedThroughDate"))
         if owner and day and (owner not in charged or day > charged[owner]):
             charged[owner] = day
     updated = 0
@@ -307,10 +315,10 @@ def refresh_all(progress=None) -> int:
                 "version": int(row.get("Version") or 1),
                 "status": row.get("Status") or "",
                 "term_type": row.get("TermType") or "",
-                "term_start": _date(row.get("TermStartDate")),
-                "term_end": _date(row.get("TermEndDate")),
+                "term_start": zuora_date(row.get("TermStartDate")),
+                "term_end": zuora_date(row.get("TermEndDate")),
                 "auto_renew": row.get("AutoRenew"),
-                "ends_on": _date(row.get("SubscriptionEndDate")),
+                "ends_on": zuora_date(row.get("SubscriptionEndDate")),
                 "charged_through": charged.get(row["Id"]),
                 "refreshed_at": timezone.now(),
             },

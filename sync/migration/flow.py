@@ -25,7 +25,7 @@ from sync.clients.zuora import ZuoraClient
 from sync.flows import Ignored, NeedsAttention, flow, write_note_once
 from sync.flows.sale import field_value
 from sync.lifecycle.subscription import Current, read_current, refresh, subscription_turn
-from sync.migration.run import CHOSEN_WORDS
+from sync.migration.run import names_alternative
 from sync.models import Subscription, SyncRecord
 from zkbridge.business_time import business_today
 
@@ -101,13 +101,10 @@ def customer_choice(record: SyncRecord, current: Current) -> Any:
 
 
 def is_chosen(plan: dict, value: Any) -> bool:
-    if not plan.get("alternative") or value in (None, ""):
-        return False
-    text = str(value).strip().lower()
-    if text in CHOSEN_WORDS or text == plan["alternative"].lower():
-        return True
-    alternative = ProductRatePlan.objects.filter(zuora_id=plan["alternative"]).first()
-    return alternative is not None and text == alternative.name.lower()
+    alternative = (
+        ProductRatePlan.objects.filter(zuora_id=plan["alternative"]).first() if plan.get("alternative") else None
+    )
+    return names_alternative(value, alternative)
 
 
 def move(record: SyncRecord, zuora: ZuoraClient) -> None:

@@ -22,19 +22,13 @@ from django.utils import timezone
 from catalog.models import ProductRatePlan
 from sync.clients.zuora import ZuoraClient
 from sync.flows.deal_won import LEAD_FIELD
+from sync.lifecycle.subscription import zuora_date
 from sync.models import MigrationRule, MigrationRun, SyncRecord, UsageRecord
 from zkbridge.business_time import business_today
 
 log = logging.getLogger("zkbridge.sync")
 ZOQL_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__c$")
 CHOSEN_WORDS = {"yes", "true", "1", "y"}
-
-
-def _date(value: Any) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(str(value)[:10]) if value else None
-    except ValueError:
-        return None
 
 
 @dataclass
@@ -92,7 +86,7 @@ def read_tenant(zuora: ZuoraClient, rules: list[MigrationRule]) -> Tenant:
             tenant.plans[plan_id] = [p for p in zuora.zoql(query) if p.get("SubscriptionId") in tenant.subscriptions]
     invoiced = "select RatePlanId, ChargedThroughDate from RatePlanCharge where ChargedThroughDate != null"
     for charge in zuora.zoql(invoiced):
-        day = _date(charge.get("ChargedThroughDate"))
+        day = zuora_date(charge.get("ChargedThroughDate"))
         key = charge.get("RatePlanId") or ""
         if day and (key not in tenant.charged_through or day > tenant.charged_through[key]):
             tenant.charged_through[key] = day
@@ -107,14 +101,16 @@ def zuora_calls() -> int:
     return ApiCall.objects.filter(provider="zuora", path__contains="/v1/action/query").count()
 
 
-def chosen(rule: MigrationRule, value: Any) -> bool:
-    """Whether a choice field's value names the rule's alternative."""
-    if not rule.alternative_plan_id or value in (None, ""):
+def names_alternative(value: Any, alternative: ProductRatePlan | None) -> bool:
+    """Whether a choice field's value picks the alternative: its Zuora id or name, or yes/true/1."""
+    if alternative is None or value in (None, ""):
         return False
     text = str(value).strip().lower()
-    alternative = rule.alternative_plan
-    assert alternative is not None
     return text in CHOSEN_WORDS or text in (alternative.zuora_id.lower(), alternative.name.lower())
+
+
+def chosen(rule: MigrationRule, value: Any) -> bool:
+    return names_alternative(value, rule.alternative_plan)
 
 
 def has_usage(plan: ProductRatePlan) -> bool:
@@ -164,9 +160,9 @@ def consider(rule: MigrationRule, tenant: Tenant, day: dt.date) -> list[Row]:
         sub = tenant.subscriptions[plan_row["SubscriptionId"]]
         account = tenant.accounts.get(sub.get("AccountId") or "", {})
         ctd = tenant.charged_through.get(plan_row["Id"])
-        termed = sub.get("TermType") == "TERMED" and _date(sub.get("TermEndDate"))
+        termed = sub.get("TermType") == "TERMED" and zuora_date(sub.get("TermEndDate"))
         if rule.moment == MigrationRule.Moment.TERM_END and termed:
-            moment, moment_said = _date(sub.get("TermEndDate")), "term end"
+            moment, moment_said = zuora_date(sub.get("TermEndDate")), "term end"
         else:
             moment, moment_said = ctd, "charged-through date"
         lead = str(sub.get(LEAD_FIELD) or "")
