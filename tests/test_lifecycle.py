@@ -29,15 +29,20 @@ ACME_EXPANSION, SOLO = 24312346, 24312349
 PLAN, CHANGE_DATE, CANCEL_DATE = 881234, 881271, 881270
 
 
-@pytest.fixture
-def billed(catalog):
-    """ACME's expansion deal billed on Starter; Kommo's web hooks for lead edits and stage changes on."""
+def hear_edits(env) -> None:
+    """Kommo's web hook for lead edits as well as stage changes (kommo_webhook --register does the same)."""
     requests.post(
-        f"{catalog.kommo}/api/v4/webhooks",
-        json={"destination": catalog.webhook_url, "settings": ["status_lead", "update_lead"]},
+        f"{env.kommo}/api/v4/webhooks",
+        json={"destination": env.webhook_url, "settings": ["status_lead", "update_lead"]},
         headers={"Authorization": f"Bearer {django_settings.SANDBOX_KOMMO_TOKEN}"},
         timeout=10,
     ).raise_for_status()
+
+
+@pytest.fixture
+def billed(catalog):
+    """ACME's expansion deal billed on Starter; Kommo's web hooks for lead edits and stage changes on."""
+    hear_edits(catalog)
     catalog.win(ACME_EXPANSION)
     deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
     assert deal.status == "succeeded", deal.reason
@@ -503,12 +508,7 @@ def test_the_demo_pages_let_a_stranger_change_the_plan_and_lose_the_deal(billed,
 
 
 def test_kommos_report_of_zkbridges_own_field_write_is_not_a_change(catalog):
-    requests.post(
-        f"{catalog.kommo}/api/v4/webhooks",
-        json={"destination": catalog.webhook_url, "settings": ["status_lead", "update_lead"]},
-        headers={"Authorization": f"Bearer {django_settings.SANDBOX_KOMMO_TOKEN}"},
-        timeout=10,
-    ).raise_for_status()
+    hear_edits(catalog)
     catalog.win(ACME_EXPANSION)
     [own] = [d for d in KWebhookDelivery.objects.order_by("id") if "leads%5Bupdate%5D" in d.body]
     # Kommo is slow: its report of the won flow's field write arrives after the deal was billed.
@@ -518,12 +518,7 @@ def test_kommos_report_of_zkbridges_own_field_write_is_not_a_change(catalog):
 
 
 def test_a_salespersons_change_in_the_same_second_as_zkbridges_write_is_still_seen(catalog):
-    requests.post(
-        f"{catalog.kommo}/api/v4/webhooks",
-        json={"destination": catalog.webhook_url, "settings": ["status_lead", "update_lead"]},
-        headers={"Authorization": f"Bearer {django_settings.SANDBOX_KOMMO_TOKEN}"},
-        timeout=10,
-    ).raise_for_status()
+    hear_edits(catalog)
     catalog.win(ACME_EXPANSION)
     edit_lead(catalog, ACME_EXPANSION, custom={PLAN: "Growth"})  # most likely within the same second
     assert [p["ratePlanName"] for p in current(number()).rate_plans] == ["Growth"]
