@@ -19,7 +19,15 @@ from django.utils.html import format_html, format_html_join
 
 from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, kommo_lead_url, outside_links, zuora_url
 from sync.billing.rules import template_problems
-from sync.models import TRANSITIONS, ApiCall, BillingEventRule, SyncRecord, UsageRecord, WebhookEvent
+from sync.models import (
+    TRANSITIONS,
+    ApiCall,
+    BillingEventRule,
+    CustomerAccount,
+    SyncRecord,
+    UsageRecord,
+    WebhookEvent,
+)
 from sync.records import enqueue_task_close, requeue
 
 STATUS_COLOURS = {
@@ -336,6 +344,17 @@ class ApiCallAdmin(ViewOnlyAdmin):
         "request_body",
         "response_body",
     ]
+
+
+@admin.register(CustomerAccount)
+class CustomerAccountAdmin(ViewOnlyAdmin):
+    """Which Zuora account each Kommo customer is billed on, as zkbridge remembers it. Deleting a row makes the
+    customer's next deal ask Zuora again (after accounts were merged in Zuora, say)."""
+
+    list_display = ["customer_key", "account_number", "currency", "linked_at"]
+    search_fields = ["customer_key", "account_number"]
+    list_filter = ["currency"]
+    readonly_fields = ["customer_key", "account_number", "currency", "linked_at"]
 
 
 @admin.register(WebhookEvent)

@@ -26,6 +26,7 @@ VIEW = [
     "sync.view_subscription",  # renewals: subscriptions ending soon
     "sync.view_migrationrule",
     "sync.view_migrationrun",
+    "sync.view_customeraccount",  # which Zuora account each Kommo customer is billed on
 ]
 EDIT = [
     "catalog.add_planmapping",
@@ -39,6 +40,7 @@ EDIT = [
     "sync.change_billingeventrule",
     "sync.add_migrationrule",
     "sync.change_migrationrule",
+    "sync.delete_customeraccount",  # forget a link: the customer's next deal asks Zuora again
 ]
 
 

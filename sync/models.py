@@ -246,6 +246,20 @@ class Subscription(models.Model):
         return self.number
 
 
+class CustomerAccount(models.Model):
+    """The Zuora account zkbridge billed a Kommo customer ("company:<id>" / "contact:<id>") on: the next deal of
+    that customer is billed on it without asking Zuora again (one read off every repeat deal's path). Written
+    after each order Zuora accepted; forgotten when Zuora refuses an order on it, so the retry looks again."""
+
+    customer_key = models.CharField(max_length=60, unique=True)
+    account_number = models.CharField(max_length=50)
+    currency = models.CharField(max_length=3, blank=True)
+    linked_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.customer_key} → {self.account_number}"
+
+
 class MigrationRule(models.Model):
     """ "Subscribers of rate plan X move to rate plan Y", at each subscriber's term end or charged-through
     date so nothing is prorated; edited by RevOps, run daily (sync/migration/)."""

@@ -13,8 +13,8 @@ import pytest
 from django.core.management import call_command
 
 from catalog.models import PlanMapping
-from sandbox.models import KContact, KLead, ZAccount, ZIdempotency
-from sync.models import ApiCall, SyncRecord
+from sandbox.models import KContact, KLead, RequestLog, ZAccount, ZIdempotency
+from sync.models import ApiCall, CustomerAccount, SyncRecord
 from sync.tasks import run_sync
 from tests.conftest import map_plan
 
@@ -313,3 +313,73 @@ def test_mapping_lookup_ignores_case_and_spaces(catalog):
     catalog.win(ACME_EXPANSION)
     assert record(ACME_EXPANSION).status == "succeeded"
     assert PlanMapping.objects.filter(normalized_value="starter").exists()
+
+
+# --- the won flow at its floor: independent calls together, no read that cannot change the outcome --------
+def zuora_reads(path: str) -> int:
+    return ApiCall.objects.filter(provider="zuora", method="GET", path__startswith=path).count()
+
+
+def test_a_first_attempt_skips_the_lookup_by_lead_and_a_repeat_customer_skips_the_account_lookup(catalog):
+    catalog.win(ACME_EXPANSION)
+    assert record(ACME_EXPANSION).status == "succeeded"
+    # Nothing can have reached Zuora before the first attempt: no lookup by lead; the new customer is looked up.
+    assert zuora_reads("/object-query/subscriptions") == 0 and zuora_reads("/object-query/accounts") == 1
+    catalog.win(ACME)  # the same company again: zkbridge billed it, so it knows the account
+    assert record(ACME).status == "succeeded" and record(ACME).step_data("order")["account_known"] is True
+    assert zuora_reads("/object-query/accounts") == 1 and len(catalog.accounts()) == 1
+    kommo = ApiCall.objects.filter(provider="kommo", sync_record=record(ACME))
+    assert kommo.count() == 5 and kommo.exclude(method="GET").count() == 2  # lead, contacts, company; fields, note
+
+
+def test_independent_calls_travel_together(catalog):
+    """With every call priced (300 ms per Zuora call, 100 ms per Kommo call) the reads that need nothing from
+    each other arrive together, and so do the order and its preview, and the field write and the note."""
+    catalog.fault("zuora", "latency", "/", latency_ms=300)
+    catalog.fault("kommo", "latency", "/api/v4/", latency_ms=100)
+    catalog.win(ACME_EXPANSION)
+    assert record(ACME_EXPANSION).status == "succeeded"
+    arrived = {
+        (log.method, log.path): log.at
+        for log in RequestLog.objects.exclude(path__startswith="/oauth").exclude(path__contains="webhooks")
+    }
+
+    def at(method: str, prefix: str) -> float:
+        return next(t for (m, p), t in arrived.items() if m == method and p.startswith(prefix))
+
+    def together(*calls: tuple[str, str]) -> bool:
+        times = [at(m, p) for m, p in calls]
+        return max(times) - min(times) < 0.09  # apart by less than the cheapest call they would wait for
+
+    assert together(("GET", "/api/v4/contacts"), ("GET", "/api/v4/companies/"), ("GET", "/object-query/accounts"))
+    assert together(("POST", "/v1/orders"), ("POST", "/v1/orders/preview"))
+    assert together(("PATCH", "/api/v4/leads/"), ("POST", "/api/v4/leads/notes"))
+    assert at("POST", "/v1/orders") - at("GET", "/object-query/accounts") >= 0.3  # the order waits for the account
+
+
+def test_an_account_zuora_no_longer_has_is_forgotten_and_the_retry_looks_again(catalog, admin_client):
+    catalog.win(ACME_EXPANSION)
+    first = record(ACME_EXPANSION).zuora_account_number
+    ZAccount.objects.filter(account_number=first).update(account_number="A-MERGED-AWAY")
+    catalog.win(ACME)
+    rec = record(ACME)
+    assert rec.status == "needs_attention" and f"Account {first} does not exist" in rec.reason
+    assert not CustomerAccount.objects.filter(account_number=first).exists()
+    answer = admin_client.post("/admin/sync/syncrecord/", {"action": "retry", "_selected_action": [rec.id]})
+    assert answer.status_code == 302
+    rec = record(ACME)
+    assert rec.status == "succeeded" and rec.zuora_account_number == "A-MERGED-AWAY"
+    assert CustomerAccount.objects.get(account_number="A-MERGED-AWAY")
+
+
+def test_a_retry_after_the_order_was_sent_looks_for_it_first(catalog):
+    """The order left, Zuora made the subscription, and its answer was lost: the retry finds it (by lead)."""
+    catalog.fault("zuora", "drop_after_commit", "/v1/orders$", remaining=3)  # the call's inline tries too
+    catalog.win(ACME_EXPANSION)
+    rec = record(ACME_EXPANSION)
+    assert rec.status == "retrying" and rec.step_data("order")["sent"] and len(catalog.subscriptions()) == 1
+    ZIdempotency.objects.all().delete()  # even past Zuora's 24 hours
+    SyncRecord.objects.filter(id=rec.id).update(next_attempt_at=None)
+    run_sync(rec.id)
+    assert record(ACME_EXPANSION).status == "succeeded" and len(catalog.subscriptions()) == 1
+    assert zuora_reads("/object-query/subscriptions") == 1

@@ -6,6 +6,7 @@ e-mail. Sold-to: the main contact, else the bill-to. A billing e-mail is require
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,14 +70,40 @@ def names(contact: dict, fallback: str) -> tuple[str, str]:
     return first or last, last or first
 
 
-def resolve_customer(kommo: KommoClient, lead: dict[str, Any]) -> Customer:
+def customer_key(lead: dict[str, Any]) -> str:
+    """The key the customer's Zuora account carries, read from the lead alone: its company, else its main
+    contact (so the account can be looked up while the contacts are still being read)."""
     embedded = lead.get("_embedded") or {}
     company_ref = next(iter(embedded.get("companies") or []), None)
+    if company_ref:
+        return f"company:{company_ref['id']}"
     contact_refs = embedded.get("contacts") or []
-    contacts = {c["id"]: c for c in kommo.get_contacts([c["id"] for c in contact_refs])}
+    main_ref = next((c for c in contact_refs if c.get("is_main")), contact_refs[0] if contact_refs else None)
+    if main_ref:
+        return f"contact:{main_ref['id']}"
+    raise NeedsAttention(
+        "the deal has no company and no contact in Kommo: zuora needs a customer to bill",
+        task="Add the customer's company or contact to this deal so it can be billed.",
+    )
+
+
+def people_reads(kommo: KommoClient, lead: dict[str, Any]) -> tuple[Callable[[], list[dict]], Callable[[], Any]]:
+    """The two Kommo reads a customer needs (the lead's contacts, its company), to be made together."""
+    embedded = lead.get("_embedded") or {}
+    company_ref = next(iter(embedded.get("companies") or []), None)
+    contact_ids = [c["id"] for c in embedded.get("contacts") or []]
+    return (
+        lambda: kommo.get_contacts(contact_ids),
+        lambda: kommo.get_company(company_ref["id"]) if company_ref else None,
+    )
+
+
+def customer_of(lead: dict[str, Any], contact_list: list[dict], company: dict | None) -> Customer:
+    """Who is billed, from the lead and what Kommo answered for its contacts and company."""
+    contact_refs = (lead.get("_embedded") or {}).get("contacts") or []
+    contacts = {c["id"]: c for c in contact_list}
     main_ref = next((c for c in contact_refs if c.get("is_main")), contact_refs[0] if contact_refs else None)
     main = contacts.get(main_ref["id"]) if main_ref else None
-    company = kommo.get_company(company_ref["id"]) if company_ref else None
 
     if company:
         key, name = f"company:{company['id']}", str(company.get("name") or f"Kommo company {company['id']}")

@@ -9,6 +9,7 @@ Steps, each recorded on the SyncRecord so a retry resumes after the last one com
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -19,12 +20,13 @@ from sync.clients.errors import BusinessError, NotFoundError, TransientError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, flow, write_note_once
-from sync.flows.customer import Customer, resolve_customer
+from sync.flows.customer import Customer, customer_key, customer_of, people_reads
 from sync.flows.sale import Sale, charge_overrides, field_value, line_items, resolve_sale, subscription_terms
 from sync.lifecycle.subscription import mirror_new
 from sync.locks import named_lock
-from sync.models import SyncRecord
+from sync.models import CustomerAccount, SyncRecord
 from sync.money import format_money
+from sync.parallel import settle, together
 
 LEAD_FIELD = "KommoLeadId__c"
 
@@ -36,10 +38,7 @@ def deal_won(record: SyncRecord) -> None:
     lead = fetch_lead(kommo, record)
     if not record.step_done("order"):
         place_order(record, kommo, zuora, lead)
-    if not record.step_done("lead_fields"):
-        write_lead_fields(record, kommo)
-    if not record.step_done("note"):
-        write_note(record, kommo)
+    tell_kommo(record, kommo)
 
 
 def fetch_any_lead(kommo: KommoClient, record: SyncRecord) -> dict[str, Any]:
@@ -75,78 +74,138 @@ def fetch_lead(kommo: KommoClient, record: SyncRecord) -> dict[str, Any]:
     return lead
 
 
+def may_have_reached_zuora(record: SyncRecord) -> bool:
+    """Whether an earlier attempt may have created this deal's subscription. The order step is marked `sent`
+    (and committed) before the order leaves, and a staff re-run starts a new generation: a first attempt of
+    the first generation without the mark cannot have reached Zuora, so it skips the lookup by lead (one
+    Zuora read off every deal's path). Any other attempt looks, because Zuora forgets Idempotency-Keys
+    after 24 hours and a re-run sends a new one."""
+    return record.generation > 1 or record.attempts > 1 or bool(record.step_data("order").get("sent"))
+
+
 def place_order(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead: dict) -> None:
-    lead_id = str(record.kommo_lead_id)
-    # Zuora forgets Idempotency-Keys after 24 h: a retry days later must find what an earlier attempt made.
-    existing = zuora.find_subscriptions(LEAD_FIELD, lead_id)
-    if existing:
-        sub = existing[0]
-        account_number = (sub.get("account") or {}).get("accountNumber", "")
-        plan_ids = [rp.get("productRatePlanId") for rp in sub.get("ratePlans") or []]
-        record.rate_plans.set(ProductRatePlan.objects.filter(zuora_id__in=plan_ids))
-        save_order_step(
-            record,
-            account_number,
-            sub.get("name", ""),
-            order_number="",
-            found=True,
-            customer_key=(sub.get("account") or {}).get("crmId") or "",
-            summary=record.summary or ", ".join(rp.get("name", "") for rp in sub.get("ratePlans") or []),
-        )
-        return
-    sale = resolve_sale(lead)
-    customer = resolve_customer(kommo, lead)
+    """Reads that need nothing from each other travel together (the lead's contacts and company, the
+    customer's account and, on a retry, the subscription an earlier attempt may have made); then the
+    order and its preview together. Critical path: two round trips to Zuora, one to Kommo."""
+    looked = may_have_reached_zuora(record)
+    try:
+        key = customer_key(lead)
+    except NeedsAttention:  # no customer on the lead any more: what an earlier attempt made still counts
+        if looked and (existing := zuora.find_subscriptions(LEAD_FIELD, str(record.kommo_lead_id))):
+            record_found(record, existing[0])
+            return
+        raise
     # Two deals of one company won at once must not both create its account: one at a time per customer.
-    with named_lock(f"customer:{customer.key}"):
-        account_number = existing_account(zuora, customer, sale)
-        order = build_order(record, sale, customer, account_number)
-        mrr, tcv = preview(zuora, order) if settings.ZUORA_PREVIEW_ORDERS and sale.subscription_items else (None, None)
-        try:
-            result = zuora.create_order(
-                order, idempotency_key=record.idempotency_key("order"), track_id=f"zkbridge-{record.id}"
-            )
-        except BusinessError as exc:
-            raise NeedsAttention(
-                f"Zuora refused the order: {exc.message}",
-                task=f"Zuora refused this deal's subscription: {exc.message}. RevOps will fix it and retry.",
-            ) from None
-        subscription = result.subscription_numbers[0] if result.subscription_numbers else ""
-        items = sale.subscription_items + sale.one_time_items
-        record.plan_mappings.set({item.mapping for item in items})
-        record.rate_plans.set({item.rate_plan for item in items})
-        if subscription:
-            mirror_new(
-                subscription, result.account_number, record.lead_id, subscription_terms(sale), sale.contract_date
-            )
-        save_order_step(
-            record,
-            result.account_number,
-            subscription,
-            order_number=result.order_number,
-            summary=sale.label,
-            currency=sale.currency,
-            mrr=mrr,
-            tcv=tcv,
-            account_created=account_number is None,
-            customer_key=customer.key,
+    with named_lock(f"customer:{key}"):
+        known = CustomerAccount.objects.filter(customer_key=key).first()
+        contacts_read, company_read = people_reads(kommo, lead)
+        contacts, company, accounts, existing = together(
+            contacts_read,
+            company_read,
+            None if known else (lambda: zuora.find_accounts(settings.ZUORA_ACCOUNT_CRM_FIELD, key)),
+            (lambda: zuora.find_subscriptions(LEAD_FIELD, str(record.kommo_lead_id))) if looked else None,
         )
+        if existing:
+            record_found(record, existing[0])
+            return
+        sale = resolve_sale(lead)
+        customer = customer_of(lead, contacts, company)
+        if customer.key != key:  # the lead names a company Kommo no longer shows: its main contact is billed
+            with named_lock(f"customer:{customer.key}"):
+                known = CustomerAccount.objects.filter(customer_key=customer.key).first()
+                accounts = None if known else zuora.find_accounts(settings.ZUORA_ACCOUNT_CRM_FIELD, customer.key)
+                send_order(record, zuora, sale, customer, account_of(known, accounts, sale))
+            return
+        send_order(record, zuora, sale, customer, account_of(known, accounts, sale))
 
 
-def existing_account(zuora: ZuoraClient, customer: Customer, sale: Sale) -> str | None:
-    """The customer's Zuora account, found by its Kommo key; None when there is none yet."""
-    accounts = zuora.find_accounts(settings.ZUORA_ACCOUNT_CRM_FIELD, customer.key)
+def record_found(record: SyncRecord, sub: dict) -> None:
+    """An earlier attempt made the subscription: take its numbers and send nothing."""
+    account = sub.get("account") or {}
+    plan_ids = [rp.get("productRatePlanId") for rp in sub.get("ratePlans") or []]
+    record.rate_plans.set(ProductRatePlan.objects.filter(zuora_id__in=plan_ids))
+    save_order_step(
+        record,
+        account.get("accountNumber", ""),
+        sub.get("name", ""),
+        order_number="",
+        found=True,
+        customer_key=account.get("crmId") or "",
+        summary=record.summary or ", ".join(rp.get("name", "") for rp in sub.get("ratePlans") or []),
+    )
+
+
+def send_order(record: SyncRecord, zuora: ZuoraClient, sale: Sale, customer: Customer, account: Account) -> None:
+    order = build_order(record, sale, customer, account.number)
+    previewing = settings.ZUORA_PREVIEW_ORDERS and sale.subscription_items
+    record.mark_step("order", done=False, sent=True)  # committed before the order leaves (see may_have_reached_zuora)
+    placed, previewed = settle(
+        lambda: zuora.create_order(
+            order, idempotency_key=record.idempotency_key("order"), track_id=f"zkbridge-{record.id}"
+        ),
+        (lambda: preview(zuora, order)) if previewing else None,
+    )
+    if account.known and isinstance(placed.error, BusinessError | NotFoundError):
+        # The account zkbridge remembered may be gone (merged, deleted): the retry asks Zuora again.
+        CustomerAccount.objects.filter(customer_key=customer.key).delete()
+    if isinstance(placed.error, BusinessError):
+        raise NeedsAttention(
+            f"Zuora refused the order: {placed.error.message}",
+            task=f"Zuora refused this deal's subscription: {placed.error.message}. RevOps will fix it and retry.",
+        ) from None
+    result = placed.get()
+    mrr, tcv = previewed.value or (None, None)
+    subscription = result.subscription_numbers[0] if result.subscription_numbers else ""
+    items = sale.subscription_items + sale.one_time_items
+    record.plan_mappings.set({item.mapping for item in items})
+    record.rate_plans.set({item.rate_plan for item in items})
+    if subscription:
+        mirror_new(subscription, result.account_number, record.lead_id, subscription_terms(sale), sale.contract_date)
+    if result.account_number:
+        CustomerAccount.objects.update_or_create(
+            customer_key=customer.key, defaults={"account_number": result.account_number, "currency": sale.currency}
+        )
+    save_order_step(
+        record,
+        result.account_number,
+        subscription,
+        order_number=result.order_number,
+        summary=sale.label,
+        currency=sale.currency,
+        mrr=mrr,
+        tcv=tcv,
+        account_created=account.number is None,
+        account_known=account.known,
+        customer_key=customer.key,
+    )
+
+
+@dataclass(frozen=True)
+class Account:
+    number: str | None  # None: a new account is created with the order
+    known: bool = False  # remembered by zkbridge (no Zuora lookup was made)
+
+
+def account_of(known: CustomerAccount | None, accounts: list[dict] | None, sale: Sale) -> Account:
+    """The customer's Zuora account: the one zkbridge billed before, else the oldest Zuora finds by the
+    Kommo key; a new one when there is none. Its currency must be the deal's."""
+    if known is not None:
+        check_currency(known.account_number, known.currency, sale)
+        return Account(known.account_number, known=True)
     if not accounts:
-        return None
+        return Account(None)
     # Several accounts for one Kommo company is a reconciliation finding; bill the oldest meanwhile.
     account = sorted(accounts, key=lambda a: (a.get("createdDate") or "", a.get("accountNumber") or ""))[0]
-    if account.get("currency") and account["currency"] != sale.currency:
+    check_currency(account.get("accountNumber") or "", account.get("currency") or "", sale)
+    return Account(account.get("accountNumber"))
+
+
+def check_currency(account_number: str, currency: str, sale: Sale) -> None:
+    if currency and currency != sale.currency:
         raise NeedsAttention(
-            f"the customer's Zuora account {account.get('accountNumber')} bills in {account['currency']} but the "
-            f"deal is in {sale.currency}",
-            task=f"This customer is billed in {account['currency']} in Zuora; set the deal's currency to match, "
-            f"or ask RevOps.",
+            f"the customer's Zuora account {account_number} bills in {currency} but the deal is in {sale.currency}",
+            task=f"This customer is billed in {currency} in Zuora; set the deal's currency to match, or ask RevOps.",
         )
-    return account.get("accountNumber")
 
 
 def build_order(record: SyncRecord, sale: Sale, customer: Customer, account_number: str | None) -> dict:
@@ -248,6 +307,34 @@ def lead_field_values(account_number: str, subscription_number: str) -> dict[int
     return values
 
 
+def tell_kommo(record: SyncRecord, kommo: KommoClient) -> None:
+    """The lead's fields and the note, together on a first try. A retry of a note an earlier attempt may have
+    written looks first (write_note_once), so that path goes one step after the other."""
+    fields_due, note_due = not record.step_done("lead_fields"), not record.step_done("note")
+    if not (fields_due and note_due) or record.step_data("note").get("attempted"):
+        if fields_due:
+            write_lead_fields(record, kommo)
+        if note_due:
+            write_note_once(record, kommo, "leads", record.lead_id, note_text(record))
+        return
+    values = lead_field_values(record.zuora_account_number, record.zuora_subscription_number)
+    text = note_text(record)
+    record.mark_step("note", done=False, attempted=True)
+    fields, note = settle(
+        (lambda: kommo.update_lead_fields(record.lead_id, values)) if values else None,
+        lambda: kommo.add_note("leads", record.lead_id, text),
+    )
+    if note.error is None:
+        record.mark_step("note", text=text, entity="leads", entity_id=record.lead_id, note_id=note.value)
+    if fields.error is None:
+        lead_fields_written(record, values, fields.value)
+    elif isinstance(fields.error, BusinessError):
+        raise fields_refused(fields.error) from None
+    else:
+        raise fields.error
+    note.get()
+
+
 def write_lead_fields(record: SyncRecord, kommo: KommoClient) -> None:
     values = lead_field_values(record.zuora_account_number, record.zuora_subscription_number)
     updated_at = None
@@ -255,10 +342,18 @@ def write_lead_fields(record: SyncRecord, kommo: KommoClient) -> None:
         try:
             updated_at = kommo.update_lead_fields(record.lead_id, values)
         except BusinessError as exc:
-            raise NeedsAttention(
-                f"Zuora is done, but Kommo refused the lead fields: {exc.message} (check "
-                f"KOMMO_ACCOUNT_FIELD_ID / KOMMO_SUBSCRIPTION_FIELD_ID)"
-            ) from None
+            raise fields_refused(exc) from None
+    lead_fields_written(record, values, updated_at)
+
+
+def fields_refused(exc: BusinessError) -> NeedsAttention:
+    return NeedsAttention(
+        f"Zuora is done, but Kommo refused the lead fields: {exc.message} (check "
+        f"KOMMO_ACCOUNT_FIELD_ID / KOMMO_SUBSCRIPTION_FIELD_ID)"
+    )
+
+
+def lead_fields_written(record: SyncRecord, values: dict[int, str], updated_at: int | None) -> None:
     # updated_at: Kommo reports this write back as a lead `update` web hook; routing knows it for ours.
     record.mark_step("lead_fields", fields={str(k): v for k, v in values.items()}, updated_at=updated_at)
 
@@ -271,7 +366,3 @@ def note_text(record: SyncRecord) -> str:
     detail = f" ({', '.join(what)})" if what else ""
     subscription = f", subscription {record.zuora_subscription_number}" if record.zuora_subscription_number else ""
     return f"Zuora: account {record.zuora_account_number}{subscription}{detail} active"
-
-
-def write_note(record: SyncRecord, kommo: KommoClient) -> None:
-    write_note_once(record, kommo, "leads", record.lead_id, note_text(record))
