@@ -63,9 +63,16 @@ def running_zkbridge(env: dict[str, str], workers: bool = True) -> Iterator[str]
     base = env["ZKBRIDGE_URL"]
     address = base.split("://", 1)[1]
     log = open(RESULTS / "server.log", "w")  # noqa: SIM115 - closed below
+    # The web process as production runs it (gunicorn, threads for the emulators' injected latency), or
+    # Django's runserver with BENCH_SERVER=runserver.
+    if os.environ.get("BENCH_SERVER", "gunicorn") == "runserver":
+        web = [sys.executable, "manage.py", "runserver", address, "--noreload"]
+    else:
+        web = [sys.executable, "-m", "gunicorn", "zkbridge.wsgi", "--bind", address, "--workers", "2"]
+        web += ["--worker-class", "gthread", "--threads", "32", "--access-logfile", "/dev/null"]
     children = [
         subprocess.Popen(
-            [sys.executable, "manage.py", "runserver", address, "--noreload"],
+            web,
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -100,9 +100,10 @@ def main() -> None:
     with running_zkbridge(env) as base:
         manage(env, "demo_setup", "--connect")
         django_setup(env)
-        from sandbox.models import KNote, RequestLog
+        from sandbox.models import KNote
         from sync.models import SyncRecord
 
+        time.sleep(5)  # the schedules that run once at start (catalog sync, polling Kommo) finish first
         leads = arrange(args.deals, args.zuora_ms, args.kommo_ms)
         latencies = []
         for lead_id in leads:
@@ -125,9 +126,11 @@ def main() -> None:
         from sandbox.models import KWebhookDelivery
 
         answers = [d.duration_ms / 1000 for d in KWebhookDelivery.objects.filter(status=200)]
+        from sync.models import ApiCall
+
         calls = {}
         for service in ("zuora", "kommo"):
-            logs = RequestLog.objects.filter(service=service).exclude(path__startswith="/oauth")
+            logs = ApiCall.objects.filter(provider=service, sync_record__kind="deal_won")
             calls[service] = {
                 "total": logs.count() / len(leads),
                 "writes": logs.filter(method="POST", path="/v1/orders").count() / len(leads)

@@ -78,7 +78,9 @@ def _matching_faults(service: str, method: str, path: str) -> list[Fault]:
             # Claim one use atomically: two concurrent requests never both spend the last one.
             if not Fault.objects.filter(id=fault.id, remaining__gt=0).update(remaining=F("remaining") - 1):
                 continue
-        Fault.objects.filter(id=fault.id).update(hits=F("hits") + 1)
+        if not (fault.kind == "latency" and fault.probability >= 1 and fault.remaining is None):
+            # (a standing latency strikes every request: counting it would only add a write to each)
+            Fault.objects.filter(id=fault.id).update(hits=F("hits") + 1)
         failing = failing or fault.kind != "latency"
         chosen.append(fault)
     return chosen

@@ -33,6 +33,8 @@ M = TypeVar("M", bound=models.Model)
 _thread_locks: dict[str, threading.Lock] = {}
 _guard = threading.Lock()
 POLL = 0.05
+# Locks held for milliseconds (the Kommo throttle's row) are asked again soon, then less and less often.
+FIRST_PAUSE = 0.002
 
 
 class LockBusy(TransientError):
@@ -96,10 +98,12 @@ def release(held: Held) -> None:
 def named_lock(name: str, timeout: float = 60) -> Iterator[None]:
     """Hold the lock called `name` for the block, across any HTTP calls in it, with no transaction."""
     deadline = time.monotonic() + timeout
+    pause = FIRST_PAUSE
     while (held := try_lock(name)) is None:
         if time.monotonic() > deadline:
             raise LockBusy(f"another worker has held '{name}' for over {timeout:.0f} s")
-        time.sleep(POLL)
+        time.sleep(pause)
+        pause = min(pause * 2, POLL)
     try:
         yield
     finally:

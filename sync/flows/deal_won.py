@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -84,10 +85,12 @@ def may_have_reached_zuora(record: SyncRecord) -> bool:
 
 
 def place_order(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead: dict) -> None:
-    """Reads that need nothing from each other travel together (the lead's contacts and company, the
-    customer's account and, on a retry, the subscription an earlier attempt may have made); then the
-    order and its preview together. Critical path: two round trips to Zuora, one to Kommo."""
+    """Reads that need nothing from each other travel together: the lead's contacts and company, the
+    customer's account, the preview (MRR for the note) and, on a retry, the subscription an earlier attempt
+    may have made. Then the order alone. Critical path: two round trips to Zuora, one to Kommo."""
     looked = may_have_reached_zuora(record)
+    # A first attempt knows what is sold before it reads anything, so its preview travels with the reads.
+    sale = None if looked else resolve_sale(lead)
     try:
         key = customer_key(lead)
     except NeedsAttention:  # no customer on the lead any more: what an earlier attempt made still counts
@@ -99,24 +102,26 @@ def place_order(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead
     with named_lock(f"customer:{key}"):
         known = CustomerAccount.objects.filter(customer_key=key).first()
         contacts_read, company_read = people_reads(kommo, lead)
-        contacts, company, accounts, existing = together(
+        contacts, company, accounts, existing, figures = together(
             contacts_read,
             company_read,
             None if known else (lambda: zuora.find_accounts(settings.ZUORA_ACCOUNT_CRM_FIELD, key)),
             (lambda: zuora.find_subscriptions(LEAD_FIELD, str(record.kommo_lead_id))) if looked else None,
+            partial(preview, zuora, record, sale) if sale is not None else None,
         )
         if existing:
             record_found(record, existing[0])
             return
-        sale = resolve_sale(lead)
+        if sale is None:
+            sale = resolve_sale(lead)
         customer = customer_of(lead, contacts, company)
         if customer.key != key:  # the lead names a company Kommo no longer shows: its main contact is billed
             with named_lock(f"customer:{customer.key}"):
                 known = CustomerAccount.objects.filter(customer_key=customer.key).first()
                 accounts = None if known else zuora.find_accounts(settings.ZUORA_ACCOUNT_CRM_FIELD, customer.key)
-                send_order(record, zuora, sale, customer, account_of(known, accounts, sale))
+                send_order(record, zuora, sale, customer, account_of(known, accounts, sale), figures)
             return
-        send_order(record, zuora, sale, customer, account_of(known, accounts, sale))
+        send_order(record, zuora, sale, customer, account_of(known, accounts, sale), figures)
 
 
 def record_found(record: SyncRecord, sub: dict) -> None:
@@ -135,15 +140,22 @@ def record_found(record: SyncRecord, sub: dict) -> None:
     )
 
 
-def send_order(record: SyncRecord, zuora: ZuoraClient, sale: Sale, customer: Customer, account: Account) -> None:
+def send_order(
+    record: SyncRecord,
+    zuora: ZuoraClient,
+    sale: Sale,
+    customer: Customer,
+    account: Account,
+    figures: tuple[str | None, str | None] | None,
+) -> None:
+    """The order; beside it the preview when it did not travel with the reads (`figures` None)."""
     order = build_order(record, sale, customer, account.number)
-    previewing = settings.ZUORA_PREVIEW_ORDERS and sale.subscription_items
     record.mark_step("order", done=False, sent=True)  # committed before the order leaves (see may_have_reached_zuora)
     placed, previewed = settle(
         lambda: zuora.create_order(
             order, idempotency_key=record.idempotency_key("order"), track_id=f"zkbridge-{record.id}"
         ),
-        (lambda: preview(zuora, order)) if previewing else None,
+        (lambda: preview(zuora, record, sale)) if figures is None else None,
     )
     if account.known and isinstance(placed.error, BusinessError | NotFoundError):
         # The account zkbridge remembered may be gone (merged, deleted): the retry asks Zuora again.
@@ -154,7 +166,7 @@ def send_order(record: SyncRecord, zuora: ZuoraClient, sale: Sale, customer: Cus
             task=f"Zuora refused this deal's subscription: {placed.error.message}. RevOps will fix it and retry.",
         ) from None
     result = placed.get()
-    mrr, tcv = previewed.value or (None, None)
+    mrr, tcv = figures or previewed.value or (None, None)
     subscription = result.subscription_numbers[0] if result.subscription_numbers else ""
     items = sale.subscription_items + sale.one_time_items
     record.plan_mappings.set({item.mapping for item in items})
@@ -209,8 +221,10 @@ def check_currency(account_number: str, currency: str, sale: Sale) -> None:
 
 
 def build_order(record: SyncRecord, sale: Sale, customer: Customer, account_number: str | None) -> dict:
-    contract = sale.contract_date.isoformat()
-    order: dict[str, Any] = {"orderDate": contract, "processingOptions": {"runBilling": False, "collectPayment": False}}
+    order: dict[str, Any] = {
+        "orderDate": sale.contract_date.isoformat(),
+        "processingOptions": {"runBilling": False, "collectPayment": False},
+    }
     if account_number:
         order["existingAccountNumber"] = account_number
     else:
@@ -227,8 +241,16 @@ def build_order(record: SyncRecord, sale: Sale, customer: Customer, account_numb
         if sale.terms is not None and sale.terms.payment_term:
             account["paymentTerm"] = sale.terms.payment_term
         order["newAccount"] = account
+    order.update(what_is_sold(record, sale))
+    return order
+
+
+def what_is_sold(record: SyncRecord, sale: Sale) -> dict[str, Any]:
+    """The order's subscription and one-time items: everything but who is billed."""
+    contract = sale.contract_date.isoformat()
+    part: dict[str, Any] = {}
     if sale.subscription_items:
-        order["subscriptions"] = [
+        part["subscriptions"] = [
             {
                 "orderActions": [
                     {
@@ -254,16 +276,22 @@ def build_order(record: SyncRecord, sale: Sale, customer: Customer, account_numb
         ]
     items = line_items(sale)
     if items:
-        order["orderLineItems"] = items
-    return order
+        part["orderLineItems"] = items
+    return part
 
 
-def preview(zuora: ZuoraClient, order: dict) -> tuple[str | None, str | None]:
-    """MRR and TCV for the note. A preview that fails only makes the note shorter."""
-    body = {k: v for k, v in order.items() if k not in ("newAccount", "processingOptions", "orderLineItems")}
-    if "newAccount" in order:
-        body["previewAccountInfo"] = {"currency": order["newAccount"]["currency"], "billCycleDay": 1}
-    body["previewOptions"] = {"previewTypes": ["ChargeMetrics"], "previewThruType": "TermEnd"}
+def preview(zuora: ZuoraClient, record: SyncRecord, sale: Sale) -> tuple[str | None, str | None]:
+    """MRR and TCV for the note, from what is sold alone (a preview account in the deal's currency: the
+    figures do not depend on who is billed, so the preview need not wait for the account lookup). A preview
+    that fails, or is switched off, only makes the note shorter."""
+    if not (settings.ZUORA_PREVIEW_ORDERS and sale.subscription_items):
+        return None, None
+    body: dict[str, Any] = {
+        "orderDate": sale.contract_date.isoformat(),
+        "subscriptions": what_is_sold(record, sale)["subscriptions"],
+        "previewAccountInfo": {"currency": sale.currency, "billCycleDay": 1},
+        "previewOptions": {"previewTypes": ["ChargeMetrics"], "previewThruType": "TermEnd"},
+    }
     try:
         result = zuora.preview_order(body)
     except (BusinessError, TransientError, NotFoundError):
