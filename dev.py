@@ -4,7 +4,8 @@
     python3 dev.py demo            set up and run zkbridge on SQLite with the built-in emulators
                                    (a restart keeps everything the user did)
     python3 dev.py demo --reset    the same, after forgetting all demo data (never a real setup's)
-    python3 dev.py test            set up and run the whole test suite (extra arguments go to pytest)
+    python3 dev.py test            set up and run the whole test suite on several processes
+                                   (extra arguments go to pytest, which then runs them as given)
 
 Both create .venv/ and install the pinned requirements the first time (and again when they change).
 """
@@ -216,6 +217,11 @@ def test(args: list[str]) -> int:
     say("mypy sync catalog …")
     if subprocess.call([str(PY), "-m", "mypy", "sync", "catalog"], cwd=ROOT, env=env) != 0:
         return 1
+    if not args:
+        # The whole suite on several processes (pytest-xdist): its tests mostly wait on HTTP and on the processes
+        # they start, so one more process than cores. A file's tests stay together in one process.
+        workers = max(2, min((os.cpu_count() or 1) + 1, 4))
+        args = ["-n", str(workers), "--dist", "loadfile"]
     return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT, env=env)
 
 

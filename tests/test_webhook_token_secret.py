@@ -61,7 +61,7 @@ def test_gunicorns_access_log_shows_no_token(tmp_path, db):
         deadline = time.monotonic() + 30
         while True:
             try:
-                requests.post(f"http://127.0.0.1:{port}/webhooks/kommo/s3cr3t-t0k3n-guess/", data=BODY, timeout=2)
+                requests.post(f"http://127.0.0.1:{port}/webhooks/kommo/s3cr3t-t0k3n-guess/", data=BODY, timeout=(2, 60))
                 break
             except requests.ConnectionError:
                 assert time.monotonic() < deadline
