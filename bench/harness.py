@@ -54,7 +54,7 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 @contextlib.contextmanager
-def running_zkbridge(env: dict[str, str], workers: bool = True) -> Iterator[str]:
+def running_zkbridge(env: dict[str, str], workers: bool = True, web_args: list[str] | None = None) -> Iterator[str]:
     """Migrate, seed the emulators, start the web server (and workers); yield the base URL."""
     if env["DATABASE_URL"].startswith("postgres"):
         manage(env, "flush", "--noinput")
@@ -68,8 +68,8 @@ def running_zkbridge(env: dict[str, str], workers: bool = True) -> Iterator[str]
     if os.environ.get("BENCH_SERVER", "gunicorn") == "runserver":
         web = [sys.executable, "manage.py", "runserver", address, "--noreload"]
     else:
-        web = [sys.executable, "-m", "gunicorn", "zkbridge.wsgi", "--bind", address, "--workers", "2"]
-        web += ["--worker-class", "gthread", "--threads", "32", "--access-logfile", "/dev/null"]
+        web = [sys.executable, "-m", "gunicorn", "zkbridge.wsgi", "--bind", address]
+        web += web_args or ["--workers", "2", "--worker-class", "gthread", "--threads", "32"]
     children = [
         subprocess.Popen(
             web,

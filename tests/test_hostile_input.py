@@ -99,7 +99,6 @@ def usage(client, token: str, body: str, content_type: str = "application/json")
         ("[" * 999 + "]" * 999, "application/json", "nested too deeply"),
         ("a\rb,c\n1,2\n", "text/csv", "not valid CSV"),
         ("unique_key," + "x" * 140_000 + "\n1,2\n", "text/csv", "not valid CSV"),
-        ("unique_key,uom\nk\x00,API\n", "text/csv", "NUL"),
     ],
 )
 def test_usage_bodies_that_would_crash_a_reader_are_a_400(client, token, body, content_type, words, settings):
@@ -143,9 +142,24 @@ def test_usage_rows_the_database_could_not_hold_are_rejected_one_by_one(client, 
 @pytest.mark.parametrize(
     "changes, words", [({"uom": "API\x00call"}, "NUL"), ({"unique_key": "k\ud800"}, "unpaired surrogate")]
 )
-def test_a_usage_body_with_nul_or_a_lone_surrogate_is_a_400(client, token, changes, words):
+def test_a_usage_row_with_nul_or_a_lone_surrogate_is_rejected_alone(client, token, changes, words):
+    """The body is read as it arrives, so a bad row fails alone (named, with its reason) and the rest count."""
     answer = usage(client, token, json.dumps([row(**changes), row(unique_key="good")]))
-    assert answer.status_code == 400 and words in answer.json()["error"] and not UsageRecord.objects.exists()
+    assert answer.status_code == 202
+    [rejected] = answer.json()["rejected"]
+    assert rejected["index"] == 0 and any(words in error for error in rejected["errors"])
+    assert list(UsageRecord.objects.values_list("unique_key", flat=True)) == ["good"]
+
+
+def test_a_csv_row_with_nul_is_rejected_alone(client, token):
+    answer = usage(
+        client,
+        token,
+        "unique_key,uom,quantity,start_date,kommo_lead_id\nk\x00,API,1,2026-11-01,1\ngood,API,1,2026-11-01,1\n",
+        "text/csv",
+    )
+    assert answer.status_code == 202 and answer.json()["accepted"] == 1
+    assert "NUL" in answer.json()["rejected"][0]["errors"][0]
 
 
 @pytest.fixture

@@ -86,12 +86,46 @@ def test_garbage_is_a_400(client, token, body, content_type, words):
     assert not UsageRecord.objects.exists()
 
 
-def test_too_many_rows_and_oversize_bodies_are_refused(client, token, settings):
+def test_oversize_bodies_are_refused_and_rows_have_no_ceiling(client, token, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2000  # the usage limit follows ZKBRIDGE_MAX_BODY_BYTES unless set
+    answer = post(client, token, [row(f"k{i}") for i in range(100)])
+    assert answer.status_code == 413 and "larger than 2000 bytes" in answer.json()["error"]
+    settings.ZKBRIDGE_MAX_USAGE_BODY_BYTES = 2000
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000_000
-    assert post(client, token, [row(f"k{i}") for i in range(10_001)]).status_code == 400
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2000
     assert post(client, token, [row(f"k{i}") for i in range(100)]).status_code == 413
     assert not UsageRecord.objects.exists()
+    settings.ZKBRIDGE_MAX_USAGE_BODY_BYTES = 10_000_000
+    answer = post(client, token, [row(f"k{i}") for i in range(12_000)])  # once refused past 10,000 rows
+    assert answer.status_code == 202 and answer.json()["accepted"] == 12_000
+
+
+def test_a_body_that_breaks_part_way_keeps_the_rows_before_it_and_says_where(client, token, settings):
+    """The body is read as it arrives: when it stops being readable (here a stray carriage return on line
+    12,002), the rows before it are stored and counted in the 400's answer, and the body's beginning waits in
+    the admin's inbox. Sending the corrected body again stores only what is missing (unique_key)."""
+    from sync.models import WebhookEvent
+
+    settings.ZKBRIDGE_MAX_USAGE_BODY_BYTES = 10_000_000
+    header = "unique_key,uom,quantity,start_date,kommo_lead_id\n"
+    good = [f"key-{i:06},API call,{i % 7},2026-11-01,24312345\n" for i in range(14_000)]
+    broken = header + "".join(good[:12_000]) + "bad\rrow,API call,1,2026-11-01,24312345\n" + "".join(good[12_000:])
+    answer = client.generic(
+        "POST", "/api/usage/", broken.encode(), content_type="text/csv", HTTP_AUTHORIZATION=f"Token {token}"
+    )
+    assert answer.status_code == 400, answer.content
+    result = answer.json()
+    assert "not valid CSV (line 12002)" in result["error"] and result["accepted"] == 12_000
+    assert UsageRecord.objects.count() == 12_000
+    event = WebhookEvent.objects.get(source="usage")
+    assert "not valid CSV" in event.error and event.body.startswith("unique_key,uom")
+    fixed = client.generic(
+        "POST",
+        "/api/usage/",
+        (header + "".join(good)).encode(),
+        content_type="text/csv",
+        HTTP_AUTHORIZATION=f"Token {token}",
+    )
+    assert fixed.status_code == 202 and fixed.json() == {"accepted": 2_000, "duplicates": 12_000, "rejected": []}
 
 
 def test_a_token_is_required(client, token):

@@ -168,6 +168,9 @@ WHITENOISE_USE_FINDERS = not STATIC_ROOT.is_dir()
 
 # Webhook bodies are read whole; Kommo's largest realistic body is far below this.
 DATA_UPLOAD_MAX_MEMORY_SIZE = config.integer("ZKBRIDGE_MAX_BODY_BYTES", 1_048_576, minimum=1024)
+# Usage feeds are read as they arrive (memory does not grow with the body), so they may be far larger: a
+# million rows is about 100 MB. Unset, they share ZKBRIDGE_MAX_BODY_BYTES.
+ZKBRIDGE_MAX_USAGE_BODY_BYTES = config.integer("ZKBRIDGE_MAX_USAGE_BODY_BYTES", None, minimum=1024)
 # Amplification limits (additions): won leads one Kommo web hook may name (a body naming more is stored and
 # refused), and failed authentications an address may make in a minute before it is answered 429.
 ZKBRIDGE_MAX_LEADS_PER_WEBHOOK = config.integer("ZKBRIDGE_MAX_LEADS_PER_WEBHOOK", 100, minimum=1)

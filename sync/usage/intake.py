@@ -1,21 +1,27 @@
-"""Usage intake: reading a feed's JSON or CSV body and storing its records once (idempotent on unique_key),
-each rejected row with its reasons."""
+"""Usage intake: a feed's JSON array or CSV read as it arrives (no whole body in memory, no row ceiling), each
+row checked, the valid ones stored once a batch at a time (the database finds the unique_keys it already
+holds), each rejected row reported with its reasons."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
-import io
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, models, transaction
+from django.utils import timezone
 
 from sync.models import UsageRecord
 from sync.webhooks import values
 
-MAX_ROWS = 10_000
+BATCH = 5_000  # rows stored per transaction
+MAX_RECORD_BYTES = 64 * 1024  # one JSON record larger than this is not a usage record
+MAX_LISTED_REJECTIONS = 1_000  # the answer names this many rejected rows (and counts them all)
 COLUMNS = [
     "subscription_number",
     "kommo_lead_id",
@@ -32,50 +38,179 @@ class BadFeed(ValueError):
     """The body as a whole cannot be read (not rows with problems: those are rejected one by one)."""
 
 
+class TooLarge(BadFeed):
+    """The body went past ZKBRIDGE_MAX_USAGE_BODY_BYTES while it was read (no length was declared)."""
+
+
 @dataclass
 class Intake:
     accepted: int = 0
     duplicates: int = 0
+    rejected_total: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    problem: BadFeed | None = None  # why the body stopped being read (the rows before it are counted above)
+
+    def reject(self, index: int, row: Any, errors: list[str]) -> None:
+        self.rejected_total += 1
+        if len(self.rejected) < MAX_LISTED_REJECTIONS:
+            key = row.get("unique_key") if isinstance(row, dict) else None
+            try:  # a key that is not valid text is not repeated back (the answer must be valid JSON)
+                key = values.clean_text(key, "unique_key") if isinstance(key, str) else key
+            except ValueError:
+                key = None
+            self.rejected.append({"index": index, "unique_key": key, "errors": errors})
+
+    def store(self, batch: dict[str, UsageRecord]) -> None:
+        stored = insert_new(list(batch.values()))
+        self.accepted += stored
+        self.duplicates += len(batch) - stored
 
 
-def read_rows(body: bytes, content_type: str) -> list[dict[str, Any]]:
+# --- reading ---------------------------------------------------------------------------------------
+def read_rows(body: bytes, content_type: str) -> list[Any]:
+    """A whole body's rows (for bodies already in memory); BadFeed when it cannot be read."""
+    return list(rows_of(iter([body]), content_type))
+
+
+def rows_of(chunks: Iterable[bytes], content_type: str) -> Iterator[Any]:
+    """The body's rows as its chunks arrive: CSV with Content-Type text/csv, else a JSON array. BadFeed (saying
+    where) when the body stops being readable; the rows before that point have been handed out."""
     if "csv" in content_type:
-        try:
-            rows = _csv_rows(body.decode("utf-8-sig"))
-        except UnicodeDecodeError:
-            raise BadFeed("the body is not UTF-8") from None
-    else:
-        not_json = "the body is not JSON (send a JSON array, or CSV with Content-Type: text/csv)"
-        try:
-            rows = values.json_body(body, not_json, encoding="utf-8-sig")
-        except ValueError as exc:
-            raise BadFeed(str(exc)) from None
-        if not isinstance(rows, list):
-            raise BadFeed("the body must be a JSON array of usage records")
-    if len(rows) > MAX_ROWS:
-        raise BadFeed(f"{len(rows)} records; at most {MAX_ROWS} per request")
-    return rows
+        return _csv_rows(iter(chunks))
+    return _json_rows(iter(chunks))
 
 
-def _csv_rows(text: str) -> list[dict[str, Any]]:
+def _text(chunks: Iterator[bytes], refusal: str) -> Iterator[str]:
+    """The chunks decoded as UTF-8 (a leading BOM dropped; a character split across two chunks kept whole)."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
     try:
-        values.clean_text(text, "the CSV")
-    except ValueError as exc:
-        raise BadFeed(str(exc)) from None
+        for chunk in chunks:
+            text = decoder.decode(chunk)
+            if text:
+                yield text
+        tail = decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise BadFeed(refusal) from None
+    if tail:
+        yield tail
+
+
+class _Lines:
+    """Text as lines ending in \\n, as the csv module reads a file opened with newline="" (a CR inside a line
+    stays there for the csv module to judge); never the whole body at once. `count`: lines handed out."""
+
+    def __init__(self, texts: Iterator[str]):
+        self.texts = texts
+        self.count = 0
+
+    def __iter__(self) -> Iterator[str]:
+        rest = ""
+        for text in self.texts:
+            pieces = (rest + text).split("\n")
+            rest = pieces.pop()  # cut mid-line: it waits for the next piece
+            for piece in pieces:
+                self.count += 1
+                yield piece + "\n"
+        if rest:
+            self.count += 1
+            yield rest
+
+
+def _csv_rows(chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
+    lines = _Lines(_text(chunks, "the body is not UTF-8"))
+    reader = csv.DictReader(iter(lines))
     try:
-        reader = csv.DictReader(io.StringIO(text))
         unknown = [c for c in reader.fieldnames or [] if c not in COLUMNS]
         if not reader.fieldnames or unknown:
             raise BadFeed(
                 f"CSV header must use the columns {', '.join(COLUMNS)}"
                 + (f"; unknown: {', '.join(c[:40] for c in unknown[:10])}" if unknown else "")
             )
-        return list(reader)
-    except csv.Error as exc:  # a stray carriage return, a field over the csv module's limit…
-        raise BadFeed(f"not valid CSV: {exc}") from None
+        yield from reader
+    except csv.Error as exc:  # a NUL, a stray carriage return, a field over the csv module's limit…
+        raise BadFeed(f"not valid CSV (line {lines.count}): {exc}") from None
 
 
+NOT_JSON = "the body is not JSON (send a JSON array, or CSV with Content-Type: text/csv)"
+
+
+class _Text:
+    """Decoded text arriving in pieces, read from a moving position."""
+
+    def __init__(self, texts: Iterator[str]):
+        self.texts = texts
+        self.buffer = ""
+        self.pos = 0
+        self.done = False
+
+    def more(self) -> bool:
+        """Append the next piece (dropping what was read); False at the end of the body."""
+        if self.done:
+            return False
+        text = next(self.texts, None)
+        if text is None:
+            self.done = True
+            return False
+        self.buffer, self.pos = self.buffer[self.pos :] + text, 0
+        return True
+
+    def next_char(self) -> str:
+        """The next character that is not white space ("" at the end of the body)."""
+        while True:
+            while self.pos < len(self.buffer) and self.buffer[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < len(self.buffer):
+                return self.buffer[self.pos]
+            if not self.more():
+                return ""
+
+
+def _json_rows(chunks: Iterator[bytes]) -> Iterator[Any]:
+    """The elements of a JSON array one at a time, without ever holding the array."""
+    text = _Text(_text(chunks, f"{NOT_JSON} (it is not UTF-8)"))
+    decoder = json.JSONDecoder()
+    first = text.next_char()
+    if first == "":
+        raise BadFeed(NOT_JSON)
+    if first == "{":
+        raise BadFeed("the body must be a JSON array of usage records")
+    if first != "[":
+        raise BadFeed(NOT_JSON)
+    text.pos += 1
+    index = 0
+    if text.next_char() == "]":
+        text.pos += 1
+    else:
+        while True:
+            text.next_char()
+            while True:
+                try:
+                    value, end = decoder.raw_decode(text.buffer, text.pos)
+                except RecursionError:
+                    raise BadFeed(f"record {index} is nested too deeply") from None
+                except ValueError:
+                    if len(text.buffer) - text.pos > MAX_RECORD_BYTES:
+                        raise BadFeed(f"record {index} is not JSON, or larger than {MAX_RECORD_BYTES} bytes") from None
+                    if text.more():
+                        continue
+                    raise BadFeed(f"{NOT_JSON}: it stops being JSON at record {index}") from None
+                if end == len(text.buffer) and text.more():  # a number may go on in the next piece
+                    continue
+                break
+            text.pos = end
+            yield value
+            index += 1
+            after = text.next_char()
+            text.pos += 1
+            if after == "]":
+                break
+            if after != ",":
+                raise BadFeed(f"{NOT_JSON}: expected , or ] after record {index - 1}")
+    if text.next_char() != "":
+        raise BadFeed(f"{NOT_JSON}: there is more after the array's end")
+
+
+# --- checking ----------------------------------------------------------------------------------------
 def _date(value: Any, name: str, errors: list[str]) -> dt.date | None:
     if value in (None, ""):
         return None
@@ -139,23 +274,69 @@ def validate(row: Any) -> tuple[UsageRecord | None, list[str]]:
     ), []
 
 
-def accept(rows: list[Any]) -> Intake:
-    """Store valid rows once (unique_key); report duplicates and each rejected row with its reasons."""
+# --- storing -----------------------------------------------------------------------------------------
+def accept(rows: Iterable[Any]) -> Intake:
+    """Store valid rows once (unique_key), a batch at a time as they are read. When `rows` stops with a
+    BadFeed part way, the rows read before it are stored and the problem is on the Intake."""
     intake = Intake()
-    valid: dict[str, UsageRecord] = {}
-    for index, row in enumerate(rows):
-        record, errors = validate(row)
-        if record is None:
-            key = row.get("unique_key") if isinstance(row, dict) else None
-            intake.rejected.append({"index": index, "unique_key": key, "errors": errors})
-        elif record.unique_key in valid:
-            intake.duplicates += 1
-        else:
-            valid[record.unique_key] = record
-    known = set(UsageRecord.objects.filter(unique_key__in=list(valid)).values_list("unique_key", flat=True))
-    fresh = [r for k, r in valid.items() if k not in known]
-    with transaction.atomic():
-        created = UsageRecord.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=500)
-    intake.duplicates += len(known)
-    intake.accepted = len(created)
+    batch: dict[str, UsageRecord] = {}
+    try:
+        for index, row in enumerate(rows):
+            record, errors = validate(row)
+            if record is None:
+                intake.reject(index, row, errors)
+            elif record.unique_key in batch:
+                intake.duplicates += 1
+            else:
+                batch[record.unique_key] = record
+                if len(batch) >= BATCH:
+                    intake.store(batch)
+                    batch = {}
+    except BadFeed as exc:
+        intake.problem = exc
+    finally:
+        if batch:
+            intake.store(batch)
     return intake
+
+
+INSERTED = [
+    "unique_key",
+    "subscription_number",
+    "kommo_lead_id",
+    "account_number",
+    "uom",
+    "quantity",
+    "start_date",
+    "end_date",
+    "description",
+    "status",
+    "error",
+    "received_at",
+]
+
+
+def insert_new(records: list[UsageRecord]) -> int:
+    """INSERT … ON CONFLICT (unique_key) DO NOTHING RETURNING: the database says which keys were new, a few
+    thousand rows a statement (PostgreSQL, and SQLite since 3.35, speak it). Returns how many were new."""
+    table = connection.ops.quote_name(UsageRecord._meta.db_table)
+    fields = [field for name in INSERTED if isinstance(field := UsageRecord._meta.get_field(name), models.Field)]
+    # Bound parameters per statement: PostgreSQL takes 65,535, SQLite (3.32+) 32,766.
+    per_statement = 32_000 // len(INSERTED)
+    placeholders = "(" + ", ".join(["%s"] * len(INSERTED)) + ")"
+    now = timezone.now()
+    stored = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        for start in range(0, len(records), per_statement):
+            chunk = records[start : start + per_statement]
+            params: list[Any] = []
+            for record in chunk:
+                record.received_at = now
+                params += [field.get_db_prep_save(getattr(record, field.attname), connection) for field in fields]
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(INSERTED)}) VALUES {', '.join([placeholders] * len(chunk))} "
+                "ON CONFLICT (unique_key) DO NOTHING RETURNING 1",
+                params,
+            )
+            stored += len(cursor.fetchall())
+    return stored

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from rest_framework.exceptions import ParseError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -11,20 +14,34 @@ from sync.webhooks import schema
 from sync.webhooks.auth import UsageFeedToken
 from sync.webhooks.base import MachineEndpoint
 from sync.webhooks.inbox import body_hash, store_event
-from sync.webhooks.parsers import UsageRows
+from sync.webhooks.parsers import UsageBody, UsageStream
 
 
 class UsageFeedView(MachineEndpoint):
     authentication_classes = [UsageFeedToken]
     permission_classes = [IsAuthenticated]
-    parser_classes = [UsageRows]
+    parser_classes = [UsageStream]
 
     @schema.usage_feed
     def post(self, request: Request) -> Response:
-        received = self.received()
-        if received.problem:  # a body refused whole is kept for the admin's inbox (accepted rows are records)
-            store_event("usage", request, body_hash(received.body), received.body, problem=received.problem)
-        result = intake.accept(received.judged())
-        return Response(
-            {"accepted": result.accepted, "duplicates": result.duplicates, "rejected": result.rejected}, status=202
-        )
+        body = request.data
+        if not isinstance(body, UsageBody):  # an empty body: no parser ran
+            raise ParseError("the body is empty")
+        result = intake.accept(body.rows())
+        answer: dict[str, Any] = {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "rejected": result.rejected,
+        }
+        if result.rejected_total > len(result.rejected):  # the list names the first ones; the total counts all
+            answer["rejected_total"] = result.rejected_total
+        if result.problem is None:
+            return Response(answer, status=202)
+        # The body stopped being readable: refused with its words, kept (its first 64 KB) for the admin's
+        # inbox. Rows read before that point are stored and counted in the answer: sending the corrected
+        # body again is safe (unique_key).
+        problem = str(result.problem)
+        read = result.accepted + result.duplicates + result.rejected_total
+        store_event("usage", request, body_hash(body.head), body.head, problem=problem)
+        status = 413 if isinstance(result.problem, intake.TooLarge) else 400
+        return Response({"error": problem, **answer} if read else {"error": problem}, status=status)

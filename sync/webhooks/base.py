@@ -16,8 +16,8 @@ class BodyTooLarge(APIException):
     status_code = 413
     default_code = "body_too_large"
 
-    def __init__(self) -> None:
-        super().__init__(f"body larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
+    def __init__(self, limit: int | None = None) -> None:
+        super().__init__(f"body larger than {limit or settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
 
 
 @dataclass(frozen=True)

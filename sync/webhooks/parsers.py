@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from django.conf import settings
+from rest_framework.parsers import BaseParser
 
 from sync.usage import intake
 from sync.webhooks import kommo, zuora
-from sync.webhooks.base import BoundedParser
+from sync.webhooks.base import BodyTooLarge, BoundedParser
 
 
 def reading(reader: Callable[..., Any], refusal: type[Exception], what: str, *args: Any) -> Any:
@@ -32,8 +35,47 @@ class ZuoraCallout(BoundedParser):
         return reading(zuora.parse, zuora.BadCallout, "not a zkbridge callout", body)
 
 
-class UsageRows(BoundedParser):
-    """A usage feed: a JSON array, or CSV with Content-Type text/csv → rows to validate one by one."""
+class UsageStream(BaseParser):
+    """A usage feed, not read here: the view reads its rows as they arrive (UsageBody), so a body of a
+    million rows never sits in memory. A declared length over ZKBRIDGE_MAX_USAGE_BODY_BYTES is refused
+    (413) before anything is read; an undeclared one when it gets there."""
 
-    def read(self, body: bytes, media_type: str):
-        return reading(intake.read_rows, intake.BadFeed, "", body, media_type)
+    media_type = "*/*"
+
+    def parse(self, stream, media_type=None, parser_context=None) -> UsageBody:  # type: ignore[override]
+        limit = settings.ZKBRIDGE_MAX_USAGE_BODY_BYTES or settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        request = (parser_context or {}).get("request")
+        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        if declared and str(declared).isdigit() and int(declared) > limit:
+            raise BodyTooLarge(limit)
+        return UsageBody(stream, media_type or "", limit)
+
+
+class UsageBody:
+    """A usage body as it streams in: its chunks (counted against the limit) and the first 64 KB kept for
+    the admin's inbox in case the body is refused."""
+
+    CHUNK = 256 * 1024
+    HEAD = 64 * 1024
+
+    def __init__(self, stream, media_type: str, limit: int):
+        self.stream = stream
+        self.media_type = media_type
+        self.limit = limit
+        self.head = b""
+        self.size = 0
+
+    def chunks(self) -> Iterator[bytes]:
+        while self.stream is not None:
+            chunk = self.stream.read(self.CHUNK)
+            if not chunk:
+                return
+            self.size += len(chunk)
+            if self.size > self.limit:
+                raise intake.TooLarge(f"body larger than {self.limit} bytes")
+            if len(self.head) < self.HEAD:
+                self.head += chunk[: self.HEAD - len(self.head)]
+            yield chunk
+
+    def rows(self) -> Iterator[Any]:
+        return intake.rows_of(self.chunks(), self.media_type)
