@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import secrets
+import time
 
 from django.conf import settings
 from django.db import IntegrityError
@@ -50,11 +51,42 @@ def previous_token() -> str | None:
     return replaced[1] if replaced and replaced[0] > timezone.now() else None
 
 
+# The accepted tokens as this process last read them (each with the end of its grace, if any), and when:
+# every web hook would otherwise read them from the database twice. A token that does not match is checked
+# against a fresh read before it is refused, so a rotation is seen at once, and a grace ends on time; only a
+# token edited by hand in the database goes on working for up to TOKEN_CACHE_SECONDS.
+TOKEN_CACHE_SECONDS = 10.0
+_accepted: tuple[float, list[tuple[str, dt.datetime | None]]] = (0.0, [])
+
+
 def token_accepted(given: str) -> bool:
     """The current token, or the previous one during its grace period (compared in constant time)."""
-    candidates = [kommo_webhook_token(), previous_token() or ""]
-    matches = [hmac.compare_digest(given.encode(), c.encode()) for c in candidates if c]
+    global _accepted
+    read_at, candidates = _accepted
+    if time.monotonic() - read_at < TOKEN_CACHE_SECONDS and _matches(given, candidates):
+        return True
+    candidates = [(kommo_webhook_token(), None)]
+    replaced = None if settings.KOMMO_WEBHOOK_TOKEN else _replaced()
+    if replaced and replaced[1]:
+        candidates.append((replaced[1], replaced[0]))
+    _accepted = (time.monotonic(), candidates)
+    return _matches(given, candidates)
+
+
+def _matches(given: str, candidates: list[tuple[str, dt.datetime | None]]) -> bool:
+    now = timezone.now()
+    matches = [
+        hmac.compare_digest(given.encode(), token.encode()) and (until is None or until > now)
+        for token, until in candidates
+        if token
+    ]
     return any(matches)
+
+
+def forget_accepted_tokens() -> None:
+    """After a rotation in this process (and in tests): the next check reads the tokens again."""
+    global _accepted
+    _accepted = (0.0, [])
 
 
 def rotate_webhook_token() -> str:
@@ -68,6 +100,7 @@ def rotate_webhook_token() -> str:
     InstallationSecret.objects.update_or_create(name=PREVIOUS, defaults={"value": f"{until}|{old}"})
     new = secrets.token_urlsafe(24)
     InstallationSecret.objects.filter(name=CURRENT).update(value=new)
+    forget_accepted_tokens()
     return new
 
 

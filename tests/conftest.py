@@ -159,6 +159,16 @@ def map_plan(value: str, plan_name: str, currency: str = "USD", **item) -> PlanM
     return mapping
 
 
+@pytest.fixture(autouse=True)
+def _tokens_read_afresh():
+    """Each test reads the accepted web hook tokens from its own database (the process keeps them 10 s)."""
+    from sync.installation import forget_accepted_tokens
+
+    forget_accepted_tokens()
+    yield
+    forget_accepted_tokens()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_stray_database_sessions(django_db_setup, django_db_blocker):
     """At the end of the run, end database sessions still held by live-server threads (a browser's

@@ -140,8 +140,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 else:
-    _db.setdefault("CONN_MAX_AGE", 0)
-    _db.setdefault("CONN_HEALTH_CHECKS", True)
+    # Connections are kept (health-checked before reuse): opening one costs PostgreSQL a process, and at
+    # hundreds of web hooks a second that, not the work, was the ceiling. 0 closes each after its request.
+    _db["CONN_MAX_AGE"] = config.integer("ZKBRIDGE_DB_CONN_MAX_AGE", 60, minimum=0)
+    _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -376,6 +378,9 @@ Q_CLUSTER = {
     # The ORM broker polls (an idle poll is one indexed SELECT): every 50 ms keeps a won deal's wait in the
     # queue small. Redis needs no polling.
     "poll": config.integer("ZKBRIDGE_QUEUE_POLL_MS", 50, minimum=10) / 1000,
+    # django-q2's own logger ("django-q") would print a line for every task enqueued and run; zkbridge logs
+    # each record's attempts itself. Warnings and errors still show.
+    "log_level": "WARNING",
 }
 if _redis:
     Q_CLUSTER["redis"] = _redis
