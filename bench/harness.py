@@ -67,6 +67,7 @@ def running_zkbridge(env: dict[str, str], workers: bool = True, web_args: list[s
     # Django's runserver with BENCH_SERVER=runserver.
     if os.environ.get("BENCH_SERVER", "gunicorn") == "runserver":
         web = [sys.executable, "manage.py", "runserver", address, "--noreload"]
+        env = {**env, "ZKBRIDGE_DB_CONN_MAX_AGE": "0"}  # a thread per request: kept connections would pile up
     else:
         web = [sys.executable, "-m", "gunicorn", "zkbridge.wsgi", "--bind", address]
         web += web_args or ["--workers", "2", "--worker-class", "gthread", "--threads", "32"]

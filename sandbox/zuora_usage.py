@@ -60,7 +60,25 @@ def usage_import(request: HttpRequest) -> HttpResponse:
 def _process_usage(record: ZUsageImport) -> None:
     errors = []
     parsed = []
-    for line, row in enumerate(record.rows, start=2):
+    # What the file refers to, read once per file (not three queries a row: files hold ~40,000 rows).
+    rows = record.rows
+    accounts = set(
+        ZAccount.objects.filter(account_number__in={r.get("ACCOUNT_ID") for r in rows}).values_list(
+            "account_number", flat=True
+        )
+    )
+    subscriptions = set(
+        ZSubscription.objects.filter(subscription_number__in={r.get("SUBSCRIPTION_ID") for r in rows}).values_list(
+            "subscription_number", flat=True
+        )
+    )
+    keys = [r.get("UNIQUE_KEY") for r in rows if r.get("UNIQUE_KEY")]
+    imported: set[str] = set()
+    for start in range(0, len(keys), 5000):
+        imported.update(
+            ZUsage.objects.filter(unique_key__in=keys[start : start + 5000]).values_list("unique_key", flat=True)
+        )
+    for line, row in enumerate(rows, start=2):
         try:
             start = dt.datetime.strptime(row["STARTDATE"], "%m/%d/%Y").date()
             end = dt.datetime.strptime(row["ENDDATE"], "%m/%d/%Y").date() if row.get("ENDDATE") else None
@@ -68,14 +86,11 @@ def _process_usage(record: ZUsageImport) -> None:
         except (ValueError, InvalidOperation, KeyError):
             errors.append(f"line {line}: bad QTY or date (dates are MM/DD/YYYY)")
             continue
-        if not ZAccount.objects.filter(account_number=row["ACCOUNT_ID"]).exists():
+        if row["ACCOUNT_ID"] not in accounts:
             errors.append(f"line {line}: account {row['ACCOUNT_ID']} not found")
-        if (
-            row.get("SUBSCRIPTION_ID")
-            and not ZSubscription.objects.filter(subscription_number=row["SUBSCRIPTION_ID"]).exists()
-        ):
+        if row.get("SUBSCRIPTION_ID") and row["SUBSCRIPTION_ID"] not in subscriptions:
             errors.append(f"line {line}: subscription {row['SUBSCRIPTION_ID']} not found")
-        if row.get("UNIQUE_KEY") and ZUsage.objects.filter(unique_key=row["UNIQUE_KEY"]).exists():
+        if row.get("UNIQUE_KEY") and row["UNIQUE_KEY"] in imported:
             errors.append(f"line {line}: UNIQUE_KEY {row['UNIQUE_KEY']} was already imported")
         parsed.append(
             ZUsage(
@@ -92,7 +107,7 @@ def _process_usage(record: ZUsageImport) -> None:
     if errors:  # one bad row rejects the whole file
         record.status, record.error = "Failed", "; ".join(errors)[:5000]
     else:
-        ZUsage.objects.bulk_create(parsed)
+        ZUsage.objects.bulk_create(parsed, batch_size=2000)
         record.status = "Completed"
 
 

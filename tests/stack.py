@@ -52,6 +52,8 @@ class Stack:
             "ZKBRIDGE_SECRET_KEY": "stack-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
             "ZKBRIDGE_STATE_DIR": str(folder / "state"),
             "ZKBRIDGE_LOG_LEVEL": "INFO",
+            # runserver answers each request in a new thread: connections are not kept (see docs/configuration.md)
+            "ZKBRIDGE_DB_CONN_MAX_AGE": "0",
             **env,
         }
         self.redis = os.environ.get("ZKBRIDGE_E2E_REDIS", "")

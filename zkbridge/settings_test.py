@@ -32,6 +32,10 @@ STATIC_ROOT = BASE_DIR / ".zkbridge" / "static-test"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 WHITENOISE_USE_FINDERS = True
 
+# The live server answers each request in a thread of its own: a connection kept after the request would stay
+# open until the thread is collected (PostgreSQL runs out of them). Production's gunicorn reuses its threads.
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A file, not :memory:: the live server's threads then use their own connections, as in production.
     # .zkbridge/ is created here too: a fresh clone runs the tests before any demo has made it.

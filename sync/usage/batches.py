@@ -1,12 +1,17 @@
 """Sending usage to Zuora: placing pending records on their subscriptions and grouping them into
-usage_batch sync records, each one CSV import under Zuora's 4 MB (the flow in sync/usage/flow.py sends it)."""
+usage_batch sync records, each one CSV import under Zuora's 4 MB (the flow in sync/usage/flow.py sends it).
+
+Built for millions of rows: placing is one UPDATE per synced subscription (or lead), batching reads the
+pending rows a few thousand at a time in id order and measures each one's CSV line as it goes, so memory
+stays flat however much usage waits; each batch is closed as soon as its file would pass 4 MB."""
 
 from __future__ import annotations
 
 import csv
 import io
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
 
 from django.db import transaction
 
@@ -25,6 +30,10 @@ ZUORA_COLUMNS = [
     "UNIQUE_KEY",
 ]
 MAX_IMPORT_BYTES = 4 * 1024 * 1024 - 64 * 1024  # Zuora's 4 MB, with room for the multipart envelope
+READ = 5_000  # rows read a query
+# What a CSV line is made of, in ZUORA_COLUMNS order (CHARGE_ID stays empty).
+LINE_FIELDS = ["id", "account_number", "uom", "quantity", "start_date", "end_date", "subscription_number"]
+LINE_FIELDS += ["description", "unique_key"]
 
 
 UNREADABLE = (
@@ -33,94 +42,115 @@ UNREADABLE = (
 )
 
 
-def readable(queryset) -> Iterator[UsageRecord]:
-    """The records of `queryset`, in id order; one that cannot be read (a quantity SQLite stored as a
-    float too large to read back) fails alone with its reason, and never stops the others."""
-    ids = list(queryset.order_by("id").values_list("id", flat=True))
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
+def readable(queryset) -> Iterator[tuple]:
+    """LINE_FIELDS of the records of `queryset`, in id order, READ rows a query (never every id at once). A
+    record that cannot be read (a quantity SQLite stored as a float too large to read back) is marked failed
+    with its reason and skipped: it never stops the others."""
+    last = 0
+    while True:
+        page = queryset.filter(id__gt=last).order_by("id")
+        ids = list(page.values_list("id", flat=True)[:READ])
+        if not ids:
+            return
         try:
-            yield from list(UsageRecord.objects.filter(id__in=chunk).order_by("id"))
-            continue
+            yield from list(UsageRecord.objects.filter(id__in=ids).order_by("id").values_list(*LINE_FIELDS))
         except (ArithmeticError, ValueError, TypeError):
-            pass
-        for record_id in chunk:
-            try:
-                record = UsageRecord.objects.get(id=record_id)
-            except (ArithmeticError, ValueError, TypeError):
-                UsageRecord.objects.filter(id=record_id).update(status=UsageRecord.Status.FAILED, error=UNREADABLE)
-                continue
-            yield record
+            for record_id in ids:
+                try:
+                    yield UsageRecord.objects.filter(id=record_id).values_list(*LINE_FIELDS).get()
+                except (ArithmeticError, ValueError, TypeError):
+                    UsageRecord.objects.filter(id=record_id).update(status=UsageRecord.Status.FAILED, error=UNREADABLE)
+        last = ids[-1]
 
 
 def place_pending() -> int:
-    """Fill account and subscription numbers from the deals zkbridge synced; unknown ones are flagged."""
+    """Fill account and subscription numbers from the deals zkbridge synced, one UPDATE per subscription or
+    lead that has pending usage; usage matching neither is flagged unplaceable. Returns how many were placed."""
     deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON).exclude(zuora_subscription_number="")
-    by_subscription = dict(deals.values_list("zuora_subscription_number", "zuora_account_number"))
-    by_lead = {
-        lead: (sub, acc)
-        for lead, sub, acc in deals.values_list("kommo_lead_id", "zuora_subscription_number", "zuora_account_number")
-    }
+    pending = UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, account_number="")
     placed = 0
-    for record in readable(UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, account_number="")):
-        if record.subscription_number and record.subscription_number in by_subscription:
-            record.account_number = by_subscription[record.subscription_number]
-        elif record.kommo_lead_id in by_lead:
-            record.subscription_number, record.account_number = by_lead[record.kommo_lead_id]
-        else:
-            record.status = UsageRecord.Status.UNPLACEABLE
-            record.error = "no Zuora subscription synced by zkbridge for this subscription number / Kommo lead"
-        record.save(update_fields=["account_number", "subscription_number", "status", "error"])
-        placed += record.status == UsageRecord.Status.PENDING
+    numbers = set(pending.exclude(subscription_number="").values_list("subscription_number", flat=True).distinct())
+    for subscription, account in deals.filter(zuora_subscription_number__in=numbers).values_list(
+        "zuora_subscription_number", "zuora_account_number"
+    ):
+        placed += pending.filter(subscription_number=subscription).update(account_number=account)
+    leads = set(pending.exclude(kommo_lead_id=None).values_list("kommo_lead_id", flat=True).distinct())
+    for lead, subscription, account in deals.filter(kommo_lead_id__in=leads).values_list(
+        "kommo_lead_id", "zuora_subscription_number", "zuora_account_number"
+    ):
+        placed += pending.filter(kommo_lead_id=lead).update(subscription_number=subscription, account_number=account)
+    pending.update(
+        status=UsageRecord.Status.UNPLACEABLE,
+        error="no Zuora subscription synced by zkbridge for this subscription number / Kommo lead",
+    )
     return placed
 
 
-def usage_csv(records: list[UsageRecord]) -> bytes:
+def csv_line(row: tuple) -> str:
+    """One record's line of Zuora's usage CSV (`row`: LINE_FIELDS)."""
+    _, account, uom, quantity, start, end, subscription, description, key = row
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(ZUORA_COLUMNS)
-    for r in records:
-        writer.writerow(
-            [
-                r.account_number,
-                r.uom,
-                f"{r.quantity.normalize():f}",
-                r.start_date.strftime("%m/%d/%Y"),
-                r.end_date.strftime("%m/%d/%Y") if r.end_date else "",
-                r.subscription_number,
-                "",
-                r.description,
-                r.unique_key,
-            ]
-        )
-    return out.getvalue().encode()
+    csv.writer(out).writerow(
+        [
+            account,
+            uom,
+            f"{Decimal(quantity).normalize():f}",
+            start.strftime("%m/%d/%Y"),
+            end.strftime("%m/%d/%Y") if end else "",
+            subscription,
+            "",
+            description,
+            key,
+        ]
+    )
+    return out.getvalue()
+
+
+def header_line() -> str:
+    out = io.StringIO()
+    csv.writer(out).writerow(ZUORA_COLUMNS)
+    return out.getvalue()
+
+
+def usage_csv(rows: Iterable[tuple]) -> bytes:
+    """The CSV file Zuora imports, from LINE_FIELDS rows."""
+    return (header_line() + "".join(csv_line(row) for row in rows)).encode()
 
 
 def create_batches() -> list[SyncRecord]:
-    """Group placed pending records into usage_batch sync records (each CSV under Zuora's 4 MB)."""
+    """Group placed pending records into usage_batch sync records, each CSV under Zuora's 4 MB, closed as the
+    rows are read (a batch is enqueued when its transaction commits, with its records attached)."""
     place_pending()
-    batches = []
-    pending = list(
-        readable(
-            UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True).exclude(account_number="")
-        )
+    batches: list[SyncRecord] = []
+    waiting = UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True).exclude(
+        account_number=""
     )
-    chunk: list[UsageRecord] = []
-    size = 0
-    for record in pending + [None]:  # type: ignore[list-item]
-        line = len(usage_csv([record])) if record else 0
-        if chunk and (record is None or size + line > MAX_IMPORT_BYTES):
-            with transaction.atomic():  # the batch is enqueued on commit, with its records attached
-                batch, _ = ensure_record(
-                    SyncRecord.Kind.USAGE_BATCH,
-                    f"usage_batch:{uuid.uuid4().hex}",
-                    payload={"records": len(chunk)},
-                    summary=f"{len(chunk)} usage record(s)",
-                )
-                UsageRecord.objects.filter(id__in=[r.id for r in chunk]).update(batch=batch)
-            batches.append(batch)
-            chunk, size = [], 0
-        if record:
-            chunk.append(record)
-            size += line
+    chunk: list[int] = []
+    size = len(header_line().encode())
+    for row in readable(waiting):
+        line = len(csv_line(row).encode())
+        if chunk and size + line > MAX_IMPORT_BYTES:
+            batches.append(close_batch(chunk))
+            chunk, size = [], len(header_line().encode())
+        chunk.append(row[0])
+        size += line
+    if chunk:
+        batches.append(close_batch(chunk))
     return batches
+
+
+def close_batch(ids: list[int]) -> SyncRecord:
+    with transaction.atomic():
+        batch, _ = ensure_record(
+            SyncRecord.Kind.USAGE_BATCH,
+            f"usage_batch:{uuid.uuid4().hex}",
+            payload={"records": len(ids)},
+            summary=f"{len(ids)} usage record(s)",
+        )
+        for start in range(0, len(ids), READ):
+            # Only rows still waiting: a submission running at the same time (the schedule and the command)
+            # never puts one row in two batches.
+            UsageRecord.objects.filter(
+                id__in=ids[start : start + READ], batch__isnull=True, status=UsageRecord.Status.PENDING
+            ).update(batch=batch)
+    return batch

@@ -14,7 +14,7 @@ from sync.clients.errors import BusinessError, TransientError
 from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, flow
 from sync.models import SyncRecord, UsageRecord
-from sync.usage.batches import usage_csv
+from sync.usage.batches import LINE_FIELDS, usage_csv
 
 POLLS = 5
 POLL_SECONDS = 1.0
@@ -23,18 +23,21 @@ POLL_SECONDS = 1.0
 @flow(SyncRecord.Kind.USAGE_BATCH)
 def usage_batch(record: SyncRecord) -> None:
     zuora = ZuoraClient.from_settings()
-    records = list(record.usage.order_by("id"))
-    if not records:
+    rows = record.usage.order_by("id").values_list(*LINE_FIELDS)
+    count = rows.count()
+    if not count:
         return  # its records were moved or deleted by staff: nothing to send
     if not record.step_done("upload"):
         name = f"zkbridge-usage-{record.id}.csv"
         try:
-            status_path = zuora.import_usage(usage_csv(records), name, idempotency_key=record.idempotency_key("upload"))
+            status_path = zuora.import_usage(
+                usage_csv(rows.iterator(chunk_size=5_000)), name, idempotency_key=record.idempotency_key("upload")
+            )
         except BusinessError as exc:
             record.usage.update(status=UsageRecord.Status.FAILED, error=str(exc))
             raise NeedsAttention(f"Zuora refused the usage file: {exc.message}") from None
         record.usage.update(status=UsageRecord.Status.SUBMITTED)
-        record.mark_step("upload", status_path=status_path, rows=len(records))
+        record.mark_step("upload", status_path=status_path, rows=count)
     status_path = record.step_data("upload")["status_path"]
     for poll in range(POLLS):
         answer = zuora.usage_import_status(status_path)
