@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=4, help="qcluster workers uploading at once")
     parser.add_argument("--port", type=int, default=8768)
+    parser.add_argument("--intake-only", action="store_true", help="stop after the intake and the admin pages")
     args = parser.parse_args()
     env = bench_env(
         args.port,
@@ -165,6 +166,8 @@ def main() -> None:
             page = client.get(path)
             print(f"admin {path}: HTTP {page.status_code} in {(time.monotonic() - started) * 1000:.0f} ms")
 
+        if args.intake_only:
+            return
         RequestLog.objects.all().delete()
         started = time.monotonic()
         submit = subprocess.run(
