@@ -480,7 +480,7 @@ class UsageRecord(models.Model):
     unique_key = models.CharField(max_length=100, unique=True)
     subscription_number = models.CharField(max_length=50, blank=True, db_index=True)
     kommo_lead_id = models.BigIntegerField(null=True, blank=True)
-    account_number = models.CharField(max_length=50, blank=True)
+    account_number = models.CharField(max_length=50, blank=True, db_index=True)
     uom = models.CharField("unit of measure", max_length=50)
     quantity = models.DecimalField(max_digits=18, decimal_places=6)
     start_date = models.DateField()
