@@ -206,6 +206,9 @@ def ensure_chromium() -> None:
         say("could not install chromium: the browser tests will be skipped")
 
 
+FUZZ = "tests/test_fuzz_endpoints.py"
+
+
 def test(args: list[str]) -> int:
     ensure_venv("requirements-dev.txt")
     ensure_chromium()
@@ -217,12 +220,15 @@ def test(args: list[str]) -> int:
     say("mypy sync catalog …")
     if subprocess.call([str(PY), "-m", "mypy", "sync", "catalog"], cwd=ROOT, env=env) != 0:
         return 1
-    if not args:
-        # The whole suite on several processes (pytest-xdist): its tests mostly wait on HTTP and on the processes
-        # they start, so one more process than cores. A file's tests stay together in one process.
-        workers = max(2, min((os.cpu_count() or 1) + 1, 4))
-        args = ["-n", str(workers), "--dist", "loadfile"]
-    return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT, env=env)
+    if args:
+        return subprocess.call([str(PY), "-m", "pytest", *args], cwd=ROOT, env=env)
+    # The whole suite on several processes (pytest-xdist): its tests mostly wait on HTTP and on the processes
+    # they start, so one more process than cores. A file's tests stay together in one process. The fuzzer runs
+    # on its own afterwards: its generated tests share one node id, and pytest-xdist would run only the first.
+    workers = max(2, min((os.cpu_count() or 1) + 1, 4))
+    spread = ["-n", str(workers), "--dist", "loadfile", "--ignore", FUZZ]
+    failed = subprocess.call([str(PY), "-m", "pytest", *spread], cwd=ROOT, env=env)
+    return subprocess.call([str(PY), "-m", "pytest", FUZZ], cwd=ROOT, env=env) or failed
 
 
 def main() -> None:

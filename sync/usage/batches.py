@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import uuid
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
@@ -86,24 +87,27 @@ def place_pending() -> int:
     return placed
 
 
-def csv_line(row: tuple) -> str:
-    """One record's line of Zuora's usage CSV (`row`: LINE_FIELDS)."""
-    _, account, uom, quantity, start, end, subscription, description, key = row
+def csv_lines(rows: Iterable[tuple]) -> Iterator[str]:
+    """Each record's line of Zuora's usage CSV (`rows`: LINE_FIELDS), one writer for all of them."""
     out = io.StringIO()
-    csv.writer(out).writerow(
-        [
-            account,
-            uom,
-            f"{Decimal(quantity).normalize():f}",
-            start.strftime("%m/%d/%Y"),
-            end.strftime("%m/%d/%Y") if end else "",
-            subscription,
-            "",
-            description,
-            key,
-        ]
-    )
-    return out.getvalue()
+    writer = csv.writer(out)
+    for _, account, uom, quantity, start, end, subscription, description, key in rows:
+        out.seek(0)
+        out.truncate()
+        writer.writerow(
+            [
+                account,
+                uom,
+                f"{Decimal(quantity).normalize():f}",
+                start.strftime("%m/%d/%Y"),
+                end.strftime("%m/%d/%Y") if end else "",
+                subscription,
+                "",
+                description,
+                key,
+            ]
+        )
+        yield out.getvalue()
 
 
 def header_line() -> str:
@@ -114,7 +118,7 @@ def header_line() -> str:
 
 def usage_csv(rows: Iterable[tuple]) -> bytes:
     """The CSV file Zuora imports, from LINE_FIELDS rows."""
-    return (header_line() + "".join(csv_line(row) for row in rows)).encode()
+    return (header_line() + "".join(csv_lines(rows))).encode()
 
 
 def create_batches() -> list[SyncRecord]:
@@ -125,21 +129,32 @@ def create_batches() -> list[SyncRecord]:
     waiting = UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True).exclude(
         account_number=""
     )
-    chunk: list[int] = []
-    size = len(header_line().encode())
-    for row in readable(waiting):
-        line = len(csv_line(row).encode())
-        if chunk and size + line > MAX_IMPORT_BYTES:
-            batches.append(close_batch(chunk))
-            chunk, size = [], len(header_line().encode())
-        chunk.append(row[0])
+    header = len(header_line().encode())
+    ids: list[int] = []
+    size = header
+    source = readable(waiting)
+    rows_and_lines = ((row[0], len(line.encode())) for row, line in _with_lines(source))
+    for record_id, line in rows_and_lines:
+        if ids and size + line > MAX_IMPORT_BYTES:
+            batches.append(close_batch(waiting, ids))
+            ids, size = [], header
+        ids.append(record_id)
         size += line
-    if chunk:
-        batches.append(close_batch(chunk))
+    if ids:
+        batches.append(close_batch(waiting, ids))
     return batches
 
 
-def close_batch(ids: list[int]) -> SyncRecord:
+def _with_lines(rows: Iterator[tuple]) -> Iterator[tuple[tuple, str]]:
+    """Each row with its CSV line (one writer for all)."""
+    first, second = itertools.tee(rows)
+    return zip(first, csv_lines(second), strict=True)
+
+
+def close_batch(waiting, ids: list[int]) -> SyncRecord:
+    """A batch of the measured rows `ids` (in id order): one UPDATE over their id range. Should the range hold
+    more (a feed stored rows while this one was read) or fewer (a concurrent submission took some), only the
+    measured rows still waiting are taken, by id: a file never passes 4 MB, a row is never in two batches."""
     with transaction.atomic():
         batch, _ = ensure_record(
             SyncRecord.Kind.USAGE_BATCH,
@@ -147,10 +162,9 @@ def close_batch(ids: list[int]) -> SyncRecord:
             payload={"records": len(ids)},
             summary=f"{len(ids)} usage record(s)",
         )
-        for start in range(0, len(ids), READ):
-            # Only rows still waiting: a submission running at the same time (the schedule and the command)
-            # never puts one row in two batches.
-            UsageRecord.objects.filter(
-                id__in=ids[start : start + READ], batch__isnull=True, status=UsageRecord.Status.PENDING
-            ).update(batch=batch)
+        moved = waiting.filter(id__gte=ids[0], id__lte=ids[-1]).update(batch=batch)
+        if moved != len(ids):
+            UsageRecord.objects.filter(batch=batch).update(batch=None)
+            for start in range(0, len(ids), READ):
+                waiting.filter(id__in=ids[start : start + READ]).update(batch=batch)
     return batch

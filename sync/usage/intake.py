@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sync.models import UsageRecord
+from sync.models import SyncRecord, UsageRecord
 from sync.webhooks import values
 
 BATCH = 5_000  # rows stored per transaction
@@ -61,7 +61,7 @@ class Intake:
             self.rejected.append({"index": index, "unique_key": key, "errors": errors})
 
     def store(self, batch: dict[str, Row]) -> None:
-        stored = insert_new(list(batch.values()))
+        stored = insert_new(placed(list(batch.values())))
         self.accepted += stored
         self.duplicates += len(batch) - stored
 
@@ -232,6 +232,7 @@ class Row(NamedTuple):
     start_date: dt.date
     end_date: dt.date | None
     description: str
+    account_number: str = ""  # filled when the row's deal is known (placed())
 
 
 def validate(row: Any) -> tuple[Row | None, list[str]]:
@@ -307,6 +308,35 @@ def accept(rows: Iterable[Any]) -> Intake:
     return intake
 
 
+def placed(rows: list[Row]) -> list[Row]:
+    """The rows with the account (and, for a row naming a Kommo lead, the subscription) of the deal zkbridge
+    billed, read for the whole batch in two queries: usage whose deal is synced is stored ready to send.
+    A row whose deal is not synced yet keeps an empty account (placed, or flagged, when usage is submitted)."""
+    numbers = {row.subscription_number for row in rows if row.subscription_number}
+    leads = {row.kommo_lead_id for row in rows if row.kommo_lead_id is not None}
+    deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON).exclude(zuora_subscription_number="")
+    by_subscription = dict(
+        deals.filter(zuora_subscription_number__in=numbers).values_list(
+            "zuora_subscription_number", "zuora_account_number"
+        )
+    )
+    by_lead = {
+        lead: (subscription, account)
+        for lead, subscription, account in deals.filter(kommo_lead_id__in=leads).values_list(
+            "kommo_lead_id", "zuora_subscription_number", "zuora_account_number"
+        )
+    }
+    result = []
+    for row in rows:
+        if row.subscription_number in by_subscription:
+            row = row._replace(account_number=by_subscription[row.subscription_number])
+        elif row.kommo_lead_id in by_lead:
+            subscription, account = by_lead[row.kommo_lead_id]
+            row = row._replace(subscription_number=subscription, account_number=account)
+        result.append(row)
+    return result
+
+
 def insert_new(rows: list[Row]) -> int:
     """Store the rows whose unique_key the database does not hold yet, and say how many that was: INSERT …
     ON CONFLICT (unique_key) DO NOTHING RETURNING, the database finding the duplicates. PostgreSQL gets the
@@ -320,21 +350,22 @@ def insert_new(rows: list[Row]) -> int:
     pending = UsageRecord.Status.PENDING.value
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            keys, subscriptions, leads, uoms, quantities, starts, ends, descriptions = (
+            keys, subscriptions, leads, uoms, quantities, starts, ends, descriptions, accounts = (
                 list(c) for c in zip(*rows, strict=True)
             )
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) "
-                "SELECT k, s, l, '', u, q, b, e, d, %s, '', %s FROM unnest("
-                "%s::varchar[], %s::varchar[], %s::bigint[], %s::varchar[], %s::numeric[], %s::date[], %s::date[], "
-                "%s::varchar[]) AS t(k, s, l, u, q, b, e, d) ON CONFLICT (unique_key) DO NOTHING RETURNING 1",
-                [pending, now, keys, subscriptions, leads, uoms, quantities, starts, ends, descriptions],
+                "SELECT k, s, l, a, u, q, b, e, d, %s, '', %s FROM unnest("
+                "%s::varchar[], %s::varchar[], %s::bigint[], %s::varchar[], %s::varchar[], %s::numeric[], %s::date[], "
+                "%s::date[], %s::varchar[]) AS t(k, s, l, a, u, q, b, e, d) ON CONFLICT (unique_key) DO NOTHING "
+                "RETURNING 1",
+                [pending, now, keys, subscriptions, leads, accounts, uoms, quantities, starts, ends, descriptions],
             )
             return len(cursor.fetchall())
         stored = 0
         stamp = connection.ops.adapt_datetimefield_value(now)
         per_statement = 32_000 // 12  # SQLite takes at most 32,766 bound parameters a statement
-        placeholder = "(%s, %s, %s, '', %s, %s, %s, %s, %s, %s, '', %s)"
+        placeholder = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, '', %s)"
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             params: list[Any] = []
@@ -343,6 +374,7 @@ def insert_new(rows: list[Row]) -> int:
                     row.unique_key,
                     row.subscription_number,
                     row.kommo_lead_id,
+                    row.account_number,
                     row.uom,
                     str(row.quantity),
                     row.start_date.isoformat(),
