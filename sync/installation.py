@@ -45,12 +45,6 @@ def _replaced() -> tuple[dt.datetime, str] | None:
     return dt.datetime.fromisoformat(until), token
 
 
-def previous_token() -> str | None:
-    """The token a rotation replaced, while its grace period lasts."""
-    replaced = None if settings.KOMMO_WEBHOOK_TOKEN else _replaced()
-    return replaced[1] if replaced and replaced[0] > timezone.now() else None
-
-
 # The accepted tokens as this process last read them (each with the end of its grace, if any), and when:
 # every web hook would otherwise read them from the database twice. A token that does not match is checked
 # against a fresh read before it is refused, so a rotation is seen at once, and a grace ends on time; only a
@@ -66,7 +60,7 @@ def token_accepted(given: str) -> bool:
     if time.monotonic() - read_at < TOKEN_CACHE_SECONDS and _matches(given, candidates):
         return True
     candidates = [(kommo_webhook_token(), None)]
-    replaced = None if settings.KOMMO_WEBHOOK_TOKEN else _replaced()
+    replaced = None if settings.KOMMO_WEBHOOK_TOKEN else _replaced()  # a token from the environment has no grace
     if replaced and replaced[1]:
         candidates.append((replaced[1], replaced[0]))
     _accepted = (time.monotonic(), candidates)

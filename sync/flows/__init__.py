@@ -131,7 +131,11 @@ def write_note_once(record: SyncRecord, kommo, entity: str, entity_id: int, text
             record.mark_step(step, text=text, entity=entity, entity_id=entity_id)
             return
     record.mark_step(step, done=False, attempted=True)
-    note_id = kommo.add_note(entity, entity_id, text)
+    note_written(record, step, text, entity, entity_id, kommo.add_note(entity, entity_id, text))
+
+
+def note_written(record: SyncRecord, step: str, text: str, entity: str, entity_id: int, note_id: int | None) -> None:
+    """The note step done: what was written where (a retry compares the text to find it)."""
     record.mark_step(step, text=text, entity=entity, entity_id=entity_id, note_id=note_id)
 
 

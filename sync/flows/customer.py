@@ -70,39 +70,54 @@ def names(contact: dict, fallback: str) -> tuple[str, str]:
     return first or last, last or first
 
 
-def customer_key(lead: dict[str, Any]) -> str:
-    """The key the customer's Zuora account carries, read from the lead alone: its company, else its main
-    contact (so the account can be looked up while the contacts are still being read)."""
+@dataclass(frozen=True)
+class Refs:
+    """Who the lead names, as the lead itself says (ids only): its company, its contacts and the main one."""
+
+    company: dict | None
+    contacts: list[dict]
+    main: dict | None
+
+
+def refs(lead: dict[str, Any]) -> Refs:
     embedded = lead.get("_embedded") or {}
-    company_ref = next(iter(embedded.get("companies") or []), None)
-    if company_ref:
-        return f"company:{company_ref['id']}"
-    contact_refs = embedded.get("contacts") or []
-    main_ref = next((c for c in contact_refs if c.get("is_main")), contact_refs[0] if contact_refs else None)
-    if main_ref:
-        return f"contact:{main_ref['id']}"
-    raise NeedsAttention(
+    contacts = embedded.get("contacts") or []
+    main = next((c for c in contacts if c.get("is_main")), contacts[0] if contacts else None)
+    return Refs(next(iter(embedded.get("companies") or []), None), contacts, main)
+
+
+def no_customer() -> NeedsAttention:
+    return NeedsAttention(
         "the deal has no company and no contact in Kommo: zuora needs a customer to bill",
         task="Add the customer's company or contact to this deal so it can be billed.",
     )
 
 
+def customer_key(lead: dict[str, Any]) -> str:
+    """The key the customer's Zuora account carries, read from the lead alone: its company, else its main
+    contact (so the account can be looked up while the contacts are still being read)."""
+    named = refs(lead)
+    if named.company:
+        return f"company:{named.company['id']}"
+    if named.main:
+        return f"contact:{named.main['id']}"
+    raise no_customer()
+
+
 def people_reads(kommo: KommoClient, lead: dict[str, Any]) -> tuple[Callable[[], list[dict]], Callable[[], Any]]:
     """The two Kommo reads a customer needs (the lead's contacts, its company), to be made together."""
-    embedded = lead.get("_embedded") or {}
-    company_ref = next(iter(embedded.get("companies") or []), None)
-    contact_ids = [c["id"] for c in embedded.get("contacts") or []]
+    named = refs(lead)
+    contact_ids = [c["id"] for c in named.contacts]
     return (
         lambda: kommo.get_contacts(contact_ids),
-        lambda: kommo.get_company(company_ref["id"]) if company_ref else None,
+        lambda: kommo.get_company(named.company["id"]) if named.company else None,
     )
 
 
 def customer_of(lead: dict[str, Any], contact_list: list[dict], company: dict | None) -> Customer:
     """Who is billed, from the lead and what Kommo answered for its contacts and company."""
-    contact_refs = (lead.get("_embedded") or {}).get("contacts") or []
+    main_ref = refs(lead).main
     contacts = {c["id"]: c for c in contact_list}
-    main_ref = next((c for c in contact_refs if c.get("is_main")), contact_refs[0] if contact_refs else None)
     main = contacts.get(main_ref["id"]) if main_ref else None
 
     if company:
@@ -110,10 +125,7 @@ def customer_of(lead: dict[str, Any], contact_list: list[dict], company: dict | 
     elif main:
         key, name = f"contact:{main['id']}", str(main.get("name") or f"Kommo contact {main['id']}")
     else:
-        raise NeedsAttention(
-            "the deal has no company and no contact in Kommo: zuora needs a customer to bill",
-            task="Add the customer's company or contact to this deal so it can be billed.",
-        )
+        raise no_customer()
 
     candidates: list[tuple[dict | None, str]] = []
     for contact in contacts.values():

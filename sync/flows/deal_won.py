@@ -20,7 +20,7 @@ from catalog.models import ProductRatePlan
 from sync.clients.errors import BusinessError, NotFoundError, TransientError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
-from sync.flows import NeedsAttention, flow, write_note_once
+from sync.flows import NeedsAttention, flow, note_written, write_note_once
 from sync.flows.customer import Customer, customer_key, customer_of, people_reads
 from sync.flows.sale import Sale, charge_overrides, field_value, line_items, resolve_sale, subscription_terms
 from sync.lifecycle.subscription import mirror_new
@@ -94,7 +94,7 @@ def place_order(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead
     try:
         key = customer_key(lead)
     except NeedsAttention:  # no customer on the lead any more: what an earlier attempt made still counts
-        if looked and (existing := zuora.find_subscriptions(LEAD_FIELD, str(record.kommo_lead_id))):
+        if looked and (existing := lead_subscriptions(zuora, record)):
             record_found(record, existing[0])
             return
         raise
@@ -105,8 +105,8 @@ def place_order(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead
         contacts, company, accounts, existing, figures = together(
             contacts_read,
             company_read,
-            None if known else (lambda: zuora.find_accounts(settings.ZUORA_ACCOUNT_CRM_FIELD, key)),
-            (lambda: zuora.find_subscriptions(LEAD_FIELD, str(record.kommo_lead_id))) if looked else None,
+            None if known else partial(customer_accounts, zuora, key),
+            partial(lead_subscriptions, zuora, record) if looked else None,
             partial(preview, zuora, record, sale) if sale is not None else None,
         )
         if existing:
@@ -118,10 +118,20 @@ def place_order(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead
         if customer.key != key:  # the lead names a company Kommo no longer shows: its main contact is billed
             with named_lock(f"customer:{customer.key}"):
                 known = CustomerAccount.objects.filter(customer_key=customer.key).first()
-                accounts = None if known else zuora.find_accounts(settings.ZUORA_ACCOUNT_CRM_FIELD, customer.key)
+                accounts = None if known else customer_accounts(zuora, customer.key)
                 send_order(record, zuora, sale, customer, account_of(known, accounts, sale), figures)
             return
         send_order(record, zuora, sale, customer, account_of(known, accounts, sale), figures)
+
+
+def lead_subscriptions(zuora: ZuoraClient, record: SyncRecord) -> list[dict]:
+    """The subscriptions carrying this deal's lead id (what an earlier attempt made)."""
+    return zuora.find_subscriptions(LEAD_FIELD, str(record.kommo_lead_id))
+
+
+def customer_accounts(zuora: ZuoraClient, key: str) -> list[dict]:
+    """The Zuora accounts carrying this Kommo customer's key."""
+    return zuora.find_accounts(settings.ZUORA_ACCOUNT_CRM_FIELD, key)
 
 
 def record_found(record: SyncRecord, sub: dict) -> None:
@@ -353,7 +363,7 @@ def tell_kommo(record: SyncRecord, kommo: KommoClient) -> None:
         lambda: kommo.add_note("leads", record.lead_id, text),
     )
     if note.error is None:
-        record.mark_step("note", text=text, entity="leads", entity_id=record.lead_id, note_id=note.value)
+        note_written(record, "note", text, "leads", record.lead_id, note.value)
     if fields.error is None:
         lead_fields_written(record, values, fields.value)
     elif isinstance(fields.error, BusinessError):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import uuid
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
@@ -18,6 +17,7 @@ from django.db import transaction
 
 from sync.models import SyncRecord, UsageRecord
 from sync.records import ensure_record
+from sync.usage.intake import synced_deals
 
 ZUORA_COLUMNS = [
     "ACCOUNT_ID",
@@ -67,18 +67,15 @@ def readable(queryset) -> Iterator[tuple]:
 def place_pending() -> int:
     """Fill account and subscription numbers from the deals zkbridge synced, one UPDATE per subscription or
     lead that has pending usage; usage matching neither is flagged unplaceable. Returns how many were placed."""
-    deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON).exclude(zuora_subscription_number="")
     pending = UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, account_number="")
+    by_subscription, by_lead = synced_deals(
+        set(pending.exclude(subscription_number="").values_list("subscription_number", flat=True).distinct()),
+        {lead for lead in pending.values_list("kommo_lead_id", flat=True).distinct() if lead is not None},
+    )
     placed = 0
-    numbers = set(pending.exclude(subscription_number="").values_list("subscription_number", flat=True).distinct())
-    for subscription, account in deals.filter(zuora_subscription_number__in=numbers).values_list(
-        "zuora_subscription_number", "zuora_account_number"
-    ):
+    for subscription, account in by_subscription.items():
         placed += pending.filter(subscription_number=subscription).update(account_number=account)
-    leads = set(pending.exclude(kommo_lead_id=None).values_list("kommo_lead_id", flat=True).distinct())
-    for lead, subscription, account in deals.filter(kommo_lead_id__in=leads).values_list(
-        "kommo_lead_id", "zuora_subscription_number", "zuora_account_number"
-    ):
+    for lead, (subscription, account) in by_lead.items():  # only rows their subscription did not place
         placed += pending.filter(kommo_lead_id=lead).update(subscription_number=subscription, account_number=account)
     pending.update(
         status=UsageRecord.Status.UNPLACEABLE,
@@ -87,14 +84,18 @@ def place_pending() -> int:
     return placed
 
 
-def csv_lines(rows: Iterable[tuple]) -> Iterator[str]:
-    """Each record's line of Zuora's usage CSV (`rows`: LINE_FIELDS), one writer for all of them."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    for _, account, uom, quantity, start, end, subscription, description, key in rows:
-        out.seek(0)
-        out.truncate()
-        writer.writerow(
+class LineWriter:
+    """Records' lines of Zuora's usage CSV (rows: LINE_FIELDS), one csv writer for all of them."""
+
+    def __init__(self) -> None:
+        self.out = io.StringIO()
+        self.writer = csv.writer(self.out)
+
+    def line(self, row: tuple) -> str:
+        _, account, uom, quantity, start, end, subscription, description, key = row
+        self.out.seek(0)
+        self.out.truncate()
+        self.writer.writerow(
             [
                 account,
                 uom,
@@ -107,7 +108,7 @@ def csv_lines(rows: Iterable[tuple]) -> Iterator[str]:
                 key,
             ]
         )
-        yield out.getvalue()
+        return self.out.getvalue()
 
 
 def header_line() -> str:
@@ -118,7 +119,8 @@ def header_line() -> str:
 
 def usage_csv(rows: Iterable[tuple]) -> bytes:
     """The CSV file Zuora imports, from LINE_FIELDS rows."""
-    return (header_line() + "".join(csv_lines(rows))).encode()
+    writer = LineWriter()
+    return (header_line() + "".join(writer.line(row) for row in rows)).encode()
 
 
 def create_batches() -> list[SyncRecord]:
@@ -132,23 +134,17 @@ def create_batches() -> list[SyncRecord]:
     header = len(header_line().encode())
     ids: list[int] = []
     size = header
-    source = readable(waiting)
-    rows_and_lines = ((row[0], len(line.encode())) for row, line in _with_lines(source))
-    for record_id, line in rows_and_lines:
+    writer = LineWriter()
+    for row in readable(waiting):
+        line = len(writer.line(row).encode())
         if ids and size + line > MAX_IMPORT_BYTES:
             batches.append(close_batch(waiting, ids))
             ids, size = [], header
-        ids.append(record_id)
+        ids.append(row[0])
         size += line
     if ids:
         batches.append(close_batch(waiting, ids))
     return batches
-
-
-def _with_lines(rows: Iterator[tuple]) -> Iterator[tuple[tuple, str]]:
-    """Each row with its CSV line (one writer for all)."""
-    first, second = itertools.tee(rows)
-    return zip(first, csv_lines(second), strict=True)
 
 
 def close_batch(waiting, ids: list[int]) -> SyncRecord:

@@ -308,12 +308,9 @@ def accept(rows: Iterable[Any]) -> Intake:
     return intake
 
 
-def placed(rows: list[Row]) -> list[Row]:
-    """The rows with the account (and, for a row naming a Kommo lead, the subscription) of the deal zkbridge
-    billed, read for the whole batch in two queries: usage whose deal is synced is stored ready to send.
-    A row whose deal is not synced yet keeps an empty account (placed, or flagged, when usage is submitted)."""
-    numbers = {row.subscription_number for row in rows if row.subscription_number}
-    leads = {row.kommo_lead_id for row in rows if row.kommo_lead_id is not None}
+def synced_deals(numbers: set[str], leads: set[int]) -> tuple[dict[str, str], dict[int, tuple[str, str]]]:
+    """The deals zkbridge billed, for usage naming these subscription numbers or Kommo leads: account by
+    subscription number, and (subscription, account) by lead. Usage is placed by its subscription first."""
     deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON).exclude(zuora_subscription_number="")
     by_subscription = dict(
         deals.filter(zuora_subscription_number__in=numbers).values_list(
@@ -325,7 +322,19 @@ def placed(rows: list[Row]) -> list[Row]:
         for lead, subscription, account in deals.filter(kommo_lead_id__in=leads).values_list(
             "kommo_lead_id", "zuora_subscription_number", "zuora_account_number"
         )
+        if lead is not None
     }
+    return by_subscription, by_lead
+
+
+def placed(rows: list[Row]) -> list[Row]:
+    """The rows with the account (and, for a row naming a Kommo lead, the subscription) of the deal zkbridge
+    billed, read for the whole batch in two queries: usage whose deal is synced is stored ready to send.
+    A row whose deal is not synced yet keeps an empty account (placed, or flagged, when usage is submitted)."""
+    by_subscription, by_lead = synced_deals(
+        {row.subscription_number for row in rows if row.subscription_number},
+        {row.kommo_lead_id for row in rows if row.kommo_lead_id is not None},
+    )
     result = []
     for row in rows:
         if row.subscription_number in by_subscription:

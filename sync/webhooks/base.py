@@ -36,6 +36,14 @@ class Received:
         return self.value
 
 
+def refuse_declared_over(limit: int, parser_context: dict | None) -> None:
+    """413 before anything is read when the request declares a length over `limit`."""
+    request = (parser_context or {}).get("request")
+    declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+    if declared and str(declared).isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+
+
 class BoundedParser(BaseParser):
     """Reads the whole body, refusing one larger than ZKBRIDGE_MAX_BODY_BYTES (413) before reading it all,
     then lets `read` turn it into a domain value; a ValueError from `read` is kept as the body's problem."""
@@ -44,10 +52,7 @@ class BoundedParser(BaseParser):
 
     def parse(self, stream, media_type=None, parser_context=None) -> Received:  # type: ignore[override]
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        request = (parser_context or {}).get("request")
-        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if declared and str(declared).isdigit() and int(declared) > limit:
-            raise BodyTooLarge()
+        refuse_declared_over(limit, parser_context)
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:
             raise BodyTooLarge()

@@ -10,7 +10,7 @@ from rest_framework.parsers import BaseParser
 
 from sync.usage import intake
 from sync.webhooks import kommo, zuora
-from sync.webhooks.base import BodyTooLarge, BoundedParser
+from sync.webhooks.base import BoundedParser, refuse_declared_over
 
 
 def reading(reader: Callable[..., Any], refusal: type[Exception], what: str, *args: Any) -> Any:
@@ -44,10 +44,7 @@ class UsageStream(BaseParser):
 
     def parse(self, stream, media_type=None, parser_context=None) -> UsageBody:  # type: ignore[override]
         limit = settings.ZKBRIDGE_MAX_USAGE_BODY_BYTES or settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        request = (parser_context or {}).get("request")
-        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if declared and str(declared).isdigit() and int(declared) > limit:
-            raise BodyTooLarge(limit)
+        refuse_declared_over(limit, parser_context)
         return UsageBody(stream, media_type or "", limit)
 
 
