@@ -62,7 +62,12 @@ def _matching_faults(service: str, method: str, path: str) -> list[Fault]:
 
     Only faults that apply are used up, so faults queue: "drop once, then time out twice" is two faults.
     """
-    faults = Fault.objects.filter(service=service).filter(Q(method="*") | Q(method=method)).exclude(remaining=0)
+    faults = (
+        Fault.objects.filter(service=service)
+        .filter(Q(method="*") | Q(method=method))
+        .exclude(remaining=0)
+        .exclude(kind="refuse_entity")  # read by the views that write entities (refused_entities)
+    )
     chosen: list[Fault] = []
     failing = False
     for fault in faults:
@@ -84,6 +89,20 @@ def _matching_faults(service: str, method: str, path: str) -> list[Fault]:
         failing = failing or fault.kind != "latency"
         chosen.append(fault)
     return chosen
+
+
+def refused_entities(service: str, request: HttpRequest, prefix: str) -> dict[int, str]:
+    """The entity ids a `refuse_entity` fault names for this request: id → the refusal's detail."""
+    path = request.path[len(prefix) :] or "/"
+    faults = Fault.objects.filter(service=service, kind="refuse_entity").filter(
+        Q(method="*") | Q(method=request.method)
+    )
+    refused = {}
+    for fault in faults:
+        exact = fault.path_prefix.endswith("$")
+        if (path == fault.path_prefix[:-1]) if exact else path.startswith(fault.path_prefix):
+            refused[int(fault.reason_code)] = fault.reason_message
+    return refused
 
 
 def drop_connection(request: HttpRequest) -> bool:
@@ -186,8 +205,15 @@ def sleep_then(fault: Fault, response: HttpResponse) -> HttpResponse:
     return response
 
 
-def problem(status: int, title: str, detail: str, errors: list[dict] | None = None) -> JsonResponse:
-    """Kommo's application/problem+json error."""
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[dict] | None = None,
+    by_entry: dict[int, list[dict]] | None = None,
+) -> JsonResponse:
+    """Kommo's application/problem+json error; `by_entry` names the refused entries of a batch (request_id:
+    the entry's index in the request)."""
     body: dict[str, Any] = {
         "title": title,
         "type": f"https://httpstatus.es/{status}",
@@ -196,4 +222,6 @@ def problem(status: int, title: str, detail: str, errors: list[dict] | None = No
     }
     if errors is not None:
         body["validation-errors"] = [{"request_id": "0", "errors": errors}]
+    if by_entry:
+        body["validation-errors"] = [{"request_id": str(i), "errors": e} for i, e in sorted(by_entry.items())]
     return JsonResponse(body, status=status, content_type="application/problem+json")

@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from qs_codec import DecodeOptions, decode
 
-from sandbox.common import emulated, get_setting, json_body, problem, sleep_then
+from sandbox.common import emulated, get_setting, json_body, problem, refused_entities, sleep_then
 from sandbox.models import (
     Fault,
     KAuthCode,
@@ -272,7 +272,7 @@ def leads(request: HttpRequest) -> HttpResponse:
             return problem(400, "Bad Request", "The body must be JSON")
         if not isinstance(body, list) or not body or len(body) > 250:
             return problem(400, "Bad Request", "Expected an array of 1 to 250 leads")
-        return _patch_leads(body)
+        return _patch_leads(request, body)
     if request.method != "GET":
         return problem(405, "Method Not Allowed", "Use GET or PATCH")
     filters = query_of(request).get("filter") or {}
@@ -316,18 +316,26 @@ def lead_detail(request: HttpRequest, lead_id: int) -> HttpResponse:
             return problem(400, "Bad Request", "The body must be JSON")
         if not isinstance(body, dict):
             return problem(400, "Bad Request", "Expected a JSON object")
-        return _patch_leads([{**body, "id": lead_id}], single=True)
+        return _patch_leads(request, [{**body, "id": lead_id}], single=True)
     if request.method != "GET":
         return problem(405, "Method Not Allowed", "Use GET or PATCH")
     return JsonResponse(lead_json(lead, with_of(request)))
 
 
-def _patch_leads(items: list, single: bool = False) -> HttpResponse:
-    errors = []
+def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> HttpResponse:
+    """PATCH one lead or a batch: every entry is checked first, and one refused entry refuses the request
+    (Kommo writes all or nothing); a batch's problem+json names each refused entry by request_id."""
+    refused = refused_entities("kommo", request, PREFIX)
+    by_entry: dict[int, list[dict]] = {}
     for index, item in enumerate(items):
+        errors = by_entry.setdefault(index, [])
         if not isinstance(item, dict) or not str(item.get("id", "")).isdigit():
-            errors.append({"code": "NotSupportedChoice", "path": f"{index}.id", "detail": "id is required"})
+            errors.append({"code": "NotSupportedChoice", "path": "id", "detail": "id is required"})
             continue
+        if not single and not KLead.objects.filter(id=int(item["id"]), is_deleted=False).exists():
+            errors.append({"code": "NotFound", "path": "id", "detail": f"Lead {item['id']} not found"})
+        if int(item["id"]) in refused:
+            errors.append({"code": "InvalidValue", "path": "custom_fields_values", "detail": refused[int(item["id"])]})
         for f_index, field in enumerate(item.get("custom_fields_values") or []):
             if not isinstance(field, dict) or field.get("field_id") not in LEAD_FIELDS:
                 errors.append(
@@ -345,8 +353,9 @@ def _patch_leads(items: list, single: bool = False) -> HttpResponse:
                         "detail": "This field is missing",
                     }
                 )
-    if errors:  # one invalid field rejects the whole request
-        return problem(400, "Bad Request", "Request validation failed", errors)
+    by_entry = {index: errors for index, errors in by_entry.items() if errors}
+    if by_entry:  # one invalid entry rejects the whole request
+        return problem(400, "Bad Request", "Request validation failed", by_entry=by_entry)
     changed = []
     for item in items:
         lead = KLead.objects.select_for_update().filter(id=int(item["id"]), is_deleted=False).first()
@@ -423,6 +432,15 @@ def contacts(request: HttpRequest) -> HttpResponse:
     if isinstance(filters, dict) and "id" in filters:
         queryset = queryset.filter(id__in=ids_in(filters["id"]))
     return page_of(request, queryset, "contacts", contact_json)
+
+
+@kommo_view
+def companies(request: HttpRequest) -> HttpResponse:
+    filters = query_of(request).get("filter") or {}
+    queryset = KCompany.objects.order_by("id")
+    if isinstance(filters, dict) and "id" in filters:
+        queryset = queryset.filter(id__in=ids_in(filters["id"]))
+    return page_of(request, queryset, "companies", company_json)
 
 
 @kommo_view

@@ -6,9 +6,10 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from sandbox.common import json_body, problem
-from sandbox.kommo import ACCOUNT_ID, ids_in, kommo_view, link_to, page_of, query_of, unix_now
+from sandbox.common import json_body, problem, refused_entities
+from sandbox.kommo import ACCOUNT_ID, PREFIX, ids_in, kommo_view, link_to, page_of, query_of, unix_now
 from sandbox.models import (
+    KLead,
     KNote,
     KTask,
 )
@@ -64,22 +65,32 @@ def notes(request: HttpRequest, entity_type: str) -> HttpResponse:
     body = _batch(request, "notes")
     if isinstance(body, HttpResponse):
         return body
-    errors = []
+    refused = refused_entities("kommo", request, PREFIX)
+    missing: set[int] = set()
+    if entity_type == "leads":
+        named = {i.get("entity_id") for i in body if isinstance(i, dict) and isinstance(i.get("entity_id"), int)}
+        missing = named - set(KLead.objects.filter(id__in=named, is_deleted=False).values_list("id", flat=True))
+    by_entry: dict[int, list[dict]] = {}
     for index, item in enumerate(body):
         if not isinstance(item, dict) or not isinstance(item.get("entity_id"), int):
-            errors.append({"code": "FieldMissing", "path": f"{index}.entity_id", "detail": "This field is missing"})
+            error = {"code": "FieldMissing", "path": "entity_id", "detail": "This field is missing"}
         elif item.get("note_type") not in ("common", "service_message", "extended_service_message"):
-            errors.append(
-                {
-                    "code": "NotSupportedChoice",
-                    "path": f"{index}.note_type",
-                    "detail": "The value you have provided is not supported",
-                }
-            )
+            error = {
+                "code": "NotSupportedChoice",
+                "path": "note_type",
+                "detail": "The value you have provided is not supported",
+            }
         elif not str((item.get("params") or {}).get("text", "")).strip():
-            errors.append({"code": "FieldMissing", "path": f"{index}.params.text", "detail": "This field is missing"})
-    if errors:
-        return problem(400, "Bad Request", "Request validation failed", errors)
+            error = {"code": "FieldMissing", "path": "params.text", "detail": "This field is missing"}
+        elif entity_type == "leads" and item["entity_id"] in missing:
+            error = {"code": "NotFound", "path": "entity_id", "detail": f"Lead {item['entity_id']} not found"}
+        elif item["entity_id"] in refused:
+            error = {"code": "InvalidValue", "path": "entity_id", "detail": refused[item["entity_id"]]}
+        else:
+            continue
+        by_entry[index] = [error]
+    if by_entry:  # Kommo writes all or nothing; the problem names each refused entry by request_id
+        return problem(400, "Bad Request", "Request validation failed", by_entry=by_entry)
     created = [
         KNote.objects.create(
             entity_type=entity_type,

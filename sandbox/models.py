@@ -24,6 +24,9 @@ class Fault(models.Model):
         ("slow", "take sleep_seconds to process the request (after an Idempotency-Key is reserved)"),
         ("html403", "HTTP 403 HTML page (Kommo block)"),
         ("unauthorized", "HTTP 401"),
+        # Kommo: the entries of a write (lead PATCH, notes POST) naming entity `reason_code` are refused with a
+        # validation error (reason_message); the request's other entries are fine. Nothing is written.
+        ("refuse_entity", "refuse one entity's entries in a Kommo write"),
     ]
     service = models.CharField(max_length=10, choices=[("zuora", "Zuora"), ("kommo", "Kommo")])
     method = models.CharField(max_length=10, default="*")

@@ -52,6 +52,7 @@ k = [
     path("kommo/api/v4/contacts", kommo.contacts),
     path("kommo/api/v4/contacts/notes", kommo_activity.notes, {"entity_type": "contacts"}),
     path("kommo/api/v4/contacts/<int:contact_id>", kommo.contact_detail),
+    path("kommo/api/v4/companies", kommo.companies),
     path("kommo/api/v4/companies/notes", kommo_activity.notes, {"entity_type": "companies"}),
     path("kommo/api/v4/companies/<int:company_id>", kommo.company_detail),
     path("kommo/api/v4/catalogs", kommo.catalogs),

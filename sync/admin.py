@@ -352,10 +352,15 @@ class CustomerAccountAdmin(ViewOnlyAdmin):
     """Which Zuora account each Kommo customer is billed on, as zkbridge remembers it. Deleting a row makes the
     customer's next deal ask Zuora again (after accounts were merged in Zuora, say)."""
 
-    list_display = ["customer_key", "account_number", "currency", "linked_at"]
+    list_display = ["customer_key", "account", "currency", "linked_at"]
     search_fields = ["customer_key", "account_number"]
     list_filter = ["currency"]
     readonly_fields = ["customer_key", "account_number", "currency", "linked_at"]
+
+    @admin.display(description="Zuora account", ordering="account_number")
+    def account(self, obj: CustomerAccount) -> str:
+        # An order creating the account was sent and its answer is not known yet: the next deal asks Zuora.
+        return obj.account_number or "(being created: the next deal asks Zuora)"
 
 
 @admin.register(WebhookEvent)

@@ -249,7 +249,8 @@ class Subscription(models.Model):
 class CustomerAccount(models.Model):
     """The Zuora account zkbridge billed a Kommo customer ("company:<id>" / "contact:<id>") on: the next deal of
     that customer is billed on it without asking Zuora again (one read off every repeat deal's path). Written
-    after each order Zuora accepted; forgotten when Zuora refuses an order on it, so the retry looks again."""
+    after each order Zuora accepted; forgotten when Zuora refuses an order on it, so the retry looks again. An
+    empty account number: an order creating the account was sent, its answer not known yet."""
 
     customer_key = models.CharField(max_length=60, unique=True)
     account_number = models.CharField(max_length=50)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db.models import F, Q
@@ -51,6 +52,14 @@ def run_sync(record_id: int) -> str:
     record = claim(record_id)
     if record is None:
         return "not runnable"
+    if record.kind == SyncRecord.Kind.DEAL_WON:
+        from sync.flows import burst
+
+        others = burst.companions(record)
+        if others:  # won deals due together share their Kommo reads and writes
+            log.info("sync_record=%s runs in a burst with %s other won deal(s)", record.id, len(others))
+            burst.run([record, *others], conclude)
+            return record.status
     token = current_record_id.set(record.id)
     prefix = f"sync_record={record.id} key={record.key}"
     try:
@@ -64,10 +73,19 @@ def run_sync(record_id: int) -> str:
     return record.status
 
 
-def run_flow(record: SyncRecord, prefix: str) -> None:
-    """Run the record's flow and record its outcome as a transition of the state machine."""
+def conclude(record: SyncRecord, body: Callable[[SyncRecord], None]) -> None:
+    """Record the outcome of a record run in a burst (`body` raises what its flow raised)."""
+    prefix = f"sync_record={record.id} key={record.key}"
     try:
-        FLOWS[record.kind](record)
+        run_flow(record, prefix, body)
+    except IllegalTransition as exc:  # taken over meanwhile (this worker was thought dead): the new run decides
+        log.warning("%s outcome not recorded: %s", prefix, exc)
+
+
+def run_flow(record: SyncRecord, prefix: str, body: Callable[[SyncRecord], None] | None = None) -> None:
+    """Run the record's flow (or `body`) and record its outcome as a transition of the state machine."""
+    try:
+        (body or FLOWS[record.kind])(record)
     except Ignored as exc:
         record.finish(SyncRecord.Status.IGNORED, str(exc))
     except Waiting as exc:

@@ -15,6 +15,7 @@ class ApiError(Exception):
         excerpt: str = "",
         retry_after: float | None = None,
         provider: str = "",
+        entries: dict[int, str] | None = None,
     ):
         super().__init__(message)
         self.message = message
@@ -23,6 +24,9 @@ class ApiError(Exception):
         self.excerpt = excerpt
         self.retry_after = retry_after
         self.provider = provider
+        # A batch request refused for some of its entries: entry index → what was wrong with it (Kommo's
+        # problem+json names them by request_id). Empty when the refusal names no entry.
+        self.entries = entries or {}
 
     def __str__(self) -> str:
         return self.message

@@ -181,7 +181,26 @@ class KommoClient(HttpClient):
             return TransientError(
                 f"Kommo server error ({status}): {detail}", retry_after=self.retry_after(answer), **kw
             )
-        return BusinessError(f"Kommo refused the request ({status}): {detail}", **kw)
+        return BusinessError(f"Kommo refused the request ({status}): {detail}", entries=self._entries(body), **kw)
+
+    @staticmethod
+    def _entries(body: Any) -> dict[int, str]:
+        """What a batch refusal says about each entry it names (validation-errors[].request_id: the entry's
+        index in the request)."""
+        entries: dict[int, str] = {}
+        if not isinstance(body, dict):
+            return entries
+        for group in body.get("validation-errors") or []:
+            request_id = str((group or {}).get("request_id", "")) if isinstance(group, dict) else ""
+            if not request_id.isdigit():
+                continue
+            said = [
+                f"{e.get('path')}: {e.get('detail')} ({e.get('code')})"
+                for e in group.get("errors") or []
+                if isinstance(e, dict)
+            ]
+            entries[int(request_id)] = "; ".join(said) or "refused"
+        return entries
 
     @staticmethod
     def _problem(body: Any) -> str:
@@ -216,10 +235,12 @@ class KommoClient(HttpClient):
             answer = self.request("GET", self.relative(next_link))
 
     def get_contacts(self, ids: list[int]) -> list[dict]:
-        if not ids:
-            return []
-        params = [("filter[id][]", int(i)) for i in ids] + [("limit", 250)]
-        return list(self._list("/api/v4/contacts", "contacts", params))
+        """Contacts by id, 250 a call."""
+        found: list[dict] = []
+        for start in range(0, len(ids), 250):
+            params = [("filter[id][]", int(i)) for i in ids[start : start + 250]] + [("limit", 250)]
+            found += self._list("/api/v4/contacts", "contacts", params)
+        return found
 
     def get_company(self, company_id: int) -> dict | None:
         answer = self.request("GET", f"/api/v4/companies/{int(company_id)}")
@@ -241,13 +262,23 @@ class KommoClient(HttpClient):
             if lead.get("status_id") == status_id:
                 yield lead
 
-    def leads_by_ids(self, ids: list[int]) -> Iterator[dict]:
-        """Leads by id, 250 a call (Kommo's list limit)."""
+    def leads_by_ids(self, ids: list[int], with_: str | None = None) -> Iterator[dict]:
+        """Leads by id, 250 a call (Kommo's list limit); `with_` as for get_lead."""
+        extra = [("with", with_)] if with_ else []
         for start in range(0, len(ids), 250):
             chunk = ids[start : start + 250]
             yield from self._list(
-                "/api/v4/leads", "leads", [("filter[id][]", int(i)) for i in chunk] + [("limit", 250)]
+                "/api/v4/leads", "leads", [("filter[id][]", int(i)) for i in chunk] + [("limit", 250), *extra]
             )
+
+    def companies_by_ids(self, ids: list[int]) -> list[dict]:
+        """Companies by id, 250 a call; one Kommo no longer has is simply not in the answer."""
+        found: list[dict] = []
+        for start in range(0, len(ids), 250):
+            chunk = ids[start : start + 250]
+            params = [("filter[id][]", int(i)) for i in chunk] + [("limit", 250)]
+            found += self._list("/api/v4/companies", "companies", params)
+        return found
 
     def pipelines(self) -> list[dict]:
         answer = self.request("GET", "/api/v4/leads/pipelines")
@@ -259,6 +290,36 @@ class KommoClient(HttpClient):
         answer = self.request("PATCH", f"/api/v4/leads/{int(lead_id)}", json_body={"custom_fields_values": fields})
         stamp = answer.body.get("updated_at") if isinstance(answer.body, dict) else None
         return int(stamp) if isinstance(stamp, int | str) and str(stamp).isdigit() else None
+
+    def update_leads_fields(self, changes: list[tuple[int, dict[int, str]]]) -> list[int | None]:
+        """Write the fields of up to 50 leads in one PATCH /api/v4/leads; each lead's new updated_at, in order.
+        All or nothing: a refusal naming some entries (BusinessError.entries) wrote none of them."""
+        if not 1 <= len(changes) <= BATCH:
+            raise ValueError(f"1 to {BATCH} leads per PATCH, not {len(changes)}")
+        body = [
+            {
+                "id": int(lead_id),
+                "custom_fields_values": [{"field_id": fid, "values": [{"value": v}]} for fid, v in values.items()],
+            }
+            for lead_id, values in changes
+        ]
+        answer = self.request("PATCH", "/api/v4/leads", json_body=body)
+        stamps = {}
+        for lead in ((answer.body or {}).get("_embedded") or {}).get("leads") or []:
+            stamp = lead.get("updated_at") if isinstance(lead, dict) else None
+            if isinstance(stamp, int | str) and str(stamp).isdigit():
+                stamps[lead.get("id")] = int(stamp)
+        return [stamps.get(int(lead_id)) for lead_id, _ in changes]
+
+    def add_notes(self, entity: str, notes: list[tuple[int, str]]) -> list[int | None]:
+        """Up to 50 common notes in one POST (entity id, text); the new notes' ids, in order."""
+        if not 1 <= len(notes) <= BATCH:
+            raise ValueError(f"1 to {BATCH} notes per POST, not {len(notes)}")
+        body = [{"entity_id": int(i), "note_type": "common", "params": {"text": text}} for i, text in notes]
+        answer = self.request("POST", f"/api/v4/{entity}/notes", json_body=body)
+        created = ((answer.body or {}).get("_embedded") or {}).get("notes") or []
+        ids = [n.get("id") if isinstance(n, dict) else None for n in created]
+        return ids + [None] * (len(notes) - len(ids))
 
     def notes(self, entity: str, entity_id: int) -> list[dict]:
         """Notes on a lead, contact or company (`entity`: leads, contacts, companies)."""

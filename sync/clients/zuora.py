@@ -222,6 +222,20 @@ class ZuoraClient(HttpClient):
     def find_accounts(self, field: str, value: str) -> list[dict]:
         return list(self.query("accounts", [f"{field}.EQ:{value}"]))
 
+    def find_accounts_in(self, field: str, values: list[str], chunk: int = 50) -> dict[str, list[dict]]:
+        """The accounts whose `field` holds each of `values` (one query per `chunk` values, `IN`): value →
+        its accounts, [] for a value no account carries."""
+        found: dict[str, list[dict]] = {value: [] for value in values}
+        listable = [v for v in values if v and not set(v) & set(",[]")]  # a value IN's list cannot carry
+        for value in set(values) - set(listable):
+            found[value] = self.find_accounts(field, value)
+        for start in range(0, len(listable), chunk):
+            part = listable[start : start + chunk]
+            for account in self.query("accounts", [f"{field}.IN:[{','.join(part)}]"]):
+                if str(account.get(field)) in found:
+                    found[str(account.get(field))].append(account)
+        return found
+
     def find_subscriptions(self, field: str, value: str) -> list[dict]:
         """Subscriptions whose custom field holds `value`: their current versions only (Zuora keeps every
         earlier version as an Expired record with the same number and custom fields)."""

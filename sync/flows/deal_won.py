@@ -9,6 +9,7 @@ Steps, each recorded on the SyncRecord so a retry resumes after the last one com
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -27,40 +28,60 @@ from sync.lifecycle.subscription import mirror_new
 from sync.locks import named_lock
 from sync.models import CustomerAccount, SyncRecord
 from sync.money import format_money
-from sync.parallel import settle, together
+from sync.parallel import Outcome, settle, together
 
 LEAD_FIELD = "KommoLeadId__c"
 
 
 @flow(SyncRecord.Kind.DEAL_WON)
 def deal_won(record: SyncRecord) -> None:
-    kommo = KommoClient.from_settings()
-    zuora = ZuoraClient.from_settings()
-    lead = fetch_lead(kommo, record)
+    reads = Reads(KommoClient.from_settings(), ZuoraClient.from_settings())
+    lead = fetch_lead(reads, record)
     if not record.step_done("order"):
-        place_order(record, kommo, zuora, lead)
-    tell_kommo(record, kommo)
+        place_order(record, reads, lead)
+    tell_kommo(record, reads.kommo)
+
+
+class Reads:
+    """Where a won deal's reads come from. A deal on its own asks Kommo and Zuora itself; a burst of deals
+    (sync.flows.burst) answers from what it read for all of them at once."""
+
+    def __init__(self, kommo: KommoClient, zuora: ZuoraClient):
+        self.kommo = kommo
+        self.zuora = zuora
+
+    def lead(self, lead_id: int) -> dict[str, Any]:
+        """The lead with its contacts and products; NotFoundError when Kommo no longer shows it."""
+        return self.kommo.get_lead(lead_id)
+
+    def people(self, lead: dict[str, Any]) -> tuple[Callable[[], list[dict]], Callable[[], Any]]:
+        return people_reads(self.kommo, lead)
+
+    def accounts(self, key: str) -> list[dict]:
+        return customer_accounts(self.zuora, key)
+
+    def preview(self, record: SyncRecord, sale: Sale) -> tuple[str | None, str | None]:
+        return preview(self.zuora, record, sale)
+
+
+def read_lead(get: Callable[[int], dict[str, Any]], record: SyncRecord) -> dict[str, Any]:
+    try:
+        return get(record.lead_id)
+    except NotFoundError:
+        raise NeedsAttention(
+            f"Kommo lead {record.kommo_lead_id} was deleted or is not visible to zkbridge's Kommo user"
+        ) from None
 
 
 def fetch_any_lead(kommo: KommoClient, record: SyncRecord) -> dict[str, Any]:
     """The lead as Kommo has it now (whatever its status), remembered on the record."""
-    try:
-        lead = kommo.get_lead(record.lead_id)
-    except NotFoundError:
-        raise NeedsAttention(
-            f"Kommo lead {record.kommo_lead_id} was deleted or is not visible to zkbridge's Kommo user"
-        ) from None
+    lead = read_lead(kommo.get_lead, record)
     record.mark_step("lead", responsible_user_id=lead.get("responsible_user_id"), name=lead.get("name"))
     return lead
 
 
-def fetch_lead(kommo: KommoClient, record: SyncRecord) -> dict[str, Any]:
-    try:
-        lead = kommo.get_lead(record.lead_id)
-    except NotFoundError:
-        raise NeedsAttention(
-            f"Kommo lead {record.kommo_lead_id} was deleted or is not visible to zkbridge's Kommo user"
-        ) from None
+def fetch_lead(reads: Reads, record: SyncRecord) -> dict[str, Any]:
+    lead = read_lead(reads.lead, record)
     if not record.step_done("order") and lead.get("status_id") != settings.KOMMO_WON_STATUS_ID:
         raise NeedsAttention(
             f"the lead is no longer Won in Kommo (status {lead.get('status_id')}); nothing was "
@@ -84,7 +105,7 @@ def may_have_reached_zuora(record: SyncRecord) -> bool:
     return record.generation > 1 or record.attempts > 1 or bool(record.step_data("order").get("sent"))
 
 
-def place_order(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead: dict) -> None:
+def place_order(record: SyncRecord, reads: Reads, lead: dict) -> None:
     """Reads that need nothing from each other travel together: the lead's contacts and company, the
     customer's account, the preview (MRR for the note) and, on a retry, the subscription an earlier attempt
     may have made. Then the order alone. Critical path: two round trips to Zuora, one to Kommo."""
@@ -94,20 +115,20 @@ def place_order(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead
     try:
         key = customer_key(lead)
     except NeedsAttention:  # no customer on the lead any more: what an earlier attempt made still counts
-        if looked and (existing := lead_subscriptions(zuora, record)):
+        if looked and (existing := lead_subscriptions(reads.zuora, record)):
             record_found(record, existing[0])
             return
         raise
     # Two deals of one company won at once must not both create its account: one at a time per customer.
     with named_lock(f"customer:{key}"):
-        known = CustomerAccount.objects.filter(customer_key=key).first()
-        contacts_read, company_read = people_reads(kommo, lead)
+        known, lookup = linked_account(reads, key)
+        contacts_read, company_read = reads.people(lead)
         contacts, company, accounts, existing, figures = together(
             contacts_read,
             company_read,
-            None if known else partial(customer_accounts, zuora, key),
-            partial(lead_subscriptions, zuora, record) if looked else None,
-            partial(preview, zuora, record, sale) if sale is not None else None,
+            lookup,
+            partial(lead_subscriptions, reads.zuora, record) if looked else None,
+            partial(reads.preview, record, sale) if sale is not None else None,
         )
         if existing:
             record_found(record, existing[0])
@@ -117,11 +138,23 @@ def place_order(record: SyncRecord, kommo: KommoClient, zuora: ZuoraClient, lead
         customer = customer_of(lead, contacts, company)
         if customer.key != key:  # the lead names a company Kommo no longer shows: its main contact is billed
             with named_lock(f"customer:{customer.key}"):
-                known = CustomerAccount.objects.filter(customer_key=customer.key).first()
-                accounts = None if known else customer_accounts(zuora, customer.key)
-                send_order(record, zuora, sale, customer, account_of(known, accounts, sale), figures)
+                known, lookup = linked_account(reads, customer.key)
+                accounts = lookup() if lookup else None
+                send_order(record, reads, sale, customer, account_of(known, accounts, sale), figures)
             return
-        send_order(record, zuora, sale, customer, account_of(known, accounts, sale), figures)
+        send_order(record, reads, sale, customer, account_of(known, accounts, sale), figures)
+
+
+def linked_account(reads: Reads, key: str) -> tuple[CustomerAccount | None, Callable[[], list[dict]] | None]:
+    """The account zkbridge billed this customer on (no lookup needed), else how to look it up. A link with no
+    number yet means an order that creates the customer's account was sent and its answer is not known: Zuora
+    is asked afresh (never an answer read before that order left, such as a burst's shared lookup)."""
+    known = CustomerAccount.objects.filter(customer_key=key).first()
+    if known is None:
+        return None, partial(reads.accounts, key)
+    if not known.account_number:
+        return None, partial(customer_accounts, reads.zuora, key)
+    return known, None
 
 
 def lead_subscriptions(zuora: ZuoraClient, record: SyncRecord) -> list[dict]:
@@ -152,7 +185,7 @@ def record_found(record: SyncRecord, sub: dict) -> None:
 
 def send_order(
     record: SyncRecord,
-    zuora: ZuoraClient,
+    reads: Reads,
     sale: Sale,
     customer: Customer,
     account: Account,
@@ -160,16 +193,24 @@ def send_order(
 ) -> None:
     """The order; beside it the preview when it did not travel with the reads (`figures` None)."""
     order = build_order(record, sale, customer, account.number)
+    if account.number is None:
+        # This order creates the customer's account: until its answer is known, a deal of the same customer
+        # asks Zuora afresh (see linked_account).
+        CustomerAccount.objects.get_or_create(customer_key=customer.key, defaults={"account_number": ""})
     record.mark_step("order", done=False, sent=True)  # committed before the order leaves (see may_have_reached_zuora)
+    zuora = reads.zuora
     placed, previewed = settle(
         lambda: zuora.create_order(
             order, idempotency_key=record.idempotency_key("order"), track_id=f"zkbridge-{record.id}"
         ),
-        (lambda: preview(zuora, record, sale)) if figures is None else None,
+        (lambda: reads.preview(record, sale)) if figures is None else None,
     )
     if account.known and isinstance(placed.error, BusinessError | NotFoundError):
         # The account zkbridge remembered may be gone (merged, deleted): the retry asks Zuora again.
         CustomerAccount.objects.filter(customer_key=customer.key).delete()
+    elif account.number is None and isinstance(placed.error, BusinessError):
+        # Refused: no account was created, nothing is in flight.
+        CustomerAccount.objects.filter(customer_key=customer.key, account_number="").delete()
     if isinstance(placed.error, BusinessError):
         raise NeedsAttention(
             f"Zuora refused the order: {placed.error.message}",
@@ -294,14 +335,9 @@ def preview(zuora: ZuoraClient, record: SyncRecord, sale: Sale) -> tuple[str | N
     """MRR and TCV for the note, from what is sold alone (a preview account in the deal's currency: the
     figures do not depend on who is billed, so the preview need not wait for the account lookup). A preview
     that fails, or is switched off, only makes the note shorter."""
-    if not (settings.ZUORA_PREVIEW_ORDERS and sale.subscription_items):
+    body = preview_body(record, sale)
+    if body is None:
         return None, None
-    body: dict[str, Any] = {
-        "orderDate": sale.contract_date.isoformat(),
-        "subscriptions": what_is_sold(record, sale)["subscriptions"],
-        "previewAccountInfo": {"currency": sale.currency, "billCycleDay": 1},
-        "previewOptions": {"previewTypes": ["ChargeMetrics"], "previewThruType": "TermEnd"},
-    }
     try:
         result = zuora.preview_order(body)
     except (BusinessError, TransientError, NotFoundError):
@@ -310,6 +346,18 @@ def preview(zuora: ZuoraClient, record: SyncRecord, sale: Sale) -> tuple[str | N
     if not metrics:
         return None, None
     return str(metric_sum(metrics, "cmrr", "regular")), str(metric_sum(metrics, "tcv", "regular"))
+
+
+def preview_body(record: SyncRecord, sale: Sale) -> dict[str, Any] | None:
+    """The preview order for what is sold (None when previews are off or nothing recurring is sold)."""
+    if not (settings.ZUORA_PREVIEW_ORDERS and sale.subscription_items):
+        return None
+    return {
+        "orderDate": sale.contract_date.isoformat(),
+        "subscriptions": what_is_sold(record, sale)["subscriptions"],
+        "previewAccountInfo": {"currency": sale.currency, "billCycleDay": 1},
+        "previewOptions": {"previewTypes": ["ChargeMetrics"], "previewThruType": "TermEnd"},
+    }
 
 
 def metric_sum(metrics: list[dict], figure: str, part: str) -> Decimal:
@@ -362,6 +410,12 @@ def tell_kommo(record: SyncRecord, kommo: KommoClient) -> None:
         (lambda: kommo.update_lead_fields(record.lead_id, values)) if values else None,
         lambda: kommo.add_note("leads", record.lead_id, text),
     )
+    kommo_told(record, values, text, fields, note)
+
+
+def kommo_told(record: SyncRecord, values: dict[int, str], text: str, fields: Outcome, note: Outcome) -> None:
+    """Record what the field write and the note (sent together, after the note step was marked attempted)
+    came to; the first error is raised afterwards, the field refusal as a reason a person can act on."""
     if note.error is None:
         note_written(record, "note", text, "leads", record.lead_id, note.value)
     if fields.error is None:

@@ -75,3 +75,53 @@ def held(record: SyncRecord) -> Iterator[Lease]:
         beat.done.set()
         beat.join(timeout=HEARTBEAT_SECONDS * 2)
         current_lease.reset(token)
+
+
+def renew_all(leases: dict[int, Lease], worker: str) -> None:
+    """Extend the leases of a burst's records still running here; mark the others lost."""
+    live = [record_id for record_id, lease in leases.items() if not lease.lost.is_set()]
+    if not live:
+        return
+    mine = SyncRecord.objects.filter(id__in=live, status=SyncRecord.Status.RUNNING, worker=worker)
+    try:
+        kept = set(mine.values_list("id", flat=True))
+        mine.filter(id__in=kept).update(lease_until=timezone.now() + LEASE)
+    except DatabaseError as exc:
+        kept, why = set(), f"the database did not answer: {exc}"[:200]
+    else:
+        why = "another worker took the record over"
+    for record_id in set(live) - kept:
+        leases[record_id].why = why
+        leases[record_id].lost.set()
+
+
+class GroupHeartbeat(threading.Thread):
+    """One heartbeat for every record of a burst (one UPDATE, not a thread and a connection per record)."""
+
+    def __init__(self, leases: dict[int, Lease], worker: str):
+        super().__init__(name="lease-burst", daemon=True)
+        self.leases = leases
+        self.worker = worker
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.done.wait(HEARTBEAT_SECONDS):
+                renew_all(self.leases, self.worker)
+        finally:
+            connection.close()
+
+
+@contextlib.contextmanager
+def held_all(records: list[SyncRecord]) -> Iterator[dict[int, Lease]]:
+    """Keep the leases of a burst's records alive while the block runs; record id → its Lease (a record
+    finished meanwhile is reported lost at the next beat, which no longer matters to it)."""
+    worker = records[0].worker
+    leases = {record.id: Lease(record.id, worker) for record in records}
+    beat = GroupHeartbeat(leases, worker)
+    beat.start()
+    try:
+        yield leases
+    finally:
+        beat.done.set()
+        beat.join(timeout=HEARTBEAT_SECONDS * 2)

@@ -1,0 +1,306 @@
+"""Bursts: won deals due at the same time share their Kommo reads and writes.
+
+Kommo allows 7 requests a second; one deal on its own costs 5 (lead, contacts, company, fields, note), so a
+month-end close of 1,000 deals would take 12 minutes of Kommo calls alone. A worker that claims a won deal
+while others are due claims up to BURST - 1 of them too (sync.tasks.run_sync) and runs them here:
+
+  reads   their leads in one list call per 250 (with contacts and products), the contacts and companies by
+          id lists, the customers' Zuora accounts by one query per 50 keys (all three together);
+  Zuora   each deal's order (deal_won.place_order), several deals at once up to the shared concurrency cap;
+          deals of one customer one after another, so the second reuses the account the first created; one
+          preview per distinct sale (same plans, prices, quantities, dates and currency give the same MRR);
+  writes  lead fields in PATCH /api/v4/leads and notes in POST /api/v4/leads/notes, 50 a call. Kommo writes
+          a batch all or nothing: a refusal naming entries is sent again without them, and each named entry
+          fails alone with what Kommo said about it; a refusal naming none is sent again entry by entry.
+
+Each deal keeps its own sync record, steps, Idempotency-Key and outcome (sync.tasks.run_flow): a batch is an
+optimisation, never a shared fate. Notes stay exactly-once: every note step is marked `attempted` before its
+batch leaves, so a deal whose batch answer was lost looks for its note on the retry (write_note_once). A
+retry runs its deal alone, or in a later burst, from its last completed step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from sync.clients.errors import BusinessError, NotFoundError
+from sync.clients.kommo import BATCH, KommoClient
+from sync.clients.zuora import ZuoraClient
+from sync.context import Lease, LeaseLost, current_lease, current_record_id
+from sync.flows import NeedsAttention
+from sync.flows.customer import customer_key, refs
+from sync.flows.deal_won import (
+    Reads,
+    customer_accounts,
+    fetch_lead,
+    kommo_told,
+    lead_field_values,
+    note_text,
+    place_order,
+    preview,
+    preview_body,
+    tell_kommo,
+)
+from sync.flows.sale import Sale
+from sync.models import CustomerAccount, SyncRecord
+from sync.parallel import Outcome, each, settle, together
+from sync.workers import leases
+
+BURST = 250  # Kommo's list limit: one call reads every lead of a burst
+
+Conclude = Callable[[SyncRecord, Callable[[SyncRecord], None]], None]
+
+
+def companions(record: SyncRecord) -> list[SyncRecord]:
+    """Other won deals due now, claimed for the worker that holds `record` (at most BURST - 1, oldest first):
+    the same conditional UPDATE as a single claim, so no deal is ever run by two workers."""
+    now = timezone.now()
+    due = (
+        SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .exclude(id=record.id)
+    )
+    ids = list(due.movable("start").order_by("id").values_list("id", flat=True)[: BURST - 1])
+    if not ids:
+        return []
+    due.filter(id__in=ids).transition(
+        "start", attempts=F("attempts") + 1, started_at=now, worker=record.worker, lease_until=now + leases.LEASE
+    )
+    mine = SyncRecord.objects.filter(id__in=ids, status=SyncRecord.Status.RUNNING, worker=record.worker)
+    return list(mine.filter(started_at=now).order_by("id"))
+
+
+class BurstReads(Reads):
+    """A burst's reads, made once for all its deals; a deal asks here instead of asking Kommo and Zuora."""
+
+    def __init__(self, kommo: KommoClient, zuora: ZuoraClient):
+        super().__init__(kommo, zuora)
+        self.leads: dict[int, dict] = {}
+        self.contacts: dict[int, dict] = {}
+        self.companies: dict[int, dict] = {}
+        self.looked_up: dict[str, list[dict]] = {}
+        self._guard = threading.Lock()
+        self._previews: dict[str, tuple[threading.Lock, list]] = {}
+
+    def load(self, records: list[SyncRecord]) -> None:
+        """Every lead, then their contacts, companies and (for customers zkbridge has not linked) Zuora
+        accounts together: three round trips for the whole burst."""
+        with_ = "contacts,catalog_elements"
+        self.leads = {lead["id"]: lead for lead in self.kommo.leads_by_ids([r.lead_id for r in records], with_)}
+        named = [refs(lead) for lead in self.leads.values()]
+        contact_ids = sorted({c["id"] for n in named for c in n.contacts})
+        company_ids = sorted({n.company["id"] for n in named if n.company})
+        keys = set()
+        for lead in self.leads.values():
+            with contextlib.suppress(NeedsAttention):  # no customer: that deal says so itself
+                keys.add(customer_key(lead))
+        linked = set(CustomerAccount.objects.filter(customer_key__in=keys).values_list("customer_key", flat=True))
+        unknown = sorted(keys - linked)
+        contacts, companies, accounts = together(
+            lambda: self.kommo.get_contacts(contact_ids),
+            lambda: self.kommo.companies_by_ids(company_ids),
+            (lambda: self.zuora.find_accounts_in(settings.ZUORA_ACCOUNT_CRM_FIELD, unknown)) if unknown else None,
+        )
+        self.contacts = {c["id"]: c for c in contacts}
+        self.companies = {c["id"]: c for c in companies}
+        self.looked_up = accounts or {}
+
+    def lead(self, lead_id: int) -> dict[str, Any]:
+        if lead_id not in self.leads:  # Kommo's list leaves out leads that are deleted or not visible
+            raise NotFoundError(f"Kommo: lead {lead_id} was not in the list answer", provider="kommo")
+        return self.leads[lead_id]
+
+    def people(self, lead: dict[str, Any]) -> tuple[Callable[[], list[dict]], Callable[[], Any]]:
+        named = refs(lead)
+        contacts = [self.contacts[c["id"]] for c in named.contacts if c["id"] in self.contacts]
+        company = self.companies.get(named.company["id"]) if named.company else None
+        return (lambda: contacts), (lambda: company)
+
+    def accounts(self, key: str) -> list[dict]:
+        """The burst's lookup answers a customer's first deal only: after that deal's order the answer may be
+        stale, so a later deal of the customer (normally linked by then) asks Zuora itself."""
+        with self._guard:
+            found = self.looked_up.pop(key, None)
+        return found if found is not None else customer_accounts(self.zuora, key)
+
+    def preview(self, record: SyncRecord, sale: Sale) -> tuple[str | None, str | None]:
+        """One preview per distinct sale; deals selling the same wait for the first one's figures."""
+        body = preview_body(record, sale)
+        if body is None:
+            return None, None
+        for subscription in body["subscriptions"]:
+            subscription.pop("customFields", None)  # the lead id: the only part that differs per deal
+        signature = json.dumps(body, sort_keys=True, default=str)
+        with self._guard:
+            lock, figures = self._previews.setdefault(signature, (threading.Lock(), []))
+        with lock:
+            if not figures:
+                figures.append(preview(self.zuora, record, sale))
+            return figures[0]
+
+
+@contextlib.contextmanager
+def acting_for(record: SyncRecord, lease: Lease) -> Iterator[None]:
+    """API calls and log lines are this deal's; its lease guards its writes."""
+    record_token, lease_token = current_record_id.set(record.id), current_lease.set(lease)
+    try:
+        yield
+    finally:
+        current_lease.reset(lease_token)
+        current_record_id.reset(record_token)
+
+
+def run(records: list[SyncRecord], conclude: Conclude) -> None:
+    """Run a burst of claimed won deals to their outcomes (conclude: sync.tasks.conclude)."""
+    reads = BurstReads(KommoClient.from_settings(), ZuoraClient.from_settings())
+    with leases.held_all(records) as lease_of:
+        try:
+            reads.load(records)
+        except Exception as exc:  # the shared reads failed: every deal has that outcome (a retry each)
+            for record in records:
+                with acting_for(record, lease_of[record.id]):
+                    conclude(record, raiser(exc))
+            return
+        errors = zuora_part(records, reads, lease_of)
+        ready = [r for r in records if r.id not in errors]
+        errors.update(kommo_part(ready, reads.kommo, lease_of))
+        for record in records:
+            with acting_for(record, lease_of[record.id]):
+                conclude(record, raiser(errors.get(record.id)))
+
+
+def raiser(error: BaseException | None) -> Callable[[SyncRecord], None]:
+    def body(record: SyncRecord) -> None:
+        if error is not None:
+            raise error
+
+    return body
+
+
+def zuora_part(records: list[SyncRecord], reads: BurstReads, lease_of: dict[int, Lease]) -> dict[int, BaseException]:
+    """Each deal's lead step and order, several customers at once (a customer's deals one after another).
+    Returns the deals that stopped, with why."""
+    groups: dict[str, list[SyncRecord]] = {}
+    for record in records:
+        try:
+            key = customer_key(reads.lead(record.lead_id))
+        except (NotFoundError, NeedsAttention):
+            key = f"record:{record.id}"
+        groups.setdefault(key, []).append(record)
+
+    def run_group(group: list[SyncRecord]) -> dict[int, BaseException]:
+        stopped: dict[int, BaseException] = {}
+        for record in group:
+            with acting_for(record, lease_of[record.id]):
+                try:
+                    lead = fetch_lead(reads, record)
+                    if not record.step_done("order"):
+                        place_order(record, reads, lead)
+                except Exception as exc:
+                    stopped[record.id] = exc
+        return stopped
+
+    errors: dict[int, BaseException] = {}
+    outcomes = each(list(groups.values()), run_group, settings.ZUORA_MAX_CONCURRENT_CALLS)
+    for group, outcome in zip(groups.values(), outcomes, strict=True):
+        if outcome.error is not None:
+            errors.update({record.id: outcome.error for record in group})
+        else:
+            errors.update(outcome.value)
+    return errors
+
+
+def kommo_part(records: list[SyncRecord], kommo: KommoClient, lease_of: dict[int, Lease]) -> dict[int, BaseException]:
+    """The lead fields and the notes: in batches for deals writing both for the first time; one by one for
+    a deal resuming (a note an earlier attempt may have written is looked for first)."""
+    errors: dict[int, BaseException] = {}
+    batched = []
+    for record in records:
+        with acting_for(record, lease_of[record.id]):
+            first_time = not (record.step_done("lead_fields") or record.step_done("note"))
+            if first_time and not record.step_data("note").get("attempted"):
+                try:
+                    record.mark_step("note", done=False, attempted=True)  # before the batch leaves
+                except LeaseLost as exc:
+                    errors[record.id] = exc
+                else:
+                    batched.append(record)
+                continue
+            try:
+                tell_kommo(record, kommo)
+            except Exception as exc:
+                errors[record.id] = exc
+    values = {r.id: lead_field_values(r.zuora_account_number, r.zuora_subscription_number) for r in batched}
+    texts = {r.id: note_text(r) for r in batched}
+    with_fields = [r for r in batched if values[r.id]]
+
+    def write_fields(part: list[SyncRecord]) -> list[int | None]:
+        return kommo.update_leads_fields([(r.lead_id, values[r.id]) for r in part])
+
+    def write_notes(part: list[SyncRecord]) -> list[int | None]:
+        return kommo.add_notes("leads", [(r.lead_id, texts[r.id]) for r in part])
+
+    fields, notes = together(
+        (lambda: in_batches(with_fields, write_fields, lease_of)) if with_fields else None,
+        lambda: in_batches(batched, write_notes, lease_of),
+    )
+    for record in batched:
+        with acting_for(record, lease_of[record.id]):
+            try:
+                field_write = (fields or {}).get(record.id, Outcome())
+                kommo_told(record, values[record.id], texts[record.id], field_write, notes[record.id])
+            except Exception as exc:
+                errors[record.id] = exc
+    return errors
+
+
+def in_batches(
+    records: list[SyncRecord], send: Callable[[list[SyncRecord]], list[Any]], lease_of: dict[int, Lease]
+) -> dict[int, Outcome]:
+    """send() the records BATCH at a time; record id → its Outcome. A refusal that names entries fails those
+    (with what Kommo said about each) and sends the rest again; one that names none sends each alone. Any
+    other error is every sent record's outcome. A record whose lease was lost is not sent."""
+    outcomes: dict[int, Outcome] = {}
+    for start in range(0, len(records), BATCH):
+        pending = []
+        for record in records[start : start + BATCH]:
+            lease = lease_of[record.id]
+            if lease.lost.is_set():
+                outcomes[record.id] = Outcome(error=LeaseLost(f"lease on sync record {record.id} lost ({lease.why})"))
+            else:
+                pending.append(record)
+        while pending:
+            [sent] = settle(partial(send, pending))
+            if sent.error is None:
+                outcomes.update({r.id: Outcome(value) for r, value in zip(pending, sent.value, strict=True)})
+                break
+            exc = sent.error
+            named = {i for i in getattr(exc, "entries", {}) if 0 <= i < len(pending)}
+            if not isinstance(exc, BusinessError) or len(pending) == 1:
+                outcomes.update({r.id: Outcome(error=exc) for r in pending})
+                break
+            if not named:  # which entry Kommo minds is not said: each alone
+                for record in pending:
+                    [alone] = settle(partial(send, [record]))
+                    outcomes[record.id] = Outcome(alone.value[0] if alone.error is None else None, alone.error)
+                break
+            for index in named:
+                outcomes[pending[index].id] = Outcome(error=entry_refused(exc, index))
+            pending = [r for i, r in enumerate(pending) if i not in named]
+    return outcomes
+
+
+def entry_refused(exc: BusinessError, index: int) -> BusinessError:
+    """The part of a batch refusal that is about one entry, as that entry's own refusal."""
+    return BusinessError(
+        f"Kommo refused the request ({exc.status}): {exc.entries[index]}", status=exc.status, provider=exc.provider
+    )
