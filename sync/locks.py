@@ -35,6 +35,7 @@ _guard = threading.Lock()
 POLL = 0.05
 # Locks held for milliseconds (the Kommo throttle's row) are asked again soon, then less and less often.
 FIRST_PAUSE = 0.002
+SLOT_POLL = 0.02
 
 
 class LockBusy(TransientError):
@@ -116,6 +117,7 @@ def one_of(prefix: str, slots: int, timeout: float = 60) -> Iterator[int]:
     every machine (e.g. Zuora's concurrency limit). Yields the slot's number."""
     deadline = time.monotonic() + timeout
     first = random.randrange(slots)
+    pause = FIRST_PAUSE
     while True:
         for step in range(slots):
             slot = (first + step) % slots
@@ -128,7 +130,9 @@ def one_of(prefix: str, slots: int, timeout: float = 60) -> Iterator[int]:
                 return
         if time.monotonic() > deadline:
             raise LockBusy(f"all {slots} '{prefix}' slots stayed busy for over {timeout:.0f} s")
-        time.sleep(POLL)
+        # A slot frees as soon as a call ends: look again soon (an idle slot is a call not made).
+        time.sleep(pause)
+        pause = min(pause * 2, SLOT_POLL)
 
 
 @contextlib.contextmanager

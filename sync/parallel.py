@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,19 +72,31 @@ def together(*calls: Callable[[], Any] | None) -> list[Any]:
 
 def each(items: Sequence[Any], call: Callable[[Any], Any], at_once: int) -> list[Outcome]:
     """call(item) for every item, at most `at_once` at a time, each in a thread with a copy of the caller's
-    context; one Outcome per item, in order. Each call's database connection is closed when it ends."""
+    context; one Outcome per item, in order. A thread keeps its database connection from item to item and
+    closes it when it runs out of items (a new PostgreSQL connection per item would cost a server process)."""
     outcomes = [Outcome() for _ in items]
+    queue = iter(enumerate(items))
+    guard = threading.Lock()
 
-    def run(index: int, item: Any) -> None:
+    def work() -> None:
         try:
-            outcomes[index].value = call(item)
-        except BaseException as exc:  # handed back to the caller, who decides
-            outcomes[index].error = exc
+            while True:
+                with guard:
+                    index, item = next(queue, (None, None))
+                if index is None:
+                    return
+                try:
+                    outcomes[index].value = call(item)
+                except BaseException as exc:  # handed back to the caller, who decides
+                    outcomes[index].error = exc
         finally:
             connections.close_all()
 
-    if items:
-        with ThreadPoolExecutor(max_workers=max(1, min(at_once, len(items)))) as pool:
-            for index, item in enumerate(items):
-                pool.submit(contextvars.copy_context().run, run, index, item)
+    threads = []
+    for _ in range(min(max(at_once, 1), len(items))):
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
+        thread.start()
+        threads.append(thread)
+    for thread in threads:
+        thread.join()
     return outcomes

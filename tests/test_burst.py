@@ -97,7 +97,11 @@ def test_one_bad_lead_fails_alone_and_the_others_finish(catalog):
     run_sync(records[0].id)
 
     outcome = {r.kommo_lead_id: SyncRecord.objects.get(id=r.id) for r in records}
-    assert {i for i, r in outcome.items() if r.status == "succeeded"} == set(ids) - {deleted, fields_refused, note_refused}
+    assert {i for i, r in outcome.items() if r.status == "succeeded"} == set(ids) - {
+        deleted,
+        fields_refused,
+        note_refused,
+    }
     assert "was deleted or is not visible" in outcome[deleted].reason
     assert "no plan mapping for plan 'Platinum'" in outcome[UMBRELLA].reason
     assert outcome[fields_refused].status == "needs_attention"
@@ -214,3 +218,40 @@ def test_poll_kommo_since_a_date_imports_won_deals_and_they_run_as_a_burst(catal
 def test_poll_kommo_refuses_a_since_it_cannot_read(catalog, value):
     with pytest.raises(CommandError, match="--since"):
         call_command("poll_kommo", "--since", value)
+
+
+# --- the batch calls themselves -----------------------------------------------------------------------
+def test_a_batch_patch_naming_a_missing_lead_is_refused_whole_with_that_entry_named(catalog):
+    from sync.clients.errors import BusinessError
+    from sync.clients.kommo import KommoClient
+
+    ids = demo.generate_leads(FIRST, 3)
+    KLead.objects.filter(id=ids[1]).update(is_deleted=True)
+    kommo = KommoClient.from_settings()
+    with pytest.raises(BusinessError) as refused:
+        kommo.update_leads_fields([(i, {881250: "A-1"}) for i in ids])
+    assert set(refused.value.entries) == {1} and f"Lead {ids[1]} not found" in refused.value.entries[1]
+    assert all(not any(f["field_id"] == 881250 for f in KLead.objects.get(id=i).custom_fields_values) for i in ids)
+    # Sent again without it, the others are written and their new updated_at returned in order.
+    stamps = kommo.update_leads_fields([(ids[0], {881250: "A-1"}), (ids[2], {881250: "A-3"})])
+    assert stamps == [KLead.objects.get(id=ids[0]).updated_at, KLead.objects.get(id=ids[2]).updated_at]
+
+
+def test_the_batch_calls_hold_at_most_fifty_entries(catalog):
+    from sync.clients.kommo import KommoClient
+
+    kommo = KommoClient.from_settings()
+    with pytest.raises(ValueError, match="1 to 50"):
+        kommo.add_notes("leads", [(FIRST, "x")] * 51)
+    with pytest.raises(ValueError, match="1 to 50"):
+        kommo.update_leads_fields([])
+
+
+def test_companies_and_contacts_are_read_by_id_lists(catalog):
+    from sync.clients.kommo import KommoClient
+
+    ids = demo.generate_leads(FIRST, 3)
+    kommo = KommoClient.from_settings()
+    assert [c["id"] for c in kommo.companies_by_ids([*ids, 999])] == ids  # one Kommo does not have is left out
+    assert [c["id"] for c in kommo.get_contacts(ids)] == ids
+    assert kommo.companies_by_ids([999]) == []  # Kommo answers 204 to an empty list

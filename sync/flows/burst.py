@@ -4,7 +4,7 @@ Kommo allows 7 requests a second; one deal on its own costs 5 (lead, contacts, c
 month-end close of 1,000 deals would take 12 minutes of Kommo calls alone. A worker that claims a won deal
 while others are due claims up to BURST - 1 of them too (sync.tasks.run_sync) and runs them here:
 
-  reads   their leads in one list call per 250 (with contacts and products), the contacts and companies by
+  reads   their leads by id lists (100 a call, with contacts and products), the contacts and companies by
           id lists, the customers' Zuora accounts by one query per 50 keys (all three together);
   Zuora   each deal's order (deal_won.place_order), several deals at once up to the shared concurrency cap;
           deals of one customer one after another, so the second reuses the account the first created; one
@@ -55,7 +55,7 @@ from sync.models import CustomerAccount, SyncRecord
 from sync.parallel import Outcome, each, settle, together
 from sync.workers import leases
 
-BURST = 250  # Kommo's list limit: one call reads every lead of a burst
+BURST = 250  # deals claimed at once (Kommo's page size); their leads are read 100 ids a call
 
 Conclude = Callable[[SyncRecord, Callable[[SyncRecord], None]], None]
 
@@ -93,7 +93,7 @@ class BurstReads(Reads):
 
     def load(self, records: list[SyncRecord]) -> None:
         """Every lead, then their contacts, companies and (for customers zkbridge has not linked) Zuora
-        accounts together: three round trips for the whole burst."""
+        accounts together: two rounds for the whole burst."""
         with_ = "contacts,catalog_elements"
         self.leads = {lead["id"]: lead for lead in self.kommo.leads_by_ids([r.lead_id for r in records], with_)}
         named = [refs(lead) for lead in self.leads.values()]
