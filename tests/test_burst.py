@@ -255,3 +255,15 @@ def test_companies_and_contacts_are_read_by_id_lists(catalog):
     assert [c["id"] for c in kommo.companies_by_ids([*ids, 999])] == ids  # one Kommo does not have is left out
     assert [c["id"] for c in kommo.get_contacts(ids)] == ids
     assert kommo.companies_by_ids([999]) == []  # Kommo answers 204 to an empty list
+
+
+def test_deals_a_burst_has_no_time_left_for_go_back_to_the_queue_with_their_attempt(catalog, monkeypatch):
+    monkeypatch.setattr("sync.flows.burst.BUDGET_SECONDS", 0.0)  # Zuora as slow as it gets: no time at all
+    records = won(*demo.generate_leads(FIRST, 3))
+
+    run_sync(records[0].id)
+
+    for record in SyncRecord.objects.filter(id__in=[r.id for r in records]):
+        assert record.status == "retrying" and record.attempts == 0 and "ran out of time" in record.reason
+        assert record.next_attempt_at <= timezone.now()
+    assert ZSubscription.objects.count() == 0 and KNote.objects.count() == 0

@@ -22,8 +22,10 @@ retry runs its deal alone, or in a later burst, from its last completed step.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -36,7 +38,7 @@ from sync.clients.errors import BusinessError, NotFoundError
 from sync.clients.kommo import BATCH, KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.context import Lease, LeaseLost, current_lease, current_record_id
-from sync.flows import NeedsAttention
+from sync.flows import NeedsAttention, Waiting
 from sync.flows.customer import customer_key, refs
 from sync.flows.deal_won import (
     Reads,
@@ -56,6 +58,9 @@ from sync.parallel import Outcome, each, settle, together
 from sync.workers import leases
 
 BURST = 250  # deals claimed at once (Kommo's page size); their leads are read 100 ids a call
+# A burst starts no deal's order after this long (Zuora slow, say): those deals go back to the queue, their
+# attempt given back, well before django-q2's task timeout (240 s) could stop the worker mid-burst.
+BUDGET_SECONDS = 90.0
 
 Conclude = Callable[[SyncRecord, Callable[[SyncRecord], None]], None]
 
@@ -197,9 +202,14 @@ def zuora_part(records: list[SyncRecord], reads: BurstReads, lease_of: dict[int,
             key = f"record:{record.id}"
         groups.setdefault(key, []).append(record)
 
+    deadline = time.monotonic() + BUDGET_SECONDS
+
     def run_group(group: list[SyncRecord]) -> dict[int, BaseException]:
         stopped: dict[int, BaseException] = {}
         for record in group:
+            if time.monotonic() > deadline:
+                stopped[record.id] = Waiting("the burst it was in ran out of time; it runs again now", dt.timedelta())
+                continue
             with acting_for(record, lease_of[record.id]):
                 try:
                     lead = fetch_lead(reads, record)
