@@ -19,19 +19,38 @@ from sync.models import SyncRecord
 log = logging.getLogger("zkbridge.sync")
 
 
-def ensure_record(kind: str, key: str, *, enqueue: bool = True, **fields: Any) -> tuple[SyncRecord, bool]:
+def ensure_record(
+    kind: str, key: str, *, enqueue: bool = True, savepoint: bool = True, **fields: Any
+) -> tuple[SyncRecord, bool]:
     """The one SyncRecord for a business operation: created once, whatever the concurrency.
 
-    The unique key, not a check-then-insert, guarantees it. New records are enqueued after commit.
+    The unique key, not a check-then-insert, guarantees it. New records reach the workers with their commit
+    (enqueue_with_commit). `savepoint=False`: a caller that redoes its whole transaction on IntegrityError
+    saves the two round trips of a savepoint (the web hook's fast path).
     """
-    try:
-        with transaction.atomic():
-            record = SyncRecord.objects.create(kind=kind, key=key, **fields)
-    except IntegrityError:
-        return SyncRecord.objects.get(key=key), False
+    if not savepoint:
+        record = SyncRecord.objects.create(kind=kind, key=key, **fields)
+    else:
+        try:
+            with transaction.atomic():
+                record = SyncRecord.objects.create(kind=kind, key=key, **fields)
+        except IntegrityError:
+            return SyncRecord.objects.get(key=key), False
     if enqueue:
-        transaction.on_commit(lambda: enqueue_record(record.id))
+        enqueue_with_commit(record.id)
     return record, True
+
+
+def enqueue_with_commit(record_id: int) -> None:
+    """Hand a record to the workers when the transaction that wrote it commits. On the database broker the
+    task row is written in that very transaction: one commit instead of two, and the task becomes visible
+    with the record, never without it. Other brokers (Redis), and django-q2's sync mode (which would run the
+    flow inside the transaction), are handed the task after the commit."""
+    cluster = settings.Q_CLUSTER
+    if "orm" in cluster and not cluster.get("sync") and transaction.get_connection().in_atomic_block:
+        enqueue_record(record_id)
+    else:
+        transaction.on_commit(lambda: enqueue_record(record_id))
 
 
 def pace(record: SyncRecord, source: str) -> None:
@@ -43,7 +62,7 @@ def pace(record: SyncRecord, source: str) -> None:
     count = counters.bump(f"zkbridge:records:{source}:{minute:%Y%m%d%H%M}", 120)
     budget = settings.ZKBRIDGE_MAX_RECORDS_PER_MINUTE
     if count <= budget:
-        transaction.on_commit(lambda: enqueue_record(record.id))
+        enqueue_with_commit(record.id)
         return
     due = minute + dt.timedelta(minutes=(count - 1) // budget)
     SyncRecord.objects.filter(id=record.id).update(next_attempt_at=due)

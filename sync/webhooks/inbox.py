@@ -7,6 +7,7 @@ import hashlib
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from sync.models import WebhookEvent
 
@@ -30,24 +31,41 @@ def storable(body: bytes) -> str:
     return body.decode("utf-8", "replace").replace("\x00", "\\0")
 
 
-def store_event(source: str, request, dedup_key: str, body: bytes, *, problem: str = "") -> tuple[WebhookEvent, bool]:
+def store_event(
+    source: str,
+    request,
+    dedup_key: str,
+    body: bytes,
+    *,
+    problem: str = "",
+    processed: bool = False,
+    savepoint: bool = True,
+) -> tuple[WebhookEvent, bool]:
     """Store a delivery as it arrived, before it is judged: `problem` marks one zkbridge refuses (kept,
-    visible in the admin's inbox). Returns (event, created); a duplicate returns the first one."""
+    visible in the admin's inbox). Returns (event, created); a duplicate returns the first one. `processed`:
+    the caller acts on it in the same transaction (stamped now, no second write). `savepoint=False`: the
+    caller redoes its whole transaction on IntegrityError (see ensure_record)."""
     headers = {
         h: storable(request.headers[h][:500].encode("latin-1", "replace")) for h in KEPT_HEADERS if h in request.headers
     }
+
+    def create() -> WebhookEvent:
+        return WebhookEvent.objects.create(
+            source=source,
+            dedup_key=dedup_key[:200],
+            body=storable(body),
+            headers=headers,
+            remote_addr=request.META.get("REMOTE_ADDR") or None,
+            valid=not problem,
+            error=problem[:2000],
+            processed_at=timezone.now() if processed else None,
+        )
+
+    if not savepoint:
+        return create(), True
     try:
         with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                source=source,
-                dedup_key=dedup_key[:200],
-                body=storable(body),
-                headers=headers,
-                remote_addr=request.META.get("REMOTE_ADDR") or None,
-                valid=not problem,
-                error=problem[:2000],
-            )
-            return event, True
+            return create(), True
     except IntegrityError:
         WebhookEvent.objects.filter(source=source, dedup_key=dedup_key[:200]).update(duplicates=F("duplicates") + 1)
         return WebhookEvent.objects.get(source=source, dedup_key=dedup_key[:200]), False

@@ -6,15 +6,14 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import transaction
-from django.utils import timezone
+from django.db import IntegrityError, transaction
 from rest_framework.exceptions import ParseError
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from sync.lifecycle.routing import lifecycle_records
-from sync.models import SyncRecord
+from sync.models import SyncRecord, WebhookEvent
 from sync.records import ensure_record, pace
 from sync.webhooks import kommo, schema
 from sync.webhooks.auth import KommoWebhookToken, ZuoraCalloutCredentials, require_signature
@@ -44,26 +43,14 @@ class KommoWebhookView(MachineEndpoint):
             problem = f"{len(won)} won leads in one web hook; at most {settings.ZKBRIDGE_MAX_LEADS_PER_WEBHOOK}"
             store_event("kommo", request, body_hash(received.body), received.body, problem=problem)
             raise ParseError(problem)
-        with transaction.atomic():
-            event, created = store_event("kommo", request, body_hash(received.body), received.body)
-            if not created:
-                return Response({"ok": True, "duplicate": True})
-            records = 0
-            for item in won:
-                record, new = ensure_record(
-                    SyncRecord.Kind.DEAL_WON,
-                    f"deal_won:{item.lead_id}",
-                    enqueue=False,
-                    kommo_lead_id=item.lead_id,
-                    payload=item.entity,
-                    source_event=event,
-                )
-                if new:
-                    pace(record, request.META.get("REMOTE_ADDR") or "-")
-                records += new
-            changes = lifecycle_records(events, event, request.META.get("REMOTE_ADDR") or "-")
-            event.processed_at = timezone.now()
-            event.save(update_fields=["processed_at"])
+        source = request.META.get("REMOTE_ADDR") or "-"
+        try:  # the common case, a new delivery of new won leads: no savepoints
+            outcome = self.record(request, received.body, events, won, source, careful=False)
+        except IntegrityError:  # a duplicate delivery, or a lead with a record already: one by one
+            outcome = self.record(request, received.body, events, won, source, careful=True)
+        if outcome is None:
+            return Response({"ok": True, "duplicate": True})
+        event, records, changes = outcome
         log.info(
             "kommo web hook %s: %s lead event(s), %s won, %s new sync record(s), %s change(s) to billed deals",
             event.id,
@@ -73,6 +60,36 @@ class KommoWebhookView(MachineEndpoint):
             changes,
         )
         return Response({"ok": True, "won": len(won), "new_records": records, "changes": changes})
+
+    @staticmethod
+    def record(
+        request: Request, body: bytes, events: list, won: list, source: str, *, careful: bool
+    ) -> tuple[WebhookEvent, int, int] | None:
+        """Store the delivery and create its records in one transaction; None for a duplicate delivery.
+        Not `careful`: every insert is plain, and any conflict (IntegrityError) undoes the whole transaction
+        for the caller to run again carefully (savepoints: duplicates found, existing records reused)."""
+        with transaction.atomic():
+            event, created = store_event("kommo", request, body_hash(body), body, processed=True, savepoint=careful)
+            if not created:
+                return None
+            records, fresh = 0, set()
+            for item in won:
+                record, new = ensure_record(
+                    SyncRecord.Kind.DEAL_WON,
+                    f"deal_won:{item.lead_id}",
+                    enqueue=False,
+                    savepoint=careful,
+                    kommo_lead_id=item.lead_id,
+                    payload=item.entity,
+                    source_event=event,
+                )
+                if new:  # (a conflict later redoes this carefully: the source's budget counts it twice)
+                    pace(record, source)
+                    fresh.add(item.lead_id)
+                records += new
+            # A lead whose won record was created just now was never billed: no lifecycle to look for.
+            changes = lifecycle_records([e for e in events if e.lead_id not in fresh], event, source)
+        return event, records, changes
 
 
 class ZuoraCalloutView(MachineEndpoint):
@@ -92,7 +109,7 @@ class ZuoraCalloutView(MachineEndpoint):
         notification_id = request.headers.get("Zuora-Notification-Id", "").strip()[:150]
         dedup = f"notification:{notification_id}" if notification_id else body_hash(received.body)
         with transaction.atomic():
-            stored, created = store_event("zuora", request, dedup, received.body)
+            stored, created = store_event("zuora", request, dedup, received.body, processed=True)
             if not created:
                 return Response({"ok": True, "duplicate": True})
             ensure_record(
@@ -104,7 +121,5 @@ class ZuoraCalloutView(MachineEndpoint):
                 zuora_subscription_number=event.subscription_number,
                 summary=event.event_type,
             )
-            stored.processed_at = timezone.now()
-            stored.save(update_fields=["processed_at"])
         log.info("zuora callout %s: %s for %s", stored.id, event.event_type, event.account_number or "?")
         return Response({"ok": True, "event": event.event_type, "known": event.known})
