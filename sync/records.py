@@ -46,8 +46,9 @@ def enqueue_with_commit(record_id: int) -> None:
     task row is written in that very transaction: one commit instead of two, and the task becomes visible
     with the record, never without it. Other brokers (Redis), and django-q2's sync mode (which would run the
     flow inside the transaction), are handed the task after the commit."""
-    cluster = settings.Q_CLUSTER
-    if "orm" in cluster and not cluster.get("sync") and transaction.get_connection().in_atomic_block:
+    from django_q.conf import Conf
+
+    if Conf.ORM and not Conf.SYNC and transaction.get_connection().in_atomic_block:
         enqueue_record(record_id)
     else:
         transaction.on_commit(lambda: enqueue_record(record_id))

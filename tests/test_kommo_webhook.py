@@ -42,7 +42,7 @@ def won_body(lead_id: int = 24312345, status_id: int = 142) -> str:
     )
 
 
-def test_the_real_kommo_body_makes_one_record_queued_for_the_workers_after_commit(
+def test_the_real_kommo_body_makes_one_record_queued_for_the_workers_in_its_transaction(
     client, url, monkeypatch, django_capture_on_commit_callbacks
 ):
     from django_q.conf import Conf
@@ -51,9 +51,7 @@ def test_the_real_kommo_body_makes_one_record_queued_for_the_workers_after_commi
     monkeypatch.setattr(Conf, "SYNC", False)  # the real broker (the database), as in production
     with django_capture_on_commit_callbacks(execute=False) as on_commit:
         answer = post(client, url, fixture_text("kommo-webhook-lead-won.form").strip())
-        assert not OrmQ.objects.exists()  # nothing is handed to a worker before the record is committed
-    for callback in on_commit:
-        callback()
+    assert on_commit == []  # the task row was written with the record: one commit, no hand-over after it
     assert answer.status_code == 200 and answer.json()["won"] == 1
     record = SyncRecord.objects.get()
     assert record.key == "deal_won:24312345" and record.kommo_lead_id == 24312345 and record.status == "pending"
@@ -62,6 +60,39 @@ def test_the_real_kommo_body_makes_one_record_queued_for_the_workers_after_commi
     assert queued.func() == "sync.tasks.run_sync" and queued.task["args"] == (record.id,)
     event = WebhookEvent.objects.get()
     assert event.body.startswith("leads%5Bstatus%5D") and event.processed_at is not None
+
+
+def test_a_record_and_its_task_are_committed_together_or_not_at_all(client, url, monkeypatch):
+    from django_q.conf import Conf
+    from django_q.models import OrmQ
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the process dies after the task row was written")
+
+    monkeypatch.setattr("sync.webhooks.views.lifecycle_records", crash)
+    client.raise_request_exception = False
+    assert post(client, url, won_body()).status_code == 500
+    assert not SyncRecord.objects.exists() and not OrmQ.objects.exists() and not WebhookEvent.objects.exists()
+    monkeypatch.undo()
+    monkeypatch.setattr(Conf, "SYNC", False)
+    assert post(client, url, won_body()).json()["new_records"] == 1  # Kommo's retry of the delivery
+    [task] = OrmQ.objects.all()
+    assert task.task["args"] == (SyncRecord.objects.get().id,)
+
+
+def test_a_body_naming_a_lead_that_has_its_record_and_a_new_one(
+    client, url, quiet_queue, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        post(client, url, won_body(7))
+    both = won_body(7) + "&leads%5Bstatus%5D%5B1%5D%5Bid%5D=8&leads%5Bstatus%5D%5B1%5D%5Bstatus_id%5D=142"
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = post(client, url, both).json()
+    assert answer["won"] == 2 and answer["new_records"] == 1  # the conflict was redone carefully, nothing lost
+    assert sorted(SyncRecord.objects.values_list("kommo_lead_id", flat=True)) == [7, 8]
+    assert len(quiet_queue) == 2 and WebhookEvent.objects.count() == 2
 
 
 def test_a_duplicate_body_is_acknowledged_and_changes_nothing(client, url, quiet_queue):
