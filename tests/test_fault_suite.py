@@ -28,6 +28,8 @@ KOMMO_FAULTS = [  # on every lead call and on the notes (about 20 % together)
     {"kind": "http503", "path_prefix": "/api/v4/leads", "probability": 0.05},
     {"kind": "latency", "path_prefix": "/api/v4/leads", "probability": 0.05, "latency_ms": 800},
     {"kind": "drop_after_commit", "path_prefix": "/api/v4/leads/", "method": "PATCH", "probability": 0.05},
+    # a burst's lead fields, 50 leads a PATCH
+    {"kind": "drop_after_commit", "path_prefix": "/api/v4/leads$", "method": "PATCH", "probability": 0.05},
     {"kind": "drop_after_commit", "path_prefix": "/api/v4/leads/notes", "method": "POST", "probability": 0.05},
 ]
 
@@ -85,10 +87,13 @@ def test_200_deals_under_20_percent_random_faults_each_end_in_one_subscription_a
         stack.query(f"SELECT entity_id, COUNT(*) FROM sandbox_knote WHERE entity_id >= {FIRST} GROUP BY entity_id")
     )
     assert notes == dict.fromkeys(leads, 1)
-    injected = sum(n for (n,) in stack.query("SELECT hits FROM sandbox_fault"))
+    struck = dict(stack.query("SELECT service, SUM(hits) FROM sandbox_fault GROUP BY service"))
+    injected = sum(struck.values())
     retried = sum(attempts - 1 for _, attempts, _ in records)
     print(
         f"fault suite: {DEALS} deals in {elapsed:.1f} s; {injected} faults injected; {retried} retries "
         f"(max {max(a for _, a, _ in records)} attempts for one deal)"
     )
-    assert injected > DEALS // 5  # the faults did strike
+    # The faults did strike: on the orders (one a deal), and on Kommo (a burst writes 50 leads a call, so
+    # far fewer Kommo calls are made than deals).
+    assert struck["zuora"] > DEALS // 10 and struck["kommo"] > 0, struck
