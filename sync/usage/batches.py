@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from sync.models import SyncRecord, UsageRecord
 from sync.records import ensure_record
@@ -50,18 +50,29 @@ def readable(queryset) -> Iterator[tuple]:
     last = 0
     while True:
         page = queryset.filter(id__gt=last).order_by("id")
-        ids = list(page.values_list("id", flat=True)[:READ])
-        if not ids:
-            return
         try:
-            yield from list(UsageRecord.objects.filter(id__in=ids).order_by("id").values_list(*LINE_FIELDS))
+            rows = list(page.values_list(*LINE_FIELDS)[:READ])
+        except (ArithmeticError, ValueError, TypeError):  # a row of this page cannot be read: one by one
+            ids = list(page.values_list("id", flat=True)[:READ])
+            rows = list(one_by_one(ids))
+            if not ids:
+                return
+            yield from rows
+            last = ids[-1]
+            continue
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1][0]
+
+
+def one_by_one(ids: list[int]) -> Iterator[tuple]:
+    """The readable rows of `ids`; the others are marked failed with the reason."""
+    for record_id in ids:
+        try:
+            yield UsageRecord.objects.filter(id=record_id).values_list(*LINE_FIELDS).get()
         except (ArithmeticError, ValueError, TypeError):
-            for record_id in ids:
-                try:
-                    yield UsageRecord.objects.filter(id=record_id).values_list(*LINE_FIELDS).get()
-                except (ArithmeticError, ValueError, TypeError):
-                    UsageRecord.objects.filter(id=record_id).update(status=UsageRecord.Status.FAILED, error=UNREADABLE)
-        last = ids[-1]
+            UsageRecord.objects.filter(id=record_id).update(status=UsageRecord.Status.FAILED, error=UNREADABLE)
 
 
 def place_pending() -> int:
@@ -123,10 +134,20 @@ def usage_csv(rows: Iterable[tuple]) -> bytes:
     return (header_line() + "".join(writer.line(row) for row in rows)).encode()
 
 
+def fresh_statistics() -> None:
+    """PostgreSQL plans the page reads from its statistics; right after a million rows arrived they still say
+    the table is small, and each page would scan every waiting row (150 ms a page instead of 2). ANALYZE
+    samples the table (bounded work, whatever its size) and blocks no writer."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {connection.ops.quote_name(UsageRecord._meta.db_table)}")
+
+
 def create_batches() -> list[SyncRecord]:
     """Group placed pending records into usage_batch sync records, each CSV under Zuora's 4 MB, closed as the
     rows are read (a batch is enqueued when its transaction commits, with its records attached)."""
     place_pending()
+    fresh_statistics()
     batches: list[SyncRecord] = []
     waiting = UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True).exclude(
         account_number=""
