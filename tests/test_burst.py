@@ -267,3 +267,26 @@ def test_deals_a_burst_has_no_time_left_for_go_back_to_the_queue_with_their_atte
         assert record.status == "retrying" and record.attempts == 0 and "ran out of time" in record.reason
         assert record.next_attempt_at <= timezone.now()
     assert ZSubscription.objects.count() == 0 and KNote.objects.count() == 0
+
+
+def test_two_workers_taking_bursts_at_once_never_run_a_deal_twice(catalog, monkeypatch):
+    import threading
+
+    from tests.conftest import run_together
+
+    monkeypatch.setattr("sync.workers.leases.worker_id", lambda: f"worker-{threading.get_ident()}")
+    ids = demo.generate_leads(FIRST, 40)
+    records = won(*ids)
+    firsts = iter([records[0].id, records[-1].id])
+    guard = threading.Lock()
+
+    def worker() -> None:
+        with guard:
+            record_id = next(firsts)
+        run_sync(record_id)
+
+    assert run_together(2, worker) == []
+
+    assert set(statuses(records).values()) == {"succeeded"}
+    assert set(SyncRecord.objects.filter(id__in=[r.id for r in records]).values_list("attempts", flat=True)) == {1}
+    assert all(len(catalog.subscriptions(i)) == 1 and len(notes_of(i)) == 1 for i in ids)
