@@ -473,7 +473,9 @@ class UsageRecord(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
-        SUBMITTED = "submitted", "Submitted to Zuora"
+        # In a usage batch (one CSV import), sent or about to be sent to Zuora: set when the batch takes the row,
+        # so a row is rewritten twice on its way (batched, then imported or failed), not three times.
+        SUBMITTED = "submitted", "In a batch for Zuora"
         IMPORTED = "imported", "Imported"
         FAILED = "failed", "Zuora refused the import"
         UNPLACEABLE = "unplaceable", "No subscription found"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -195,3 +196,31 @@ def test_an_upload_whose_answer_was_lost_is_not_uploaded_twice(catalog):
     assert catalog.calls("zuora", "POST", "/v1/usage$") == 2
     keys = set(ApiCall.objects.filter(sync_record=batch, path="/v1/usage").values_list("idempotency_key", flat=True))
     assert keys == {batch.idempotency_key("upload")}
+
+
+def test_a_batch_takes_its_rows_in_one_write_and_a_second_submission_leaves_them_alone(catalog, monkeypatch):
+    from sync.usage.batches import create_batches
+
+    catalog.win(ACME_EXPANSION)
+    deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
+    UsageRecord.objects.bulk_create(
+        [
+            UsageRecord(
+                unique_key=f"b{n}",
+                subscription_number=deal.zuora_subscription_number,
+                uom="API call",
+                quantity=n + 1,
+                start_date=dt.date(2026, 11, 1),
+            )
+            for n in range(3)
+        ]
+    )
+    queued: list[int] = []
+    monkeypatch.setattr("sync.records.enqueue_record", queued.append)  # the workers have not started yet
+
+    [batch] = create_batches()
+
+    rows = UsageRecord.objects.order_by("id")
+    assert {(r.status, r.batch_id) for r in rows} == {("submitted", batch.id)}  # shown as in a batch at once
+    assert create_batches() == []  # a second submission meanwhile takes nothing twice
+    assert queued == [batch.id]

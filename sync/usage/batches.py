@@ -179,9 +179,10 @@ def close_batch(waiting, ids: list[int]) -> SyncRecord:
             payload={"records": len(ids)},
             summary=f"{len(ids)} usage record(s)",
         )
-        moved = waiting.filter(id__gte=ids[0], id__lte=ids[-1]).update(batch=batch)
+        taken = {"batch": batch, "status": UsageRecord.Status.SUBMITTED}
+        moved = waiting.filter(id__gte=ids[0], id__lte=ids[-1]).update(**taken)
         if moved != len(ids):
-            UsageRecord.objects.filter(batch=batch).update(batch=None)
+            UsageRecord.objects.filter(batch=batch).update(batch=None, status=UsageRecord.Status.PENDING)
             for start in range(0, len(ids), READ):
-                waiting.filter(id__in=ids[start : start + READ]).update(batch=batch)
+                waiting.filter(id__in=ids[start : start + READ]).update(**taken)
     return batch

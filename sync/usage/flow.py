@@ -36,8 +36,7 @@ def usage_batch(record: SyncRecord) -> None:
         except BusinessError as exc:
             record.usage.update(status=UsageRecord.Status.FAILED, error=str(exc))
             raise NeedsAttention(f"Zuora refused the usage file: {exc.message}") from None
-        record.usage.update(status=UsageRecord.Status.SUBMITTED)
-        record.mark_step("upload", status_path=status_path, rows=count)
+        record.mark_step("upload", status_path=status_path, rows=count)  # (its rows are `submitted` since batched)
     status_path = record.step_data("upload")["status_path"]
     for poll in range(POLLS):
         answer = zuora.usage_import_status(status_path)
