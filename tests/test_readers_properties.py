@@ -84,3 +84,24 @@ def test_a_quantity_is_stored_exactly_or_refused(text):
     six = Decimal("0.000001")
     # What SQLite keeps (a double) reads back as the same amount, to the model's 6 decimal places.
     assert Decimal(float(number)).quantize(six) == number.quantize(six)
+
+
+@FAST
+@given(
+    st.tuples(
+        st.just(1),
+        st.text(max_size=20),
+        st.text(max_size=20),
+        st.decimals(min_value=0, max_value=10**12, places=6, allow_nan=False, allow_infinity=False),
+        st.dates(),
+        st.none() | st.dates(),
+        st.text(max_size=20),
+        st.text(max_size=40),
+        st.text(max_size=30),
+    )
+)
+def test_a_usage_lines_size_is_counted_exactly_without_writing_it(row):
+    """Batches are cut at 4 MB by counting each line's bytes; the count must be the written line's size."""
+    from sync.usage.batches import LineWriter, line_size
+
+    assert line_size(row) == len(LineWriter().line(row).encode())

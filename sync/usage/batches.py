@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
@@ -103,23 +104,40 @@ class LineWriter:
         self.writer = csv.writer(self.out)
 
     def line(self, row: tuple) -> str:
-        _, account, uom, quantity, start, end, subscription, description, key = row
         self.out.seek(0)
         self.out.truncate()
-        self.writer.writerow(
-            [
-                account,
-                uom,
-                f"{Decimal(quantity).normalize():f}",
-                start.strftime("%m/%d/%Y"),
-                end.strftime("%m/%d/%Y") if end else "",
-                subscription,
-                "",
-                description,
-                key,
-            ]
-        )
+        self.writer.writerow(fields_of(row))
         return self.out.getvalue()
+
+
+def fields_of(row: tuple) -> list[str]:
+    """A LINE_FIELDS row as the columns of Zuora's usage CSV (ZUORA_COLUMNS)."""
+    _, account, uom, quantity, start, end, subscription, description, key = row
+    return [
+        account,
+        uom,
+        f"{Decimal(quantity).normalize():f}",
+        start.strftime("%m/%d/%Y"),
+        end.strftime("%m/%d/%Y") if end else "",
+        subscription,
+        "",
+        description,
+        key,
+    ]
+
+
+QUOTED = re.compile(r'[,"\r\n]')  # what makes the csv module quote a field (QUOTE_MINIMAL)
+
+
+def line_size(row: tuple) -> int:
+    """The bytes of the row's CSV line, counted without writing it (the csv module's rules: a field holding a
+    comma, a quote or a line break is quoted and its quotes doubled; lines end with CRLF)."""
+    size = len(ZUORA_COLUMNS) + 1  # the commas and the CRLF
+    for field in fields_of(row):
+        size += len(field) if field.isascii() else len(field.encode())
+        if QUOTED.search(field):
+            size += 2 + field.count('"')
+    return size
 
 
 def header_line() -> str:
@@ -155,9 +173,8 @@ def create_batches() -> list[SyncRecord]:
     header = len(header_line().encode())
     ids: list[int] = []
     size = header
-    writer = LineWriter()
     for row in readable(waiting):
-        line = len(writer.line(row).encode())
+        line = line_size(row)
         if ids and size + line > MAX_IMPORT_BYTES:
             batches.append(close_batch(waiting, ids))
             ids, size = [], header
