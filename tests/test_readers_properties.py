@@ -105,3 +105,67 @@ def test_a_usage_lines_size_is_counted_exactly_without_writing_it(row):
     from sync.usage.batches import LineWriter, line_size
 
     assert line_size(row) == len(LineWriter().line(row).encode())
+
+
+names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True)
+form_trees = st.recursive(
+    st.text(max_size=20),
+    lambda children: (
+        st.lists(children, min_size=1, max_size=4)
+        | st.dictionaries(names.filter(lambda n: not n.isdigit()), children, min_size=1, max_size=4)
+    ),
+    max_leaves=25,
+)
+
+
+@FAST
+@given(st.dictionaries(names, form_trees, min_size=1, max_size=4))
+def test_a_well_formed_body_is_read_as_the_general_decoder_reads_it(tree):
+    """Kommo's bodies take the fast reader; whatever it returns is what qs_codec returns for the same text."""
+    from qs_codec import EncodeOptions, decode, encode
+
+    text = encode(tree, EncodeOptions())
+    try:
+        fast = kommo.plain_form(text)
+    except kommo._NotPlain:  # a list directly in a list: left to the general decoder (its own reading)
+        assert any(isinstance(item, list) for item in lists_in(tree))
+        return
+    if fast is None:  # only what could hide a badly encoded body is left to the general decoder
+        assert "\ufffd" in json.dumps(tree, ensure_ascii=False)
+        return
+    assert fast == decode(text, kommo.OPTIONS) == tree
+
+
+def lists_in(tree):
+    """Every element of every list in the tree."""
+    if isinstance(tree, dict):
+        for child in tree.values():
+            yield from lists_in(child)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield item
+            yield from lists_in(item)
+
+
+@FAST
+@given(st.lists(st.tuples(form_key, form_value), max_size=12))
+def test_the_fast_reader_answers_as_the_general_one_or_leaves_the_body_to_it(fields):
+    from qs_codec import decode
+
+    text = "&".join(f"{key}={value}" for key, value in fields)
+    try:
+        fast = kommo.plain_form(text)
+    except kommo._NotPlain:
+        return
+    if fast is not None:
+        assert fast == decode(text, kommo.OPTIONS)
+
+
+def test_kommos_own_body_takes_the_fast_reader():
+    from qs_codec import decode
+
+    from tests.conftest import fixture_text
+
+    text = fixture_text("kommo-webhook-lead-won.form").strip()
+    fast = kommo.plain_form(text)
+    assert fast is not None and fast == decode(text, kommo.OPTIONS)
