@@ -101,6 +101,9 @@ def demo_environment() -> dict:
         if not env.get(name) and saved.get(name):
             env[name] = saved[name]
     env.setdefault("ZKBRIDGE_URL", "http://127.0.0.1:8000")
+    # The demo's web server (runserver) starts a thread per request: a connection kept after it would wait for
+    # the thread to be collected. gunicorn in production reuses its threads and keeps them.
+    env.setdefault("ZKBRIDGE_DB_CONN_MAX_AGE", "0")
     lines = [f"{name}={env[name]}" for name in DEMO_ENV_KEYS if env.get(name)]
     demo_env.write_text("# written by python3 dev.py demo: manage.py reads it while no real Zuora or Kommo is set\n")
     with demo_env.open("a") as out:
