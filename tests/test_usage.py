@@ -13,6 +13,7 @@ from rest_framework.authtoken.models import Token
 
 from sandbox.models import ZUsage
 from sync.models import ApiCall, SyncRecord, UsageRecord
+from sync.tasks import run_sync
 
 ACME_EXPANSION = 24312346
 
@@ -152,6 +153,9 @@ def test_submit_usage_imports_into_zuora_and_records_the_outcome(catalog):
     )
     assert answer.status_code == 202 and answer.json()["accepted"] == 3
     call_command("submit_usage", verbosity=0)
+    [batch] = SyncRecord.objects.filter(kind="usage_batch")
+    assert batch.status == "retrying" and batch.step_done("upload")  # uploaded; Zuora imports in its own time
+    imports_finish()
     statuses = dict(UsageRecord.objects.values_list("unique_key", "status"))
     assert statuses == {"u1": "imported", "u2": "imported", "u3": "unplaceable"}
     assert sorted(ZUsage.objects.values_list("unique_key", flat=True)) == ["u1", "u2"]
@@ -172,6 +176,7 @@ def test_a_usage_file_zuora_fails_needs_attention(catalog):
         start_date="2026-11-01",
     )
     call_command("submit_usage", verbosity=0)
+    imports_finish()
     batch = SyncRecord.objects.get(kind="usage_batch")
     assert batch.status == "needs_attention" and "already imported" in batch.reason
     assert UsageRecord.objects.get().status == "failed"
@@ -189,6 +194,7 @@ def test_an_upload_whose_answer_was_lost_is_not_uploaded_twice(catalog):
     )
     catalog.fault("zuora", "drop_after_commit", "/v1/usage$", remaining=1)
     call_command("submit_usage", verbosity=0)
+    imports_finish()
     batch = SyncRecord.objects.get(kind="usage_batch")
     # Zuora imported the file but its answer was lost; the upload carries an Idempotency-Key, so the client
     # sends it again at once and Zuora replays its first answer instead of importing twice.
@@ -219,8 +225,63 @@ def test_a_batch_takes_its_rows_in_one_write_and_a_second_submission_leaves_them
     monkeypatch.setattr("sync.records.enqueue_record", queued.append)  # the workers have not started yet
 
     [batch] = create_batches()
-
-    rows = UsageRecord.objects.order_by("id")
-    assert {(r.status, r.batch_id) for r in rows} == {("submitted", batch.id)}  # shown as in a batch at once
-    assert create_batches() == []  # a second submission meanwhile takes nothing twice
+    assert batch.payload == {"records": 3, "first_id": rows()[0].id, "last_id": rows()[2].id}
+    assert {(r.status, r.batch_id) for r in rows()} == {("pending", None)}  # its flow takes them
+    assert create_batches() == []  # a second submission meanwhile leaves them to the first batch
     assert queued == [batch.id]
+
+    run_sync(batch.id)
+    imports_finish()
+    assert SyncRecord.objects.get(id=batch.id).status == "succeeded"
+    assert {(r.status, r.batch_id) for r in rows()} == {("imported", batch.id)}  # taken in one UPDATE, then sent
+    assert SyncRecord.objects.get(id=batch.id).step_data("take")["rows"] == 3
+
+
+def imports_finish() -> None:
+    """What the dispatcher does while Zuora imports: each waiting batch looks at its import again when due."""
+    from django.utils import timezone
+
+    for _ in range(5):
+        waiting = list(SyncRecord.objects.filter(kind="usage_batch", status="retrying"))
+        if not waiting:
+            return
+        for batch in waiting:
+            assert "Zuora is importing the file" in batch.reason and batch.attempts == 0  # not a failure
+            SyncRecord.objects.filter(id=batch.id).update(next_attempt_at=timezone.now())
+            run_sync(batch.id)
+
+
+def rows() -> list[UsageRecord]:
+    return list(UsageRecord.objects.order_by("id"))
+
+
+def test_rows_committed_late_into_a_batchs_range_never_push_its_file_past_4_mb(catalog, monkeypatch):
+    from sync.usage import batches
+
+    catalog.win(ACME_EXPANSION)
+    deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
+    made = [
+        UsageRecord.objects.create(
+            unique_key=f"l{n}", subscription_number=deal.zuora_subscription_number, uom="API call", quantity=1,
+            start_date=dt.date(2026, 11, 1), account_number=deal.zuora_account_number,
+        )
+        for n in range(4)
+    ]  # fmt: skip
+    monkeypatch.setattr("sync.records.enqueue_record", lambda record_id: None)
+    # Measured while only the first and last were placed (the middle ones: a feed's transaction still open).
+    UsageRecord.objects.filter(id__in=[made[1].id, made[2].id]).update(account_number="")
+    monkeypatch.setattr(batches, "place_pending", lambda: 0)
+    [batch] = batches.create_batches()
+    assert batch.payload["records"] == 2
+    UsageRecord.objects.filter(id__in=[made[1].id, made[2].id]).update(account_number=deal.zuora_account_number)
+    one_line = batches.line_size(UsageRecord.objects.filter(id=made[0].id).values_list(*batches.LINE_FIELDS).get())
+    monkeypatch.setattr(batches, "MAX_IMPORT_BYTES", len(batches.header_line()) + 3 * one_line)
+
+    run_sync(batch.id)
+    imports_finish()
+    assert SyncRecord.objects.get(id=batch.id).status == "succeeded"
+
+    taken = list(UsageRecord.objects.filter(batch=batch).order_by("id").values_list("unique_key", flat=True))
+    assert taken == ["l0", "l1", "l2"]  # what fits; the fourth waits for the next submission
+    assert UsageRecord.objects.get(unique_key="l3").status == "pending"
+    assert UsageRecord.objects.get(unique_key="l3").batch is None

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 
+from sync.locks import named_lock
 from sync.models import SyncRecord, UsageRecord
 from sync.records import ensure_record
 from sync.usage.intake import synced_deals
@@ -161,45 +162,73 @@ def fresh_statistics() -> None:
             cursor.execute(f"ANALYZE {connection.ops.quote_name(UsageRecord._meta.db_table)}")
 
 
+def waiting_rows():
+    """Usage placed on its deal and not in a batch yet."""
+    return UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True).exclude(account_number="")
+
+
 def create_batches() -> list[SyncRecord]:
-    """Group placed pending records into usage_batch sync records, each CSV under Zuora's 4 MB, closed as the
-    rows are read (a batch is enqueued when its transaction commits, with its records attached)."""
+    """Group placed pending records into usage_batch sync records, each CSV under Zuora's 4 MB, measured as the
+    rows are read. A batch is an id range and its row count: its flow takes the rows (one UPDATE, four
+    batches at once on four workers) before it uploads them. One submission at a time; rows in the range of
+    a batch whose flow has not taken them yet are left to it."""
     place_pending()
     fresh_statistics()
-    batches: list[SyncRecord] = []
-    waiting = UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True).exclude(
-        account_number=""
-    )
-    header = len(header_line().encode())
-    ids: list[int] = []
-    size = header
-    for row in readable(waiting):
-        line = line_size(row)
-        if ids and size + line > MAX_IMPORT_BYTES:
-            batches.append(close_batch(waiting, ids))
-            ids, size = [], header
-        ids.append(row[0])
-        size += line
-    if ids:
-        batches.append(close_batch(waiting, ids))
+    with named_lock("usage-batches", timeout=300):
+        untaken = [
+            int(batch.payload.get("last_id") or 0)
+            for batch in SyncRecord.objects.filter(kind=SyncRecord.Kind.USAGE_BATCH, status__in=SyncRecord.OPEN)
+            if not batch.step_done("take")
+        ]
+        waiting = waiting_rows().filter(id__gt=max(untaken, default=0))
+        batches: list[SyncRecord] = []
+        header = len(header_line().encode())
+        first = last = count = 0
+        size = header
+        for row in readable(waiting):
+            line = line_size(row)
+            if count and size + line > MAX_IMPORT_BYTES:
+                batches.append(new_batch(first, last, count))
+                count, size = 0, header
+            first = row[0] if not count else first
+            last, count, size = row[0], count + 1, size + line
+        if count:
+            batches.append(new_batch(first, last, count))
     return batches
 
 
-def close_batch(waiting, ids: list[int]) -> SyncRecord:
-    """A batch of the measured rows `ids` (in id order): one UPDATE over their id range. Should the range hold
-    more (a feed stored rows while this one was read) or fewer (a concurrent submission took some), only the
-    measured rows still waiting are taken, by id: a file never passes 4 MB, a row is never in two batches."""
-    with transaction.atomic():
-        batch, _ = ensure_record(
-            SyncRecord.Kind.USAGE_BATCH,
-            f"usage_batch:{uuid.uuid4().hex}",
-            payload={"records": len(ids)},
-            summary=f"{len(ids)} usage record(s)",
-        )
-        taken = {"batch": batch, "status": UsageRecord.Status.SUBMITTED}
-        moved = waiting.filter(id__gte=ids[0], id__lte=ids[-1]).update(**taken)
-        if moved != len(ids):
-            UsageRecord.objects.filter(batch=batch).update(batch=None, status=UsageRecord.Status.PENDING)
-            for start in range(0, len(ids), READ):
-                waiting.filter(id__in=ids[start : start + READ]).update(**taken)
+def new_batch(first: int, last: int, count: int) -> SyncRecord:
+    """A usage_batch record for the `count` measured rows from id `first` to `last` (enqueued on commit)."""
+    batch, _ = ensure_record(
+        SyncRecord.Kind.USAGE_BATCH,
+        f"usage_batch:{uuid.uuid4().hex}",
+        payload={"records": count, "first_id": first, "last_id": last},
+        summary=f"{count} usage record(s)",
+    )
     return batch
+
+
+def take_rows(batch: SyncRecord) -> None:
+    """The batch's first step: the waiting rows of its id range become its rows, `submitted`, in one UPDATE.
+    Should the range hold more than was measured (a feed's transaction committed rows into it late), the rows
+    past 4 MB are put back, for the next submission: a file never passes 4 MB, a row is never in two batches.
+    Fewer (a row deleted, or taken by an older batch) is fine."""
+    span = batch.payload
+    with transaction.atomic():
+        taken = (
+            waiting_rows()
+            .filter(id__gte=span["first_id"], id__lte=span["last_id"])
+            .update(batch=batch, status=UsageRecord.Status.SUBMITTED)
+        )
+        if taken > span["records"]:
+            size, cut = len(header_line().encode()), None
+            for row in readable(UsageRecord.objects.filter(batch=batch)):
+                size += line_size(row)
+                if size > MAX_IMPORT_BYTES:
+                    cut = row[0]
+                    break
+            if cut is not None:
+                UsageRecord.objects.filter(batch=batch, id__gte=cut).update(
+                    batch=None, status=UsageRecord.Status.PENDING
+                )
+        batch.mark_step("take", rows=UsageRecord.objects.filter(batch=batch).count())

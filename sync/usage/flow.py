@@ -1,28 +1,29 @@
 """A batch of usage records becomes one Zuora usage import, polled until Zuora says how it went.
 
-Steps: upload (POST /v1/usage with an Idempotency-Key), then status (polled; still processing means
-"retry later", which resumes at the poll, never re-uploads).
+Steps: take (the waiting rows of the batch's id range become its rows, one UPDATE), upload (POST /v1/usage
+with an Idempotency-Key), then status (looked at right after the upload; while Zuora still imports, the record
+waits and looks again later without holding a worker — resuming at the look, never re-uploading).
 """
 
 from __future__ import annotations
 
-import time
+import datetime as dt
 
-from django.utils import timezone
-
-from sync.clients.errors import BusinessError, TransientError
+from sync.clients.errors import BusinessError
 from sync.clients.zuora import ZuoraClient
-from sync.flows import NeedsAttention, flow
+from sync.flows import NeedsAttention, Waiting, flow
 from sync.models import SyncRecord, UsageRecord
-from sync.usage.batches import LINE_FIELDS, usage_csv
+from sync.usage.batches import LINE_FIELDS, take_rows, usage_csv
 
-POLLS = 5
-POLL_SECONDS = 1.0
+FIRST_LOOK_SECONDS = 1
+MAX_LOOK_SECONDS = 300
 
 
 @flow(SyncRecord.Kind.USAGE_BATCH)
 def usage_batch(record: SyncRecord) -> None:
     zuora = ZuoraClient.from_settings()
+    if "first_id" in record.payload and not record.step_done("take"):
+        take_rows(record)
     rows = record.usage.order_by("id").values_list(*LINE_FIELDS)
     count = rows.count()
     if not count:
@@ -38,19 +39,20 @@ def usage_batch(record: SyncRecord) -> None:
             raise NeedsAttention(f"Zuora refused the usage file: {exc.message}") from None
         record.mark_step("upload", status_path=status_path, rows=count)  # (its rows are `submitted` since batched)
     status_path = record.step_data("upload")["status_path"]
-    for poll in range(POLLS):
-        answer = zuora.usage_import_status(status_path)
-        status = answer.get("importStatus")
-        if status == "Completed":
-            record.usage.update(status=UsageRecord.Status.IMPORTED, error="")
-            record.mark_step("status", import_status=status, at_poll=poll)
-            return
-        if status in ("Failed", "Canceled"):
-            message = answer.get("message") or status
-            record.usage.update(status=UsageRecord.Status.FAILED, error=message[:2000])
-            record.mark_step("status", import_status=status)
-            raise NeedsAttention(f"Zuora's usage import {status.lower()}: {message}")
-        time.sleep(POLL_SECONDS)
-    raise TransientError(
-        f"Zuora is still processing the usage import ({timezone.now():%H:%M}); polling again later", retry_after=60
-    )
+    answer = zuora.usage_import_status(status_path)
+    status = answer.get("importStatus")
+    if status == "Completed":
+        record.usage.update(status=UsageRecord.Status.IMPORTED, error="")
+        record.mark_step("status", import_status=status, looks=record.step_data("status").get("looks", 0) + 1)
+        return
+    if status in ("Failed", "Canceled"):
+        message = answer.get("message") or status
+        record.usage.update(status=UsageRecord.Status.FAILED, error=message[:2000])
+        record.mark_step("status", import_status=status)
+        raise NeedsAttention(f"Zuora's usage import {status.lower()}: {message}")
+    # Zuora imports the file in its own time: the worker is not kept waiting (it uploads the next batch
+    # meanwhile); the record looks again later, 1 s after the upload, then 2, 4 … up to 5 minutes apart.
+    looks = record.step_data("status").get("looks", 0) + 1
+    record.mark_step("status", done=False, import_status=status or "", looks=looks)
+    delay = dt.timedelta(seconds=min(FIRST_LOOK_SECONDS * 2 ** (looks - 1), MAX_LOOK_SECONDS))
+    raise Waiting(f"Zuora is importing the file ({status or 'no status yet'}); looking again in {delay}", delay)
