@@ -169,6 +169,9 @@ def main() -> None:
         if args.intake_only:
             return
         RequestLog.objects.all().delete()
+        from sandbox.common import set_setting
+
+        set_setting("zuora_usage_import", "background")  # as Zuora: a status poll answers at once
         started = time.monotonic()
         submit = subprocess.run(
             [

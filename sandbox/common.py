@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
     "kommo_webhook_delivery": "async",
     # How many status polls a usage import stays Processing before it completes.
     "zuora_usage_polls_before_done": 1,
+    # "at_poll": a usage file is imported when its status is polled (deterministic, for tests); "background":
+    # in a thread after the upload, as Zuora does (a status poll answers at once; for benchmarks).
+    "zuora_usage_import": "at_poll",
     # The embedded demo imported its plan map (first run only; `dev.py demo --reset` forgets it).
     "demo_connected": False,
     # The tenant's notification (communication) profiles; a new account gets the first.

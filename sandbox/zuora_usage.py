@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import logging
+import threading
 from decimal import Decimal, InvalidOperation
 
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from sandbox.common import get_setting
@@ -17,6 +20,8 @@ from sandbox.models import (
     ZUsageImport,
 )
 from sandbox.zuora import failure, idempotent, zuora_view
+
+log = logging.getLogger("zkbridge.sandbox")
 
 # --- Usage -----------------------------------------------------------------------------------------
 USAGE_COLUMNS = [
@@ -54,6 +59,9 @@ def usage_import(request: HttpRequest) -> HttpResponse:
         return failure(90000022, f"Missing header(s): {', '.join(missing)}")
     rows = list(reader)
     record = ZUsageImport.objects.create(file_name=upload.name, size=upload.size, rows=rows)
+    if get_setting("zuora_usage_import") == "background":
+        thread = threading.Thread(target=_import_in_background, args=(record.id,), daemon=True)
+        transaction.on_commit(thread.start)
     return JsonResponse({"success": True, "size": upload.size, "checkImportStatus": f"/v1/usage/{record.id}/status"})
 
 
@@ -111,8 +119,30 @@ def _process_usage(record: ZUsageImport) -> None:
         record.status = "Completed"
 
 
+def _import_in_background(import_id: int) -> None:
+    """Zuora's own time: the file is imported after the upload was answered, whoever polls meanwhile."""
+    try:
+        with transaction.atomic():
+            record = ZUsageImport.objects.select_for_update().filter(id=import_id, status="Pending").first()
+            if record is not None:
+                _process_usage(record)
+                record.save()
+    except Exception:  # a thread must not die silently
+        log.exception("sandbox zuora: usage import %s failed", import_id)
+    finally:
+        connection.close()
+
+
 @zuora_view
 def usage_status(request: HttpRequest, import_id: str) -> HttpResponse:
+    if get_setting("zuora_usage_import") == "background":  # answered at once, never waiting for the import
+        found = ZUsageImport.objects.filter(id=import_id).first() if import_id.isdigit() else None
+        if found is None:
+            return failure(50000040, f"Usage import {import_id} not found", status=404)
+        status = found.status if found.status in ("Completed", "Failed") else "Processing"
+        return JsonResponse(
+            {"success": True, "importStatus": status, "message": found.error or None, "id": str(found.id)}
+        )
     record = ZUsageImport.objects.select_for_update().filter(id=import_id).first() if import_id.isdigit() else None
     if record is None:
         return failure(50000040, f"Usage import {import_id} not found", status=404)

@@ -285,3 +285,25 @@ def test_rows_committed_late_into_a_batchs_range_never_push_its_file_past_4_mb(c
     assert taken == ["l0", "l1", "l2"]  # what fits; the fourth waits for the next submission
     assert UsageRecord.objects.get(unique_key="l3").status == "pending"
     assert UsageRecord.objects.get(unique_key="l3").batch is None
+
+
+def test_a_file_zuora_imports_in_its_own_time_is_looked_at_again_until_it_has(catalog):
+    import time
+
+    from sandbox.common import set_setting
+
+    set_setting("zuora_usage_import", "background")  # the emulator imports after answering, as Zuora does
+    catalog.win(ACME_EXPANSION)
+    deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
+    UsageRecord.objects.create(
+        unique_key="bg1", subscription_number=deal.zuora_subscription_number, uom="API call", quantity=2,
+        start_date="2026-11-01",
+    )  # fmt: skip
+    call_command("submit_usage", verbosity=0)
+    deadline = time.monotonic() + 20
+    while SyncRecord.objects.get(kind="usage_batch").status != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        imports_finish()
+    batch = SyncRecord.objects.get(kind="usage_batch")
+    assert batch.status == "succeeded" and batch.attempts == 1  # looking again never used up an attempt
+    assert UsageRecord.objects.get().status == "imported" and ZUsage.objects.get().unique_key == "bg1"
