@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="qcluster workers uploading at once")
     parser.add_argument("--port", type=int, default=8768)
     parser.add_argument("--intake-only", action="store_true", help="stop after the intake and the admin pages")
+    parser.add_argument("--zuora-import", choices=["at_poll", "background"], default="at_poll")
     args = parser.parse_args()
     env = bench_env(
         args.port,
@@ -171,7 +172,9 @@ def main() -> None:
         RequestLog.objects.all().delete()
         from sandbox.common import set_setting
 
-        set_setting("zuora_usage_import", "background")  # as Zuora: a status poll answers at once
+        # at_poll: the emulator imports a file while answering a status poll (that worker waits); background: in
+        # a thread after the upload, as Zuora does, but on these same two cores, beside the uploads.
+        set_setting("zuora_usage_import", args.zuora_import)
         started = time.monotonic()
         submit = subprocess.run(
             [
