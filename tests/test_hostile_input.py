@@ -151,6 +151,14 @@ def test_a_usage_row_with_nul_or_a_lone_surrogate_is_rejected_alone(client, toke
     assert list(UsageRecord.objects.values_list("unique_key", flat=True)) == ["good"]
 
 
+def test_a_csv_header_with_nul_is_a_400_kept_in_the_inbox(client, token):
+    """Found by the fuzzer on PostgreSQL (which refuses NUL in text): the refusal quotes the header."""
+    answer = usage(client, token, "\x00", "text/csv")
+    assert answer.status_code == 400 and "unknown: \x00" in answer.json()["error"]
+    stored = WebhookEvent.objects.get(source="usage")
+    assert not stored.valid and stored.error.endswith("unknown: \\0") and stored.body == "\\0"
+
+
 def test_a_csv_row_with_nul_is_rejected_alone(client, token):
     answer = usage(
         client,

@@ -57,7 +57,7 @@ def store_event(
             headers=headers,
             remote_addr=request.META.get("REMOTE_ADDR") or None,
             valid=not problem,
-            error=problem[:2000],
+            error=problem.replace("\x00", "\\0")[:2000],  # a refusal may quote the body (a NUL in a CSV header)
             processed_at=timezone.now() if processed else None,
         )
 
