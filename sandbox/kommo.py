@@ -425,22 +425,22 @@ def pipelines(request: HttpRequest) -> HttpResponse:
 
 
 # --- Contacts, companies, catalogs -----------------------------------------------------------------
-@kommo_view
-def contacts(request: HttpRequest) -> HttpResponse:
+def by_ids(request: HttpRequest, queryset, key: str, shape) -> HttpResponse:
+    """A list (GET …?filter[id][]=…), paged like every Kommo list."""
     filters = query_of(request).get("filter") or {}
-    queryset = KContact.objects.order_by("id")
     if isinstance(filters, dict) and "id" in filters:
         queryset = queryset.filter(id__in=ids_in(filters["id"]))
-    return page_of(request, queryset, "contacts", contact_json)
+    return page_of(request, queryset.order_by("id"), key, shape)
+
+
+@kommo_view
+def contacts(request: HttpRequest) -> HttpResponse:
+    return by_ids(request, KContact.objects.all(), "contacts", contact_json)
 
 
 @kommo_view
 def companies(request: HttpRequest) -> HttpResponse:
-    filters = query_of(request).get("filter") or {}
-    queryset = KCompany.objects.order_by("id")
-    if isinstance(filters, dict) and "id" in filters:
-        queryset = queryset.filter(id__in=ids_in(filters["id"]))
-    return page_of(request, queryset, "companies", company_json)
+    return by_ids(request, KCompany.objects.all(), "companies", company_json)
 
 
 @kommo_view

@@ -125,13 +125,12 @@ def test_a_well_formed_body_is_read_as_the_general_decoder_reads_it(tree):
     from qs_codec import EncodeOptions, decode, encode
 
     text = encode(tree, EncodeOptions())
-    try:
-        fast = kommo.plain_form(text)
-    except kommo._NotPlain:  # a list directly in a list: left to the general decoder (its own reading)
-        assert any(isinstance(item, list) for item in lists_in(tree))
-        return
-    if fast is None:  # only what could hide a badly encoded body is left to the general decoder
-        assert "\ufffd" in json.dumps(tree, ensure_ascii=False)
+    fast = kommo.plain_form(text)
+    if fast is None:  # left to the general decoder: a list directly in a list (qs_codec has its own reading
+        # of those), or what could hide a badly encoded body
+        assert any(isinstance(item, list) for item in lists_in(tree)) or "\ufffd" in json.dumps(
+            tree, ensure_ascii=False
+        )
         return
     assert fast == decode(text, kommo.OPTIONS) == tree
 
@@ -153,10 +152,7 @@ def test_the_fast_reader_answers_as_the_general_one_or_leaves_the_body_to_it(fie
     from qs_codec import decode
 
     text = "&".join(f"{key}={value}" for key, value in fields)
-    try:
-        fast = kommo.plain_form(text)
-    except kommo._NotPlain:
-        return
+    fast = kommo.plain_form(text)
     if fast is not None:
         assert fast == decode(text, kommo.OPTIONS)
 

@@ -57,7 +57,10 @@ def plain_form(text: str) -> dict | None:
         if segments[-1] in node:
             return None  # a key twice (the general decoder makes a list of the values)
         node[segments[-1]] = value
-    return {name: _lists(child) for name, child in tree.items()}
+    try:
+        return {name: _lists(child) for name, child in tree.items()}
+    except _NotPlain:
+        return None
 
 
 def _lists(node):
@@ -79,7 +82,7 @@ def _lists(node):
 
 
 class _NotPlain(Exception):
-    pass
+    """Raised inside plain_form's list building: the body is left to the general decoder."""
 
 
 class NotKommoFormat(ValueError):
@@ -127,9 +130,6 @@ def parse(body: bytes) -> tuple[dict, list[LeadEvent]]:
         raise NotKommoFormat("the body has no form fields")
     try:
         payload = plain_form(text)
-    except _NotPlain:
-        payload = None
-    try:
         payload = payload if payload is not None else decode(text, OPTIONS)
     except (ValueError, IndexError) as exc:
         raise NotKommoFormat(f"the body cannot be decoded as form data ({str(exc)[:80]})") from None
