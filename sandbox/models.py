@@ -185,14 +185,14 @@ class ZUsageImport(models.Model):
     file_name = models.CharField(max_length=50)
     size = models.PositiveIntegerField()
     status = models.CharField(max_length=20, default="Pending")
-    rows = models.JSONField(default=list)
+    content = models.TextField(blank=True, help_text="The file as uploaded (UTF-8 CSV); read when it is imported")
     error = models.TextField(blank=True)
     polls = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
 
 
 class ZUsage(models.Model):
-    unique_key = models.CharField(max_length=100, blank=True)
+    unique_key = models.CharField(max_length=100, blank=True, db_index=True)  # each import looks its keys up
     account_number = models.CharField(max_length=30)
     subscription_number = models.CharField(max_length=30, blank=True)
     uom = models.CharField(max_length=50)

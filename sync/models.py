@@ -480,10 +480,12 @@ class UsageRecord(models.Model):
         FAILED = "failed", "Zuora refused the import"
         UNPLACEABLE = "unplaceable", "No subscription found"
 
-    unique_key = models.CharField(max_length=100, unique=True)
-    subscription_number = models.CharField(max_length=50, blank=True, db_index=True)
+    # Indexed in Meta, not with unique=/db_index=: on PostgreSQL those add a second, LIKE-only index per column
+    # (varchar_pattern_ops) that every insert and every status change of millions of rows would also write.
+    unique_key = models.CharField(max_length=100)
+    subscription_number = models.CharField(max_length=50, blank=True)
     kommo_lead_id = models.BigIntegerField(null=True, blank=True)
-    account_number = models.CharField(max_length=50, blank=True, db_index=True)
+    account_number = models.CharField(max_length=50, blank=True)
     uom = models.CharField("unit of measure", max_length=50)
     quantity = models.DecimalField(max_digits=18, decimal_places=6)
     start_date = models.DateField()
@@ -497,7 +499,12 @@ class UsageRecord(models.Model):
     class Meta:
         ordering = ["-received_at"]
         # "Pending usage, newest first" over millions of rows: one index walk, whatever the statistics say.
-        indexes = [models.Index(fields=["status", "-id"], name="usage_status_newest")]
+        indexes = [
+            models.Index(fields=["status", "-id"], name="usage_status_newest"),
+            models.Index(fields=["subscription_number"], name="usage_subscription"),
+            models.Index(fields=["account_number"], name="usage_account"),
+        ]
+        constraints = [models.UniqueConstraint(fields=["unique_key"], name="usage_unique_key")]
 
     def __str__(self) -> str:
         return self.unique_key
