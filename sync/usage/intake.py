@@ -117,7 +117,8 @@ class _Lines:
 
 
 def _csv_rows(chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
-    lines = _Lines(_text(chunks, "the body is not UTF-8"))
+    texts = _text(chunks, "the body is not UTF-8")
+    lines = _Lines(texts)
     reader = csv.DictReader(iter(lines))
     try:
         unknown = [c for c in reader.fieldnames or [] if c not in COLUMNS]
@@ -129,6 +130,8 @@ def _csv_rows(chunks: Iterator[bytes]) -> Iterator[dict[str, Any]]:
         yield from reader
     except csv.Error as exc:  # a NUL, a stray carriage return, a field over the csv module's limit…
         raise BadFeed(f"not valid CSV (line {lines.count}): {exc}") from None
+    finally:
+        texts.close()  # now, not whenever the garbage collector gets to it
 
 
 NOT_JSON = "the body is not JSON (send a JSON array, or CSV with Content-Type: text/csv)"
@@ -167,7 +170,16 @@ class _Text:
 
 def _json_rows(chunks: Iterator[bytes]) -> Iterator[Any]:
     """The elements of a JSON array one at a time, without ever holding the array."""
-    text = _Text(_text(chunks, f"{NOT_JSON} (it is not UTF-8)"))
+    texts = _text(chunks, f"{NOT_JSON} (it is not UTF-8)")
+    try:
+        yield from _json_elements(_Text(texts))
+    finally:
+        # Closed now, not by the garbage collector: a refusal of a deeply nested record used to leave this
+        # generator to be collected later, and pytest once caught a RecursionError raised while that happened.
+        texts.close()
+
+
+def _json_elements(text: _Text) -> Iterator[Any]:
     decoder = json.JSONDecoder()
     first = text.next_char()
     if first == "":
@@ -301,8 +313,12 @@ def accept(rows: Iterable[Any]) -> Intake:
                     intake.store(batch)
                     batch = {}
     except BadFeed as exc:
-        intake.problem = exc
+        exc.__context__ = None  # its words are what is kept: no frames (a RecursionError's) held alive with it
+        intake.problem = exc.with_traceback(None)
     finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
         if batch:
             intake.store(batch)
     return intake
