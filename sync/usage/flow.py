@@ -13,7 +13,7 @@ from sync.clients.errors import BusinessError
 from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, Waiting, flow
 from sync.models import SyncRecord, UsageRecord
-from sync.usage.batches import LINE_FIELDS, take_rows, usage_csv
+from sync.usage.batches import LINE_FIELDS, batch_rows, take_rows, usage_csv
 
 FIRST_LOOK_SECONDS = 1
 MAX_LOOK_SECONDS = 300
@@ -24,7 +24,7 @@ def usage_batch(record: SyncRecord) -> None:
     zuora = ZuoraClient.from_settings()
     if "first_id" in record.payload and not record.step_done("take"):
         take_rows(record)
-    rows = record.usage.order_by("id").values_list(*LINE_FIELDS)
+    rows = batch_rows(record).order_by("id").values_list(*LINE_FIELDS)
     count = rows.count()
     if not count:
         return  # its records were moved or deleted by staff: nothing to send
@@ -35,19 +35,19 @@ def usage_batch(record: SyncRecord) -> None:
                 usage_csv(rows.iterator(chunk_size=5_000)), name, idempotency_key=record.idempotency_key("upload")
             )
         except BusinessError as exc:
-            record.usage.update(status=UsageRecord.Status.FAILED, error=str(exc))
+            batch_rows(record).update(status=UsageRecord.Status.FAILED, error=str(exc))
             raise NeedsAttention(f"Zuora refused the usage file: {exc.message}") from None
         record.mark_step("upload", status_path=status_path, rows=count)  # (its rows are `submitted` since batched)
     status_path = record.step_data("upload")["status_path"]
     answer = zuora.usage_import_status(status_path)
     status = answer.get("importStatus")
     if status == "Completed":
-        record.usage.update(status=UsageRecord.Status.IMPORTED, error="")
+        batch_rows(record).update(status=UsageRecord.Status.IMPORTED, error="")
         record.mark_step("status", import_status=status, looks=record.step_data("status").get("looks", 0) + 1)
         return
     if status in ("Failed", "Canceled"):
         message = answer.get("message") or status
-        record.usage.update(status=UsageRecord.Status.FAILED, error=message[:2000])
+        batch_rows(record).update(status=UsageRecord.Status.FAILED, error=message[:2000])
         record.mark_step("status", import_status=status)
         raise NeedsAttention(f"Zuora's usage import {status.lower()}: {message}")
     # Zuora imports the file in its own time: the worker is not kept waiting (it uploads the next batch
