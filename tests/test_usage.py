@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 
 import pytest
 import requests
@@ -307,3 +308,27 @@ def test_a_file_zuora_imports_in_its_own_time_is_looked_at_again_until_it_has(ca
     batch = SyncRecord.objects.get(kind="usage_batch")
     assert batch.status == "succeeded" and batch.attempts == 1  # looking again never used up an attempt
     assert UsageRecord.objects.get().status == "imported" and ZUsage.objects.get().unique_key == "bg1"
+
+
+def test_the_database_measures_each_line_as_the_csv_module_writes_it(db):
+    """Batching measures lines in SQL on PostgreSQL (in Python elsewhere): the bytes must be the written
+    line's, whatever the row holds — commas, quotes, line breaks, non-ASCII text, trailing zeros, old years."""
+    from sync.usage import batches
+
+    tricky = [
+        ("a,b", 'say "hi"', "line\nbreak", "cr\rhere", Decimal("12.500000"), dt.date(2026, 11, 1), None),
+        ("Zürich AG", "€ per GB", "", '😀, "both"', Decimal("0"), dt.date(999, 1, 2), dt.date(2026, 1, 31)),
+        ("A-1", "API call", "S-1", "", Decimal("999999999999"), dt.date(2026, 2, 3), dt.date(1, 1, 1)),
+        ("A-2", "GB", "S-2", "plain", Decimal("0.000001"), dt.date(2026, 2, 3), None),
+    ]
+    for n, (account, uom, subscription, description, quantity, start, end) in enumerate(tricky):
+        UsageRecord.objects.create(
+            unique_key=f"k{n},\"x\"", account_number=account, uom=uom, subscription_number=subscription,
+            description=description, quantity=quantity, start_date=start, end_date=end,
+        )  # fmt: skip
+    queryset = UsageRecord.objects.all()
+    written = {
+        row[0]: len(batches.LineWriter().line(row).encode())
+        for row in queryset.order_by("id").values_list(*batches.LINE_FIELDS)
+    }
+    assert dict(batches.sized(queryset)) == written
