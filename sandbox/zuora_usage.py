@@ -87,12 +87,7 @@ def _process_usage(record: ZUsageImport) -> None:
             "subscription_number", flat=True
         )
     )
-    keys = [r.get("UNIQUE_KEY") for r in rows if r.get("UNIQUE_KEY")]
-    imported: set[str] = set()
-    for start in range(0, len(keys), 5000):
-        imported.update(
-            ZUsage.objects.filter(unique_key__in=keys[start : start + 5000]).values_list("unique_key", flat=True)
-        )
+    imported = _imported_keys([r.get("UNIQUE_KEY") for r in rows if r.get("UNIQUE_KEY")])
     for line, row in enumerate(rows, start=2):
         try:
             start = _date(row["STARTDATE"])
@@ -122,8 +117,37 @@ def _process_usage(record: ZUsageImport) -> None:
     if errors:  # one bad row rejects the whole file
         record.status, record.error = "Failed", "; ".join(errors)[:5000]
     else:
-        ZUsage.objects.bulk_create(parsed, batch_size=2000)
+        _store(parsed)
         record.status = "Completed"
+
+
+# The emulator stands in for Zuora's own servers but runs on the machine it is measured on: on PostgreSQL a
+# file's 45,000 rows are looked up with one array query and stored with COPY (bulk_create took ~5 s a file).
+def _imported_keys(keys: list[str]) -> set[str]:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT unique_key FROM sandbox_zusage WHERE unique_key = ANY(%s)", [keys])
+            return {row[0] for row in cursor.fetchall()}
+    found: set[str] = set()
+    for start in range(0, len(keys), 900):
+        found.update(
+            ZUsage.objects.filter(unique_key__in=keys[start : start + 900]).values_list("unique_key", flat=True)
+        )
+    return found
+
+
+COPIED = ["unique_key", "account_number", "subscription_number", "uom", "quantity", "start_date", "end_date"]
+
+
+def _store(rows: list[ZUsage]) -> None:
+    if connection.vendor != "postgresql":
+        ZUsage.objects.bulk_create(rows, batch_size=2000)
+        return
+    table = ZUsage._meta.db_table
+    with connection.cursor() as cursor:
+        with cursor.cursor.copy(f"COPY {table} ({', '.join(COPIED)}, usage_import_id) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([*(getattr(row, name) for name in COPIED), row.usage_import_id])
 
 
 def _import_in_background(import_id: int) -> None:
