@@ -57,6 +57,10 @@ def test_a_day_ends_at_2359_in_the_business_zone_across_a_clock_change(berlin):
         ("0.005", "GBP", "£0.01"),
         (7, "CHF", "7.00 CHF"),
         ("1234567.891", "usd", "$1,234,567.89"),
+        ("120000", "JPY", "¥120,000"),  # yen have no decimals
+        ("1499.5", "JPY", "¥1,500"),
+        ("52000.4", "KRW", "52,000 KRW"),
+        ("1.2345", "KWD", "1.235 KWD"),  # three decimals
     ],
 )
 def test_money_is_formatted_for_people(amount, currency, text):
@@ -114,6 +118,6 @@ def test_a_header_with_unknown_or_missing_columns_is_refused_whole():
     assert rows == [] and result.errors == [
         "line 1: missing column(s) product_rate_plan_id (header must be kommo_value,product_rate_plan_id"
         "[,currency,label,kind,quantity,price,term_months,auto_renew,evergreen,renewal_term_months,payment_term,"
-        "active])",
+        "active,tier_policy,tiers])",
         "line 1: unknown column(s) plan, colour",
     ]
