@@ -33,6 +33,7 @@ from sandbox.models import (
     ZRatePlan,
     ZSubscription,
     ZToken,
+    ZUnitOfMeasure,
     ZUsage,
     ZUsageImport,
 )
@@ -183,8 +184,13 @@ def catalog_spec(today: dt.date) -> list[dict]:
     ]
 
 
+UNITS_OF_MEASURE = {"Seat": 0, "API call": 0, "GB": 2}
+
+
 def seed_zuora_catalog(today: dt.date | None = None) -> None:
     today = today or timezone.localdate()
+    for unit, places in UNITS_OF_MEASURE.items():
+        ZUnitOfMeasure.objects.update_or_create(name=unit, defaults={"decimal_places": places})
     for spec in catalog_spec(today):
         product, _ = ZProduct.objects.update_or_create(
             zid=zuora_id(spec["name"]),
@@ -392,6 +398,7 @@ def reset() -> None:
         ZAccount,
         ZRatePlan,
         ZProduct,
+        ZUnitOfMeasure,
         KToken,
         KAuthCode,
         KNote,

@@ -114,6 +114,18 @@ class ZRatePlan(models.Model):
         ordering = ["id"]
 
 
+class ZUnitOfMeasure(models.Model):
+    """Settings › Units of measure: how many decimal places quantities and tier bounds of the unit take."""
+
+    name = models.CharField(max_length=50, unique=True)
+    decimal_places = models.PositiveSmallIntegerField(default=0)
+    rounding_mode = models.CharField(max_length=10, default="Up")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["id"]
+
+
 class ZAccount(models.Model):
     account_number = models.CharField(max_length=30, unique=True, null=True)
     name = models.CharField(max_length=255)

@@ -18,6 +18,7 @@ from sandbox.models import (
     ZOrder,
     ZRatePlan,
     ZSubscription,
+    ZUnitOfMeasure,
 )
 from sandbox.zuora import ORDERS, Reject, failure, idempotent, zuora_view
 
@@ -80,6 +81,62 @@ def _charge_amount(charge: dict, pricing: dict, quantity: Decimal, override: dic
     return price if model in ("FlatFee", "DiscountFixedAmount") else price * quantity
 
 
+def tier_problem(tiers: list[dict], places: int) -> str | None:
+    """Zuora's rules for tiers sent as a charge override: numbered in order, ascending, contiguous one unit of
+    measure step apart (inclusive at both ends), the last one open, no negative price. The problem, or None."""
+    if not tiers:
+        return "tiers must not be empty"
+    unit = Decimal(1).scaleb(-places)
+    previous_end: Decimal | None = None
+    for index, tier in enumerate(tiers):
+        if not isinstance(tier, dict):
+            return f"tier {index + 1}: must be an object"
+        try:
+            start = Decimal(str(tier.get("startingUnit")))
+            end = None if tier.get("endingUnit") in (None, "") else Decimal(str(tier.get("endingUnit")))
+            price = Decimal(str(tier.get("price")))
+        except (InvalidOperation, ValueError):
+            return f"tier {index + 1}: startingUnit, endingUnit and price must be numbers"
+        if tier.get("tier") not in (index + 1, str(index + 1)):
+            return f"tier {index + 1}: tiers must be numbered 1, 2, 3… in order"
+        if price < 0:
+            return f"tier {index + 1}: the price must not be negative"
+        for bound in (start, end):
+            if bound is not None and bound % unit != 0:
+                return f"tier {index + 1}: {bound} has more decimal places than the unit of measure ({places})"
+        if end is not None and end < start:
+            return f"tier {index + 1}: endingUnit {end} is below startingUnit {start}"
+        if index == 0 and start < 0:
+            return "tier 1: startingUnit must not be negative"
+        if previous_end is not None and start != previous_end + unit:
+            return (
+                f"tier {index + 1}: startingUnit {start} must follow the previous tier's endingUnit "
+                f"{previous_end} by one unit of measure step ({unit})"
+            )
+        if end is None and index < len(tiers) - 1:
+            return f"tier {index + 1}: only the last tier may have no endingUnit"
+        previous_end = end
+    if previous_end is not None:
+        return "the last tier must have no endingUnit"
+    return None
+
+
+def _check_tiers(charge: dict, pricing: Any) -> None:
+    """Tier overrides are checked as Zuora checks them, against the charge's unit of measure."""
+    for value in (pricing or {}).values():
+        if not isinstance(value, dict) or "tiers" not in value:
+            continue
+        if charge.get("model") not in ("Tiered", "Volume", "TieredWithOverage"):
+            raise Reject(21, f"Charge '{charge['name']}' is {charge.get('model')}: it has no tiers to override")
+        unit = ZUnitOfMeasure.objects.filter(name=charge.get("uom") or "").first()
+        if unit is None:
+            raise Reject(40, f"Unit of measure '{charge.get('uom')}' of charge '{charge['name']}' does not exist")
+        tiers = value["tiers"]
+        problem = tier_problem(tiers if isinstance(tiers, list) else [], unit.decimal_places)
+        if problem:
+            raise Reject(21, f"Invalid tiers for charge '{charge['name']}': {problem}")
+
+
 def _subscribe(rate_plan_specs: list, currency: str, contract_date: dt.date) -> tuple[list[dict], Decimal, Decimal]:
     """Validate the rate plans a subscription asks for; return (rate plans, MRR, one-time total)."""
     if not rate_plan_specs:
@@ -113,6 +170,7 @@ def _subscribe(rate_plan_specs: list, currency: str, contract_date: dt.date) -> 
                 raise Reject(40, f"Invalid productRatePlanChargeId {charge_id} for rate plan {plan_id}")
         charges = []
         for charge in plan.charges:
+            _check_tiers(charge, overrides.get(charge["id"]))
             pricing = _price_for(charge, currency)
             if pricing is None:
                 raise Reject(30, f"Charge '{charge['name']}' of rate plan '{plan.name}' has no price in {currency}")

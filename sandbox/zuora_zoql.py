@@ -17,7 +17,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from sandbox.common import json_body
-from sandbox.models import ZAccount, ZSubscription
+from sandbox.models import ZAccount, ZSubscription, ZUnitOfMeasure
 from sandbox.zuora import failure, zuora_view
 
 PAGE = 2000
@@ -97,7 +97,21 @@ def _rate_plan_charges() -> list[dict[str, Any]]:
     return rows
 
 
+def _units_of_measure() -> list[dict[str, Any]]:
+    return [
+        {
+            "Id": f"uom{u.id:029}",
+            "UomName": u.name,
+            "DecimalPlaces": u.decimal_places,
+            "RoundingMode": u.rounding_mode,
+            "Active": u.active,
+        }
+        for u in ZUnitOfMeasure.objects.all()
+    ]
+
+
 OBJECTS = {
+    "unitofmeasure": _units_of_measure,
     "account": _accounts,
     "subscription": _subscriptions,
     "rateplan": _rate_plans,
