@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.db.models import Count, IntegerField, Q, Value
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
@@ -18,9 +19,19 @@ from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from catalog.hooks import contributions
-from catalog.models import MappedRatePlan, PlanMapping, Product, ProductRatePlan, ProductRatePlanCharge, today
+from catalog.models import (
+    MappedRatePlan,
+    PlanMapping,
+    Product,
+    ProductRatePlan,
+    ProductRatePlanCharge,
+    UnitOfMeasure,
+    convert_for_plan,
+    today,
+)
 from catalog.planmap import MAX_CSV_BYTES, check_rate_plan, export_csv, import_csv
 from catalog.sellable import status_label
+from catalog.tiers import TierError, describe, parse
 
 
 def deals_billed():
@@ -213,6 +224,9 @@ def one_time_only(plan: ProductRatePlan) -> bool:
 
 
 class MappedRatePlanFormSet(BaseInlineFormSet):
+    preview = False  # "Preview tiers" pressed: show both forms of the tiers, save nothing
+    tier_previews: list[str] = []
+
     def clean(self):
         super().clean()
         currency = self.instance.currency
@@ -235,6 +249,26 @@ class MappedRatePlanFormSet(BaseInlineFormSet):
             if check.errors:
                 raise ValidationError(check.errors)
             self.warnings += check.warnings
+        self.tier_previews = []
+        for data in plans:  # (the tiers themselves were checked by each row's own validation)
+            if data.get("product_rate_plan") is not None and (data.get("tiers") or "").strip():
+                try:
+                    charge, tiers = convert_for_plan(
+                        data["product_rate_plan"], data["tiers"], self.instance.tier_policy
+                    )
+                except TierError:
+                    continue
+                self.tier_previews.append(
+                    f"{data['product_rate_plan']} — charge '{charge.name}' ({charge.uom}): as negotiated "
+                    f"{'; '.join(f'{t.bounds()}: {t.price}' for t in parse(data['tiers']))} → in Zuora "
+                    f"{describe(tiers)}"
+                )
+        if self.preview:
+            if not self.tier_previews:
+                raise ValidationError("Preview: no rate plan of this mapping has tiers to convert.")
+            raise ValidationError(
+                ["Preview only — nothing was saved. Press Save to keep these tiers:", *self.tier_previews]
+            )
 
 
 class MappedRatePlanInline(admin.TabularInline):
@@ -242,12 +276,39 @@ class MappedRatePlanInline(admin.TabularInline):
     formset = MappedRatePlanFormSet
     extra = 1
     autocomplete_fields = ["product_rate_plan"]
+    fields = ["product_rate_plan", "quantity", "price", "tiers", "in_zuora"]
+    readonly_fields = ["in_zuora"]
+    formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 36})}}
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.preview = request.method == "POST" and "_preview_tiers" in request.POST  # type: ignore[attr-defined]
+        return formset
+
+    @admin.display(description="tiers in Zuora (as saved)")
+    def in_zuora(self, obj: MappedRatePlan) -> str:
+        if obj.pk is None or not obj.tiers.strip():
+            return "—"
+        try:
+            converted = obj.zuora_tiers(obj.mapping.tier_policy)
+        except TierError as exc:  # the catalog changed since it was saved
+            return f"cannot be billed: {exc}"
+        return describe(converted[1]) if converted else "—"
+
+
+@admin.register(UnitOfMeasure)
+class UnitOfMeasureAdmin(ReadOnlyMirror):
+    """Mirrored with the catalog (Zuora's settings are where units change); decimal places convert tiers."""
+
+    list_display = ["name", "decimal_places", "rounding_mode", "active", "removed_at", "synced_at"]
+    search_fields = ["name"]
 
 
 class ImportForm(forms.Form):
     file = forms.FileField(
         help_text="CSV: kommo_value,product_rate_plan_id[,currency,label,kind,quantity,price,term_months,auto_renew,"
-        "evergreen,renewal_term_months,payment_term,active]; several rate plans of one mapping separated by ';'"
+        "evergreen,renewal_term_months,payment_term,active,tier_policy,tiers]; several rate plans of one mapping "
+        "separated by ';'; tiers (the CRM's form) apply to the one rate plan with a tiered charge, 'none' clears them"
     )
 
 
@@ -299,6 +360,8 @@ class PlanMappingAdmin(SimpleHistoryAdmin):
         super().save_formset(request, form, formset, change)
         for warning in getattr(formset, "warnings", []):
             messages.warning(request, warning)
+        for preview in getattr(formset, "tier_previews", []):
+            messages.info(request, f"Tiers saved: {preview}")
 
     # --- CSV import (with a preview) and export --------------------------------------------------
     def get_urls(self):

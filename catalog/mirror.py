@@ -15,7 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from catalog.models import Mirrored, Product, ProductRatePlan, ProductRatePlanCharge
+from catalog.models import Mirrored, Product, ProductRatePlan, ProductRatePlanCharge, UnitOfMeasure
 
 BATCH = 500
 
@@ -82,11 +82,41 @@ def _upsert(
     return existing
 
 
+def apply_units(units: list[dict], now: dt.datetime) -> dict[str, int]:
+    """Zuora's units of measure (ZOQL rows: UomName, DecimalPlaces, RoundingMode, Active), keyed by name."""
+    seen, created, updated = set(), 0, 0
+    for row in units:
+        name = str(row.get("UomName") or "").strip()[:50]
+        try:
+            places = int(str(row.get("DecimalPlaces")))
+        except (TypeError, ValueError):
+            raise CatalogError(f"unit of measure {name!r}: DecimalPlaces {row.get('DecimalPlaces')!r}") from None
+        if not name or not 0 <= places <= 9:
+            raise CatalogError(f"unit of measure {name!r}: DecimalPlaces must be 0 to 9, got {places}")
+        seen.add(name)
+        _, made = UnitOfMeasure.objects.update_or_create(
+            name=name,
+            defaults={
+                "decimal_places": places,
+                "rounding_mode": str(row.get("RoundingMode") or "")[:10],
+                "active": row.get("Active") not in (False, "false", "False"),
+                "removed_at": None,
+                "synced_at": now,
+            },
+        )
+        created, updated = created + made, updated + (not made)
+    removed = UnitOfMeasure.objects.filter(removed_at__isnull=True).exclude(name__in=seen).update(removed_at=now)
+    return {"created": created, "updated": updated, "removed": removed}
+
+
 @transaction.atomic
-def apply_catalog(products: list[dict]) -> dict[str, dict[str, int]]:
-    """Mirror a complete catalog read. Returns counts per model: created, updated, removed."""
+def apply_catalog(products: list[dict], units: list[dict] | None = None) -> dict[str, dict[str, int]]:
+    """Mirror a complete catalog read (and, when read, the units of measure). Returns counts per model:
+    created, updated, removed."""
     now = timezone.now()
     counts: dict[str, dict[str, int]] = {}
+    if units is not None:
+        counts["UnitOfMeasure"] = apply_units(units, now)
     product_rows, plan_rows, charge_rows = {}, {}, {}
     plan_product, charge_plan = {}, {}
     for product in products:

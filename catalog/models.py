@@ -12,7 +12,11 @@ from django.db import models
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
+from catalog.tiers import LOWER_UPPER, TierError, parse, to_zuora
+from catalog.tiers import POLICIES as TIER_POLICIES
 from zkbridge.business_time import business_today
+
+TIERED_MODELS = ("Tiered", "Volume")
 
 
 class MirroredQuerySet(models.QuerySet):
@@ -96,6 +100,34 @@ class ProductRatePlanCharge(Mirrored):
         return next((p for p in self.pricing if p.get("currency") == currency), None)
 
 
+class UnitOfMeasure(models.Model):
+    """A Zuora unit of measure (ZOQL object UnitOfMeasure), mirrored with the catalog: how finely its
+    quantities — and so tier bounds — are counted."""
+
+    name = models.CharField(max_length=50, unique=True)
+    decimal_places = models.PositiveSmallIntegerField(help_text="0: whole units; 2: hundredths")
+    rounding_mode = models.CharField(max_length=10, blank=True)
+    active = models.BooleanField(default=True)
+    removed_at = models.DateTimeField(null=True, blank=True, help_text="Zuora no longer lists it")
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "unit of measure"
+        verbose_name_plural = "units of measure"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.decimal_places} decimal places)"
+
+
+def uom_decimal_places(uom: str) -> int | None:
+    """The unit's decimal places: the mirrored unit, else ZKBRIDGE_UOM_DECIMAL_PLACES, else None (unknown)."""
+    unit = UnitOfMeasure.objects.filter(name=uom, removed_at__isnull=True).first()
+    if unit is not None:
+        return unit.decimal_places
+    return settings.ZKBRIDGE_UOM_DECIMAL_PLACES.get(uom)
+
+
 class CatalogSyncRun(models.Model):
     """One run of sync_catalog: counts for the admin, and the error when Zuora failed half-way."""
 
@@ -167,6 +199,13 @@ class PlanMapping(models.Model):
         choices=CHANGE_TIMINGS,
         help_text="When a deal moving down to this plan changes in Zuora; empty: ZKBRIDGE_DOWNGRADE_TIMING",
     )
+    tier_policy = models.CharField(
+        max_length=20,
+        choices=TIER_POLICIES,
+        default=LOWER_UPPER,
+        help_text="How negotiated tiers (written with an exclusive upper bound, as CRMs do) become Zuora's "
+        "inclusive tiers",
+    )
     active = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
     history = HistoricalRecords()
@@ -215,6 +254,11 @@ class MappedRatePlan(models.Model):
         validators=[MinValueValidator(Decimal("0"))],
         help_text="Overrides the list price (per unit, or the flat fee)",
     )
+    tiers = models.TextField(
+        blank=True,
+        help_text="Negotiated tiers of the plan's tiered charge as the CRM writes them (upper bound exclusive), "
+        "e.g. 0-185:0.10;185-999:0.08;999+:0.05",
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -222,6 +266,49 @@ class MappedRatePlan(models.Model):
 
     def __str__(self) -> str:
         return str(self.product_rate_plan)
+
+    def clean(self) -> None:
+        if not self.tiers.strip() or self.product_rate_plan_id is None:
+            return
+        try:
+            policy = self.mapping.tier_policy  # the admin's inline: the mapping being saved, perhaps not yet stored
+        except PlanMapping.DoesNotExist:
+            policy = LOWER_UPPER
+        try:
+            self.zuora_tiers(policy)
+        except TierError as exc:
+            raise ValidationError({"tiers": str(exc)}) from None
+
+    def zuora_tiers(self, policy: str) -> tuple[ProductRatePlanCharge, list[dict]] | None:
+        """The tiered charge and its tiers as Zuora takes them; TierError says why they cannot be."""
+        if not self.tiers.strip():
+            return None
+        return convert_for_plan(self.product_rate_plan, self.tiers, policy)
+
+
+def has_tiered_charge(plan: ProductRatePlan) -> bool:
+    return any(c.removed_at is None and c.charge_model in TIERED_MODELS for c in plan.charges.all())
+
+
+def tiered_charge(plan: ProductRatePlan) -> ProductRatePlanCharge:
+    """The one charge of `plan` that negotiated tiers apply to (Tiered or Volume); TierError otherwise."""
+    charges = [c for c in plan.charges.all() if c.removed_at is None and c.charge_model in TIERED_MODELS]
+    if len(charges) != 1:
+        found = ", ".join(f"'{c.name}'" for c in charges) or "none"
+        raise TierError(f"the plan '{plan}' must have exactly one Tiered or Volume charge for tiers (it has {found})")
+    return charges[0]
+
+
+def convert_for_plan(plan: ProductRatePlan, text: str, policy: str) -> tuple[ProductRatePlanCharge, list[dict]]:
+    """CRM tiers for `plan`'s tiered charge, converted at its unit of measure's precision."""
+    charge = tiered_charge(plan)
+    places = uom_decimal_places(charge.uom)
+    if places is None:
+        raise TierError(
+            f"the decimal places of the unit '{charge.uom}' (charge '{charge.name}') are not known: sync the "
+            "catalog, or name them in ZKBRIDGE_UOM_DECIMAL_PLACES"
+        )
+    return charge, to_zuora(parse(text), places, policy, charge.uom)
 
 
 def today() -> dt.date:

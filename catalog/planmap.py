@@ -12,8 +12,18 @@ from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
 
-from catalog.models import MappedRatePlan, PlanMapping, ProductRatePlan, normalize, today
+from catalog.models import (
+    MappedRatePlan,
+    PlanMapping,
+    ProductRatePlan,
+    convert_for_plan,
+    has_tiered_charge,
+    normalize,
+    today,
+)
 from catalog.sellable import sellable_on
+from catalog.tiers import LOWER_UPPER, TierError
+from catalog.tiers import POLICIES as TIER_POLICIES
 
 MAX_CSV_BYTES = 2 * 1024 * 1024
 REQUIRED_COLUMNS = ["kommo_value", "product_rate_plan_id"]
@@ -70,6 +80,7 @@ def find_mapping(kind: str, value: str, currency: str) -> Lookup:
 # its quantities and prices aligned the same way ("10;" = 10 on the first plan, none on the second).
 # Columns besides the two required ones left empty keep what the mapping has (defaults for a new one).
 PLAN_SEPARATOR = ";"
+NO_TIERS = "none"  # the tiers cell that removes a mapping's negotiated tiers (empty keeps them)
 BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 MAPPING_COLUMNS = [
     "currency",
@@ -83,6 +94,8 @@ MAPPING_COLUMNS = [
     "renewal_term_months",
     "payment_term",
     "active",
+    "tier_policy",
+    "tiers",
 ]
 OPTIONAL_COLUMNS = MAPPING_COLUMNS
 EXPORT_COLUMNS = REQUIRED_COLUMNS + MAPPING_COLUMNS
@@ -104,6 +117,8 @@ class CsvRow:
     items: tuple[PlanItem, ...]
     # Mapping fields the line sets (absent: left as they are).
     fields: dict
+    # Negotiated tiers (the CRM's form) of the line's one rate plan with a tiered charge; empty: none.
+    tiers: str = ""
 
 
 @dataclass
@@ -206,7 +221,12 @@ def _read_row(line: int, row: dict[str, str], default_currency: str, problems: l
     for name in ("auto_renew", "evergreen", "active"):
         if (flag := _boolean(row.get(name) or "", name, problems)) is not None:
             fields[name] = flag
-    return CsvRow(line, kind, value, currency, _plan_items(row, problems), fields)
+    policy = (row.get("tier_policy") or "").lower()
+    if policy and policy not in dict(TIER_POLICIES):
+        problems.append(f"tier_policy {row['tier_policy']!r} must be one of {', '.join(dict(TIER_POLICIES))}")
+    elif policy:
+        fields["tier_policy"] = policy
+    return CsvRow(line, kind, value, currency, _plan_items(row, problems), fields, row.get("tiers") or "")
 
 
 def _read_lines(text: str, default_currency: str, result: ImportResult) -> list[CsvRow]:
@@ -304,6 +324,8 @@ def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> Imp
             else:
                 result.errors += [f"line {row.line}: {e}" for e in check.errors]
             result.warnings += [f"line {row.line}: {w}" for w in check.warnings]
+        if row.tiers and row.tiers.lower() != NO_TIERS:
+            _check_tiers(row, [plans[i.plan_id] for i in row.items if i.plan_id in plans], mapping, result)
     if result.errors:
         result.errors.sort(key=line_number)
         return result
@@ -320,6 +342,21 @@ def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> Imp
     return result
 
 
+def _check_tiers(row: CsvRow, chosen: list[ProductRatePlan], mapping: PlanMapping | None, result) -> None:
+    policy = row.fields.get("tier_policy") or (mapping.tier_policy if mapping else LOWER_UPPER)
+    tiered = [p for p in chosen if has_tiered_charge(p)]
+    if len(tiered) != 1:
+        result.errors.append(
+            f"line {row.line}: tiers need exactly one rate plan with a Tiered or Volume charge; the line has "
+            f"{len(tiered)}"
+        )
+        return
+    try:
+        convert_for_plan(tiered[0], row.tiers, policy)
+    except TierError as exc:
+        result.errors.append(f"line {row.line}: tiers: {exc}")
+
+
 def _save(row: CsvRow, plans: dict[str, ProductRatePlan]) -> None:
     mapping, _ = PlanMapping.objects.update_or_create(
         kind=row.kind,
@@ -330,9 +367,11 @@ def _save(row: CsvRow, plans: dict[str, ProductRatePlan]) -> None:
     chosen = [plans[item.plan_id] for item in row.items]
     mapping.mapped_plans.exclude(product_rate_plan__in=chosen).delete()
     for item, plan in zip(row.items, chosen, strict=True):
-        MappedRatePlan.objects.update_or_create(
-            mapping=mapping, product_rate_plan=plan, defaults={"quantity": item.quantity, "price": item.price}
-        )
+        defaults: dict = {"quantity": item.quantity, "price": item.price}
+        if row.tiers:  # empty keeps what the rate plan row has; "none" clears it
+            keep = has_tiered_charge(plan) and row.tiers.lower() != NO_TIERS
+            defaults["tiers"] = row.tiers if keep else ""
+        MappedRatePlan.objects.update_or_create(mapping=mapping, product_rate_plan=plan, defaults=defaults)
 
 
 def _number(value: Decimal | None) -> str:
@@ -369,6 +408,8 @@ def export_csv() -> str:
                 m.renewal_term_months,
                 m.payment_term,
                 flag[m.active],
+                m.tier_policy,
+                next((i.tiers for i in items if i.tiers), ""),
             ]
         )
     return out.getvalue()

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from catalog.mirror import CatalogError, apply_catalog
 from catalog.models import CatalogSyncRun
-from sync.clients.errors import ApiError
+from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundError
 from sync.clients.zuora import ZuoraClient
 from sync.models import SyncRecord
 
@@ -21,13 +21,14 @@ log = logging.getLogger("zkbridge.catalog")
 def sync_catalog(page_size: int = 40, progress: Callable[[int, int], None] | None = None) -> CatalogSyncRun:
     run = CatalogSyncRun.objects.create()
     products: list[dict] = []
+    zuora = ZuoraClient.from_settings()
     try:
-        for page in ZuoraClient.from_settings().catalog_pages(page_size=page_size):
+        for page in zuora.catalog_pages(page_size=page_size):
             products.extend(page)
             run.pages += 1
             if progress:
                 progress(run.pages, len(products))
-        run.counts = apply_catalog(products)
+        run.counts = apply_catalog(products, read_units(zuora))
         run.ok = True
     except (ApiError, CatalogError) as exc:
         run.error = str(exc)
@@ -35,6 +36,19 @@ def sync_catalog(page_size: int = 40, progress: Callable[[int, int], None] | Non
     run.finished_at = timezone.now()
     run.save()
     return run
+
+
+UNITS_QUERY = "select Id, UomName, DecimalPlaces, RoundingMode, Active from UnitOfMeasure"
+
+
+def read_units(zuora: ZuoraClient) -> list[dict] | None:
+    """Zuora's units of measure (their decimal places convert negotiated tiers). A tenant whose API user may
+    not query them keeps the units mirrored before, and ZKBRIDGE_UOM_DECIMAL_PLACES fills the gaps."""
+    try:
+        return list(zuora.zoql(UNITS_QUERY))
+    except (BusinessError, NotFoundError, AuthError) as exc:  # refused, not failed: a transient error fails the run
+        log.warning("catalog sync: units of measure not read (%s); keeping the mirrored ones", exc)
+        return None
 
 
 def start_in_background(requested_by: str) -> None:

@@ -17,6 +17,7 @@ VIEW = [
     "catalog.view_catalogsyncrun",
     "catalog.view_planmapping",
     "catalog.view_mappedrateplan",
+    "catalog.view_unitofmeasure",  # decimal places that convert negotiated tiers
     "sync.view_syncrecord",
     "sync.view_apicall",
     "sync.view_webhookevent",

@@ -7,8 +7,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from catalog.models import Product, ProductRatePlan, ProductRatePlanCharge
-from sandbox.models import ZProduct, ZRatePlan
+from catalog.models import Product, ProductRatePlan, ProductRatePlanCharge, UnitOfMeasure, uom_decimal_places
+from sandbox.models import ZProduct, ZRatePlan, ZUnitOfMeasure
 
 
 def test_catalog_is_mirrored_with_dates_tiers_and_currencies(emulators, capsys):
@@ -20,6 +20,27 @@ def test_catalog_is_mirrored_with_dates_tiers_and_currencies(emulators, capsys):
     usage = ProductRatePlanCharge.objects.get(name="API calls")
     assert usage.charge_model == "Tiered" and usage.uom == "API call"
     assert [t["endingUnit"] for t in usage.price_in("USD")["tiers"]] == [10000, 100000, None]
+
+
+def test_units_of_measure_are_mirrored_with_their_decimal_places(emulators):
+    call_command("sync_catalog", verbosity=0)
+    assert dict(UnitOfMeasure.objects.values_list("name", "decimal_places")) == {"Seat": 0, "API call": 0, "GB": 2}
+    ZUnitOfMeasure.objects.filter(name="GB").update(decimal_places=3)
+    ZUnitOfMeasure.objects.filter(name="Seat").delete()
+    call_command("sync_catalog", verbosity=0)
+    assert UnitOfMeasure.objects.get(name="GB").decimal_places == 3
+    assert UnitOfMeasure.objects.get(name="Seat").removed_at is not None
+    assert uom_decimal_places("Seat") is None  # Zuora no longer has it: not guessed
+
+
+def test_an_api_user_that_may_not_read_units_keeps_the_mirrored_ones(emulators, settings):
+    call_command("sync_catalog", verbosity=0)
+    emulators.fault("zuora", "success_false", "/v1/action/query", reason_code=50000040, reason_message="no access")
+    ZUnitOfMeasure.objects.filter(name="GB").update(decimal_places=4)
+    call_command("sync_catalog", verbosity=0)  # the catalog itself is mirrored; the units stay as they were
+    assert UnitOfMeasure.objects.get(name="GB").decimal_places == 2
+    settings.ZKBRIDGE_UOM_DECIMAL_PLACES = {"Liter": 3}
+    assert uom_decimal_places("Liter") == 3 and uom_decimal_places("GB") == 2  # the mirrored unit wins
 
 
 def test_a_second_run_updates_and_marks_what_disappeared(emulators, capsys):

@@ -9,6 +9,7 @@ from catalog.models import MappedRatePlan, PlanMapping, ProductRatePlan
 from sandbox.demo import zuora_id
 
 GROWTH, STARTER, RETIRED, SCALE = (zuora_id(n) for n in ("Growth", "Starter", "Growth (2024)", "Scale (retiring)"))
+TIERED = zuora_id("API calls (tiered)")
 
 
 @pytest.fixture
@@ -37,6 +38,23 @@ def test_a_good_file_upserts(mirrored, tmp_path, capsys):
     assert PlanMapping.objects.get(normalized_value="growth").mapped_plans.get().product_rate_plan.zuora_id == STARTER
 
 
+def test_negotiated_tiers_import_export_and_clear(mirrored, tmp_path, capsys):
+    from catalog.planmap import export_csv
+
+    run(
+        tmp_path,
+        f"kommo_value,product_rate_plan_id,tier_policy,tiers\nAPI Pro,{TIERED},raise_lower,0-185:0.10;185+:0.08\n",
+        capsys,
+    )
+    mapped = MappedRatePlan.objects.get()
+    assert mapped.tiers == "0-185:0.10;185+:0.08" and mapped.mapping.tier_policy == "raise_lower"
+    assert "raise_lower,0-185:0.10;185+:0.08" in export_csv()  # exported as imported: edit and import back
+    run(tmp_path, f"kommo_value,product_rate_plan_id,label\nAPI Pro,{TIERED},Pro\n", capsys)
+    assert MappedRatePlan.objects.get().tiers == "0-185:0.10;185+:0.08"  # an empty cell keeps them
+    run(tmp_path, f"kommo_value,product_rate_plan_id,tiers\nAPI Pro,{TIERED},none\n", capsys)
+    assert MappedRatePlan.objects.get().tiers == ""
+
+
 def test_a_plan_retiring_soon_imports_with_a_warning(mirrored, tmp_path, capsys):
     _, err = run(tmp_path, f"kommo_value,product_rate_plan_id\nScale,{SCALE}\n", capsys)
     assert "warning" in err and "retires on" in err and PlanMapping.objects.count() == 1
@@ -55,6 +73,12 @@ def test_a_plan_retiring_soon_imports_with_a_warning(mirrored, tmp_path, capsys)
         (f"kommo_value,product_rate_plan_id,currency\nScale,{SCALE},EUR\n", ["line 2:", "no price in EUR"]),
         (f"kommo_value,plan\nGrowth,{GROWTH}\n", ["missing column(s) product_rate_plan_id", "unknown column(s) plan"]),
         (f"kommo_value,product_rate_plan_id,quantity\nGrowth,{GROWTH},lots\n", ["line 2: quantity 'lots'"]),
+        (
+            f"kommo_value,product_rate_plan_id,tiers\nAPI,{TIERED},0-10:1;20+:2\n",
+            ["line 2: tiers: tier 2 (20+): a gap"],
+        ),
+        (f"kommo_value,product_rate_plan_id,tiers\nGrowth,{GROWTH},0-10:1;10+:2\n", ["line 2: tiers need exactly one"]),
+        (f"kommo_value,product_rate_plan_id,tier_policy\nAPI,{TIERED},upward\n", ["line 2: tier_policy 'upward'"]),
         ("kommo_value,product_rate_plan_id\n", ["no mappings"]),
         ("kommo_value,product_rate_plan_id\nGrowth,,\n", ["line 2: more values than columns"]),
     ],

@@ -50,6 +50,7 @@ def mapping_form(value: str, plan_id: str, currency: str = "USD") -> dict:
         "auto_renew": "on",
         "active": "on",
         "payment_term": "",
+        "tier_policy": "lower_upper",
         "mapped_plans-TOTAL_FORMS": 1,
         "mapped_plans-INITIAL_FORMS": 0,
         "mapped_plans-MIN_NUM_FORMS": 0,
@@ -57,6 +58,7 @@ def mapping_form(value: str, plan_id: str, currency: str = "USD") -> dict:
         "mapped_plans-0-product_rate_plan": plan.id,
         "mapped_plans-0-quantity": "",
         "mapped_plans-0-price": "",
+        "mapped_plans-0-tiers": "",
     }
 
 
@@ -191,3 +193,58 @@ def test_a_change_timing_on_a_one_time_product_is_refused_with_the_reason(revops
     form = {**mapping_form("Growth", GROWTH), "downgrade_timing": "end_of_billing_period"}
     revops.post("/admin/catalog/planmapping/add/", form)
     assert PlanMapping.objects.get().downgrade_timing == "end_of_billing_period"
+
+
+TIERED = zuora_id("API calls (tiered)")
+NEGOTIATED = "0-185:0.10;185-999:0.08;999+:0.05"
+
+
+def tiered_form(tiers: str, policy: str = "lower_upper") -> dict:
+    return {**mapping_form("API Pro", TIERED), "mapped_plans-0-tiers": tiers, "tier_policy": policy}
+
+
+def test_preview_shows_the_negotiated_tiers_beside_zuoras_and_saves_nothing(revops):
+    answer = revops.post("/admin/catalog/planmapping/add/", {**tiered_form(NEGOTIATED), "_preview_tiers": "1"})
+    page = answer.content.decode()
+    assert answer.status_code == 200 and "Preview only — nothing was saved" in page
+    assert "as negotiated 0-185: 0.10; 185-999: 0.08; 999+: 0.05 → in Zuora 0–184: 0.10; 185–998: 0.08; 999+: 0.05" in (
+        page
+    )
+    assert not PlanMapping.objects.exists()
+    answer = revops.post(
+        "/admin/catalog/planmapping/add/", {**tiered_form(NEGOTIATED, "raise_lower"), "_preview_tiers": "1"}
+    )
+    assert "in Zuora 0–185: 0.10; 186–999: 0.08; 1000+: 0.05" in answer.content.decode()
+
+
+def test_saved_tiers_are_kept_as_negotiated_and_shown_in_zuoras_form(revops):
+    answer = revops.post("/admin/catalog/planmapping/add/", tiered_form(NEGOTIATED), follow=True)
+    assert answer.status_code == 200 and "Tiers saved:" in answer.content.decode()
+    mapped = MappedRatePlan.objects.get()
+    assert mapped.tiers == NEGOTIATED and mapped.mapping.tier_policy == "lower_upper"
+    page = revops.get(f"/admin/catalog/planmapping/{mapped.mapping_id}/change/").content.decode()
+    assert "0–184: 0.10; 185–998: 0.08; 999+: 0.05" in page
+
+
+@pytest.mark.parametrize(
+    "plan_id, tiers, words",
+    [
+        (TIERED, "0-185:0.10;190+:0.08", "a gap after tier 1 — units from 185 up to 190 have no price"),
+        (TIERED, "0-185:0.10;100-999:0.08;999+:0.05", "it overlaps tier 1 (0-185)"),
+        (TIERED, "0-18.5:0.10;18.5+:0.08", "the bound 18.5 is finer than the unit &#x27;API call&#x27; allows"),
+        (TIERED, "0-185:-1;185+:0.08", "the price -1 is negative"),
+        (TIERED, "lots", "no price"),
+        (STARTER, NEGOTIATED, "must have exactly one Tiered or Volume charge for tiers (it has none)"),
+    ],
+)
+def test_tiers_that_cannot_be_billed_are_refused_on_save_with_the_exact_problem(revops, plan_id, tiers, words):
+    form = {**mapping_form("API Pro", plan_id), "mapped_plans-0-tiers": tiers}
+    answer = revops.post("/admin/catalog/planmapping/add/", form)
+    assert answer.status_code == 200 and words in answer.content.decode()
+    assert not PlanMapping.objects.exists()
+
+
+def test_the_units_of_measure_are_mirrored_read_only(revops):
+    page = revops.get("/admin/catalog/unitofmeasure/").content.decode()
+    assert "API call" in page and "GB" in page
+    assert revops.get("/admin/catalog/unitofmeasure/add/").status_code == 403

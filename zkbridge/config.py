@@ -78,6 +78,17 @@ def listing(name: str, default: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def places_by_unit(name: str) -> dict[str, int]:
+    """`Seat=0, GB=2`: a unit of measure's decimal places (0–9), for units the catalog does not describe."""
+    result: dict[str, int] = {}
+    for item in listing(name, ""):
+        unit, equals, places = item.rpartition("=")
+        if not equals or not unit.strip() or not places.strip().isdigit() or int(places) > 9:
+            raise ImproperlyConfigured(f"{name}: expected unit=places pairs such as Seat=0, GB=2 (0–9), got {item!r}")
+        result[unit.strip()] = int(places)
+    return result
+
+
 def choice(name: str, default: str, options: tuple[str, ...]) -> str:
     value = raw(name)
     if value is None:

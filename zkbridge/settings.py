@@ -268,6 +268,9 @@ KOMMO_ACCOUNT_FIELD_ID = config.integer("KOMMO_ACCOUNT_FIELD_ID")
 KOMMO_SUBSCRIPTION_FIELD_ID = config.integer("KOMMO_SUBSCRIPTION_FIELD_ID")
 # Optional lead field naming the deal's currency (an addition); ZKBRIDGE_DEFAULT_CURRENCY otherwise.
 KOMMO_CURRENCY_FIELD_ID = config.integer("KOMMO_CURRENCY_FIELD_ID")
+# Optional lead field holding negotiated usage tiers in the CRM's form (0-185:0.10;185-999:0.08;999+:0.05):
+# they override the plan map's tiers for that deal.
+KOMMO_TIERS_FIELD_ID = config.integer("KOMMO_TIERS_FIELD_ID")
 
 # After Won (docs/configuration.md, "Plan changes and cancellations").
 CANCEL_POLICIES = ("EndOfCurrentTerm", "EndOfLastInvoicePeriod", "SpecificDate")
@@ -351,6 +354,9 @@ ZUORA_CALLOUT_HMAC_HEADER = config.string("ZUORA_CALLOUT_HMAC_HEADER", "X-Zuora-
 ZKBRIDGE_ACCOUNT_EVENTS_TO_COMPANY = config.boolean("ZKBRIDGE_ACCOUNT_EVENTS_TO_COMPANY", False)
 
 ZKBRIDGE_DEFAULT_CURRENCY = config.currency("ZKBRIDGE_DEFAULT_CURRENCY", "USD")
+# Decimal places of units of measure the catalog sync could not read from Zuora (Seat=0, GB=2); the
+# mirrored UnitOfMeasure wins where both name a unit.
+ZKBRIDGE_UOM_DECIMAL_PLACES = config.places_by_unit("ZKBRIDGE_UOM_DECIMAL_PLACES")
 ZKBRIDGE_TIME_ZONE = config.time_zone("ZKBRIDGE_TIME_ZONE", "UTC")
 # Bounded retries of transient failures, then "failed" (an addition to CONTRACT.md's table).
 ZKBRIDGE_MAX_ATTEMPTS = config.integer("ZKBRIDGE_MAX_ATTEMPTS", 6, minimum=1)

@@ -10,9 +10,10 @@ from typing import Any
 
 from django.conf import settings
 
-from catalog.models import PlanMapping, ProductRatePlan
+from catalog.models import PlanMapping, ProductRatePlan, convert_for_plan, has_tiered_charge
 from catalog.planmap import find_mapping
 from catalog.sellable import sellable_on
+from catalog.tiers import TierError
 from sync.flows import NeedsAttention
 from zkbridge.business_time import business_today, date_of_timestamp
 
@@ -24,6 +25,8 @@ class SaleItem:
     quantity: Decimal | None
     price: Decimal | None
     label: str
+    # Negotiated tiers of the plan's tiered charge, already in Zuora's inclusive form: (charge id, tiers).
+    tiers: tuple[str, list[dict]] | None = None
 
 
 @dataclass
@@ -122,7 +125,16 @@ def resolve_sale(lead: dict[str, Any], *, on: dt.date | None = None, check_sella
                 if kind == PlanMapping.Kind.PLAN
                 else mapping.label or plan.name,
             )
+            try:
+                converted = item.zuora_tiers(mapping.tier_policy)
+            except TierError as exc:
+                problems.append(f"'{value}' maps to tiers that cannot be billed: {exc}")
+                continue
+            if converted is not None:
+                sale_item.tiers = (converted[0].zuora_id, converted[1])
             (sale.one_time_items if is_one_time(plan) else sale.subscription_items).append(sale_item)
+    if not problems:
+        negotiated_tiers(lead, sale)
     if problems:
         raise NeedsAttention(
             "; ".join(problems),
@@ -133,10 +145,50 @@ def resolve_sale(lead: dict[str, Any], *, on: dt.date | None = None, check_sella
     return sale
 
 
+def negotiated_tiers(lead: dict[str, Any], sale: Sale) -> None:
+    """The deal's own tiers (KOMMO_TIERS_FIELD_ID, the CRM's form) replace the plan map's for the one plan of
+    the deal with a tiered charge, converted by that plan's mapping's policy."""
+    text = field_value(lead, settings.KOMMO_TIERS_FIELD_ID)
+    if not text:
+        return
+    tiered = [i for i in sale.subscription_items if has_tiered_charge(i.rate_plan)]
+    if len(tiered) != 1:
+        names = ", ".join(f"'{i.rate_plan}'" for i in tiered) or "none of them has a Tiered or Volume charge"
+        raise NeedsAttention(
+            f"the deal's tiers field holds tiers ({text[:100]!r}) but they must apply to exactly one of its plans: "
+            f"{names}",
+            task="Clear the tiers field, or sell one plan with tiered usage on this deal.",
+        )
+    item = tiered[0]
+    try:
+        charge, tiers = convert_for_plan(item.rate_plan, text, item.mapping.tier_policy)
+    except TierError as exc:
+        raise NeedsAttention(
+            f"the deal's tiers field cannot be billed: {exc}",
+            task=f"Correct the tiers on this deal ({exc}); write them as 0-185:0.10;185-999:0.08;999+:0.05.",
+        ) from None
+    item.tiers = (charge.zuora_id, tiers)
+
+
+TIER_KEYS = {
+    ("Usage", "Tiered"): "usageTiered",
+    ("Usage", "Volume"): "usageVolume",
+    ("Recurring", "Tiered"): "recurringTiered",
+    ("Recurring", "Volume"): "recurringVolume",
+}
+
+
 # --- the order Zuora receives ------------------------------------------------------------------------
 def charge_overrides(item: SaleItem) -> list[dict]:
     overrides = []
     for charge in item.rate_plan.charges.all():
+        if item.tiers is not None and charge.zuora_id == item.tiers[0]:
+            pricing_tiers: dict[str, Any] = {"tiers": item.tiers[1]}
+            if item.quantity is not None and charge.charge_type == "Recurring":
+                pricing_tiers["quantity"] = str(item.quantity)
+            key = TIER_KEYS[(charge.charge_type, charge.charge_model)]
+            overrides.append({"productRatePlanChargeId": charge.zuora_id, "pricing": {key: pricing_tiers}})
+            continue
         if charge.removed_at or (item.quantity is None and item.price is None):
             continue
         if charge.charge_type not in ("Recurring", "Usage"):

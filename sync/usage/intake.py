@@ -8,7 +8,7 @@ import codecs
 import csv
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -80,7 +80,7 @@ def rows_of(chunks: Iterable[bytes], content_type: str) -> Iterator[Any]:
     return _json_rows(iter(chunks))
 
 
-def _text(chunks: Iterator[bytes], refusal: str) -> Iterator[str]:
+def _text(chunks: Iterator[bytes], refusal: str) -> Generator[str, None, None]:
     """The chunks decoded as UTF-8 (a leading BOM dropped; a character split across two chunks kept whole)."""
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
     try:
