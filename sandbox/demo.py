@@ -27,6 +27,7 @@ from sandbox.models import (
     RequestLog,
     Setting,
     ZAccount,
+    ZEntity,
     ZIdempotency,
     ZOrder,
     ZProduct,
@@ -399,6 +400,7 @@ def reset() -> None:
         ZRatePlan,
         ZProduct,
         ZUnitOfMeasure,
+        ZEntity,
         KToken,
         KAuthCode,
         KNote,
@@ -410,6 +412,52 @@ def reset() -> None:
         KWebhook,
     ):
         model.objects.all().delete()
+
+
+ENTITIES = {
+    # entity id: (name, its own OAuth client, currencies, a product only it sells)
+    "ent-us-0000000000000000000000000001": ("zkbridge Inc. (US)", "zkbridge-us", ["USD"], "US Platform"),
+    "ent-eu-0000000000000000000000000002": ("zkbridge GmbH (EU)", "zkbridge-eu", ["EUR"], "EU Platform"),
+}
+
+
+def seed_entities() -> list[ZEntity]:
+    """Make the emulated tenant multi-entity: two entities with their own OAuth clients (secret: the client
+    id + "-secret"), currencies, units of measure and a catalog of one product each. The demo's catalog and
+    customers (made before) belong to no entity: a request in an entity does not see them."""
+    made = []
+    for entity_id, (name, client, currencies, product_name) in ENTITIES.items():
+        entity, _ = ZEntity.objects.update_or_create(
+            entity_id=entity_id,
+            defaults={"name": name, "client_id": client, "client_secret": f"{client}-secret", "currencies": currencies},
+        )
+        ZUnitOfMeasure.objects.update_or_create(entity=entity, name="Seat", defaults={"decimal_places": 0})
+        product, _ = ZProduct.objects.update_or_create(
+            zid=zuora_id(product_name),
+            defaults={
+                "entity": entity,
+                "sku": f"SKU-{entity_id[4:6].upper()}",
+                "name": product_name,
+                "category": "Base Products",
+                "effective_start": dt.date(2020, 1, 1),
+                "effective_end": FOREVER,
+            },
+        )
+        plan_name = f"{product_name} Standard"
+        ZRatePlan.objects.update_or_create(
+            zid=zuora_id(plan_name),
+            defaults={
+                "product": product,
+                "name": plan_name,
+                "effective_start": dt.date(2020, 1, 1),
+                "effective_end": FOREVER,
+                "charges": [
+                    _charge(f"{plan_name} fee", "Recurring", "FlatFee", {currencies[0]: "500"}),
+                ],
+            },
+        )
+        made.append(entity)
+    return made
 
 
 @transaction.atomic

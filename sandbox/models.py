@@ -6,6 +6,8 @@ Nothing here is imported by zkbridge's own code: the emulators stand in for the 
 
 from __future__ import annotations
 
+import contextvars
+
 from django.db import models
 
 
@@ -71,9 +73,55 @@ class RequestLog(models.Model):
 
 
 # --- Zuora -----------------------------------------------------------------------------------------
+# Multi-entity: a tenant with ZEntity rows has one catalog, set of customers and units per entity. A request
+# works in one entity (its token's only one, or the one its Zuora-Entity-Ids header names) and every query
+# of the scoped models below sees that entity's rows only. A tenant without entities sees everything.
+CURRENT_ENTITY: contextvars.ContextVar[ZEntity | None] = contextvars.ContextVar("zuora_entity", default=None)
+
+
+class EntityScoped(models.Manager):
+    """Rows of the request's entity (all rows outside a request, or in a tenant without entities)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def get_queryset(self):
+        entity = CURRENT_ENTITY.get()
+        rows = super().get_queryset()
+        return rows if entity is None else rows.filter(**{self.path: entity})
+
+
+class InEntity(models.Model):
+    """A row created during a request belongs to the request's entity."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if self._state.adding and getattr(self, "entity_id", None) is None and CURRENT_ENTITY.get() is not None:
+            self.entity = CURRENT_ENTITY.get()
+        super().save(*args, **kwargs)
+
+
+class ZEntity(models.Model):
+    """A legal entity of a multi-entity tenant: its own OAuth client, currencies and concurrency limit."""
+
+    entity_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=100)
+    client_id = models.CharField(max_length=100, unique=True)
+    client_secret = models.CharField(max_length=100)
+    currencies = models.JSONField(default=list)  # empty: any
+    concurrency_limit = models.PositiveIntegerField(default=40)
+
+    class Meta:
+        ordering = ["id"]
+
+
 class ZToken(models.Model):
     token = models.CharField(max_length=64, unique=True)
     expires_at = models.DateTimeField()
+    entities = models.ManyToManyField(ZEntity, blank=True)  # what the token covers (its client's entities)
 
 
 class ZIdempotency(models.Model):
@@ -86,7 +134,8 @@ class ZIdempotency(models.Model):
     created = models.DateTimeField(auto_now_add=True)
 
 
-class ZProduct(models.Model):
+class ZProduct(InEntity):
+    entity = models.ForeignKey(ZEntity, null=True, blank=True, on_delete=models.CASCADE)
     zid = models.CharField(max_length=32, unique=True)
     sku = models.CharField(max_length=100)
     name = models.CharField(max_length=200)
@@ -94,6 +143,7 @@ class ZProduct(models.Model):
     category = models.CharField(max_length=100, blank=True)
     effective_start = models.DateField()
     effective_end = models.DateField()
+    objects = EntityScoped("entity")
 
     class Meta:
         ordering = ["id"]
@@ -109,24 +159,29 @@ class ZRatePlan(models.Model):
     # Charges as Zuora's catalog answers them: [{id, name, type, model, uom, billingPeriod,
     # defaultQuantity, pricing: [{currency, price, tiers: [...]}]}]
     charges = models.JSONField(default=list)
+    objects = EntityScoped("product__entity")
 
     class Meta:
         ordering = ["id"]
 
 
-class ZUnitOfMeasure(models.Model):
+class ZUnitOfMeasure(InEntity):
     """Settings › Units of measure: how many decimal places quantities and tier bounds of the unit take."""
 
-    name = models.CharField(max_length=50, unique=True)
+    entity = models.ForeignKey(ZEntity, null=True, blank=True, on_delete=models.CASCADE)
+    name = models.CharField(max_length=50)
     decimal_places = models.PositiveSmallIntegerField(default=0)
     rounding_mode = models.CharField(max_length=10, default="Up")
     active = models.BooleanField(default=True)
+    objects = EntityScoped("entity")
 
     class Meta:
         ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["entity", "name"], name="zuom_name_per_entity")]
 
 
-class ZAccount(models.Model):
+class ZAccount(InEntity):
+    entity = models.ForeignKey(ZEntity, null=True, blank=True, on_delete=models.CASCADE)
     account_number = models.CharField(max_length=30, unique=True, null=True)
     name = models.CharField(max_length=255)
     currency = models.CharField(max_length=3)
@@ -140,6 +195,7 @@ class ZAccount(models.Model):
     # Which notifications the account's contacts get (Zuora's communicationProfileId).
     communication_profile_id = models.CharField(max_length=40, default="CP-STANDARD")
     created = models.DateTimeField(auto_now_add=True)
+    objects = EntityScoped("entity")
 
 
 class ZSubscription(models.Model):
@@ -169,12 +225,14 @@ class ZSubscription(models.Model):
     rate_plans = models.JSONField(default=list)
     order_number = models.CharField(max_length=30)  # the order that made this version
     created = models.DateTimeField(auto_now_add=True)
+    objects = EntityScoped("account__entity")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["subscription_number", "version"], name="zsub_version")]
 
 
-class ZOrder(models.Model):
+class ZOrder(InEntity):
+    entity = models.ForeignKey(ZEntity, null=True, blank=True, on_delete=models.CASCADE)
     order_number = models.CharField(max_length=30, unique=True, null=True)
     account_number = models.CharField(max_length=30)
     order_date = models.DateField()
@@ -191,9 +249,11 @@ class ZOrder(models.Model):
     # The account's communication profile when the order ran: notifications went out unless it was silent.
     communication_profile_id = models.CharField(max_length=40, blank=True)
     created = models.DateTimeField(auto_now_add=True)
+    objects = EntityScoped("entity")
 
 
-class ZUsageImport(models.Model):
+class ZUsageImport(InEntity):
+    entity = models.ForeignKey(ZEntity, null=True, blank=True, on_delete=models.CASCADE)
     file_name = models.CharField(max_length=50)
     size = models.PositiveIntegerField()
     status = models.CharField(max_length=20, default="Pending")
@@ -201,6 +261,7 @@ class ZUsageImport(models.Model):
     error = models.TextField(blank=True)
     polls = models.PositiveIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
+    objects = EntityScoped("entity")
 
 
 class ZUsage(models.Model):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+from functools import wraps
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -19,7 +20,9 @@ from django.utils import timezone
 
 from sandbox.common import emulated, get_setting, process, sleep_then
 from sandbox.models import (
+    CURRENT_ENTITY,
     Fault,
+    ZEntity,
     ZIdempotency,
     ZProduct,
     ZRatePlan,
@@ -71,17 +74,53 @@ def _fault_response(fault: Fault, request: HttpRequest) -> HttpResponse | None:
 
 
 def _authenticate(request: HttpRequest) -> HttpResponse | None:
+    request.zuora_entity = None  # type: ignore[attr-defined]
     if request.path == f"{PREFIX}/oauth/token":
         return None
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.lower().startswith("bearer ") else ""
-    if not token or not ZToken.objects.filter(token=token, expires_at__gt=timezone.now()).exists():
+    found = ZToken.objects.filter(token=token, expires_at__gt=timezone.now()).first() if token else None
+    if found is None:
         return failure(90000011, "Authentication error", status=401)
+    return _choose_entity(request, found)
+
+
+def _choose_entity(request: HttpRequest, token: ZToken) -> HttpResponse | None:
+    """A multi-entity tenant: the request works in its token's one entity, or in the entity its
+    Zuora-Entity-Ids header names (required when the token covers several); never in one it does not cover."""
+    covered = list(token.entities.all())
+    named = request.headers.get("Zuora-Entity-Ids", "").strip()
+    if not covered:  # a tenant without entities (or a token from before they existed)
+        if named and ZEntity.objects.exists():
+            return failure(90000011, f"The token does not cover entity {named}", status=401)
+        return None
+    if not named:
+        if len(covered) > 1:
+            return failure(
+                90000020, "This token covers several entities: the Zuora-Entity-Ids header is required", status=400
+            )
+        request.zuora_entity = covered[0]  # type: ignore[attr-defined]
+        return None
+    if "," in named:
+        return failure(90000020, "Zuora-Entity-Ids must name one entity for this call", status=400)
+    entity = next((e for e in covered if e.entity_id == named), None)
+    if entity is None:
+        return failure(90000011, f"The token does not cover entity {named}", status=401)
+    request.zuora_entity = entity  # type: ignore[attr-defined]
     return None
 
 
 def zuora_view(view):
-    return emulated("zuora", PREFIX, _fault_response, _authenticate)(view)
+    @wraps(view)
+    def in_entity(request: HttpRequest, *args, **kwargs):
+        scope = CURRENT_ENTITY.set(getattr(request, "zuora_entity", None))
+        try:
+            return view(request, *args, **kwargs)
+        finally:
+            CURRENT_ENTITY.reset(scope)
+
+    in_entity.manages_transactions = getattr(view, "manages_transactions", False)  # type: ignore[attr-defined]
+    return emulated("zuora", PREFIX, _fault_response, _authenticate)(in_entity)
 
 
 def idempotent(view):
@@ -96,6 +135,9 @@ def idempotent(view):
             return process(view, request, *args, **kwargs)
         if len(key) > 255:
             return failure(90000020, "Idempotency-Key must be at most 255 characters", status=400)
+        entity = CURRENT_ENTITY.get()
+        if entity is not None:  # each entity keeps its own keys
+            key = f"{entity.entity_id}/{key}"[:255]
         cutoff = timezone.now() - dt.timedelta(hours=24)
         ZIdempotency.objects.filter(key=key, created__lt=cutoff).delete()
         try:
@@ -136,10 +178,15 @@ def oauth_token(request: HttpRequest) -> HttpResponse:
     if request.POST.get("grant_type") != "client_credentials":
         return JsonResponse({"error": "unsupported_grant_type"}, status=400)
     clients = get_setting("zuora_clients")
-    if not client_id or not secrets.compare_digest(clients.get(client_id, "\0"), client_secret):
+    own = ZEntity.objects.filter(client_id=client_id).first() if client_id else None
+    if own is not None:  # an entity's own OAuth client: its tokens cover that entity only
+        if not secrets.compare_digest(own.client_secret, client_secret):
+            return JsonResponse({"error": "invalid_client", "error_description": "Bad credentials"}, status=401)
+    elif not client_id or not secrets.compare_digest(clients.get(client_id, "\0"), client_secret):
         return JsonResponse({"error": "invalid_client", "error_description": "Bad credentials"}, status=401)
     token = secrets.token_hex(16)
-    ZToken.objects.create(token=token, expires_at=timezone.now() + dt.timedelta(seconds=3599))
+    made = ZToken.objects.create(token=token, expires_at=timezone.now() + dt.timedelta(seconds=3599))
+    made.entities.set([own] if own is not None else ZEntity.objects.all())  # the tenant's client: every entity
     return JsonResponse(
         {
             "access_token": token,

@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from sandbox import zuora_subscriptions
 from sandbox.common import json_body
 from sandbox.models import (
+    CURRENT_ENTITY,
     ZAccount,
     ZOrder,
     ZRatePlan,
@@ -251,6 +252,11 @@ def _plan_order(body: Any) -> dict[str, Any]:
         currency = str(new["currency"]).upper()
         if not re.fullmatch(r"[A-Z]{3}", currency):
             raise Reject(20, f"'newAccount.currency' value '{new['currency']}' is invalid")
+        entity = CURRENT_ENTITY.get()
+        if entity is not None and entity.currencies and currency not in entity.currencies:
+            raise Reject(
+                20, f"Currency {currency} is not enabled in entity {entity.name} ({', '.join(entity.currencies)})"
+            )
         _validate_contact(new.get("billToContact"), "newAccount.billToContact")
         if new.get("soldToContact") is not None:
             _validate_contact(new.get("soldToContact"), "newAccount.soldToContact")
