@@ -12,10 +12,10 @@ import datetime as dt
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
-from catalog.models import Mirrored, Product, ProductRatePlan, ProductRatePlanCharge, UnitOfMeasure
+from catalog.models import Product, ProductRatePlan, ProductRatePlanCharge, UnitOfMeasure, ZuoraEntity
 
 BATCH = 500
 
@@ -42,7 +42,7 @@ def _decimal(value: Any) -> Decimal | None:
 
 def _differs(obj: Any, values: dict[str, Any]) -> bool:
     for key, value in values.items():
-        if isinstance(value, Mirrored):  # compare foreign keys by id: no query per row
+        if isinstance(value, models.Model):  # compare foreign keys by id: no query per row
             if getattr(obj, f"{key}_id") != value.pk:
                 return True
         elif getattr(obj, key) != value:
@@ -82,7 +82,7 @@ def _upsert(
     return existing
 
 
-def apply_units(units: list[dict], now: dt.datetime) -> dict[str, int]:
+def apply_units(units: list[dict], now: dt.datetime, entity: ZuoraEntity | None = None) -> dict[str, int]:
     """Zuora's units of measure (ZOQL rows: UomName, DecimalPlaces, RoundingMode, Active), keyed by name."""
     seen, created, updated = set(), 0, 0
     for row in units:
@@ -96,6 +96,7 @@ def apply_units(units: list[dict], now: dt.datetime) -> dict[str, int]:
         seen.add(name)
         _, made = UnitOfMeasure.objects.update_or_create(
             name=name,
+            entity=entity,
             defaults={
                 "decimal_places": places,
                 "rounding_mode": str(row.get("RoundingMode") or "")[:10],
@@ -105,24 +106,29 @@ def apply_units(units: list[dict], now: dt.datetime) -> dict[str, int]:
             },
         )
         created, updated = created + made, updated + (not made)
-    removed = UnitOfMeasure.objects.filter(removed_at__isnull=True).exclude(name__in=seen).update(removed_at=now)
+    listed = UnitOfMeasure.objects.filter(entity=entity, removed_at__isnull=True)
+    removed = listed.exclude(name__in=seen).update(removed_at=now)
     return {"created": created, "updated": updated, "removed": removed}
 
 
 @transaction.atomic
-def apply_catalog(products: list[dict], units: list[dict] | None = None) -> dict[str, dict[str, int]]:
-    """Mirror a complete catalog read (and, when read, the units of measure). Returns counts per model:
-    created, updated, removed."""
+def apply_catalog(
+    products: list[dict], units: list[dict] | None = None, entity: ZuoraEntity | None = None
+) -> dict[str, dict[str, int]]:
+    """Mirror a complete catalog read of one entity (none: a tenant without entities), and, when read, its
+    units of measure. What the entity's catalog no longer lists is marked removed; other entities' rows are
+    never touched. Returns counts per model: created, updated, removed."""
     now = timezone.now()
     counts: dict[str, dict[str, int]] = {}
     if units is not None:
-        counts["UnitOfMeasure"] = apply_units(units, now)
+        counts["UnitOfMeasure"] = apply_units(units, now, entity)
     product_rows, plan_rows, charge_rows = {}, {}, {}
     plan_product, charge_plan = {}, {}
     for product in products:
         if not isinstance(product, dict) or not product.get("id"):
             raise CatalogError(f"a product without an id: {str(product)[:100]}")
         product_rows[product["id"]] = {
+            "entity": entity,
             "name": str(product.get("name") or "")[:255],
             "sku": str(product.get("sku") or "")[:100],
             "description": product.get("description") or "",
@@ -157,7 +163,12 @@ def apply_catalog(products: list[dict], units: list[dict] | None = None) -> dict
     for zid, values in charge_rows.items():
         values["rate_plan"] = plans_by_id[charge_plan[zid]]
     _upsert(ProductRatePlanCharge, charge_rows, [*next(iter(charge_rows.values()), {})], now, counts)
-    for model, seen in ((Product, product_rows), (ProductRatePlan, plan_rows), (ProductRatePlanCharge, charge_rows)):
-        removed = model.objects.filter(removed_at__isnull=True).exclude(zuora_id__in=list(seen)).update(removed_at=now)
+    for model, seen, owner in (
+        (Product, product_rows, "entity"),
+        (ProductRatePlan, plan_rows, "product__entity"),
+        (ProductRatePlanCharge, charge_rows, "rate_plan__product__entity"),
+    ):
+        mine = model.objects.filter(removed_at__isnull=True, **{owner: entity})
+        removed = mine.exclude(zuora_id__in=list(seen)).update(removed_at=now)
         counts.setdefault(model.__name__, {"created": 0, "updated": 0})["removed"] = removed
     return counts

@@ -27,6 +27,62 @@ class MirroredQuerySet(models.QuerySet):
         return self.get(zuora_id=zuora_id)
 
 
+currency_code = RegexValidator(r"^[A-Z]{3}$", "a three-letter ISO currency code such as USD")
+
+
+class ZuoraEntity(models.Model):
+    """A legal entity of a Zuora Multi-entity tenant. With none listed, zkbridge works in one entity (the
+    tenant, or ZUORA_ENTITY_ID); with entities listed, every deal is routed to one of them (sync's routing
+    rules, else the default entity) and uses its catalog, plan map, OAuth client and concurrency cap."""
+
+    name = models.CharField(max_length=100, unique=True)
+    entity_id = models.CharField(
+        "entity id", max_length=64, unique=True, help_text="Zuora's id of the entity, sent as Zuora-Entity-Ids"
+    )
+    default_currency = models.CharField(
+        max_length=3,
+        blank=True,
+        validators=[currency_code],
+        help_text="The currency of a deal that names none; empty: ZKBRIDGE_DEFAULT_CURRENCY",
+    )
+    client_id = models.CharField(
+        "OAuth client id", max_length=100, blank=True, help_text="Its own OAuth client; empty: ZUORA_CLIENT_ID"
+    )
+    client_secret = models.CharField("OAuth client secret", max_length=200, blank=True)
+    max_concurrent_calls = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Calls at once to this entity, shared by every worker; empty: ZUORA_MAX_CONCURRENT_CALLS",
+    )
+    is_default = models.BooleanField(
+        "default entity", default=False, help_text="Bills the deals no routing rule sends elsewhere (one at most)"
+    )
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "Zuora entity"
+        verbose_name_plural = "Zuora entities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_entity"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if bool(self.client_id) != bool(self.client_secret):
+            raise ValidationError("Give both the OAuth client id and its secret, or neither (ZUORA_CLIENT_ID is used).")
+        if self.is_default and not self.active:
+            raise ValidationError({"is_default": "An inactive entity cannot be the default."})
+
+    def currency(self) -> str:
+        return self.default_currency or settings.ZKBRIDGE_DEFAULT_CURRENCY
+
+
 class Mirrored(models.Model):
     """A row copied from Zuora's catalog; `removed_at` is set when Zuora stopped listing it."""
 
@@ -49,6 +105,8 @@ class Mirrored(models.Model):
 
 
 class Product(Mirrored):
+    # The entity whose catalog lists it (none: a tenant without entities). Rate plans and charges follow.
+    entity = models.ForeignKey(ZuoraEntity, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     sku = models.CharField("SKU", max_length=100, blank=True, db_index=True)
     description = models.TextField(blank=True)
     category = models.CharField(max_length=100, blank=True)
@@ -104,7 +162,8 @@ class UnitOfMeasure(models.Model):
     """A Zuora unit of measure (ZOQL object UnitOfMeasure), mirrored with the catalog: how finely its
     quantities — and so tier bounds — are counted."""
 
-    name = models.CharField(max_length=50, unique=True)
+    entity = models.ForeignKey(ZuoraEntity, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=50)
     decimal_places = models.PositiveSmallIntegerField(help_text="0: whole units; 2: hundredths")
     rounding_mode = models.CharField(max_length=10, blank=True)
     active = models.BooleanField(default=True)
@@ -115,14 +174,19 @@ class UnitOfMeasure(models.Model):
         ordering = ["name"]
         verbose_name = "unit of measure"
         verbose_name_plural = "units of measure"
+        constraints = [
+            models.UniqueConstraint(fields=["entity", "name"], name="uom_name_per_entity"),
+            models.UniqueConstraint(fields=["name"], condition=models.Q(entity__isnull=True), name="uom_name_tenant"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.decimal_places} decimal places)"
 
 
-def uom_decimal_places(uom: str) -> int | None:
-    """The unit's decimal places: the mirrored unit, else ZKBRIDGE_UOM_DECIMAL_PLACES, else None (unknown)."""
-    unit = UnitOfMeasure.objects.filter(name=uom, removed_at__isnull=True).first()
+def uom_decimal_places(uom: str, entity_id: int | None = None) -> int | None:
+    """The unit's decimal places in the entity's settings (units are per entity): the mirrored unit, else
+    ZKBRIDGE_UOM_DECIMAL_PLACES, else None (unknown)."""
+    unit = UnitOfMeasure.objects.filter(name=uom, entity_id=entity_id, removed_at__isnull=True).first()
     if unit is not None:
         return unit.decimal_places
     return settings.ZKBRIDGE_UOM_DECIMAL_PLACES.get(uom)
@@ -131,6 +195,7 @@ def uom_decimal_places(uom: str) -> int | None:
 class CatalogSyncRun(models.Model):
     """One run of sync_catalog: counts for the admin, and the error when Zuora failed half-way."""
 
+    entity = models.ForeignKey(ZuoraEntity, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     ok = models.BooleanField(default=False)
@@ -140,9 +205,6 @@ class CatalogSyncRun(models.Model):
 
     class Meta:
         ordering = ["-started_at"]
-
-
-currency_code = RegexValidator(r"^[A-Z]{3}$", "a three-letter ISO currency code such as USD")
 
 
 def normalize(value: str) -> str:
@@ -174,6 +236,14 @@ class PlanMapping(models.Model):
         PRODUCT = "product", "Kommo product (catalog element id)"
 
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PLAN)
+    entity = models.ForeignKey(
+        ZuoraEntity,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="mappings",
+        help_text="The Zuora entity whose deals this maps (its catalog's rate plans); empty without entities",
+    )
     kommo_value = models.CharField(max_length=255, help_text="As Kommo shows it; matched ignoring case and spaces")
     normalized_value = models.CharField(max_length=255, editable=False, db_index=True)
     currency = models.CharField(max_length=3, default=default_currency, validators=[currency_code])
@@ -214,7 +284,14 @@ class PlanMapping(models.Model):
     class Meta:
         ordering = ["kind", "kommo_value"]
         constraints = [
-            models.UniqueConstraint(fields=["kind", "normalized_value", "currency"], name="plan_mapping_value_currency")
+            models.UniqueConstraint(
+                fields=["kind", "normalized_value", "currency"],
+                condition=models.Q(entity__isnull=True),
+                name="plan_mapping_value_currency",
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "normalized_value", "currency", "entity"], name="plan_mapping_value_currency_entity"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -302,7 +379,7 @@ def tiered_charge(plan: ProductRatePlan) -> ProductRatePlanCharge:
 def convert_for_plan(plan: ProductRatePlan, text: str, policy: str) -> tuple[ProductRatePlanCharge, list[dict]]:
     """CRM tiers for `plan`'s tiered charge, converted at its unit of measure's precision."""
     charge = tiered_charge(plan)
-    places = uom_decimal_places(charge.uom)
+    places = uom_decimal_places(charge.uom, plan.product.entity_id)
     if places is None:
         raise TierError(
             f"the decimal places of the unit '{charge.uom}' (charge '{charge.name}') are not known: sync the "

@@ -10,7 +10,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from catalog.mirror import CatalogError, apply_catalog
-from catalog.models import CatalogSyncRun
+from catalog.models import CatalogSyncRun, ZuoraEntity
 from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundError
 from sync.clients.zuora import ZuoraClient
 from sync.models import SyncRecord
@@ -18,24 +18,34 @@ from sync.models import SyncRecord
 log = logging.getLogger("zkbridge.catalog")
 
 
-def sync_catalog(page_size: int = 40, progress: Callable[[int, int], None] | None = None) -> CatalogSyncRun:
-    run = CatalogSyncRun.objects.create()
+def sync_catalog(
+    page_size: int = 40, progress: Callable[[int, int], None] | None = None, entity: ZuoraEntity | None = None
+) -> CatalogSyncRun:
+    """Mirror one entity's catalog (none: the tenant's, when no entities are listed)."""
+    run = CatalogSyncRun.objects.create(entity=entity)
     products: list[dict] = []
-    zuora = ZuoraClient.from_settings()
+    zuora = ZuoraClient.for_entity(entity)
     try:
         for page in zuora.catalog_pages(page_size=page_size):
             products.extend(page)
             run.pages += 1
             if progress:
                 progress(run.pages, len(products))
-        run.counts = apply_catalog(products, read_units(zuora))
+        run.counts = apply_catalog(products, read_units(zuora), entity)
         run.ok = True
     except (ApiError, CatalogError) as exc:
         run.error = str(exc)
-        log.error("catalog sync failed on page %s: %s", run.pages + 1, exc)
+        where = f" ({entity})" if entity else ""
+        log.error("catalog sync%s failed on page %s: %s", where, run.pages + 1, exc)
     run.finished_at = timezone.now()
     run.save()
     return run
+
+
+def catalogs_to_sync() -> list[ZuoraEntity | None]:
+    """Every active entity's catalog; the tenant's when no entities are listed."""
+    entities: list[ZuoraEntity | None] = list(ZuoraEntity.objects.filter(active=True))
+    return entities or [None]
 
 
 UNITS_QUERY = "select Id, UomName, DecimalPlaces, RoundingMode, Active from UnitOfMeasure"
@@ -69,6 +79,7 @@ def deals_billed() -> Count:
 
 
 def scheduled_sync() -> str:
-    """django-q2 entry point for the nightly schedule."""
-    run = sync_catalog()
-    return "ok" if run.ok else f"failed: {run.error}"
+    """django-q2 entry point for the nightly schedule (and the admin's "sync now"): every entity's catalog."""
+    runs = [sync_catalog(entity=entity) for entity in catalogs_to_sync()]
+    failed = [f"{run.entity or 'catalog'}: {run.error}" for run in runs if not run.ok]
+    return "ok" if not failed else "failed: " + "; ".join(failed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -19,6 +19,9 @@ from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundErro
 from sync.clients.http import Answer, HttpClient, excerpt
 from sync.locks import locked_row, one_of
 from sync.models import ProviderToken
+
+if TYPE_CHECKING:
+    from catalog.models import ZuoraEntity
 
 TRANSIENT_CATEGORIES = {50, 61, 70, 99}  # locking contention, temporary, over a limit, integration
 TOKEN_MARGIN = dt.timedelta(seconds=60)
@@ -46,9 +49,14 @@ class ZuoraClient(HttpClient):
         entity_id: str | None = None,
         max_concurrent_calls: int | None = None,
         session=None,
+        token_key: str = "zuora",
+        slots: str = "zuora-call",
     ):
         super().__init__(base_url, timeout, session)
         self.max_concurrent_calls = max_concurrent_calls
+        # Whose token and concurrency slots: the tenant's ("zuora"), or one entity's ("zuora:<id>").
+        self.token_key = token_key
+        self.slots = slots  # the named semaphore of the concurrency cap (Zuora limits each entity apart)
         self.client_id = client_id
         self.client_secret = client_secret
         self.version = version
@@ -67,12 +75,32 @@ class ZuoraClient(HttpClient):
             max_concurrent_calls=settings.ZUORA_MAX_CONCURRENT_CALLS,
         )
 
+    @classmethod
+    def for_entity(cls, entity: ZuoraEntity | None) -> ZuoraClient:
+        """The client for one Zuora entity: its id in Zuora-Entity-Ids on every call, its own OAuth client
+        (or ZUORA_CLIENT_ID's), token and concurrency slots. None: the tenant's client (from_settings)."""
+        if entity is None:
+            return cls.from_settings()
+        own = bool(entity.client_id)
+        return cls(
+            settings.ZUORA_BASE_URL,
+            entity.client_id if own else settings.ZUORA_CLIENT_ID,
+            entity.client_secret if own else settings.ZUORA_CLIENT_SECRET,
+            timeout=settings.ZUORA_TIMEOUT_SECONDS,
+            version=settings.ZUORA_VERSION,
+            entity_id=entity.entity_id,
+            max_concurrent_calls=entity.max_concurrent_calls or settings.ZUORA_MAX_CONCURRENT_CALLS,
+            # A token of the tenant's client covers every entity and is shared; an entity's own is its own.
+            token_key=f"zuora:{entity.pk}" if own else "zuora",
+            slots=f"zuora-call:{entity.pk}",
+        )
+
     def call_slot(self):
         """One of ZUORA_MAX_CONCURRENT_CALLS slots shared by every worker on every machine: zkbridge stays
         below the tenant's concurrency limit (40 by default), leaving room for other integrations."""
         if not self.max_concurrent_calls:
             return super().call_slot()
-        return one_of("zuora-call", self.max_concurrent_calls, timeout=max(self.timeout, 30))
+        return one_of(self.slots, self.max_concurrent_calls, timeout=max(self.timeout, 30))
 
     def secrets(self) -> list[str]:
         values = [self.client_secret or ""]
@@ -92,13 +120,13 @@ class ZuoraClient(HttpClient):
         now = timezone.now()
         if not force_refresh and self._cached and self._cached[1] - TOKEN_MARGIN > now:
             return self._cached[0]
-        row = ProviderToken.objects.filter(provider=self.provider).first()
+        row = ProviderToken.objects.filter(provider=self.token_key).first()
         if not force_refresh and row and row.access_token and row.expires_at and row.expires_at - TOKEN_MARGIN > now:
             self._cached = (row.access_token, row.expires_at)
             return row.access_token
         # The token a forced refresh replaces: the one we used, else the one every worker shares now.
         stale = self._cached[0] if self._cached else (row.access_token if row else None)
-        with locked_row(ProviderToken, provider=self.provider) as locked:
+        with locked_row(ProviderToken, provider=self.token_key) as locked:
             expires = locked.expires_at
             # Someone else refreshed while we waited for the lock: use theirs.
             if locked.access_token and expires and expires - TOKEN_MARGIN > timezone.now():

@@ -2,7 +2,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sync.catalog_sync import sync_catalog
+from sync.catalog_sync import catalogs_to_sync, sync_catalog
 from sync.ops.connections import emulators_unreachable
 
 
@@ -24,14 +24,22 @@ class Command(BaseCommand):
 
         if problem := emulators_unreachable():
             raise CommandError(problem)
-        run = sync_catalog(page_size=page_size, progress=progress)
-        if verbose:
-            self.stdout.write("")
-        if not run.ok:
-            raise CommandError(f"catalog sync failed, the previous mirror is unchanged: {run.error}")
-        for model, counts in run.counts.items():
-            self.stdout.write(
-                f"{model}: {counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
-                f"{counts.get('unchanged', 0)} unchanged, {counts.get('removed', 0)} no longer in Zuora"
-            )
-        self.stdout.write(self.style.SUCCESS(f"Catalog mirrored from {run.pages} page(s)."))
+        failed = []
+        for entity in catalogs_to_sync():  # each entity's catalog on its own: one failing leaves the others
+            if entity is not None:
+                self.stdout.write(f"{entity} ({entity.entity_id}):")
+            run = sync_catalog(page_size=page_size, progress=progress, entity=entity)
+            if verbose:
+                self.stdout.write("")
+            if not run.ok:
+                where = f" of {entity}" if entity else ""
+                failed.append(f"catalog sync{where} failed, the previous mirror is unchanged: {run.error}")
+                continue
+            for model, counts in run.counts.items():
+                self.stdout.write(
+                    f"{model}: {counts.get('created', 0)} created, {counts.get('updated', 0)} updated, "
+                    f"{counts.get('unchanged', 0)} unchanged, {counts.get('removed', 0)} no longer in Zuora"
+                )
+            self.stdout.write(self.style.SUCCESS(f"Catalog mirrored from {run.pages} page(s)."))
+        if failed:
+            raise CommandError("; ".join(failed))
