@@ -26,6 +26,7 @@ from catalog.models import (
     ProductRatePlan,
     ProductRatePlanCharge,
     UnitOfMeasure,
+    ZuoraEntity,
     convert_for_plan,
     today,
 )
@@ -218,6 +219,14 @@ class ProductRatePlanAdmin(ReadOnlyMirror):
         return TemplateResponse(request, "admin/catalog/legacy_report.html", context)
 
 
+def entity_mismatch(plan: ProductRatePlan, entity: ZuoraEntity | None) -> str | None:
+    """A mapping sells its entity's rate plans only (Zuora refuses another entity's plan)."""
+    if plan.product.entity_id == (entity.pk if entity else None):
+        return None
+    where = f"entity {plan.product.entity}'s catalog" if plan.product.entity_id else "the catalog of no entity"
+    return f"'{plan}' is in {where}; this mapping is for {entity or 'no entity'}: choose that entity's rate plan"
+
+
 def one_time_only(plan: ProductRatePlan) -> bool:
     charges = [c for c in plan.charges.all() if c.removed_at is None]
     return bool(charges) and all(c.charge_type == "OneTime" for c in charges)
@@ -249,6 +258,10 @@ class MappedRatePlanFormSet(BaseInlineFormSet):
             if check.errors:
                 raise ValidationError(check.errors)
             self.warnings += check.warnings
+            if (
+                problem := entity_mismatch(plan, self.instance.entity if self.instance.entity_id else None)
+            ) is not None:
+                raise ValidationError(problem)
         self.tier_previews = []
         for data in plans:  # (the tiers themselves were checked by each row's own validation)
             if data.get("product_rate_plan") is not None and (data.get("tiers") or "").strip():
@@ -296,6 +309,48 @@ class MappedRatePlanInline(admin.TabularInline):
         return describe(converted[1]) if converted else "—"
 
 
+class ZuoraEntityForm(forms.ModelForm):
+    """The OAuth secret is never shown back; left empty when changing an entity, the stored one is kept."""
+
+    client_secret = forms.CharField(
+        label="OAuth client secret", required=False, widget=forms.PasswordInput(render_value=False), max_length=200
+    )
+
+    class Meta:
+        model = ZuoraEntity
+        fields = "__all__"
+
+    def clean_client_secret(self) -> str:
+        given = self.cleaned_data.get("client_secret") or ""
+        return given or (self.instance.client_secret if self.instance.pk else "")
+
+
+@admin.register(ZuoraEntity)
+class ZuoraEntityAdmin(admin.ModelAdmin):
+    """Zuora Multi-entity: each entity with its id (sent as Zuora-Entity-Ids), default currency, and optionally
+    its own OAuth client and concurrency cap. With none listed, zkbridge works in one entity."""
+
+    form = ZuoraEntityForm
+    list_display = ["name", "entity_id", "default_currency", "own_client", "max_concurrent_calls", "is_default"]
+    list_filter = ["is_default", "active"]
+    search_fields = ["name", "entity_id"]
+    fields = [
+        "name",
+        "entity_id",
+        "default_currency",
+        "client_id",
+        "client_secret",
+        "max_concurrent_calls",
+        "is_default",
+        "active",
+    ]
+    formfield_overrides = {models.CharField: {"widget": forms.TextInput(attrs={"size": 50})}}
+
+    @admin.display(description="own OAuth client", boolean=True)
+    def own_client(self, obj: ZuoraEntity) -> bool:
+        return bool(obj.client_id)
+
+
 @admin.register(UnitOfMeasure)
 class UnitOfMeasureAdmin(ReadOnlyMirror):
     """Mirrored with the catalog (Zuora's settings are where units change); decimal places convert tiers."""
@@ -307,8 +362,9 @@ class UnitOfMeasureAdmin(ReadOnlyMirror):
 class ImportForm(forms.Form):
     file = forms.FileField(
         help_text="CSV: kommo_value,product_rate_plan_id[,currency,label,kind,quantity,price,term_months,auto_renew,"
-        "evergreen,renewal_term_months,payment_term,active,tier_policy,tiers]; several rate plans of one mapping "
-        "separated by ';'; tiers (the CRM's form) apply to the one rate plan with a tiered charge, 'none' clears them"
+        "evergreen,renewal_term_months,payment_term,active,tier_policy,tiers,entity]; several rate plans of one "
+        "mapping separated by ';'; tiers (the CRM's form) apply to the one rate plan with a tiered charge, 'none' "
+        "clears them; entity: the Zuora entity's name or id"
     )
 
 
@@ -317,6 +373,7 @@ class PlanMappingAdmin(SimpleHistoryAdmin):
     list_display = [
         "kommo_value",
         "kind",
+        "entity",
         "currency",
         "label",
         "resolved_plans",
@@ -324,7 +381,7 @@ class PlanMappingAdmin(SimpleHistoryAdmin):
         "active",
         "updated_at",
     ]
-    list_filter = ["kind", "currency", "active"]
+    list_filter = ["kind", "entity", "currency", "active"]
     search_fields = [
         "kommo_value",
         "label",

@@ -16,6 +16,7 @@ from catalog.models import (
     MappedRatePlan,
     PlanMapping,
     ProductRatePlan,
+    ZuoraEntity,
     convert_for_plan,
     has_tiered_charge,
     normalize,
@@ -56,16 +57,19 @@ class Lookup:
     reason: str = ""
 
 
-def find_mapping(kind: str, value: str, currency: str) -> Lookup:
-    """The active mapping for a Kommo value in the deal's currency — or why there is none."""
+def find_mapping(kind: str, value: str, currency: str, entity: ZuoraEntity | None = None) -> Lookup:
+    """The active mapping for a Kommo value in the deal's currency and Zuora entity — or why there is none."""
     candidates = list(
-        PlanMapping.objects.filter(kind=kind, normalized_value=normalize(value), active=True).prefetch_related(
-            "mapped_plans__product_rate_plan__product", "mapped_plans__product_rate_plan__charges"
-        )
+        PlanMapping.objects.filter(
+            kind=kind, normalized_value=normalize(value), active=True, entity=entity
+        ).prefetch_related("mapped_plans__product_rate_plan__product", "mapped_plans__product_rate_plan__charges")
     )
     what = "plan" if kind == PlanMapping.Kind.PLAN else "Kommo product"
     if not candidates:
-        return Lookup(None, f"no plan mapping for {what} '{value}': add it to the plan map in the zkbridge admin")
+        where = f" in entity {entity}" if entity is not None else ""
+        return Lookup(
+            None, f"no plan mapping for {what} '{value}'{where}: add it to the plan map in the zkbridge admin"
+        )
     for mapping in candidates:
         if mapping.currency == currency:
             if not mapping.mapped_plans.all():
@@ -96,6 +100,7 @@ MAPPING_COLUMNS = [
     "active",
     "tier_policy",
     "tiers",
+    "entity",
 ]
 OPTIONAL_COLUMNS = MAPPING_COLUMNS
 EXPORT_COLUMNS = REQUIRED_COLUMNS + MAPPING_COLUMNS
@@ -119,6 +124,7 @@ class CsvRow:
     fields: dict
     # Negotiated tiers (the CRM's form) of the line's one rate plan with a tiered charge; empty: none.
     tiers: str = ""
+    entity: ZuoraEntity | None = None  # the Zuora entity whose deals it maps (by name or entity id)
 
 
 @dataclass
@@ -226,7 +232,14 @@ def _read_row(line: int, row: dict[str, str], default_currency: str, problems: l
         problems.append(f"tier_policy {row['tier_policy']!r} must be one of {', '.join(dict(TIER_POLICIES))}")
     elif policy:
         fields["tier_policy"] = policy
-    return CsvRow(line, kind, value, currency, _plan_items(row, problems), fields, row.get("tiers") or "")
+    entity = None
+    if named := row.get("entity") or "":
+        entity = next(
+            (e for e in ZuoraEntity.objects.all() if named.casefold() in (e.name.casefold(), e.entity_id)), None
+        )
+        if entity is None:
+            problems.append(f"entity {named!r} is not a Zuora entity zkbridge knows (admin → Zuora entities)")
+    return CsvRow(line, kind, value, currency, _plan_items(row, problems), fields, row.get("tiers") or "", entity)
 
 
 def _read_lines(text: str, default_currency: str, result: ImportResult) -> list[CsvRow]:
@@ -264,7 +277,7 @@ def _read_lines(text: str, default_currency: str, result: ImportResult) -> list[
             continue
         problems: list[str] = []
         row = _read_row(line, cells, default_currency, problems)
-        key = (row.kind, normalize(row.value), row.currency)
+        key = (row.kind, normalize(row.value), row.currency, row.entity.pk if row.entity else None)
         if row.value and key in seen:
             problems.append(f"duplicate kommo_value {row.value!r} ({row.currency}); first on line {seen[key]}")
         seen.setdefault(key, line)
@@ -300,15 +313,16 @@ def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> Imp
         for p in ProductRatePlan.objects.filter(zuora_id__in=plan_ids)
         .select_related("product")
         .prefetch_related("charges")
+        .select_related("product__entity")
     }
     existing = {
-        (m.kind, m.normalized_value, m.currency): m
+        (m.kind, m.normalized_value, m.currency, m.entity_id): m
         for m in PlanMapping.objects.filter(normalized_value__in=[normalize(r.value) for r in rows]).prefetch_related(
             "mapped_plans__product_rate_plan"
         )
     }
     for row in rows:
-        mapping = existing.get((row.kind, normalize(row.value), row.currency))
+        mapping = existing.get(_key(row))
         carried = {i.product_rate_plan.zuora_id for i in mapping.mapped_plans.all()} if mapping else set()
         for item in row.items:
             plan = plans.get(item.plan_id)
@@ -317,6 +331,10 @@ def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> Imp
                     f"line {row.line}: unknown product_rate_plan_id {item.plan_id!r} "
                     f"(not in the mirrored catalog: run sync_catalog?)"
                 )
+                continue
+            if plan.product.entity_id != (row.entity.pk if row.entity else None):
+                where, wanted = plan.product.entity or "no entity", row.entity or "no entity"
+                result.errors.append(f"line {row.line}: '{plan}' is in {where}'s catalog; the line is for {wanted}")
                 continue
             check = check_rate_plan(plan, row.currency)
             if check.errors and item.plan_id in carried:
@@ -330,7 +348,7 @@ def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> Imp
         result.errors.sort(key=line_number)
         return result
     for row in rows:
-        action = "update" if (row.kind, normalize(row.value), row.currency) in existing else "create"
+        action = "update" if _key(row) in existing else "create"
         names = ", ".join(str(plans[item.plan_id]) for item in row.items)
         result.changes.append((row.line, action, row.value, row.currency, names))
     result.created = sum(1 for change in result.changes if change[1] == "create")
@@ -340,6 +358,10 @@ def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> Imp
             for row in rows:
                 _save(row, plans)
     return result
+
+
+def _key(row: CsvRow) -> tuple:
+    return (row.kind, normalize(row.value), row.currency, row.entity.pk if row.entity else None)
 
 
 def _check_tiers(row: CsvRow, chosen: list[ProductRatePlan], mapping: PlanMapping | None, result) -> None:
@@ -362,6 +384,7 @@ def _save(row: CsvRow, plans: dict[str, ProductRatePlan]) -> None:
         kind=row.kind,
         normalized_value=normalize(row.value),
         currency=row.currency,
+        entity=row.entity,
         defaults={"kommo_value": row.value, "active": True, **row.fields},
     )
     chosen = [plans[item.plan_id] for item in row.items]
@@ -383,8 +406,10 @@ def export_csv() -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
-    mappings = PlanMapping.objects.prefetch_related("mapped_plans__product_rate_plan").order_by(
-        "kind", "normalized_value", "currency"
+    mappings = (
+        PlanMapping.objects.select_related("entity")
+        .prefetch_related("mapped_plans__product_rate_plan")
+        .order_by("kind", "normalized_value", "currency")
     )
     for m in mappings:
         items = sorted(m.mapped_plans.all(), key=lambda i: i.id)
@@ -410,6 +435,7 @@ def export_csv() -> str:
                 flag[m.active],
                 m.tier_policy,
                 next((i.tiers for i in items if i.tiers), ""),
+                m.entity.name if m.entity else "",
             ]
         )
     return out.getvalue()

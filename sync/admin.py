@@ -25,6 +25,7 @@ from sync.models import (
     ApiCall,
     BillingEventRule,
     CustomerAccount,
+    EntityRoute,
     SyncRecord,
     UsageRecord,
     WebhookEvent,
@@ -62,6 +63,7 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
         "kind",
         "badge",
         "kommo_lead_id",
+        "entity",
         "zuora_account_number",
         "zuora_subscription_number",
         "summary",
@@ -75,14 +77,19 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
         "kind",
         ("created_at", admin.DateFieldListFilter),
         ("rate_plans", admin.RelatedOnlyFieldListFilter),
+        ("entity", admin.RelatedOnlyFieldListFilter),
     ]
     search_fields = ["key", "zuora_account_number", "zuora_subscription_number", "summary", "reason"]
+    list_select_related = ["entity"]
     date_hierarchy = "created_at"
     list_per_page = 50
     show_full_result_count = False  # no COUNT(*) over a large table on every page
     fieldsets = [
         (None, {"fields": ["badge", "reason", "open_in", "kind", "key", "summary"]}),
-        ("Zuora and Kommo", {"fields": ["kommo_lead_id", "zuora_account_number", "zuora_subscription_number"]}),
+        (
+            "Zuora and Kommo",
+            {"fields": ["kommo_lead_id", "entity", "zuora_account_number", "zuora_subscription_number"]},
+        ),
         (
             "Details",
             {
@@ -345,6 +352,19 @@ class ApiCallAdmin(ViewOnlyAdmin):
         "request_body",
         "response_body",
     ]
+
+
+@admin.register(EntityRoute)
+class EntityRouteAdmin(admin.ModelAdmin):
+    """Which Zuora entity bills a deal: by Kommo pipeline or by a lead field's value (else the default entity).
+    Refused on save: a rule another rule already covers, an inactive entity, an entity whose catalog was never
+    mirrored."""
+
+    list_display = ["__str__", "kind", "pipeline_id", "field_id", "field_value", "entity", "active"]
+    list_filter = ["kind", "entity", "active"]
+    search_fields = ["field_value", "pipeline_id", "field_id"]
+    list_select_related = ["entity"]
+    fields = ["kind", "pipeline_id", "field_id", "field_value", "entity", "active"]
 
 
 @admin.register(CustomerAccount)

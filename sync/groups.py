@@ -28,6 +28,8 @@ VIEW = [
     "sync.view_migrationrule",
     "sync.view_migrationrun",
     "sync.view_customeraccount",  # which Zuora account each Kommo customer is billed on
+    "catalog.view_zuoraentity",  # the entities (changed by administrators: they hold OAuth secrets)
+    "sync.view_entityroute",
 ]
 EDIT = [
     "catalog.add_planmapping",
@@ -42,6 +44,9 @@ EDIT = [
     "sync.add_migrationrule",
     "sync.change_migrationrule",
     "sync.delete_customeraccount",  # forget a link: the customer's next deal asks Zuora again
+    "sync.add_entityroute",  # which entity bills which deals
+    "sync.change_entityroute",
+    "sync.delete_entityroute",
 ]
 
 

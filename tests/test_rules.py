@@ -118,6 +118,6 @@ def test_a_header_with_unknown_or_missing_columns_is_refused_whole():
     assert rows == [] and result.errors == [
         "line 1: missing column(s) product_rate_plan_id (header must be kommo_value,product_rate_plan_id"
         "[,currency,label,kind,quantity,price,term_months,auto_renew,evergreen,renewal_term_months,payment_term,"
-        "active,tier_policy,tiers])",
+        "active,tier_policy,tiers,entity])",
         "line 1: unknown column(s) plan, colour",
     ]

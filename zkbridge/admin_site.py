@@ -23,7 +23,11 @@ class ZkbridgeAdminSite(admin.AdminSite):
 
         extra = dict(extra_context or {})
         if request.user.has_perm("sync.view_syncrecord"):
-            extra["dashboard"] = dashboard()
+            from catalog.models import ZuoraEntity
+
+            chosen = request.GET.get("entity", "")
+            entity = ZuoraEntity.objects.filter(pk=int(chosen)).first() if chosen.isdigit() else None
+            extra["dashboard"] = dashboard(entity)
         return super().index(request, extra)
 
     def get_app_list(self, request, app_label=None):

@@ -52,6 +52,7 @@ from sync.flows.deal_won import (
     preview_body,
     tell_kommo,
 )
+from sync.flows.entities import entities_listed
 from sync.flows.sale import Sale
 from sync.models import CustomerAccount, SyncRecord
 from sync.parallel import Outcome, each, settle, together
@@ -67,7 +68,10 @@ Conclude = Callable[[SyncRecord, Callable[[SyncRecord], None]], None]
 
 def companions(record: SyncRecord) -> list[SyncRecord]:
     """Other won deals due now, claimed for the worker that holds `record` (at most BURST - 1, oldest first):
-    the same conditional UPDATE as a single claim, so no deal is ever run by two workers."""
+    the same conditional UPDATE as a single claim, so no deal is ever run by two workers. A multi-entity
+    tenant's deals run one by one for now (a burst reads and writes in one Zuora entity)."""
+    if entities_listed():
+        return []
     now = timezone.now()
     due = (
         SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON)

@@ -17,12 +17,13 @@ from typing import Any
 
 from django.conf import settings
 
-from catalog.models import ProductRatePlan
+from catalog.models import ProductRatePlan, ZuoraEntity
 from sync.clients.errors import BusinessError, NotFoundError, TransientError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, flow, note_written, write_note_once
 from sync.flows.customer import Customer, customer_key, customer_of, people_reads
+from sync.flows.entities import link_key, route_record
 from sync.flows.sale import Sale, charge_overrides, field_value, line_items, resolve_sale, subscription_terms
 from sync.lifecycle.subscription import mirror_new
 from sync.locks import named_lock
@@ -38,6 +39,7 @@ def deal_won(record: SyncRecord) -> None:
     reads = Reads(KommoClient.from_settings(), ZuoraClient.from_settings())
     lead = fetch_lead(reads, record)
     if not record.step_done("order"):
+        reads.in_entity(route_record(record, lead))
         place_order(record, reads, lead)
     tell_kommo(record, reads.kommo)
 
@@ -49,6 +51,12 @@ class Reads:
     def __init__(self, kommo: KommoClient, zuora: ZuoraClient):
         self.kommo = kommo
         self.zuora = zuora
+        self.entity: ZuoraEntity | None = None
+
+    def in_entity(self, entity: ZuoraEntity | None) -> None:
+        """Zuora is asked in the deal's entity (its header, OAuth client and concurrency cap)."""
+        if entity is not None:
+            self.entity, self.zuora = entity, ZuoraClient.for_entity(entity)
 
     def lead(self, lead_id: int) -> dict[str, Any]:
         """The lead with its contacts and products; NotFoundError when Kommo no longer shows it."""
@@ -111,7 +119,7 @@ def place_order(record: SyncRecord, reads: Reads, lead: dict) -> None:
     may have made. Then the order alone. Critical path: two round trips to Zuora, one to Kommo."""
     looked = may_have_reached_zuora(record)
     # A first attempt knows what is sold before it reads anything, so its preview travels with the reads.
-    sale = None if looked else resolve_sale(lead)
+    sale = None if looked else resolve_sale(lead, entity=reads.entity)
     try:
         key = customer_key(lead)
     except NeedsAttention:  # no customer on the lead any more: what an earlier attempt made still counts
@@ -134,7 +142,7 @@ def place_order(record: SyncRecord, reads: Reads, lead: dict) -> None:
             record_found(record, existing[0])
             return
         if sale is None:
-            sale = resolve_sale(lead)
+            sale = resolve_sale(lead, entity=reads.entity)
         customer = customer_of(lead, contacts, company)
         if customer.key != key:  # the lead names a company Kommo no longer shows: its main contact is billed
             with named_lock(f"customer:{customer.key}"):
@@ -149,7 +157,7 @@ def linked_account(reads: Reads, key: str) -> tuple[CustomerAccount | None, Call
     """The account zkbridge billed this customer on (no lookup needed), else how to look it up. A link with no
     number yet means an order that creates the customer's account was sent and its answer is not known: Zuora
     is asked afresh (never an answer read before that order left, such as a burst's shared lookup)."""
-    known = CustomerAccount.objects.filter(customer_key=key).first()
+    known = CustomerAccount.objects.filter(customer_key=link_key(key, reads.entity)).first()
     if known is None:
         return None, partial(reads.accounts, key)
     if not known.account_number:
@@ -193,10 +201,11 @@ def send_order(
 ) -> None:
     """The order; beside it the preview when it did not travel with the reads (`figures` None)."""
     order = build_order(record, sale, customer, account.number)
+    link = link_key(customer.key, reads.entity)
     if account.number is None:
         # This order creates the customer's account: until its answer is known, a deal of the same customer
         # asks Zuora afresh (see linked_account).
-        CustomerAccount.objects.get_or_create(customer_key=customer.key, defaults={"account_number": ""})
+        CustomerAccount.objects.get_or_create(customer_key=link, defaults={"account_number": ""})
     record.mark_step("order", done=False, sent=True)  # committed before the order leaves (see may_have_reached_zuora)
     zuora = reads.zuora
     placed, previewed = settle(
@@ -207,10 +216,10 @@ def send_order(
     )
     if account.known and isinstance(placed.error, BusinessError | NotFoundError):
         # The account zkbridge remembered may be gone (merged, deleted): the retry asks Zuora again.
-        CustomerAccount.objects.filter(customer_key=customer.key).delete()
+        CustomerAccount.objects.filter(customer_key=link).delete()
     elif account.number is None and isinstance(placed.error, BusinessError):
         # Refused: no account was created, nothing is in flight.
-        CustomerAccount.objects.filter(customer_key=customer.key, account_number="").delete()
+        CustomerAccount.objects.filter(customer_key=link, account_number="").delete()
     if isinstance(placed.error, BusinessError):
         raise NeedsAttention(
             f"Zuora refused the order: {placed.error.message}",
@@ -226,7 +235,7 @@ def send_order(
         mirror_new(subscription, result.account_number, record.lead_id, subscription_terms(sale), sale.contract_date)
     if result.account_number:
         CustomerAccount.objects.update_or_create(
-            customer_key=customer.key, defaults={"account_number": result.account_number, "currency": sale.currency}
+            customer_key=link, defaults={"account_number": result.account_number, "currency": sale.currency}
         )
     save_order_step(
         record,

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
-from catalog.models import PlanMapping, ProductRatePlan, convert_for_plan, has_tiered_charge
+from catalog.models import PlanMapping, ProductRatePlan, ZuoraEntity, convert_for_plan, has_tiered_charge
 from catalog.planmap import find_mapping
 from catalog.sellable import sellable_on
 from catalog.tiers import TierError
@@ -60,14 +60,14 @@ def contract_date(lead: dict[str, Any]) -> dt.date:
     return date_of_timestamp(int(stamp))
 
 
-def deal_currency(lead: dict[str, Any]) -> str:
+def deal_currency(lead: dict[str, Any], entity: ZuoraEntity | None = None) -> str:
     value = field_value(lead, settings.KOMMO_CURRENCY_FIELD_ID).upper()
     if value and (len(value) != 3 or not value.isalpha()):
         raise NeedsAttention(
             f"the deal's currency field says {value!r}, which is not a currency code",
             task="Set the deal's currency to a three-letter code such as USD.",
         )
-    return value or settings.ZKBRIDGE_DEFAULT_CURRENCY
+    return value or (entity.currency() if entity is not None else settings.ZKBRIDGE_DEFAULT_CURRENCY)
 
 
 def is_one_time(plan: ProductRatePlan) -> bool:
@@ -75,12 +75,18 @@ def is_one_time(plan: ProductRatePlan) -> bool:
     return bool(charges) and all(c.charge_type == "OneTime" for c in charges)
 
 
-def resolve_sale(lead: dict[str, Any], *, on: dt.date | None = None, check_sellable: bool = True) -> Sale:
+def resolve_sale(
+    lead: dict[str, Any],
+    *,
+    on: dt.date | None = None,
+    check_sellable: bool = True,
+    entity: ZuoraEntity | None = None,
+) -> Sale:
     """Every problem is collected and reported at once, so one fix-and-retry is enough.
 
     `on`: the date the plans must be sellable on (default: the contract date, the lead's closed_at);
     `check_sellable=False` only maps (a plan change first asks what the deal names, then judges dates)."""
-    currency = deal_currency(lead)
+    currency = deal_currency(lead, entity)
     sale = Sale(currency=currency, contract_date=on or contract_date(lead))
     problems: list[str] = []
     wanted: list[tuple[str, str, Decimal]] = []
@@ -97,7 +103,7 @@ def resolve_sale(lead: dict[str, Any], *, on: dt.date | None = None, check_sella
             task="Choose the plan (or add the products) on this deal.",
         )
     for kind, value, lead_quantity in wanted:
-        lookup = find_mapping(kind, value, currency)
+        lookup = find_mapping(kind, value, currency, entity)
         if lookup.mapping is None:
             problems.append(lookup.reason)
             continue

@@ -16,6 +16,7 @@ from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.flows import Ignored, NeedsAttention, flow, write_note_once
 from sync.flows.deal_won import fetch_any_lead
+from sync.flows.entities import zuora_for
 from sync.lifecycle.subscription import (
     Current,
     billed_deal,
@@ -37,7 +38,7 @@ SAID = {
 
 @flow(SyncRecord.Kind.CANCELLATION)
 def cancellation(record: SyncRecord) -> None:
-    kommo, zuora = KommoClient.from_settings(), ZuoraClient.from_settings()
+    kommo, zuora = KommoClient.from_settings(), zuora_for(record)
     lead = fetch_any_lead(kommo, record)
     deal = billed_deal(record)
     if not record.step_done("order"):

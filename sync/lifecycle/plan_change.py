@@ -23,6 +23,7 @@ from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.flows import Ignored, NeedsAttention, flow, write_note_once
 from sync.flows.deal_won import fetch_any_lead, metric_sum
+from sync.flows.entities import zuora_for
 from sync.flows.sale import Sale, SaleItem, charge_overrides, resolve_sale
 from sync.lifecycle.subscription import (
     Current,
@@ -51,7 +52,7 @@ SAID = {
 
 @flow(SyncRecord.Kind.PLAN_CHANGE)
 def plan_change(record: SyncRecord) -> None:
-    kommo, zuora = KommoClient.from_settings(), ZuoraClient.from_settings()
+    kommo, zuora = KommoClient.from_settings(), zuora_for(record)
     lead = fetch_any_lead(kommo, record)
     deal = billed_deal(record)
     if not record.step_done("order"):
@@ -83,7 +84,8 @@ def change(record: SyncRecord, zuora: ZuoraClient, lead: dict, deal: SyncRecord)
             f"cancelled subscription: nothing sent"
         )
     today = business_today()
-    sale = resolve_sale(lead, on=today, check_sellable=False)  # what the deal names, before judging dates
+    # What the deal names, before judging dates.
+    sale = resolve_sale(lead, on=today, check_sellable=False, entity=record.entity)
     target = {item.rate_plan.zuora_id for item in sale.subscription_items}
     quantities = wanted_quantities(sale)
     if target == current.plan_ids and not quantity_changes(current, quantities):
@@ -94,7 +96,7 @@ def change(record: SyncRecord, zuora: ZuoraClient, lead: dict, deal: SyncRecord)
     timing = timing_for(direction, target_mapping)
     effective = effective_date(timing, current, lead, today)
     # The target must be sellable, in the deal's currency, on the date it takes effect.
-    sale = resolve_sale(lead, on=effective)
+    sale = resolve_sale(lead, on=effective, entity=record.entity)
     order = build_order(record, current, sale, target, timing, effective, direction, quantities)
     before, after = current.mrr, None
     if settings.ZUORA_PREVIEW_ORDERS:

@@ -11,6 +11,7 @@ from django.db.models import Count, Max, Min, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from catalog.models import ZuoraEntity
 from sync.models import ApiCall, ReconciliationRun, SyncRecord, WebhookEvent
 from zkbridge.business_time import business_today, start_of_business_day
 
@@ -33,8 +34,9 @@ def queue_state() -> dict[str, Any]:
     return {"depth": depth, "oldest_age_seconds": round(age, 1)}
 
 
-def outcome_counts(since: dt.datetime) -> dict[str, int]:
-    rows = SyncRecord.objects.filter(created_at__gte=since).values("status").annotate(n=Count("id"))
+def outcome_counts(since: dt.datetime, records=None) -> dict[str, int]:
+    records = SyncRecord.objects.all() if records is None else records
+    rows = records.filter(created_at__gte=since).values("status").annotate(n=Count("id"))
     return {row["status"]: row["n"] for row in rows}
 
 
@@ -47,7 +49,8 @@ def error_rates(since: dt.datetime) -> list[dict[str, Any]]:
     return [{**row, "rate": round(100 * row["errors"] / row["total"], 1) if row["total"] else 0.0} for row in rows]
 
 
-def daily_chart(days: int = 30) -> list[dict[str, Any]]:
+def daily_chart(days: int = 30, records=None) -> list[dict[str, Any]]:
+    records = SyncRecord.objects.all() if records is None else records
     start = start_of_business_day(business_today() - dt.timedelta(days=days - 1))
     # Days counted from `start` with the database's own arithmetic (a per-row date conversion through
     # Django's SQLite functions is slow on 100,000 rows); grouped by day and outcome in one query.
@@ -59,7 +62,7 @@ def daily_chart(days: int = 30) -> list[dict[str, Any]]:
     else:
         bucket = RawSQL("FLOOR(EXTRACT(EPOCH FROM (created_at - %s)) / 86400)::integer", (start,))
     rows = (
-        SyncRecord.objects.filter(created_at__gte=start, status__in=[S.SUCCEEDED, S.FAILED, S.NEEDS_ATTENTION])
+        records.filter(created_at__gte=start, status__in=[S.SUCCEEDED, S.FAILED, S.NEEDS_ATTENTION])
         .annotate(day=bucket)
         .values("day", "status")
         .annotate(n=Count("id"))
@@ -90,25 +93,29 @@ def reconciliation_trend(runs: int = 14) -> list[dict[str, Any]]:
     return found
 
 
-def dashboard() -> dict[str, Any]:
+def dashboard(entity: ZuoraEntity | None = None) -> dict[str, Any]:
+    """Everything, or (`entity`) the syncs of one Zuora entity's deals."""
     now = timezone.now()
+    records = SyncRecord.objects.all() if entity is None else SyncRecord.objects.filter(entity=entity)
     day = business_today()
     start_of_day = start_of_business_day(day)
     start_of_week = start_of_business_day(day - dt.timedelta(days=day.weekday()))
     hooks = WebhookEvent.objects.values("source").annotate(last=Max("received_at"))
     return {
-        "today": outcome_counts(start_of_day),
-        "week": outcome_counts(start_of_week),
+        "entity": entity,
+        "entities": list(ZuoraEntity.objects.all()),
+        "today": outcome_counts(start_of_day, records),
+        "week": outcome_counts(start_of_week, records),
         "attention": list(
-            SyncRecord.objects.filter(status=S.NEEDS_ATTENTION)
+            records.filter(status=S.NEEDS_ATTENTION)
             .order_by("created_at")
             .only("id", "key", "kind", "reason", "created_at", "kommo_lead_id")[:10]
         ),
-        "attention_total": SyncRecord.objects.filter(status=S.NEEDS_ATTENTION).count(),
-        "failed_total": SyncRecord.objects.filter(status=S.FAILED).count(),
+        "attention_total": records.filter(status=S.NEEDS_ATTENTION).count(),
+        "failed_total": records.filter(status=S.FAILED).count(),
         "last_webhook": {row["source"]: row["last"] for row in hooks},
         "queue": queue_state(),
         "errors": error_rates(now - dt.timedelta(hours=24)),
-        "chart": daily_chart(),
+        "chart": daily_chart(records=records),
         "reconciliation": reconciliation_trend(),
     }

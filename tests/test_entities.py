@@ -1,0 +1,179 @@
+"""Several Zuora entities from one Kommo account (issue 14, part 1): routing rules (pipeline, lead field, the
+default entity), each entity's catalog, plan map, OAuth client and Zuora-Entity-Ids header, and the refusals
+that keep a deal from being billed by an entity by accident. Over real HTTP against the multi-entity
+emulator (sandbox.demo.seed_entities)."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+
+from catalog.models import CatalogSyncRun, MappedRatePlan, PlanMapping, Product, ProductRatePlan, ZuoraEntity
+from sandbox import demo
+from sandbox.models import KLead, ZAccount, ZEntity
+from sync.models import EntityRoute, ProviderToken, SyncRecord
+
+US_ID, EU_ID = list(demo.ENTITIES)
+UMBRELLA, ACME_EXPANSION = 24312350, 24312346
+REGION_FIELD = 881280
+
+
+def record(lead_id: int) -> SyncRecord:
+    return SyncRecord.objects.get(key=f"deal_won:{lead_id}")
+
+
+def set_field(lead_id: int, field_id: int, value: str) -> None:
+    lead = KLead.objects.get(id=lead_id)
+    lead.custom_fields_values += [{"field_id": field_id, "values": [{"value": value}]}]
+    lead.catalog_elements = []
+    lead.save()
+
+
+def map_in(entity: ZuoraEntity, value: str, plan_name: str) -> PlanMapping:
+    mapping = PlanMapping.objects.create(kommo_value=value, currency=entity.currency(), entity=entity)
+    MappedRatePlan.objects.create(mapping=mapping, product_rate_plan=ProductRatePlan.objects.get(name=plan_name))
+    return mapping
+
+
+@pytest.fixture
+def multi(emulators, settings):
+    """Two entities: US with its own OAuth client (the default), EU through the tenant's client (whose token
+    covers both, so every call must carry Zuora-Entity-Ids); both catalogs mirrored; each maps the deals'
+    plans 'Starter' and 'Growth' to its own product."""
+    demo.seed_entities()
+    us = ZuoraEntity.objects.create(
+        name="US", entity_id=US_ID, default_currency="USD", client_id="zkbridge-us", client_secret="zkbridge-us-secret"
+    )
+    us.is_default = True
+    us.save()
+    eu = ZuoraEntity.objects.create(name="EU", entity_id=EU_ID, default_currency="EUR")
+    call_command("sync_catalog", verbosity=0)
+    for entity, product in ((us, "US Platform"), (eu, "EU Platform")):
+        for value in ("Starter", "Growth", "Platinum"):
+            map_in(entity, value, f"{product} Standard")
+    emulators.us, emulators.eu = us, eu
+    return emulators
+
+
+def test_each_entitys_catalog_is_mirrored_with_its_own_client(multi):
+    assert set(Product.objects.filter(entity=multi.us).values_list("name", flat=True)) == {"US Platform"}
+    assert set(Product.objects.filter(entity=multi.eu).values_list("name", flat=True)) == {"EU Platform"}
+    assert CatalogSyncRun.objects.filter(entity=multi.us, ok=True).exists()
+    assert ProviderToken.objects.filter(provider=f"zuora:{multi.us.pk}").exists()  # US's own token
+    assert ProviderToken.objects.filter(provider="zuora").exists()  # the tenant's, shared by EU
+
+
+def test_a_pipeline_rule_sends_the_deal_to_its_entity(multi):
+    EntityRoute.objects.create(kind="pipeline", pipeline_id=demo.PIPELINE, entity=multi.eu)
+    multi.win(UMBRELLA)
+    rec = record(UMBRELLA)
+    assert rec.status == "succeeded", rec.reason
+    assert rec.entity == multi.eu
+    account = ZAccount.objects.get(account_number=rec.zuora_account_number)
+    # Billed in EU, in EU's currency, on EU's plan — through the tenant's token, so every call named EU.
+    assert account.entity == ZEntity.objects.get(entity_id=EU_ID) and account.currency == "EUR"
+    [sub] = multi.subscriptions(UMBRELLA)
+    assert [p["ratePlanName"] for p in sub.rate_plans] == ["EU Platform Standard"]
+    assert "€500.00 MRR" in multi.notes(UMBRELLA)[0]
+
+
+def test_a_field_rule_routes_and_other_deals_go_to_the_default_entity(multi):
+    EntityRoute.objects.create(kind="field", field_id=REGION_FIELD, field_value=" eu ", entity=multi.eu)
+    set_field(UMBRELLA, REGION_FIELD, "EU")
+    multi.win(UMBRELLA)
+    multi.win(ACME_EXPANSION)
+    assert record(UMBRELLA).entity == multi.eu and record(UMBRELLA).status == "succeeded"
+    acme = record(ACME_EXPANSION)
+    assert acme.entity == multi.us and acme.status == "succeeded", acme.reason
+    assert ZAccount.objects.get(account_number=acme.zuora_account_number).entity.entity_id == US_ID
+
+
+def test_two_rules_sending_a_deal_to_different_entities_need_attention(multi):
+    EntityRoute.objects.create(kind="pipeline", pipeline_id=demo.PIPELINE, entity=multi.us)
+    EntityRoute.objects.create(kind="field", field_id=REGION_FIELD, field_value="EU", entity=multi.eu)
+    set_field(UMBRELLA, REGION_FIELD, "EU")
+    multi.win(UMBRELLA)
+    rec = record(UMBRELLA)
+    assert rec.status == "needs_attention" and "two entity routing rules" in rec.reason
+    assert multi.subscriptions(UMBRELLA) == [] and multi.calls("zuora", "POST", "/v1/orders$") == 0
+
+
+def test_no_rule_and_no_default_entity_needs_attention_never_a_guess(multi):
+    ZuoraEntity.objects.filter(pk=multi.us.pk).update(is_default=False)
+    multi.win(UMBRELLA)
+    rec = record(UMBRELLA)
+    assert rec.status == "needs_attention" and "no Zuora entity is the default" in rec.reason
+    assert multi.subscriptions(UMBRELLA) == []
+
+
+def test_an_entity_whose_catalog_was_never_mirrored_is_refused(multi):
+    bare = ZuoraEntity.objects.create(name="APAC", entity_id="ent-apac-0000000000000000000000000003")
+    rule = EntityRoute(kind="pipeline", pipeline_id=demo.PIPELINE, entity=bare)
+    with pytest.raises(ValidationError, match="catalog has never been mirrored"):
+        rule.full_clean()
+    ZuoraEntity.objects.filter(pk=multi.us.pk).update(is_default=False)
+    ZuoraEntity.objects.filter(pk=bare.pk).update(is_default=True)
+    multi.win(UMBRELLA)
+    assert "whose catalog has never been mirrored" in record(UMBRELLA).reason
+
+
+def test_a_currency_the_entity_does_not_map_needs_attention(multi, settings):
+    settings.KOMMO_CURRENCY_FIELD_ID = 881260
+    EntityRoute.objects.create(kind="pipeline", pipeline_id=demo.PIPELINE, entity=multi.eu)
+    set_field(UMBRELLA, 881260, "USD")
+    multi.win(UMBRELLA)
+    rec = record(UMBRELLA)
+    assert rec.status == "needs_attention" and "mapped only in EUR; the deal is in USD" in rec.reason
+
+
+@pytest.mark.parametrize(
+    "rule, words",
+    [
+        ({"kind": "pipeline"}, "names the Kommo pipeline's id"),
+        ({"kind": "field", "field_id": REGION_FIELD}, "names the lead field's id and the value"),
+    ],
+)
+def test_incomplete_or_duplicate_rules_are_refused_on_save(multi, rule, words):
+    with pytest.raises(ValidationError, match=words):
+        EntityRoute(entity=multi.eu, **rule).full_clean()
+    EntityRoute.objects.create(kind="pipeline", pipeline_id=7, entity=multi.eu)
+    with pytest.raises(ValidationError, match="Another rule already routes these deals"):
+        EntityRoute(kind="pipeline", pipeline_id=7, entity=multi.us).full_clean()
+
+
+def test_the_plan_map_refuses_a_rate_plan_of_another_entity(multi, tmp_path, capsys):
+    from django.core.management.base import CommandError
+
+    path = tmp_path / "map.csv"
+    us_plan = ProductRatePlan.objects.get(name="US Platform Standard").zuora_id
+    path.write_text(f"kommo_value,product_rate_plan_id,entity,currency\nScale,{us_plan},EU,EUR\n")
+    with pytest.raises(CommandError):
+        call_command("import_plan_map", str(path))
+    assert "is in US's catalog; the line is for EU" in capsys.readouterr().err
+    path.write_text(f"kommo_value,product_rate_plan_id,entity\nScale,{us_plan},{US_ID}\n")
+    call_command("import_plan_map", str(path), verbosity=0)
+    assert PlanMapping.objects.get(kommo_value="Scale").entity == multi.us
+
+
+def test_records_show_and_filter_by_entity(multi, admin_client):
+    EntityRoute.objects.create(kind="pipeline", pipeline_id=demo.PIPELINE, entity=multi.eu)
+    multi.win(UMBRELLA)
+    page = admin_client.get(f"/admin/sync/syncrecord/?entity__id__exact={multi.eu.pk}").content.decode()
+    assert f"deal_won:{UMBRELLA}" in page and ">EU<" in page
+    other = admin_client.get(f"/admin/sync/syncrecord/?entity__id__exact={multi.us.pk}").content.decode()
+    assert f"deal_won:{UMBRELLA}" not in other
+
+
+def test_the_dashboard_shows_one_entitys_syncs(multi, admin_client):
+    EntityRoute.objects.create(kind="field", field_id=REGION_FIELD, field_value="EU", entity=multi.eu)
+    set_field(UMBRELLA, REGION_FIELD, "EU")
+    multi.win(UMBRELLA)
+    ZuoraEntity.objects.filter(pk=multi.us.pk).update(is_default=False)
+    multi.win(ACME_EXPANSION)  # no rule, no default: needs attention, in no entity
+    everything = admin_client.get("/admin/").context["dashboard"]
+    assert everything["today"].get("succeeded") == 1 and everything["attention_total"] == 1
+    eu = admin_client.get(f"/admin/?entity={multi.eu.pk}").context["dashboard"]
+    assert eu["entity"] == multi.eu and eu["today"].get("succeeded") == 1 and eu["attention_total"] == 0
+    us = admin_client.get(f"/admin/?entity={multi.us.pk}")
+    assert us.context["dashboard"]["today"].get("succeeded") is None and 'name="entity"' in us.content.decode()
