@@ -568,6 +568,11 @@ class UsageRecord(models.Model):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     error = models.TextField(blank=True)
     batch = models.ForeignKey(SyncRecord, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage")
+    # The Zuora entity of the row's deal, set when usage is submitted (multi-entity tenants only): a usage
+    # file goes to one entity.
+    entity = models.ForeignKey(
+        "catalog.ZuoraEntity", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

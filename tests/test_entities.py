@@ -177,3 +177,30 @@ def test_the_dashboard_shows_one_entitys_syncs(multi, admin_client):
     assert eu["entity"] == multi.eu and eu["today"].get("succeeded") == 1 and eu["attention_total"] == 0
     us = admin_client.get(f"/admin/?entity={multi.us.pk}")
     assert us.context["dashboard"]["today"].get("succeeded") is None and 'name="entity"' in us.content.decode()
+
+
+def test_usage_goes_to_each_deals_entity_one_file_per_entity(multi):
+    from sandbox.models import ZUsage, ZUsageImport
+    from sync.models import UsageRecord
+    from tests.test_usage import imports_finish
+
+    EntityRoute.objects.create(kind="field", field_id=REGION_FIELD, field_value="EU", entity=multi.eu)
+    set_field(UMBRELLA, REGION_FIELD, "EU")
+    multi.win(UMBRELLA)
+    multi.win(ACME_EXPANSION)  # the default entity: US
+    eu_deal, us_deal = record(UMBRELLA), record(ACME_EXPANSION)
+    for n, deal in enumerate([eu_deal, us_deal, eu_deal, us_deal]):
+        UsageRecord.objects.create(
+            unique_key=f"e{n}", subscription_number=deal.zuora_subscription_number, uom="Seat", quantity=n + 1,
+            start_date="2026-11-01", account_number=deal.zuora_account_number,
+        )  # fmt: skip
+    call_command("submit_usage", verbosity=0)
+    batches = {b.entity.name: b for b in SyncRecord.objects.filter(kind="usage_batch").select_related("entity")}
+    assert set(batches) == {"US", "EU"} and {b.payload["records"] for b in batches.values()} == {2}
+    imports_finish()
+    assert set(UsageRecord.objects.values_list("status", flat=True)) == {"imported"}
+    # Each file was imported in its own entity (the emulator looks accounts up in the request's entity only).
+    files = {i.entity.entity_id: i for i in ZUsageImport.objects.select_related("entity")}
+    assert set(files) == {US_ID, EU_ID}
+    eu_rows = ZUsage.objects.filter(usage_import=files[EU_ID])
+    assert sorted(eu_rows.values_list("unique_key", flat=True)) == ["e0", "e2"]

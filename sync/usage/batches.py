@@ -19,6 +19,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.db.models.expressions import RawSQL
 
+from catalog.models import ZuoraEntity
 from sync.locks import named_lock
 from sync.models import SyncRecord, UsageRecord
 from sync.records import ensure_record
@@ -207,47 +208,75 @@ def fresh_statistics() -> None:
             cursor.execute(f"ANALYZE {connection.ops.quote_name(UsageRecord._meta.db_table)}")
 
 
-def waiting_rows():
-    """Usage placed on its deal and not in a batch yet."""
-    return UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True).exclude(account_number="")
+def waiting_rows(entity: ZuoraEntity | None = None):
+    """Usage placed on its deal and not in a batch yet (of one Zuora entity's deals, or of none)."""
+    rows = UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True).exclude(account_number="")
+    return rows.filter(entity=entity)
+
+
+def assign_entities() -> list[ZuoraEntity | None]:
+    """A multi-entity tenant's waiting usage is marked with its deal's entity (one UPDATE per entity and 1,000
+    accounts): a usage file goes to one entity. Returns the entities to batch for (None: rows of no entity)."""
+    entities = list(ZuoraEntity.objects.all())
+    if not entities:
+        return [None]
+    unmarked = UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True, entity__isnull=True)
+    for entity in entities:
+        accounts = sorted(
+            set(
+                SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, entity=entity)
+                .exclude(zuora_account_number="")
+                .values_list("zuora_account_number", flat=True)
+            )
+        )
+        for start in range(0, len(accounts), 1000):
+            unmarked.filter(account_number__in=accounts[start : start + 1000]).update(entity=entity)
+    return [*entities, None]
 
 
 def create_batches() -> list[SyncRecord]:
     """Group placed pending records into usage_batch sync records, each CSV under Zuora's 4 MB, measured as the
     rows are read. A batch is an id range and its row count: its flow takes the rows (one UPDATE, four
     batches at once on four workers) before it uploads them. One submission at a time; rows in the range of
-    a batch whose flow has not taken them yet are left to it."""
+    a batch whose flow has not taken them yet are left to it. A multi-entity tenant's batches are per entity."""
     place_pending()
     fresh_statistics()
     with named_lock("usage-batches", timeout=300):
-        untaken = [
-            int(batch.payload.get("last_id") or 0)
-            for batch in SyncRecord.objects.filter(kind=SyncRecord.Kind.USAGE_BATCH, status__in=SyncRecord.OPEN)
-            if not batch.step_done("take")
-        ]
-        waiting = waiting_rows().filter(id__gt=max(untaken, default=0))
         batches: list[SyncRecord] = []
-        header = len(header_line().encode())
-        first = last = count = 0
-        size = header
-        for row_id, line in sized(waiting):
-            if count and size + line > MAX_IMPORT_BYTES:
-                batches.append(new_batch(first, last, count))
-                count, size = 0, header
-            first = row_id if not count else first
-            last, count, size = row_id, count + 1, size + line
-        if count:
-            batches.append(new_batch(first, last, count))
+        for entity in assign_entities():
+            batches += entity_batches(entity)
     return batches
 
 
-def new_batch(first: int, last: int, count: int) -> SyncRecord:
+def entity_batches(entity: ZuoraEntity | None) -> list[SyncRecord]:
+    open_batches = SyncRecord.objects.filter(
+        kind=SyncRecord.Kind.USAGE_BATCH, status__in=SyncRecord.OPEN, entity=entity
+    )
+    untaken = [int(batch.payload.get("last_id") or 0) for batch in open_batches if not batch.step_done("take")]
+    waiting = waiting_rows(entity).filter(id__gt=max(untaken, default=0))
+    batches: list[SyncRecord] = []
+    header = len(header_line().encode())
+    first = last = count = 0
+    size = header
+    for row_id, line in sized(waiting):
+        if count and size + line > MAX_IMPORT_BYTES:
+            batches.append(new_batch(first, last, count, entity))
+            count, size = 0, header
+        first = row_id if not count else first
+        last, count, size = row_id, count + 1, size + line
+    if count:
+        batches.append(new_batch(first, last, count, entity))
+    return batches
+
+
+def new_batch(first: int, last: int, count: int, entity: ZuoraEntity | None = None) -> SyncRecord:
     """A usage_batch record for the `count` measured rows from id `first` to `last` (enqueued on commit)."""
     batch, _ = ensure_record(
         SyncRecord.Kind.USAGE_BATCH,
         f"usage_batch:{uuid.uuid4().hex}",
         payload={"records": count, "first_id": first, "last_id": last},
-        summary=f"{count} usage record(s)",
+        summary=f"{count} usage record(s)" + (f" for {entity}" if entity else ""),
+        entity=entity,
     )
     return batch
 
@@ -270,7 +299,7 @@ def take_rows(batch: SyncRecord) -> None:
     span = batch.payload
     with transaction.atomic():
         taken = (
-            waiting_rows()
+            waiting_rows(batch.entity)
             .filter(id__gte=span["first_id"], id__lte=span["last_id"])
             .update(batch=batch, status=UsageRecord.Status.SUBMITTED)
         )

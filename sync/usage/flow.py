@@ -21,7 +21,7 @@ MAX_LOOK_SECONDS = 300
 
 @flow(SyncRecord.Kind.USAGE_BATCH)
 def usage_batch(record: SyncRecord) -> None:
-    zuora = ZuoraClient.from_settings()
+    zuora = ZuoraClient.for_entity(record.entity)  # a usage file goes to its rows' entity
     if "first_id" in record.payload and not record.step_done("take"):
         take_rows(record)
     rows = batch_rows(record).order_by("id").values_list(*LINE_FIELDS)
