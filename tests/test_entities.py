@@ -204,3 +204,20 @@ def test_usage_goes_to_each_deals_entity_one_file_per_entity(multi):
     assert set(files) == {US_ID, EU_ID}
     eu_rows = ZUsage.objects.filter(usage_import=files[EU_ID])
     assert sorted(eu_rows.values_list("unique_key", flat=True)) == ["e0", "e2"]
+
+
+def test_reconciliation_reads_every_entity(multi):
+    from sandbox.models import ZSubscription
+    from sync.reconcile import run_reconciliation
+
+    EntityRoute.objects.create(kind="field", field_id=REGION_FIELD, field_value="EU", entity=multi.eu)
+    set_field(UMBRELLA, REGION_FIELD, "EU")
+    multi.win(UMBRELLA)
+    multi.win(ACME_EXPANSION)
+    run = run_reconciliation()
+    assert run.ok, run.error
+    assert run.summary["won_deals"] == 2 and run.summary["discrepancies"] == 0  # both entities' subscriptions seen
+    ZSubscription.objects.filter(id__in=[s.id for s in multi.subscriptions(UMBRELLA)]).delete()  # gone from EU
+    run = run_reconciliation()
+    [row] = run.discrepancies.filter(kind="won_no_subscription")
+    assert row.kommo_lead_id == UMBRELLA

@@ -78,7 +78,7 @@ def billed(lead_id: int = 10, **changes) -> Snapshot:
         subscriptions=[sub(lead_id)],
         plans_of={"s1": ["p-growth"]},
         records={lead_id: record(lead_id)},
-        plan_map={"growth": {"p-growth"}},
+        plan_map={(None, "growth"): {"p-growth"}},
         catalog={p.zuora_id: p for p in (GROWTH, LEGACY, FUTURE)},
         day=DAY,
     )

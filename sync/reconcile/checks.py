@@ -167,7 +167,8 @@ def wrong_plan(snap: Snapshot) -> Iterator[Discrepancy]:
         if not active(sub):
             continue
         billed = set(snap.plans_of.get(sub["Id"], []))
-        wanted = snap.plan_map.get(normalize(field_value(lead, settings.KOMMO_PLAN_FIELD_ID)))
+        entity = record.entity_id if record is not None else None  # the deal's entity's plan map
+        wanted = snap.plan_map.get((entity, normalize(field_value(lead, settings.KOMMO_PLAN_FIELD_ID))))
         if not (wanted and billed) or wanted <= billed:
             continue
         yield finding(

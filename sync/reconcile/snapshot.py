@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from catalog.models import PlanMapping, ProductRatePlan
+from sync.catalog_sync import catalogs_to_sync
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.flows.deal_won import LEAD_FIELD
@@ -34,7 +35,8 @@ class Snapshot:
     plans_of: dict[str, list[str]] = field(default_factory=dict)  # subscription id → product rate plan ids
     records: dict[int, SyncRecord] = field(default_factory=dict)  # lead id → its deal_won record
     problem_records: list[SyncRecord] = field(default_factory=list)  # every record needing attention or failed
-    plan_map: dict[str, set[str]] = field(default_factory=dict)  # plan field value → rate plan ids
+    # (Zuora entity id or None, plan field value) → rate plan ids: each entity has its own plan map
+    plan_map: dict[tuple[int | None, str], set[str]] = field(default_factory=dict)
     catalog: dict[str, ProductRatePlan] = field(default_factory=dict)  # rate plan id → mirrored plan
     day: dt.date = field(default_factory=business_today)
 
@@ -53,27 +55,15 @@ class Snapshot:
 
 def read_snapshot(progress: Callable[[str], None]) -> Snapshot:
     snap = Snapshot()
-    kommo, zuora = KommoClient.from_settings(), ZuoraClient.from_settings()
+    kommo = KommoClient.from_settings()
     statuses = [(p["id"], settings.KOMMO_WON_STATUS_ID) for p in kommo.pipelines()] or None
     for lead in kommo.won_leads(statuses, status_id=settings.KOMMO_WON_STATUS_ID):
         snap.won[lead["id"]] = lead
         if len(snap.won) % 1000 == 0:
             progress(f"Kommo: {len(snap.won)} won deals read")
     progress(f"Kommo: {len(snap.won)} won deals; reading Zuora accounts")
-    crm_field = settings.ZUORA_ACCOUNT_CRM_FIELD
-    for account in zuora.zoql(f"select Id, AccountNumber, Name, CrmId, Currency, {crm_field} from Account"):
-        snap.accounts[account["Id"]] = account
-    progress(f"Zuora: {len(snap.accounts)} accounts; reading subscriptions")
-    snap.subscriptions = list(
-        zuora.zoql(
-            f"select Id, Name, Version, AccountId, Status, SubscriptionEndDate, {LEAD_FIELD} from Subscription "
-            f"where {LEAD_FIELD} != null and Status != 'Expired'"
-        )
-    )
-    current = {s["Id"] for s in snap.subscriptions}
-    for plan in zuora.zoql("select Id, SubscriptionId, ProductRatePlanId from RatePlan"):
-        if plan["SubscriptionId"] in current:  # rate plans of earlier versions are not billed any more
-            snap.plans_of.setdefault(plan["SubscriptionId"], []).append(plan["ProductRatePlanId"])
+    for entity in catalogs_to_sync():  # a multi-entity tenant: every entity's customers, each with its client
+        read_zuora(snap, ZuoraClient.for_entity(entity), progress, f" in {entity}" if entity else "")
     progress(f"Zuora: {len(snap.subscriptions)} subscriptions; reading the deals Kommo no longer lists as won")
     active_elsewhere = sorted(
         {
@@ -91,6 +81,25 @@ def read_snapshot(progress: Callable[[str], None]) -> Snapshot:
     return snap
 
 
+def read_zuora(snap: Snapshot, zuora: ZuoraClient, progress: Callable[[str], None], where: str) -> None:
+    crm_field = settings.ZUORA_ACCOUNT_CRM_FIELD
+    for account in zuora.zoql(f"select Id, AccountNumber, Name, CrmId, Currency, {crm_field} from Account"):
+        snap.accounts[account["Id"]] = account
+    progress(f"Zuora{where}: {len(snap.accounts)} accounts; reading subscriptions")
+    subscriptions = list(
+        zuora.zoql(
+            f"select Id, Name, Version, AccountId, Status, SubscriptionEndDate, {LEAD_FIELD} from Subscription "
+            f"where {LEAD_FIELD} != null and Status != 'Expired'"
+        )
+    )
+    snap.subscriptions += subscriptions
+    current = {s["Id"] for s in subscriptions}
+    for plan in zuora.zoql("select Id, SubscriptionId, ProductRatePlanId from RatePlan"):
+        if plan["SubscriptionId"] in current:  # rate plans of earlier versions are not billed any more
+            snap.plans_of.setdefault(plan["SubscriptionId"], []).append(plan["ProductRatePlanId"])
+    progress(f"Zuora{where}: {len(snap.subscriptions)} subscriptions")
+
+
 def active(subscription: dict) -> bool:
     """Billing now or later: not cancelled (a cancelled subscription of a lost deal is as it should be)."""
     return subscription.get("Status") not in ("Cancelled", "Expired")
@@ -101,11 +110,11 @@ def read_zkbridge(snap: Snapshot) -> None:
     deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id__isnull=False)
     snap.records = {r.lead_id: r for r in deals}
     snap.problem_records = list(SyncRecord.objects.filter(status__in=PROBLEM_STATES).order_by("id"))
-    mapped: dict[str, set[str]] = defaultdict(set)
+    mapped: dict[tuple[int | None, str], set[str]] = defaultdict(set)
     for mapping in PlanMapping.objects.filter(kind=PlanMapping.Kind.PLAN, active=True).prefetch_related(
         "mapped_plans__product_rate_plan"
     ):
         for item in mapping.mapped_plans.all():
-            mapped[mapping.normalized_value].add(item.product_rate_plan.zuora_id)
+            mapped[(mapping.entity_id, mapping.normalized_value)].add(item.product_rate_plan.zuora_id)
     snap.plan_map = dict(mapped)
     snap.catalog = {p.zuora_id: p for p in ProductRatePlan.objects.select_related("product")}
