@@ -221,3 +221,85 @@ def test_reconciliation_reads_every_entity(multi):
     run = run_reconciliation()
     [row] = run.discrepancies.filter(kind="won_no_subscription")
     assert row.kommo_lead_id == UMBRELLA
+
+
+def test_plan_migrations_run_in_the_legacy_plans_entity(multi):
+    import datetime as dt
+
+    import requests
+
+    from sandbox.models import ZProduct, ZRatePlan, ZSubscription
+    from sync.migration.run import run_migrations
+    from sync.models import MigrationRule
+    from sync.tasks import dispatch_due
+
+    ZRatePlan.objects.create(
+        zid=demo.zuora_id("EU Legacy"),
+        product=ZProduct.objects.get(name="EU Platform"),
+        name="EU Legacy",
+        effective_start=dt.date(2020, 1, 1),
+        effective_end=dt.date(2099, 12, 31),
+        charges=[demo._charge("EU Legacy fee", "Recurring", "FlatFee", {"EUR": "400"})],
+    )
+    call_command("sync_catalog", verbosity=0)
+    token = requests.post(
+        f"{multi.zuora}/oauth/token",
+        data={"client_id": "zkbridge-eu", "client_secret": "zkbridge-eu-secret", "grant_type": "client_credentials"},
+        timeout=10,
+    ).json()["access_token"]
+    made = requests.post(  # a subscriber made in Zuora (EU) before the plan was retired: its term ends 2026-12-20
+        f"{multi.zuora}/v1/orders",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+        json={
+            "orderDate": "2025-12-20",
+            "newAccount": {
+                "name": "Alte Kunde GmbH",
+                "currency": "EUR",
+                "billCycleDay": 0,
+                "billToContact": {"firstName": "Lea", "lastName": "Alt"},
+            },
+            "subscriptions": [
+                {
+                    "orderActions": [
+                        {
+                            "type": "CreateSubscription",
+                            "triggerDates": [{"name": "ContractEffective", "triggerDate": "2025-12-20"}],
+                            "createSubscription": {
+                                "terms": {
+                                    "initialTerm": {"termType": "TERMED", "period": 12, "periodType": "Month"},
+                                    "autoRenew": True,
+                                    "renewalTerms": [{"period": 12, "periodType": "Month"}],
+                                },
+                                "subscribeToRatePlans": [{"productRatePlanId": demo.zuora_id("EU Legacy")}],
+                            },
+                        }
+                    ]
+                }
+            ],
+        },
+    ).json()
+    assert made["success"], made
+    number = made["subscriptions"][0]["subscriptionNumber"]
+    legacy, successor = (
+        ProductRatePlan.objects.get(name="EU Legacy"),
+        ProductRatePlan.objects.get(name="EU Platform Standard"),
+    )
+    across = MigrationRule(
+        source_plan=legacy,
+        target_plan=ProductRatePlan.objects.get(name="US Platform Standard"),
+        starts_on=dt.date(2026, 11, 1),
+    )
+    with pytest.raises(ValidationError, match="moves within its Zuora entity"):
+        across.full_clean()
+    rule = MigrationRule(source_plan=legacy, target_plan=successor, starts_on=dt.date(2026, 11, 1))
+    rule.full_clean()
+    rule.save()
+    run = run_migrations(dt.date(2026, 12, 19))
+    while dispatch_due():
+        pass
+    assert run.ok, run.error
+    move = SyncRecord.objects.get(kind="plan_migration")
+    assert move.entity == multi.eu and move.status == "succeeded", move.reason
+    latest = ZSubscription.objects.filter(subscription_number=number).order_by("-version").first()
+    assert [p["ratePlanName"] for p in latest.rate_plans] == ["EU Platform Standard"]

@@ -34,7 +34,7 @@ log = logging.getLogger("zkbridge.sync")
 
 @flow(SyncRecord.Kind.PLAN_MIGRATION)
 def plan_migration(record: SyncRecord) -> None:
-    zuora = ZuoraClient.from_settings()
+    zuora = ZuoraClient.for_entity(record.entity)  # the legacy plan's entity
     plan = record.payload
     if plan.get("quiet") and not record.step_done("silence"):
         silence(record, zuora)
@@ -232,10 +232,9 @@ def restore_stragglers(limit: int = 50) -> int:
     if not candidates:
         return 0
     restored = 0
-    zuora = ZuoraClient.from_settings()
     for record in candidates:
         try:
-            restore(record, zuora)
+            restore(record, ZuoraClient.for_entity(record.entity))
             restored += 1
         except (TransientError, BusinessError) as exc:
             log.warning("sync_record=%s could not restore the communication profile yet: %s", record.id, exc)

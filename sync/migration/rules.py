@@ -37,6 +37,12 @@ def problems(rule: MigrationRule) -> list[str]:
         found.append("a Kommo choice field is named by its field id (a number)")
     if rule.choice_source == MigrationRule.ChoiceSource.ZUORA and not rule.choice_field.strip().endswith("__c"):
         found.append("a Zuora custom field's name ends in __c (e.g. UpgradePlan__c)")
+    for plan, role in ((target, "target"), (rule.alternative_plan, "alternative"), (rule.discount_plan, "discount")):
+        if plan is not None and plan.product.entity_id != source.product.entity_id:
+            found.append(
+                f"the {role} '{plan}' is in {plan.product.entity or 'no entity'}'s catalog, the legacy plan in "
+                f"{source.product.entity or 'no entity'}'s: a subscription moves within its Zuora entity"
+            )
     first = max(rule.starts_on, business_today())
     last = horizon(rule, first)
     currencies = sorted(source.currencies()) or ["USD"]

@@ -223,15 +223,23 @@ def run_migrations(day: dt.date | None = None, *, rule_id: int | None = None, dr
     day = day or business_today()
     rules = list(
         MigrationRule.objects.filter(active=True, starts_on__lte=day).select_related(
-            "source_plan", "target_plan", "alternative_plan", "discount_plan"
+            "source_plan__product__entity", "target_plan", "alternative_plan", "discount_plan"
         )
     )
     if rule_id is not None:
         rules = [r for r in rules if r.id == rule_id]
     run = MigrationRun.objects.create(day=day, dry_run=dry_run, rule_id=rule_id)
     try:
-        tenant = read_tenant(ZuoraClient.from_settings(), rules) if rules else Tenant()
-        rows = [row for rule in rules for row in consider(rule, tenant, day)]
+        # Each rule's subscribers are read in its legacy plan's Zuora entity (one read per entity).
+        by_entity: dict[int | None, list[MigrationRule]] = {}
+        for rule in rules:
+            by_entity.setdefault(rule.source_plan.product.entity_id, []).append(rule)
+        tenants = {
+            entity_id: read_tenant(ZuoraClient.for_entity(group[0].source_plan.product.entity), group)
+            for entity_id, group in by_entity.items()
+        }
+        rows = [row for rule in rules for row in consider(rule, tenants[rule.source_plan.product.entity_id], day)]
+        tenant = merged(list(tenants.values()))
         rules_by_id = {r.id: r for r in rules}
         if not dry_run:
             schedule_all(rules_by_id, [row for row in rows if row.outcome == "move"])
@@ -245,6 +253,15 @@ def run_migrations(day: dt.date | None = None, *, rule_id: int | None = None, dr
     run.finished_at = timezone.now()
     run.save()
     return run
+
+
+def merged(tenants: list[Tenant]) -> Tenant:
+    """What every entity's read found, for the run's summary."""
+    whole = Tenant()
+    for part in tenants:
+        whole.plans.update(part.plans)
+        whole.reads += part.reads
+    return whole
 
 
 def summarize(rows: list[Row], reads: int, rules: list[MigrationRule]) -> dict[str, int]:
@@ -286,6 +303,7 @@ def new_record(rule: MigrationRule, row: Row) -> SyncRecord:
     return SyncRecord(
         kind=SyncRecord.Kind.PLAN_MIGRATION,
         key=record_key(row),
+        entity=rule.source_plan.product.entity,
         kommo_lead_id=row.lead,
         zuora_account_number=row.account,
         zuora_subscription_number=row.subscription,
