@@ -223,6 +223,20 @@ def test_reconciliation_reads_every_entity(multi):
     assert row.kommo_lead_id == UMBRELLA
 
 
+def test_the_reconciliation_report_filters_by_entity(multi, admin_client):
+    from sandbox.models import ZSubscription
+    from sync.reconcile import run_reconciliation
+
+    EntityRoute.objects.create(kind="field", field_id=REGION_FIELD, field_value="EU", entity=multi.eu)
+    set_field(UMBRELLA, REGION_FIELD, "EU")
+    multi.win(UMBRELLA)
+    multi.win(ACME_EXPANSION)
+    ZSubscription.objects.all().delete()  # both deals lose their subscriptions
+    run_reconciliation()
+    eu = admin_client.get(f"/admin/sync/discrepancy/?sync_record__entity__id__exact={multi.eu.pk}").content.decode()
+    assert str(UMBRELLA) in eu and str(ACME_EXPANSION) not in eu
+
+
 def test_plan_migrations_run_in_the_legacy_plans_entity(multi):
     import datetime as dt
 
@@ -303,3 +317,14 @@ def test_plan_migrations_run_in_the_legacy_plans_entity(multi):
     assert move.entity == multi.eu and move.status == "succeeded", move.reason
     latest = ZSubscription.objects.filter(subscription_number=number).order_by("-version").first()
     assert [p["ratePlanName"] for p in latest.rate_plans] == ["EU Platform Standard"]
+
+
+def test_the_connection_check_tries_every_entitys_client(multi):
+    from sync.ops.connections import check_connections
+
+    zuora = check_connections()["zuora"]
+    assert zuora["ok"] and set(zuora["entities"]) == {"US", "EU"}
+    ZuoraEntity.objects.filter(pk=multi.us.pk).update(client_secret="wrong")
+    ProviderToken.objects.filter(provider=f"zuora:{multi.us.pk}").delete()
+    zuora = check_connections()["zuora"]
+    assert not zuora["ok"] and zuora["error"].startswith("US: ") and zuora["entities"]["EU"]["ok"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from catalog.models import ZuoraEntity
 from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -46,10 +48,25 @@ def check_connections() -> dict[str, Any]:
     zuora, kommo = ZuoraClient.from_settings(), KommoClient.from_settings()
     url = kommo_webhook_url()
 
-    def zuora_check():
-        zuora.access_token(force_refresh=True)
-        page = next(zuora.catalog_pages(page_size=1), [])
+    def zuora_check(client: ZuoraClient = zuora):
+        client.access_token(force_refresh=True)
+        page = next(client.catalog_pages(page_size=1), [])
         return f"token ok; catalog readable ({len(page)} product on the first page)"
+
+    def zuora_checks() -> dict[str, Any]:
+        """The tenant's connection, or (Multi-entity) each active entity's: its client, token and header."""
+        entities = list(ZuoraEntity.objects.filter(active=True))
+        if not entities:
+            return _timed(zuora_check)
+        each = {entity.name: _timed(partial(zuora_check, ZuoraClient.for_entity(entity))) for entity in entities}
+        failed = {name: result for name, result in each.items() if not result["ok"]}
+        return {
+            "ok": not failed,
+            "error": "; ".join(f"{name}: {result['error']}" for name, result in failed.items()),
+            "detail": "; ".join(f"{name}: {result['detail'] or 'failed'}" for name, result in each.items()),
+            "ms": sum(result["ms"] for result in each.values()),
+            "entities": each,
+        }
 
     def kommo_pipelines():
         return [
@@ -72,7 +89,7 @@ def check_connections() -> dict[str, Any]:
             "base_url": settings.ZUORA_BASE_URL,
             "version": settings.ZUORA_VERSION,
             "crm_field": settings.ZUORA_ACCOUNT_CRM_FIELD,
-            **_timed(zuora_check),
+            **zuora_checks(),
         },
         "kommo": {
             "base_url": settings.KOMMO_BASE_URL,

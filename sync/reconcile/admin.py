@@ -96,7 +96,13 @@ class DiscrepancyAdmin(LeadIdSearchAdmin, ViewOnlyAdmin):
         "links",
         "fix_outcome",
     ]
-    list_filter = [LatestRunFilter, "kind", "action", ("fixed_at", admin.EmptyFieldListFilter)]
+    list_filter = [
+        LatestRunFilter,
+        "kind",
+        "action",
+        ("fixed_at", admin.EmptyFieldListFilter),
+        ("sync_record__entity", admin.RelatedOnlyFieldListFilter),  # a multi-entity tenant: one entity's deals
+    ]
     search_fields = ["zuora_account_number", "zuora_subscription_number", "detail"]
     list_select_related = ["run", "sync_record"]
     list_per_page = 100
