@@ -328,3 +328,18 @@ def test_the_connection_check_tries_every_entitys_client(multi):
     ProviderToken.objects.filter(provider=f"zuora:{multi.us.pk}").delete()
     zuora = check_connections()["zuora"]
     assert not zuora["ok"] and zuora["error"].startswith("US: ") and zuora["entities"]["EU"]["ok"]
+
+
+def test_the_subscription_mirror_is_refreshed_from_every_entity(multi):
+    from sync.lifecycle.subscription import refresh, refresh_all
+    from sync.models import Subscription
+
+    EntityRoute.objects.create(kind="field", field_id=REGION_FIELD, field_value="EU", entity=multi.eu)
+    set_field(UMBRELLA, REGION_FIELD, "EU")
+    multi.win(UMBRELLA)
+    multi.win(ACME_EXPANSION)
+    Subscription.objects.all().delete()
+    assert refresh_all() == 2  # one in each entity, each read with its entity's client
+    eu_number = record(UMBRELLA).zuora_subscription_number
+    Subscription.objects.all().delete()
+    assert refresh(eu_number) is not None  # found in EU through its deal (a billing event names only the number)

@@ -41,3 +41,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # .zkbridge/ is created here too: a fresh clone runs the tests before any demo has made it.
     (BASE_DIR / ".zkbridge").mkdir(exist_ok=True)
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".zkbridge" / "test.sqlite3")}
+
+# Named locks on SQLite are files under ZKBRIDGE_STATE_DIR/locks. Each pytest-xdist worker gets a folder of its
+# own: two workers' tests (whose emulators number subscriptions alike) otherwise took each other's locks —
+# "another change to A-S00000001 is in flight" in a test that had no other change.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    from zkbridge.settings import ZKBRIDGE_STATE_DIR  # noqa: E402
+
+    ZKBRIDGE_STATE_DIR = ZKBRIDGE_STATE_DIR / "test-workers" / os.environ["PYTEST_XDIST_WORKER"]

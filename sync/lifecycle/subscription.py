@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from catalog.models import ZuoraEntity
 from sync.clients.errors import NotFoundError
 from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, Waiting
@@ -166,10 +167,27 @@ def mirror(current: Current, lead_id: int | None = None) -> Subscription:
     return row
 
 
+def entity_of_subscription(number: str, lead_id: int | None) -> ZuoraEntity | None:
+    """The entity a subscription lives in: its deal's (by lead, else by the subscription's number)."""
+    from sync.flows.entities import entities_listed, entity_of_lead
+
+    if not entities_listed():
+        return None
+    if (entity := entity_of_lead(lead_id)) is not None:
+        return entity
+    deal = (
+        SyncRecord.objects.filter(zuora_subscription_number=number, entity__isnull=False)
+        .select_related("entity")
+        .order_by("-id")
+        .first()
+    )
+    return deal.entity if deal else None
+
+
 def refresh(number: str, lead_id: int | None = None, zuora: ZuoraClient | None = None) -> Subscription | None:
     """Read the subscription's current version from Zuora into the mirror; None when Zuora has none."""
     try:
-        body = (zuora or ZuoraClient.from_settings()).get_subscription(number)
+        body = (zuora or ZuoraClient.for_entity(entity_of_subscription(number, lead_id))).get_subscription(number)
     except NotFoundError:
         Subscription.objects.filter(number=number).update(status="Deleted in Zuora", refreshed_at=timezone.now())
         return None
@@ -279,10 +297,16 @@ def mirror_new(number: str, account_number: str, lead_id: int, terms: dict, star
 
 def refresh_all(progress=None) -> int:
     """The daily refresh: every billed deal's subscription, current versions only, in bulk (ZOQL pages of
-    2,000), never one call per subscription. Returns how many rows it updated."""
+    2,000), never one call per subscription — in every entity of a multi-entity tenant. Returns how many rows
+    it updated."""
+    from sync.catalog_sync import catalogs_to_sync
+
+    return sum(refresh_entity(ZuoraClient.for_entity(entity), progress) for entity in catalogs_to_sync())
+
+
+def refresh_entity(zuora: ZuoraClient, progress=None) -> int:
     from sync.flows.deal_won import LEAD_FIELD
 
-    zuora = ZuoraClient.from_settings()
     accounts = {a["Id"]: a.get("AccountNumber") or "" for a in zuora.zoql("select Id, AccountNumber from Account")}
     subscriptions = list(
         zuora.zoql(
