@@ -343,3 +343,34 @@ def test_the_subscription_mirror_is_refreshed_from_every_entity(multi):
     eu_number = record(UMBRELLA).zuora_subscription_number
     Subscription.objects.all().delete()
     assert refresh(eu_number) is not None  # found in EU through its deal (a billing event names only the number)
+
+
+def test_a_burst_of_deals_in_two_entities_bills_each_in_its_own(multi):
+    import time
+
+    from sandbox.models import KNote, RequestLog
+    from sync.records import ensure_record
+    from sync.tasks import run_sync
+
+    EntityRoute.objects.create(kind="field", field_id=REGION_FIELD, field_value="EU", entity=multi.eu)
+    ids = demo.generate_leads(72_000_001, 12)
+    european = set(ids[::2])
+    for lead_id in european:
+        set_field(lead_id, REGION_FIELD, "EU")
+    KLead.objects.filter(id__in=ids).update(status_id=142, closed_at=int(time.time()))
+    records = [
+        ensure_record(SyncRecord.Kind.DEAL_WON, f"deal_won:{i}", enqueue=False, kommo_lead_id=i, payload={"id": i})[0]
+        for i in ids
+    ]
+    RequestLog.objects.all().delete()
+    assert run_sync(records[0].id) == "succeeded"
+    done = {r.kommo_lead_id: r for r in SyncRecord.objects.filter(id__in=[r.id for r in records])}
+    assert {r.status for r in done.values()} == {"succeeded"}, [r.reason for r in done.values()]
+    for lead_id, rec in done.items():
+        wanted = multi.eu if lead_id in european else multi.us
+        assert rec.entity == wanted
+        assert ZAccount.objects.get(account_number=rec.zuora_account_number).entity.entity_id == wanted.entity_id
+    # One burst: Kommo read the leads once and wrote the notes in one batch call for all twelve.
+    assert RequestLog.objects.filter(service="kommo", method="GET", path="/api/v4/leads").count() == 1
+    assert RequestLog.objects.filter(service="kommo", method="POST", path="/api/v4/leads/notes").count() == 1
+    assert KNote.objects.filter(entity_id__in=ids).count() == 12

@@ -22,6 +22,7 @@ retry runs its deal alone, or in a later burst, from its last completed step.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import json
 import threading
@@ -34,6 +35,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from catalog.models import ZuoraEntity
 from sync.clients.errors import BusinessError, NotFoundError
 from sync.clients.kommo import BATCH, KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -52,7 +54,7 @@ from sync.flows.deal_won import (
     preview_body,
     tell_kommo,
 )
-from sync.flows.entities import entities_listed
+from sync.flows.entities import entities_listed, link_key, route_record
 from sync.flows.sale import Sale
 from sync.models import CustomerAccount, SyncRecord
 from sync.parallel import Outcome, each, settle, together
@@ -68,10 +70,7 @@ Conclude = Callable[[SyncRecord, Callable[[SyncRecord], None]], None]
 
 def companions(record: SyncRecord) -> list[SyncRecord]:
     """Other won deals due now, claimed for the worker that holds `record` (at most BURST - 1, oldest first):
-    the same conditional UPDATE as a single claim, so no deal is ever run by two workers. A multi-entity
-    tenant's deals run one by one for now (a burst reads and writes in one Zuora entity)."""
-    if entities_listed():
-        return []
+    the same conditional UPDATE as a single claim, so no deal is ever run by two workers."""
     now = timezone.now()
     due = (
         SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON)
@@ -100,9 +99,28 @@ class BurstReads(Reads):
         self._guard = threading.Lock()
         self._previews: dict[str, tuple[threading.Lock, list]] = {}
 
-    def load(self, records: list[SyncRecord]) -> None:
+    def in_entity_view(self, entity: ZuoraEntity | None, records: list[SyncRecord]) -> BurstReads:
+        """The burst's reads for its deals of one Zuora entity (a multi-entity tenant): the same Kommo answers,
+        that entity's client, its customers' accounts looked up there, its own previews."""
+        view = copy.copy(self)
+        view.entity, view.zuora = entity, ZuoraClient.for_entity(entity)
+        view._guard, view._previews = threading.Lock(), {}
+        keys = set()
+        for record in records:
+            with contextlib.suppress(NeedsAttention):  # no customer: that deal says so itself
+                if record.lead_id in self.leads:
+                    keys.add(customer_key(self.leads[record.lead_id]))
+        links = {link_key(key, entity): key for key in keys}
+        linked = set(CustomerAccount.objects.filter(customer_key__in=links).values_list("customer_key", flat=True))
+        unknown = sorted(key for link, key in links.items() if link not in linked)
+        field = settings.ZUORA_ACCOUNT_CRM_FIELD
+        view.looked_up = view.zuora.find_accounts_in(field, unknown) if unknown else {}
+        return view
+
+    def load(self, records: list[SyncRecord], *, with_accounts: bool = True) -> None:
         """Every lead, then their contacts, companies and (for customers zkbridge has not linked) Zuora
-        accounts together: two rounds for the whole burst."""
+        accounts together: two rounds for the whole burst. `with_accounts=False`: a multi-entity tenant's accounts
+        are looked up per entity (in_entity_view)."""
         with_ = "contacts,catalog_elements"
         self.leads = {lead["id"]: lead for lead in self.kommo.leads_by_ids([r.lead_id for r in records], with_)}
         named = [refs(lead) for lead in self.leads.values()]
@@ -113,7 +131,7 @@ class BurstReads(Reads):
             with contextlib.suppress(NeedsAttention):  # no customer: that deal says so itself
                 keys.add(customer_key(lead))
         linked = set(CustomerAccount.objects.filter(customer_key__in=keys).values_list("customer_key", flat=True))
-        unknown = sorted(keys - linked)
+        unknown = sorted(keys - linked) if with_accounts else []
         contacts, companies, accounts = together(
             lambda: self.kommo.get_contacts(contact_ids),
             lambda: self.kommo.companies_by_ids(company_ids),
@@ -172,19 +190,53 @@ def run(records: list[SyncRecord], conclude: Conclude) -> None:
     """Run a burst of claimed won deals to their outcomes (conclude: sync.tasks.conclude)."""
     reads = BurstReads(KommoClient.from_settings(), ZuoraClient.from_settings())
     with leases.held_all(records) as lease_of:
+        multi = entities_listed()
         try:
-            reads.load(records)
+            reads.load(records, with_accounts=not multi)
+            parts = by_entity(records, reads, lease_of) if multi else [(reads, records, {})]
         except Exception as exc:  # the shared reads failed: every deal has that outcome (a retry each)
             for record in records:
                 with acting_for(record, lease_of[record.id]):
                     conclude(record, raiser(exc))
             return
-        errors = zuora_part(records, reads, lease_of)
+        errors: dict[int, BaseException] = {}
+        for part_reads, part, refused in parts:  # a multi-entity tenant: each entity's deals with its client
+            errors.update(refused)
+            errors.update(zuora_part(part, part_reads, lease_of))
         ready = [r for r in records if r.id not in errors]
         errors.update(kommo_part(ready, reads.kommo, lease_of))
         for record in records:
             with acting_for(record, lease_of[record.id]):
                 conclude(record, raiser(errors.get(record.id)))
+
+
+def by_entity(
+    records: list[SyncRecord], reads: BurstReads, lease_of: dict[int, Lease]
+) -> list[tuple[BurstReads, list[SyncRecord], dict[int, BaseException]]]:
+    """A multi-entity tenant's burst, split by the Zuora entity each deal routes to (sync.flows.entities); a deal
+    that cannot be routed stops with why. A deal whose lead Kommo did not list goes with the first part: its
+    lead step says it is gone before any Zuora call."""
+    groups: dict[int | None, tuple[ZuoraEntity | None, list[SyncRecord]]] = {}
+    refused: dict[int, BaseException] = {}
+    for record in records:
+        if record.lead_id not in reads.leads:
+            groups.setdefault(None, (None, []))[1].append(record)
+            continue
+        with acting_for(record, lease_of[record.id]):
+            try:
+                entity = (
+                    record.entity if record.step_done("order") else route_record(record, reads.leads[record.lead_id])
+                )
+            except Exception as exc:
+                refused[record.id] = exc
+                continue
+        groups.setdefault(entity.pk if entity else None, (entity, []))[1].append(record)
+    parts: list[tuple[BurstReads, list[SyncRecord], dict[int, BaseException]]] = [
+        (reads.in_entity_view(entity, group), group, {}) for entity, group in groups.values()
+    ]
+    if refused:
+        parts.append((reads, [], refused))
+    return parts
 
 
 def raiser(error: BaseException | None) -> Callable[[SyncRecord], None]:
