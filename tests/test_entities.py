@@ -374,3 +374,27 @@ def test_a_burst_of_deals_in_two_entities_bills_each_in_its_own(multi):
     assert RequestLog.objects.filter(service="kommo", method="GET", path="/api/v4/leads").count() == 1
     assert RequestLog.objects.filter(service="kommo", method="POST", path="/api/v4/leads/notes").count() == 1
     assert KNote.objects.filter(entity_id__in=ids).count() == 12
+
+
+def test_a_billing_event_record_shows_its_deals_entity(multi, settings):
+    import requests
+
+    settings.ZUORA_CALLOUT_USERNAME, settings.ZUORA_CALLOUT_PASSWORD = "zuora", "callout-password"
+    EntityRoute.objects.create(kind="pipeline", pipeline_id=demo.PIPELINE, entity=multi.eu)
+    multi.win(UMBRELLA)
+    deal = record(UMBRELLA)
+    answer = requests.post(
+        f"{multi.url}/webhooks/zuora/",
+        json={
+            "eventType": "PaymentProcessed",
+            "accountNumber": deal.zuora_account_number,
+            "subscriptionNumber": deal.zuora_subscription_number,
+            "amount": "500.00",
+            "currency": "EUR",
+        },
+        auth=("zuora", "callout-password"),
+        timeout=30,
+    )
+    assert answer.status_code in (200, 202), answer.text
+    event = SyncRecord.objects.get(kind="billing_event")
+    assert event.entity == multi.eu and event.kommo_lead_id == UMBRELLA

@@ -38,8 +38,16 @@ def billing_event(record: SyncRecord) -> None:
     record.zuora_account_number = event.account_number
     record.zuora_subscription_number = event.subscription_number
     record.summary = event.event_type
+    record.entity = where.deal.entity if where.deal is not None else None  # the deal's Zuora entity
     record.save(
-        update_fields=["kommo_lead_id", "zuora_account_number", "zuora_subscription_number", "summary", "updated_at"]
+        update_fields=[
+            "kommo_lead_id",
+            "zuora_account_number",
+            "zuora_subscription_number",
+            "summary",
+            "entity",
+            "updated_at",
+        ]
     )
     kommo = KommoClient.from_settings()
     if rule.note_template.strip() and not record.step_done("note"):
