@@ -105,14 +105,7 @@ class BurstReads(Reads):
         view = copy.copy(self)
         view.entity, view.zuora = entity, ZuoraClient.for_entity(entity)
         view._guard, view._previews = threading.Lock(), {}
-        keys = set()
-        for record in records:
-            with contextlib.suppress(NeedsAttention):  # no customer: that deal says so itself
-                if record.lead_id in self.leads:
-                    keys.add(customer_key(self.leads[record.lead_id]))
-        links = {link_key(key, entity): key for key in keys}
-        linked = set(CustomerAccount.objects.filter(customer_key__in=links).values_list("customer_key", flat=True))
-        unknown = sorted(key for link, key in links.items() if link not in linked)
+        unknown = unlinked_customers([self.leads[r.lead_id] for r in records if r.lead_id in self.leads], entity)
         field = settings.ZUORA_ACCOUNT_CRM_FIELD
         view.looked_up = view.zuora.find_accounts_in(field, unknown) if unknown else {}
         return view
@@ -126,12 +119,7 @@ class BurstReads(Reads):
         named = [refs(lead) for lead in self.leads.values()]
         contact_ids = sorted({c["id"] for n in named for c in n.contacts})
         company_ids = sorted({n.company["id"] for n in named if n.company})
-        keys = set()
-        for lead in self.leads.values():
-            with contextlib.suppress(NeedsAttention):  # no customer: that deal says so itself
-                keys.add(customer_key(lead))
-        linked = set(CustomerAccount.objects.filter(customer_key__in=keys).values_list("customer_key", flat=True))
-        unknown = sorted(keys - linked) if with_accounts else []
+        unknown = unlinked_customers(list(self.leads.values()), None) if with_accounts else []
         contacts, companies, accounts = together(
             lambda: self.kommo.get_contacts(contact_ids),
             lambda: self.kommo.companies_by_ids(company_ids),
@@ -173,6 +161,18 @@ class BurstReads(Reads):
             if not figures:
                 figures.append(preview(self.zuora, record, sale))
             return figures[0]
+
+
+def unlinked_customers(leads: list[dict], entity: ZuoraEntity | None) -> list[str]:
+    """The customers of these leads zkbridge has not linked to a Zuora account in `entity`: their accounts are
+    looked up once for the burst. A lead without a customer says so itself when its deal runs."""
+    keys = set()
+    for lead in leads:
+        with contextlib.suppress(NeedsAttention):
+            keys.add(customer_key(lead))
+    links = {link_key(key, entity): key for key in keys}
+    linked = set(CustomerAccount.objects.filter(customer_key__in=links).values_list("customer_key", flat=True))
+    return sorted(key for link, key in links.items() if link not in linked)
 
 
 @contextlib.contextmanager
