@@ -129,9 +129,34 @@ def test_retention_blanks_old_bodies_and_keeps_sync_records(db, capsys):
     WebhookEvent.objects.create(source="kommo", dedup_key="old", body="leads=1", received_at=old)
     SyncRecord.objects.create(kind="deal_won", key="deal_won:1", created_at=old)
     call_command("prune")
-    assert "1 API call(s) and 1 webhook(s) pruned" in capsys.readouterr().out
+    assert "1 API call(s) and 1 webhook(s) pruned; 0 old successful task result(s) deleted" in capsys.readouterr().out
     assert list(ApiCall.objects.order_by("at").values_list("request_body", flat=True)) == ["", "{}"]
     assert WebhookEvent.objects.get().body == "" and SyncRecord.objects.count() == 1
+
+
+def test_prune_keeps_the_newest_successful_task_results_and_every_failure(db, capsys):
+    from django_q.models import Task
+
+    from sync.ops import retention
+
+    start = timezone.now() - dt.timedelta(hours=5)
+    for n in range(5):
+        at = start + dt.timedelta(minutes=n)
+        for success in (True, False):
+            Task.objects.create(
+                id=f"{n}{success}",
+                name=f"t{n}{success}",
+                func="sync.tasks.run_sync",
+                started=at,
+                stopped=at,
+                success=success,
+            )
+    assert retention.trim_task_results(keep=2) == 3
+    kept = Task.objects.filter(success=True).order_by("stopped").values_list("name", flat=True)
+    assert list(kept) == ["t3True", "t4True"] and Task.objects.filter(success=False).count() == 5
+    assert retention.trim_task_results(keep=2) == 0  # nothing more to trim
+    Task.objects.all().delete()
+    assert retention.trim_task_results(keep=2) == 0  # an empty table
 
 
 def test_every_log_line_of_a_flow_names_its_sync_record(catalog, caplog):

@@ -381,7 +381,9 @@ Q_CLUSTER = {
     "max_attempts": 1,
     "queue_limit": 20,
     "catch_up": False,
-    "save_limit": 1000,
+    # Successful task results are all kept here and trimmed to the newest 1,000 by the daily prune: django-q2's
+    # own trimming reads and locks every kept row after every task (sync.ops.retention).
+    "save_limit": 0,
     "ack_failures": True,
     # The ORM broker polls (an idle poll is one indexed SELECT): every 50 ms keeps a won deal's wait in the
     # queue small. Redis needs no polling.

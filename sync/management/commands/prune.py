@@ -4,7 +4,10 @@ from sync.ops.retention import prune
 
 
 class Command(BaseCommand):
-    help = "Blank API call bodies and webhook payloads older than ZKBRIDGE_RETENTION_DAYS (also scheduled)."
+    help = (
+        "Blank API call bodies and webhook payloads older than ZKBRIDGE_RETENTION_DAYS; keep the newest 1,000 "
+        "successful task results (also scheduled)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--days", type=int, help="override the retention for this run")
@@ -13,4 +16,7 @@ class Command(BaseCommand):
         if days is not None and days < 1:
             raise CommandError("--days must be at least 1")
         result = prune(days)
-        self.stdout.write(f"{result['api_calls']} API call(s) and {result['webhook_events']} webhook(s) pruned.")
+        self.stdout.write(
+            f"{result['api_calls']} API call(s) and {result['webhook_events']} webhook(s) pruned; "
+            f"{result['task_results']} old successful task result(s) deleted."
+        )
