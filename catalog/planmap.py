@@ -3,10 +3,14 @@ value, and importing mappings from CSV (all or nothing, every bad line named).""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import datetime as dt
 import io
 import re
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -57,8 +61,41 @@ class Lookup:
     reason: str = ""
 
 
+# Within remembered_lookups(): what find_mapping answered, by question (a burst of won deals asks the same few).
+_answers: contextvars.ContextVar[dict[tuple, tuple[threading.Lock, list[Lookup]]] | None] = contextvars.ContextVar(
+    "plan_map_answers", default=None
+)
+_answers_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def remembered_lookups() -> Iterator[None]:
+    """Inside the block (and the threads it starts with a copy of its context), find_mapping asks the
+    database once per question: a burst of 250 won deals selling three plans reads the plan map three times,
+    not 250 (five queries each). The block is one unit of work: a mapping edited during it applies to the
+    deals after it, as an edit during one deal's order would."""
+    token = _answers.set({})
+    try:
+        yield
+    finally:
+        _answers.reset(token)
+
+
 def find_mapping(kind: str, value: str, currency: str, entity: ZuoraEntity | None = None) -> Lookup:
     """The active mapping for a Kommo value in the deal's currency and Zuora entity — or why there is none."""
+    answers = _answers.get()
+    if answers is None:
+        return look_up_mapping(kind, value, currency, entity)
+    question = (kind, normalize(value), currency, entity.pk if entity is not None else None)
+    with _answers_guard:
+        asking, answer = answers.setdefault(question, (threading.Lock(), []))
+    with asking:  # deals asking the same question at once wait for the first one's answer
+        if not answer:
+            answer.append(look_up_mapping(kind, value, currency, entity))
+        return answer[0]
+
+
+def look_up_mapping(kind: str, value: str, currency: str, entity: ZuoraEntity | None) -> Lookup:
     candidates = list(
         PlanMapping.objects.filter(
             kind=kind, normalized_value=normalize(value), active=True, entity=entity

@@ -290,3 +290,26 @@ def test_two_workers_taking_bursts_at_once_never_run_a_deal_twice(catalog, monke
     assert set(statuses(records).values()) == {"succeeded"}
     assert set(SyncRecord.objects.filter(id__in=[r.id for r in records]).values_list("attempts", flat=True)) == {1}
     assert all(len(catalog.subscriptions(i)) == 1 and len(notes_of(i)) == 1 for i in ids)
+
+
+def test_a_burst_reads_the_plan_map_once_per_plan_sold(catalog, monkeypatch):
+    from catalog import planmap
+
+    asked = []
+    real = planmap.look_up_mapping
+
+    def counted(kind, value, currency, entity):
+        asked.append((kind, value, currency))
+        return real(kind, value, currency, entity)
+
+    monkeypatch.setattr(planmap, "look_up_mapping", counted)
+    ids = demo.generate_leads(FIRST, 30)  # the generated deals all sell "Starter" in USD
+    records = won(*ids)
+    assert run_sync(records[0].id) == "succeeded"
+    assert set(statuses(records).values()) == {"succeeded"}
+    assert asked == [("plan", "Starter", "USD")]
+    # Outside a burst every deal asks the database, so an edit applies to the next deal.
+    asked.clear()
+    assert planmap.find_mapping("plan", "Starter", "USD").mapping is not None
+    assert planmap.find_mapping("plan", "Starter", "USD").mapping is not None
+    assert len(asked) == 2
