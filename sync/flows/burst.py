@@ -9,7 +9,9 @@ while others are due claims up to BURST - 1 of them too (sync.tasks.run_sync) an
   Zuora   each deal's order (deal_won.place_order), several deals at once up to the shared concurrency cap;
           deals of one customer one after another, so the second reuses the account the first created; one
           preview per distinct sale (same plans, prices, quantities, dates and currency give the same MRR);
-  writes  lead fields in PATCH /api/v4/leads and notes in POST /api/v4/leads/notes, 50 a call. Kommo writes
+  writes  lead fields in PATCH /api/v4/leads and notes in POST /api/v4/leads/notes, 50 a call, sent as soon as
+          50 deals' orders are done (the other orders go on meanwhile: Zuora's slots never wait for Kommo's
+          writes), each batch's deals concluded once it is written. Kommo writes
           a batch all or nothing: a refusal naming entries is sent again without them, and each named entry
           fails alone with what Kommo said about it; a refusal naming none is sent again entry by entry.
 
@@ -22,9 +24,11 @@ retry runs its deal alone, or in a later burst, from its last completed step.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import datetime as dt
 import json
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,10 +36,12 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 from django.db.models import F, Q
 from django.utils import timezone
 
 from catalog.models import ZuoraEntity
+from catalog.planmap import remembered_lookups
 from sync.clients.errors import BusinessError, NotFoundError
 from sync.clients.kommo import BATCH, KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -189,7 +195,7 @@ def acting_for(record: SyncRecord, lease: Lease) -> Iterator[None]:
 def run(records: list[SyncRecord], conclude: Conclude) -> None:
     """Run a burst of claimed won deals to their outcomes (conclude: sync.tasks.conclude)."""
     reads = BurstReads(KommoClient.from_settings(), ZuoraClient.from_settings())
-    with leases.held_all(records) as lease_of:
+    with leases.held_all(records) as lease_of, remembered_lookups():
         multi = entities_listed()
         try:
             reads.load(records, with_accounts=not multi)
@@ -200,14 +206,61 @@ def run(records: list[SyncRecord], conclude: Conclude) -> None:
                     conclude(record, raiser(exc))
             return
         errors: dict[int, BaseException] = {}
-        for part_reads, part, refused in parts:  # a multi-entity tenant: each entity's deals with its client
-            errors.update(refused)
-            errors.update(zuora_part(part, part_reads, lease_of))
-        ready = [r for r in records if r.id not in errors]
-        errors.update(kommo_part(ready, reads.kommo, lease_of))
+        with KommoWriter(reads.kommo, lease_of, conclude) as writer:
+            for part_reads, part, refused in parts:  # a multi-entity tenant: each entity's deals with its client
+                errors.update(refused)
+                errors.update(zuora_part(part, part_reads, lease_of, writer.ordered))
         for record in records:
-            with acting_for(record, lease_of[record.id]):
-                conclude(record, raiser(errors.get(record.id)))
+            if record.id in errors:
+                with acting_for(record, lease_of[record.id]):
+                    conclude(record, raiser(errors[record.id]))
+
+
+class KommoWriter:
+    """Deals whose order is done are told to Kommo BATCH at a time while the other deals' orders are still
+    being placed (Zuora's slots never wait for Kommo's writes), each batch's deals concluded as soon as it is
+    written. One thread writes, batch after batch; leaving the block writes what is left and waits for it."""
+
+    def __init__(self, kommo: KommoClient, lease_of: dict[int, Lease], conclude: Conclude):
+        self.kommo, self.lease_of, self.conclude = kommo, lease_of, conclude
+        self.waiting: list[SyncRecord] = []
+        self.batches: queue.SimpleQueue[list[SyncRecord] | None] = queue.SimpleQueue()
+        self.guard = threading.Lock()
+        self.thread = threading.Thread(target=contextvars.copy_context().run, args=(self.write,), daemon=True)
+
+    def __enter__(self) -> KommoWriter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self.guard:
+            last, self.waiting = self.waiting, []
+        if last:
+            self.batches.put(last)
+        self.batches.put(None)
+        self.thread.join()
+
+    def ordered(self, record: SyncRecord) -> None:
+        """`record`'s order is done (called from the thread that placed it)."""
+        with self.guard:
+            self.waiting.append(record)
+            if len(self.waiting) < BATCH:
+                return
+            batch, self.waiting = self.waiting, []
+        self.batches.put(batch)
+
+    def write(self) -> None:
+        try:
+            while (batch := self.batches.get()) is not None:
+                try:
+                    errors = kommo_part(batch, self.kommo, self.lease_of)
+                except Exception as exc:  # never a deal left without an outcome
+                    errors = {record.id: exc for record in batch}
+                for record in batch:
+                    with acting_for(record, self.lease_of[record.id]):
+                        self.conclude(record, raiser(errors.get(record.id)))
+        finally:
+            connections.close_all()
 
 
 def by_entity(
@@ -247,9 +300,14 @@ def raiser(error: BaseException | None) -> Callable[[SyncRecord], None]:
     return body
 
 
-def zuora_part(records: list[SyncRecord], reads: BurstReads, lease_of: dict[int, Lease]) -> dict[int, BaseException]:
-    """Each deal's lead step and order, several customers at once (a customer's deals one after another).
-    Returns the deals that stopped, with why."""
+def zuora_part(
+    records: list[SyncRecord],
+    reads: BurstReads,
+    lease_of: dict[int, Lease],
+    ordered: Callable[[SyncRecord], None],
+) -> dict[int, BaseException]:
+    """Each deal's lead step and order, several customers at once (a customer's deals one after another);
+    ordered(record) as each deal's order is done. Returns the deals that stopped, with why."""
     groups: dict[str, list[SyncRecord]] = {}
     for record in records:
         try:
@@ -259,6 +317,7 @@ def zuora_part(records: list[SyncRecord], reads: BurstReads, lease_of: dict[int,
         groups.setdefault(key, []).append(record)
 
     deadline = time.monotonic() + BUDGET_SECONDS
+    handed: set[int] = set()  # deals handed to the Kommo writer: their outcome is its to record
 
     def run_group(group: list[SyncRecord]) -> dict[int, BaseException]:
         stopped: dict[int, BaseException] = {}
@@ -273,13 +332,16 @@ def zuora_part(records: list[SyncRecord], reads: BurstReads, lease_of: dict[int,
                         place_order(record, reads, lead)
                 except Exception as exc:
                     stopped[record.id] = exc
+                    continue
+            handed.add(record.id)
+            ordered(record)
         return stopped
 
     errors: dict[int, BaseException] = {}
     outcomes = each(list(groups.values()), run_group, settings.ZUORA_MAX_CONCURRENT_CALLS)
     for group, outcome in zip(groups.values(), outcomes, strict=True):
         if outcome.error is not None:
-            errors.update({record.id: outcome.error for record in group})
+            errors.update({record.id: outcome.error for record in group if record.id not in handed})
         else:
             errors.update(outcome.value)
     return errors
