@@ -134,12 +134,20 @@ class SyncRecord(models.Model):
     def step_data(self, name: str) -> dict[str, Any]:
         return self.steps.get(name, {})
 
-    def mark_step(self, step: str, done: bool = True, **data: Any) -> None:
-        """Record a step (or an attempt at one, done=False) and save it at once."""
+    def mark_step(self, step: str, done: bool = True, *, with_fields: tuple[str, ...] = (), **data: Any) -> None:
+        """Record a step (or an attempt at one, done=False) and save it at once — with the record's fields
+        named in `with_fields`, set by the caller, in the same UPDATE."""
+        self.mark_steps({step: {**data, "done": done}}, with_fields=with_fields)
+
+    def mark_steps(self, entries: dict[str, dict[str, Any]], *, with_fields: tuple[str, ...] = ()) -> None:
+        """Several steps recorded in one UPDATE (each entry's data merged into its step; done unless it says)."""
         check_lease("step")
-        entry = {**self.steps.get(step, {}), **data, "done": done, "at": timezone.now().isoformat()}
-        self.steps = {**self.steps, step: entry}
-        self.save(update_fields=["steps", "updated_at"])
+        at = timezone.now().isoformat()
+        steps = dict(self.steps)
+        for step, data in entries.items():
+            steps[step] = {**steps.get(step, {}), "done": True, **data, "at": at}
+        self.steps = steps
+        self.save(update_fields=["steps", "updated_at", *with_fields])
 
     def idempotency_key(self, step: str) -> str:
         return f"zkbridge:{self.key}:{step}:g{self.generation}"
@@ -333,6 +341,16 @@ class CustomerAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer_key} → {self.account_number}"
+
+    @classmethod
+    def link(cls, customer_key: str, account_number: str, currency: str) -> None:
+        """Link (or relink) the customer to its account: one INSERT … ON CONFLICT, not a locked read and a write."""
+        cls.objects.bulk_create(
+            [cls(customer_key=customer_key, account_number=account_number, currency=currency)],
+            update_conflicts=True,
+            unique_fields=["customer_key"],
+            update_fields=["account_number", "currency", "linked_at"],
+        )
 
 
 class MigrationRule(models.Model):

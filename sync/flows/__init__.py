@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from django.utils import timezone
 
@@ -136,7 +137,11 @@ def write_note_once(record: SyncRecord, kommo, entity: str, entity_id: int, text
 
 def note_written(record: SyncRecord, step: str, text: str, entity: str, entity_id: int, note_id: int | None) -> None:
     """The note step done: what was written where (a retry compares the text to find it)."""
-    record.mark_step(step, text=text, entity=entity, entity_id=entity_id, note_id=note_id)
+    record.mark_step(step, **note_entry(text, entity, entity_id, note_id))
+
+
+def note_entry(text: str, entity: str, entity_id: int, note_id: int | None) -> dict[str, Any]:
+    return {"text": text, "entity": entity, "entity_id": entity_id, "note_id": note_id}
 
 
 # Register the flows: each operation's flow lives in its room (won deals here; billing events in

@@ -21,7 +21,7 @@ from catalog.models import ProductRatePlan, ZuoraEntity
 from sync.clients.errors import BusinessError, NotFoundError, TransientError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
-from sync.flows import NeedsAttention, flow, note_written, write_note_once
+from sync.flows import NeedsAttention, flow, note_entry, write_note_once
 from sync.flows.customer import Customer, customer_key, customer_of, people_reads
 from sync.flows.entities import link_key, route_record
 from sync.flows.sale import Sale, charge_overrides, field_value, line_items, resolve_sale, subscription_terms
@@ -234,9 +234,7 @@ def send_order(
     if subscription:
         mirror_new(subscription, result.account_number, record.lead_id, subscription_terms(sale), sale.contract_date)
     if result.account_number:
-        CustomerAccount.objects.update_or_create(
-            customer_key=link, defaults={"account_number": result.account_number, "currency": sale.currency}
-        )
+        CustomerAccount.link(link, result.account_number, sale.currency)
     save_order_step(
         record,
         result.account_number,
@@ -388,8 +386,13 @@ def save_order_step(record: SyncRecord, account_number: str, subscription_number
     record.zuora_account_number = account_number
     record.zuora_subscription_number = subscription_number
     record.summary = summary[:300]
-    record.save(update_fields=["zuora_account_number", "zuora_subscription_number", "summary", "updated_at"])
-    record.mark_step("order", account_number=account_number, subscription_number=subscription_number, **data)
+    record.mark_step(
+        "order",
+        with_fields=("zuora_account_number", "zuora_subscription_number", "summary"),
+        account_number=account_number,
+        subscription_number=subscription_number,
+        **data,
+    )
 
 
 def lead_field_values(account_number: str, subscription_number: str) -> dict[int, str]:
@@ -424,14 +427,18 @@ def tell_kommo(record: SyncRecord, kommo: KommoClient) -> None:
 
 def kommo_told(record: SyncRecord, values: dict[int, str], text: str, fields: Outcome, note: Outcome) -> None:
     """Record what the field write and the note (sent together, after the note step was marked attempted)
-    came to; the first error is raised afterwards, the field refusal as a reason a person can act on."""
+    came to (both in one write); the first error is raised afterwards, the field refusal as a reason a person
+    can act on."""
+    done = {}
     if note.error is None:
-        note_written(record, "note", text, "leads", record.lead_id, note.value)
+        done["note"] = note_entry(text, "leads", record.lead_id, note.value)
     if fields.error is None:
-        lead_fields_written(record, values, fields.value)
-    elif isinstance(fields.error, BusinessError):
+        done["lead_fields"] = lead_fields_entry(values, fields.value)
+    if done:
+        record.mark_steps(done)
+    if isinstance(fields.error, BusinessError):
         raise fields_refused(fields.error) from None
-    else:
+    if fields.error is not None:
         raise fields.error
     note.get()
 
@@ -455,8 +462,12 @@ def fields_refused(exc: BusinessError) -> NeedsAttention:
 
 
 def lead_fields_written(record: SyncRecord, values: dict[int, str], updated_at: int | None) -> None:
+    record.mark_step("lead_fields", **lead_fields_entry(values, updated_at))
+
+
+def lead_fields_entry(values: dict[int, str], updated_at: int | None) -> dict[str, Any]:
     # updated_at: Kommo reports this write back as a lead `update` web hook; routing knows it for ours.
-    record.mark_step("lead_fields", fields={str(k): v for k, v in values.items()}, updated_at=updated_at)
+    return {"fields": {str(k): v for k, v in values.items()}, "updated_at": updated_at}
 
 
 def note_text(record: SyncRecord) -> str:

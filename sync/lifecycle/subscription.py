@@ -279,19 +279,23 @@ def mirror_new(number: str, account_number: str, lead_id: int, terms: dict, star
     the daily refresh and Zuora's callouts keep it current from then on."""
     initial = terms.get("initialTerm") or {}
     termed = initial.get("termType") == "TERMED"
-    Subscription.objects.update_or_create(
-        number=number,
-        defaults={
-            "account_number": account_number,
-            "kommo_lead_id": lead_id,
-            "version": 1,
-            "status": "Active",
-            "term_type": initial.get("termType") or "",
-            "term_start": start,
-            "term_end": add_months(start, int(initial.get("period") or 12)) if termed else None,
-            "auto_renew": terms.get("autoRenew"),
-            "refreshed_at": timezone.now(),
-        },
+    mirrored = {
+        "account_number": account_number,
+        "kommo_lead_id": lead_id,
+        "version": 1,
+        "status": "Active",
+        "term_type": initial.get("termType") or "",
+        "term_start": start,
+        "term_end": add_months(start, int(initial.get("period") or 12)) if termed else None,
+        "auto_renew": terms.get("autoRenew"),
+        "refreshed_at": timezone.now(),
+    }
+    # One INSERT … ON CONFLICT (a retry of the same order finds its row and updates it).
+    Subscription.objects.bulk_create(
+        [Subscription(number=number, **mirrored)],
+        update_conflicts=True,
+        unique_fields=["number"],
+        update_fields=list(mirrored),
     )
 
 
