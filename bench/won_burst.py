@@ -87,9 +87,12 @@ def main() -> None:
     parser.add_argument("--leads-per-hook", type=int, default=1)
     parser.add_argument("--database-url", help="PostgreSQL (default: a fresh SQLite file)")
     parser.add_argument("--port", type=int, default=8768)
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn processes (zkbridge and the emulators)")
+    parser.add_argument("--threads", type=int, default=32, help="threads per gunicorn process")
     args = parser.parse_args()
     env = bench_env(args.port, args.database_url, ZKBRIDGE_MAX_RECORDS_PER_MINUTE="5000")
-    with running_zkbridge(env) as base:
+    web = ["--workers", str(args.web_workers), "--worker-class", "gthread", "--threads", str(args.threads)]
+    with running_zkbridge(env, web_args=web) as base:
         manage(env, "demo_setup", "--connect")
         django_setup(env)
         from sandbox import demo
