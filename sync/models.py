@@ -342,11 +342,11 @@ class CustomerAccount(models.Model):
     def __str__(self) -> str:
         return f"{self.customer_key} → {self.account_number}"
 
-    @classmethod
-    def link(cls, customer_key: str, account_number: str, currency: str) -> None:
+    @staticmethod
+    def link(customer_key: str, account_number: str, currency: str) -> None:
         """Link (or relink) the customer to its account: one INSERT … ON CONFLICT, not a locked read and a write."""
-        cls.objects.bulk_create(
-            [cls(customer_key=customer_key, account_number=account_number, currency=currency)],
+        CustomerAccount.objects.bulk_create(
+            [CustomerAccount(customer_key=customer_key, account_number=account_number, currency=currency)],
             update_conflicts=True,
             unique_fields=["customer_key"],
             update_fields=["account_number", "currency", "linked_at"],
