@@ -17,7 +17,9 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.db.models import Count, F, Max, Q, Value
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Concat
 
 from catalog.models import ZuoraEntity
 from sync.locks import named_lock
@@ -215,23 +217,41 @@ def waiting_rows(entity: ZuoraEntity | None = None):
 
 
 def assign_entities() -> list[ZuoraEntity | None]:
-    """A multi-entity tenant's waiting usage is marked with its deal's entity (one UPDATE per entity and 1,000
-    accounts): a usage file goes to one entity. Returns the entities to batch for (None: rows of no entity)."""
+    """A multi-entity tenant's waiting usage is marked with the entity of the deal that placed it, found by its
+    subscription number (one UPDATE per entity): a usage file goes to one entity. Never by account number
+    alone: each entity numbers its own accounts, so A00000005 may be two customers. A row whose subscription
+    number zkbridge billed in several entities, or in none (a deal from before the entities were listed), is
+    not sent anywhere: it is marked unplaceable with why. Returns the entities to batch for."""
     entities = list(ZuoraEntity.objects.all())
     if not entities:
         return [None]
     unmarked = UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True, entity__isnull=True)
-    for entity in entities:
-        accounts = sorted(
-            set(
-                SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, entity=entity)
-                .exclude(zuora_account_number="")
-                .values_list("zuora_account_number", flat=True)
-            )
+    owners = (
+        SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON)
+        .exclude(zuora_subscription_number="")
+        .values("zuora_subscription_number")
+        .annotate(
+            entities=Count("entity", distinct=True),
+            billed_without=Count("id", filter=Q(entity__isnull=True)),
+            owner=Max("entity"),
         )
-        for start in range(0, len(accounts), 1000):
-            unmarked.filter(account_number__in=accounts[start : start + 1000]).update(entity=entity)
-    return [*entities, None]
+        .filter(entities=1, billed_without=0)
+    )
+    for entity in entities:
+        numbers = owners.filter(owner=entity.pk).values("zuora_subscription_number")
+        unmarked.filter(subscription_number__in=numbers).update(entity=entity)
+    unmarked.exclude(account_number="").update(
+        status=UsageRecord.Status.UNPLACEABLE,
+        error=Concat(
+            Value("which Zuora entity bills subscription "),
+            F("subscription_number"),
+            Value(
+                " is not known: zkbridge billed it before Zuora entities were listed, or in several entities; "
+                "nothing was sent (submit this usage to Zuora in the right entity yourself)"
+            ),
+        ),
+    )
+    return list(entities)
 
 
 def create_batches() -> list[SyncRecord]:
