@@ -187,11 +187,14 @@ class ProductRatePlanAdmin(ReadOnlyMirror):
         day = today()
         asked = request.GET.get("days", "")
         horizon = day + dt.timedelta(days=min(int(asked), 3650) if asked.isdigit() and len(asked) < 6 else 90)
+        entities = list(ZuoraEntity.objects.order_by("name"))
+        entity = ZuoraEntity.chosen(request.GET.get("entity", ""))
         plans = (
-            ProductRatePlan.objects.select_related("product")
+            ProductRatePlan.objects.select_related("product", "product__entity")
             .filter(
                 Q(effective_end__lte=horizon) | Q(product__effective_end__lte=horizon) | Q(removed_at__isnull=False)
             )
+            .filter(**({"product__entity": entity} if entity else {}))
             .annotate(subscriptions=deals_billed(), mappings_count=Count("mappings", distinct=True))
             .order_by("effective_end", "product__name", "name")
         )
@@ -214,6 +217,9 @@ class ProductRatePlanAdmin(ReadOnlyMirror):
             "migrations": contributions.migration_status is not None,
             "rows": rows,
             "horizon": horizon,
+            "days": (horizon - day).days,
+            "entities": entities,
+            "entity": entity,
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/catalog/legacy_report.html", context)

@@ -30,6 +30,11 @@ class MirroredQuerySet(models.QuerySet):
 currency_code = RegexValidator(r"^[A-Z]{3}$", "a three-letter ISO currency code such as USD")
 
 
+class ZuoraEntityManager(models.Manager):
+    def get_by_natural_key(self, entity_id: str):
+        return self.get(entity_id=entity_id)
+
+
 class ZuoraEntity(models.Model):
     """A legal entity of a Zuora Multi-entity tenant. With none listed, zkbridge works in one entity (the
     tenant, or ZUORA_ENTITY_ID); with entities listed, every deal is routed to one of them (sync's routing
@@ -69,6 +74,17 @@ class ZuoraEntity(models.Model):
                 fields=["is_default"], condition=models.Q(is_default=True), name="one_default_entity"
             )
         ]
+
+    objects = ZuoraEntityManager()
+
+    def natural_key(self) -> tuple[str]:
+        """Zuora's entity id: fixtures name an entity the way Zuora does."""
+        return (self.entity_id,)
+
+    @classmethod
+    def chosen(cls, value: str) -> ZuoraEntity | None:
+        """The entity a page's `?entity=` names (None: all entities, or a value that names none)."""
+        return cls.objects.filter(pk=int(value)).first() if value.isdigit() and len(value) < 10 else None
 
     def __str__(self) -> str:
         return self.name
@@ -224,8 +240,11 @@ CHANGE_TIMINGS = [
 
 
 class PlanMappingManager(models.Manager):
-    def get_by_natural_key(self, kind: str, normalized_value: str, currency: str):
-        return self.get(kind=kind, normalized_value=normalized_value, currency=currency)
+    def get_by_natural_key(self, kind: str, normalized_value: str, currency: str, entity_id: str = ""):
+        """A mapping by what it maps and where: its entity by Zuora's entity id ("" or absent: no entity, as
+        fixtures written before entities name it)."""
+        where = {"entity__entity_id": entity_id} if entity_id else {"entity__isnull": True}
+        return self.get(kind=kind, normalized_value=normalized_value, currency=currency, **where)
 
 
 class PlanMapping(models.Model):
@@ -297,8 +316,8 @@ class PlanMapping(models.Model):
     def __str__(self) -> str:
         return f"{self.kommo_value} ({self.currency})"
 
-    def natural_key(self) -> tuple[str, str, str]:
-        return (self.kind, self.normalized_value, self.currency)
+    def natural_key(self) -> tuple[str, str, str, str]:
+        return (self.kind, self.normalized_value, self.currency, self.entity.entity_id if self.entity else "")
 
     def save(self, *args, **kwargs):
         self.normalized_value = normalize(self.kommo_value)

@@ -206,6 +206,36 @@ def test_usage_goes_to_each_deals_entity_one_file_per_entity(multi):
     assert sorted(eu_rows.values_list("unique_key", flat=True)) == ["e0", "e2"]
 
 
+def test_usage_of_a_subscription_in_no_entity_or_in_two_is_sent_nowhere(multi):
+    from sync.models import UsageRecord
+
+    multi.win(ACME_EXPANSION)  # the default entity: US
+    deal = record(ACME_EXPANSION)
+    # A deal billed before the entities were listed, and one whose subscription number the EU entity numbered
+    # the same as a US one (each entity numbers its own): zkbridge cannot tell where their usage belongs.
+    SyncRecord.objects.create(
+        kind="deal_won", key="deal_won:1", kommo_lead_id=1, status="succeeded",
+        zuora_subscription_number="A-S-OLD", zuora_account_number="A-OLD",
+    )  # fmt: skip
+    SyncRecord.objects.create(
+        kind="deal_won", key="deal_won:2", kommo_lead_id=2, status="succeeded", entity=multi.eu,
+        zuora_subscription_number=deal.zuora_subscription_number, zuora_account_number=deal.zuora_account_number,
+    )  # fmt: skip
+    for key, subscription, account in [
+        ("old", "A-S-OLD", "A-OLD"),
+        ("twice", deal.zuora_subscription_number, deal.zuora_account_number),
+    ]:
+        UsageRecord.objects.create(
+            unique_key=key, subscription_number=subscription, account_number=account, uom="Seat", quantity=1,
+            start_date="2026-11-01",
+        )  # fmt: skip
+    call_command("submit_usage", verbosity=0)
+    assert not SyncRecord.objects.filter(kind="usage_batch").exists()
+    for row in UsageRecord.objects.all():
+        assert row.status == "unplaceable" and row.entity is None
+        assert f"which Zuora entity bills subscription {row.subscription_number} is not known" in row.error
+
+
 def test_reconciliation_reads_every_entity(multi):
     from sandbox.models import ZSubscription
     from sync.reconcile import run_reconciliation
@@ -398,3 +428,40 @@ def test_a_billing_event_record_shows_its_deals_entity(multi, settings):
     assert answer.status_code in (200, 202), answer.text
     event = SyncRecord.objects.get(kind="billing_event")
     assert event.entity == multi.eu and event.kommo_lead_id == UMBRELLA
+
+
+def test_the_legacy_report_filters_by_entity(multi, admin_client):
+    import datetime as dt
+
+    from catalog.models import ProductRatePlan
+
+    soon = dt.date.today() + dt.timedelta(days=20)
+    ProductRatePlan.objects.filter(name__in=["US Platform Standard", "EU Platform Standard"]).update(effective_end=soon)
+    url = "/admin/catalog/productrateplan/legacy/?days=90"
+    everything = admin_client.get(url).content.decode()
+    assert "US Platform Standard" in everything and "EU Platform Standard" in everything
+    assert 'name="entity"' in everything and "<th>Entity</th>" in everything
+    eu = admin_client.get(f"{url}&entity={multi.eu.pk}").content.decode()
+    assert "EU Platform Standard" in eu and "US Platform Standard" not in eu and "in Zuora entity EU" in eu
+    for garbage in ("x", "-1", "99999999999999999999999", "1e9", ""):
+        page = admin_client.get(f"{url}&entity={garbage}")
+        assert page.status_code == 200 and "US Platform Standard" in page.content.decode()
+    assert admin_client.get("/admin/?entity=99999999999999999999999").status_code == 200
+
+
+def test_plan_mappings_round_trip_through_fixtures_with_their_entity(multi, tmp_path):
+    import json
+
+    fixture = tmp_path / "plan_map.json"
+    call_command(
+        "dumpdata", "catalog.planmapping", "--natural-foreign", "--natural-primary", "-o", str(fixture), verbosity=0
+    )
+    keys = sorted(tuple(row["fields"].get("entity") or ()) for row in json.loads(fixture.read_text()))
+    assert keys.count((US_ID,)) == keys.count((EU_ID,)) == 3  # Starter, Growth and Platinum in each entity
+    before = sorted(PlanMapping.objects.values_list("kommo_value", "entity__name", "currency", "label"))
+    PlanMapping.objects.filter(kommo_value="Starter", entity=multi.eu).update(label="changed in EU")
+    call_command("loaddata", str(fixture), verbosity=0)  # each row finds its own entity's mapping again
+    assert sorted(PlanMapping.objects.values_list("kommo_value", "entity__name", "currency", "label")) == before
+    assert PlanMapping.objects.get_by_natural_key("plan", "starter", "USD", US_ID).entity == multi.us
+    with pytest.raises(PlanMapping.DoesNotExist):
+        PlanMapping.objects.get_by_natural_key("plan", "starter", "USD")  # no mapping outside the entities

@@ -25,9 +25,7 @@ class ZkbridgeAdminSite(admin.AdminSite):
         if request.user.has_perm("sync.view_syncrecord"):
             from catalog.models import ZuoraEntity
 
-            chosen = request.GET.get("entity", "")
-            entity = ZuoraEntity.objects.filter(pk=int(chosen)).first() if chosen.isdigit() else None
-            extra["dashboard"] = dashboard(entity)
+            extra["dashboard"] = dashboard(ZuoraEntity.chosen(request.GET.get("entity", "")))
         return super().index(request, extra)
 
     def get_app_list(self, request, app_label=None):
