@@ -94,6 +94,21 @@ class ZuoraEntity(models.Model):
             raise ValidationError("Give both the OAuth client id and its secret, or neither (ZUORA_CLIENT_ID is used).")
         if self.is_default and not self.active:
             raise ValidationError({"is_default": "An inactive entity cannot be the default."})
+        if self.pk and self.default_currency:
+            priced = self.priced_currencies()
+            if priced and self.default_currency not in priced:
+                raise ValidationError(
+                    {
+                        "default_currency": f"No rate plan of this entity's mirrored catalog is priced in "
+                        f"{self.default_currency} (it sells in {', '.join(sorted(priced))}): every deal that names "
+                        f"no currency would need attention."
+                    }
+                )
+
+    def priced_currencies(self) -> set[str]:
+        """The currencies the entity's mirrored catalog prices its present rate plans in (empty: not mirrored)."""
+        plans = ProductRatePlan.objects.present().filter(product__entity=self).prefetch_related("charges")
+        return set().union(*(plan.currencies() for plan in plans))
 
     def currency(self) -> str:
         return self.default_currency or settings.ZKBRIDGE_DEFAULT_CURRENCY

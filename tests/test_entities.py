@@ -465,3 +465,21 @@ def test_plan_mappings_round_trip_through_fixtures_with_their_entity(multi, tmp_
     assert PlanMapping.objects.get_by_natural_key("plan", "starter", "USD", US_ID).entity == multi.us
     with pytest.raises(PlanMapping.DoesNotExist):
         PlanMapping.objects.get_by_natural_key("plan", "starter", "USD")  # no mapping outside the entities
+
+
+def test_an_entitys_default_currency_must_be_one_its_catalog_sells_in(multi, admin_client):
+    url = f"/admin/catalog/zuoraentity/{multi.eu.pk}/change/"
+    form = {
+        "name": "EU", "entity_id": EU_ID, "default_currency": "JPY", "client_id": "", "client_secret": "",
+        "max_concurrent_calls": "", "active": "on",
+    }  # fmt: skip
+    page = admin_client.post(url, form)
+    assert page.status_code == 200  # the form again, with the reason
+    assert "No rate plan of this entity&#x27;s mirrored catalog is priced in JPY (it sells in EUR" in (
+        page.content.decode()
+    )
+    assert ZuoraEntity.objects.get(pk=multi.eu.pk).default_currency == "EUR"
+    assert admin_client.post(url, {**form, "default_currency": "EUR"}).status_code == 302
+    # An entity whose catalog was never mirrored yet is not judged.
+    fresh = ZuoraEntity.objects.create(name="APAC", entity_id="ent-apac", default_currency="JPY")
+    fresh.full_clean()
