@@ -63,17 +63,18 @@ def route_record(record: SyncRecord, lead: dict[str, Any]) -> ZuoraEntity | None
     return entity
 
 
-def entity_of_lead(lead_id: int | None) -> ZuoraEntity | None:
-    """The entity a lead's deal was billed in (its latest won deal's record): where its subscription lives."""
-    if lead_id is None or not entities_listed():
+def entity_of_lead(lead_id: int | None, subscription_number: str = "") -> ZuoraEntity | None:
+    """The entity a deal was billed in, where its subscription lives: its lead's latest won deal's, else (a
+    billing event names only the subscription) the latest record of that subscription's."""
+    if not entities_listed():
         return None
-    won = (
-        SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id=lead_id, entity__isnull=False)
-        .select_related("entity")
-        .order_by("-id")
-        .first()
-    )
-    return won.entity if won else None
+    billed = SyncRecord.objects.filter(entity__isnull=False).select_related("entity").order_by("-id")
+    if lead_id is not None:
+        won = billed.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id=lead_id).first()
+        if won is not None:
+            return won.entity
+    deal = billed.filter(zuora_subscription_number=subscription_number).first() if subscription_number else None
+    return deal.entity if deal else None
 
 
 def adopt_entity(record: SyncRecord) -> ZuoraEntity | None:

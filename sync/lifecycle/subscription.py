@@ -18,7 +18,6 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from catalog.models import ZuoraEntity
 from sync.clients.errors import NotFoundError
 from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, Waiting
@@ -167,27 +166,12 @@ def mirror(current: Current, lead_id: int | None = None) -> Subscription:
     return row
 
 
-def entity_of_subscription(number: str, lead_id: int | None) -> ZuoraEntity | None:
-    """The entity a subscription lives in: its deal's (by lead, else by the subscription's number)."""
-    from sync.flows.entities import entities_listed, entity_of_lead
-
-    if not entities_listed():
-        return None
-    if (entity := entity_of_lead(lead_id)) is not None:
-        return entity
-    deal = (
-        SyncRecord.objects.filter(zuora_subscription_number=number, entity__isnull=False)
-        .select_related("entity")
-        .order_by("-id")
-        .first()
-    )
-    return deal.entity if deal else None
-
-
 def refresh(number: str, lead_id: int | None = None, zuora: ZuoraClient | None = None) -> Subscription | None:
     """Read the subscription's current version from Zuora into the mirror; None when Zuora has none."""
+    from sync.flows.entities import entity_of_lead
+
     try:
-        body = (zuora or ZuoraClient.for_entity(entity_of_subscription(number, lead_id))).get_subscription(number)
+        body = (zuora or ZuoraClient.for_entity(entity_of_lead(lead_id, number))).get_subscription(number)
     except NotFoundError:
         Subscription.objects.filter(number=number).update(status="Deleted in Zuora", refreshed_at=timezone.now())
         return None
