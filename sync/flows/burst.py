@@ -277,9 +277,7 @@ def by_entity(
             continue
         with acting_for(record, lease_of[record.id]):
             try:
-                entity = (
-                    record.entity if record.step_done("order") else route_record(record, reads.leads[record.lead_id])
-                )
+                entity = route_record(record, reads.leads[record.lead_id])
             except Exception as exc:
                 refused[record.id] = exc
                 continue

@@ -53,8 +53,11 @@ def route(lead: dict[str, Any]) -> ZuoraEntity | None:
 
 def route_record(record: SyncRecord, lead: dict[str, Any]) -> ZuoraEntity | None:
     """The record's entity: routed now, unless an order may already have left for the one routed before
-    (then it stays there whatever the rules say today: a retry never bills a second entity)."""
-    if record.entity_id is not None and (record.step_done("order") or record.step_data("order").get("sent")):
+    (then it stays there whatever the rules say today: a retry never bills a second entity). A deal whose order
+    is done keeps the entity it was billed in, none for one billed before entities were listed."""
+    if record.step_done("order"):
+        return record.entity
+    if record.entity_id is not None and record.step_data("order").get("sent"):
         return record.entity
     entity = route(lead)
     if (entity.pk if entity else None) != record.entity_id:
