@@ -127,12 +127,12 @@ def webhook_body(action: str, lead: KLead, old_status: int) -> str:
     return encode(payload, EncodeOptions())
 
 
-def deliver(hook_id: int, body: str, session: requests.Session | None = None) -> None:
+def deliver(hook_id: int, body: str) -> None:
     hook = KWebhook.objects.get(id=hook_id)
     delivery = KWebhookDelivery(webhook=hook, body=body)
     started = time.monotonic()
     try:
-        answer = (session or requests).post(
+        answer = requests.post(
             hook.destination,
             data=body,
             timeout=5,
@@ -167,9 +167,10 @@ def fire_webhooks(action: str, lead: KLead, old_status: int) -> None:
             KWebhookDelivery.objects.create(webhook=hook, body=body, error="delivery switched off")
 
 
-# "async" deliveries: a few threads per process post them, each over its own kept-alive connection and with
-# its own database connection (a thread and a database session per delivery had cost a burst of 1,000 lead
-# edits 1,000 PostgreSQL server processes).
+# "async" deliveries: a few threads per process post them, each keeping its database connection (a thread and
+# a database session per delivery had cost a burst of 1,000 lead edits 1,000 PostgreSQL server processes).
+# Each delivery opens its own HTTP connection, as Kommo's do: a kept-alive one the server has meanwhile
+# closed would lose the delivery.
 COURIERS = 4
 _later: queue.SimpleQueue[tuple[int, str]] = queue.SimpleQueue()
 _courier_lock = threading.Lock()
@@ -188,11 +189,10 @@ def _start_courier() -> None:
 def _deliver_later() -> None:
     from django.db import connection
 
-    session = requests.Session()
     while True:
         hook_id, body = _later.get()
         try:
-            deliver(hook_id, body, session)
+            deliver(hook_id, body)
         except Exception:  # the courier must not die
             log.exception("sandbox kommo: web hook delivery failed")
             connection.close()  # a broken connection is opened afresh for the next delivery
