@@ -198,7 +198,7 @@ def _try_slots(prefix: str, candidates: list[int]) -> tuple[int, Held] | None:
         taken = cursor.fetchone()[0] or []
         if not taken:
             return None
-        first = min(taken, key=lambda key: list(keys).index(key))
+        first = next(key for key in keys if key in taken)  # in the candidates' order
         extra = [key for key in taken if key != first]
         if extra:
             cursor.execute("SELECT pg_advisory_unlock(k) FROM unnest(%s::bigint[]) AS k", [extra])

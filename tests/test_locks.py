@@ -9,27 +9,9 @@ import pytest
 from django.db import connections
 
 from sync.locks import LockBusy, one_of, release, try_lock
+from tests.conftest import run_together
 
 pytestmark = pytest.mark.usefixtures("transactional_db")
-
-
-def in_threads(count: int, body) -> list[BaseException]:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            body()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return errors
 
 
 def test_many_threads_share_the_slots_never_more_at_once_and_each_gets_one():
@@ -48,7 +30,7 @@ def test_many_threads_share_the_slots_never_more_at_once_and_each_gets_one():
                 served[0] += 1
 
     started = time.monotonic()
-    assert in_threads(12, call) == []
+    assert run_together(12, call) == []
     assert served[0] == 12 and most[0] == 3 and slots_seen == {0, 1, 2}
     assert time.monotonic() - started < 2  # four rounds of 50 ms, not a poll interval each
 
@@ -138,6 +120,6 @@ def test_threads_waiting_behind_the_one_that_asks_time_out_too():
         with one_of("test-cap4", 1, timeout=0.3):
             pass
 
-    errors = in_threads(3, wait_in_vain)
+    errors = run_together(3, wait_in_vain)
     assert len(errors) == 3 and all(isinstance(e, LockBusy) for e in errors)
     elsewhere.order("stop")
