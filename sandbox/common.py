@@ -8,6 +8,7 @@ import random
 import socket
 import socketserver
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -138,6 +139,31 @@ class ConnectionDropped(HttpResponse):
     """Returned after drop_connection: the server's write fails quietly (broken pipe)."""
 
 
+class _InFlight:
+    """How many emulator requests this process is serving: a test waits for the previous test's slow ones
+    (a timeout fault still sleeping after its client gave up) before it resets the emulators."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.changed = threading.Condition()
+
+    def __enter__(self) -> None:
+        with self.changed:
+            self.count += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self.changed:
+            self.count -= 1
+            self.changed.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: self.count == 0, timeout)
+
+
+IN_FLIGHT = _InFlight()
+
+
 def emulated(
     service: str,
     prefix: str,
@@ -150,6 +176,10 @@ def emulated(
         @csrf_exempt
         @wraps(view)
         def wrapper(request: HttpRequest, *args, **kwargs):
+            with IN_FLIGHT:
+                return serve(request, *args, **kwargs)
+
+        def serve(request: HttpRequest, *args, **kwargs):
             arrived = time.time()
             path = request.path[len(prefix) :] or "/"
             faults = _matching_faults(service, request.method, path)

@@ -16,7 +16,7 @@ from django.db import connection
 
 from catalog.models import MappedRatePlan, PlanMapping, ProductRatePlan
 from sandbox import demo
-from sandbox.common import set_setting
+from sandbox.common import IN_FLIGHT, set_setting
 from sandbox.models import Fault, KLead, KNote, KTask, RequestLog, ZAccount, ZSubscription
 from sync.catalog_sync import sync_catalog
 from sync.installation import kommo_webhook_token
@@ -121,6 +121,9 @@ def emulators(live_server, settings, transactional_db) -> Emulators:
     settings.KOMMO_PLAN_FIELD_ID = 881234
     settings.KOMMO_ACCOUNT_FIELD_ID = 881250
     settings.KOMMO_SUBSCRIPTION_FIELD_ID = 881251
+    # The live server outlives a test: a request of the previous test still sleeping in a timeout fault
+    # would log its call (and write its work) into this test's emulators once it wakes.
+    assert IN_FLIGHT.wait_idle(timeout=30), "an emulator request of an earlier test is still running"
     demo.reset()
     demo.seed()
     set_setting("kommo_webhook_delivery", "sync")
