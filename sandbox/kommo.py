@@ -326,13 +326,15 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
     """PATCH one lead or a batch: every entry is checked first, and one refused entry refuses the request
     (Kommo writes all or nothing); a batch's problem+json names each refused entry by request_id."""
     refused = refused_entities("kommo", request, PREFIX)
+    named = [int(item["id"]) for item in items if isinstance(item, dict) and str(item.get("id", "")).isdigit()]
+    existing = set(KLead.objects.filter(id__in=named, is_deleted=False).values_list("id", flat=True))
     by_entry: dict[int, list[dict]] = {}
     for index, item in enumerate(items):
         errors = by_entry.setdefault(index, [])
         if not isinstance(item, dict) or not str(item.get("id", "")).isdigit():
             errors.append({"code": "NotSupportedChoice", "path": "id", "detail": "id is required"})
             continue
-        if not single and not KLead.objects.filter(id=int(item["id"]), is_deleted=False).exists():
+        if not single and int(item["id"]) not in existing:
             errors.append({"code": "NotFound", "path": "id", "detail": f"Lead {item['id']} not found"})
         if int(item["id"]) in refused:
             errors.append({"code": "InvalidValue", "path": "custom_fields_values", "detail": refused[int(item["id"])]})
@@ -356,34 +358,19 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
     by_entry = {index: errors for index, errors in by_entry.items() if errors}
     if by_entry:  # one invalid entry rejects the whole request
         return problem(400, "Bad Request", "Request validation failed", by_entry=by_entry)
-    changed = []
-    for item in items:
-        lead = KLead.objects.select_for_update().filter(id=int(item["id"]), is_deleted=False).first()
-        if lead is None:
-            return problem(404, "Not Found", f"Lead {item['id']} not found")
-        old_status = lead.status_id
-        if "name" in item:
-            lead.name = str(item["name"])[:255]
-        if "price" in item:
-            lead.price = int(item["price"])
-        if "status_id" in item:
-            lead.status_id = int(item["status_id"])
-        fields = {f["field_id"]: f for f in (lead.custom_fields_values or [])}
-        for field in item.get("custom_fields_values") or []:
-            name, kind = LEAD_FIELDS[field["field_id"]]
-            fields[field["field_id"]] = {
-                "field_id": field["field_id"],
-                "field_name": name,
-                "field_code": None,
-                "field_type": kind,
-                "values": [{"value": v.get("value")} for v in field["values"]],
-            }
-        lead.custom_fields_values = list(fields.values()) or None
-        set_status(lead, lead.status_id, old_status)
-        from sandbox.kommo_webhooks import fire_webhooks
+    locked = {
+        lead.id: lead
+        for lead in KLead.objects.select_for_update().filter(id__in=named, is_deleted=False).order_by("id")
+    }
+    missing = next((item["id"] for item in items if int(item["id"]) not in locked), None)
+    if missing is not None:
+        return problem(404, "Not Found", f"Lead {missing} not found")
+    from sandbox.kommo_webhooks import one_delivery  # (kommo_webhooks imports this module)
 
-        fire_webhooks("update", lead, old_status)  # Kommo reports every edit, API edits included
-        changed.append(lead)
+    changed = []
+    with one_delivery():
+        for item in items:
+            changed.append(_patch_lead(locked[int(item["id"])], item))
     shaped = [
         {"id": lead.id, "updated_at": lead.updated_at, "_links": link_to(f"/api/v4/leads/{lead.id}")}
         for lead in changed
@@ -391,6 +378,33 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
     if single:
         return JsonResponse(shaped[0])
     return JsonResponse({"_links": link_to("/api/v4/leads"), "_embedded": {"leads": shaped}})
+
+
+def _patch_lead(lead: KLead, item: dict) -> KLead:
+    """Apply one entry of a PATCH to its (locked) lead and report the edit."""
+    old_status = lead.status_id
+    if "name" in item:
+        lead.name = str(item["name"])[:255]
+    if "price" in item:
+        lead.price = int(item["price"])
+    if "status_id" in item:
+        lead.status_id = int(item["status_id"])
+    fields = {f["field_id"]: f for f in (lead.custom_fields_values or [])}
+    for field in item.get("custom_fields_values") or []:
+        name, kind = LEAD_FIELDS[field["field_id"]]
+        fields[field["field_id"]] = {
+            "field_id": field["field_id"],
+            "field_name": name,
+            "field_code": None,
+            "field_type": kind,
+            "values": [{"value": v.get("value")} for v in field["values"]],
+        }
+    lead.custom_fields_values = list(fields.values()) or None
+    set_status(lead, lead.status_id, old_status)
+    from sandbox.kommo_webhooks import fire_webhooks
+
+    fire_webhooks("update", lead, old_status)  # Kommo reports every edit, API edits included
+    return lead
 
 
 def set_status(lead: KLead, status_id: int, old_status: int) -> None:

@@ -3,10 +3,12 @@ form-encoded with PHP-style keys as Kommo sends them."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
+from collections.abc import Iterator
 
 import requests
 from django.db import transaction
@@ -82,8 +84,8 @@ def webhooks(request: HttpRequest) -> HttpResponse:
     return problem(405, "Method Not Allowed", "Use GET, POST or DELETE")
 
 
-def webhook_body(action: str, lead: KLead, old_status: int) -> str:
-    """The form-encoded body Kommo posts for a lead event, PHP-style keys, every value a string."""
+def lead_entity(lead: KLead, old_status: int) -> dict:
+    """A lead as a web hook shows it, PHP-style keys to be, every value a string."""
     fields = []
     for field in lead.custom_fields_values or []:
         values = []
@@ -116,8 +118,17 @@ def webhook_body(action: str, lead: KLead, old_status: int) -> str:
     }
     if fields:
         entity["custom_fields"] = fields
+    return entity
+
+
+def webhook_body(events: list[tuple[str, dict]]) -> str:
+    """The form-encoded body Kommo posts for lead events (action, entity): one request carries several
+    entities and several actions."""
+    leads: dict[str, list[dict]] = {}
+    for action, entity in events:
+        leads.setdefault(action, []).append(entity)
     payload = {
-        "leads": {action: [entity]},
+        "leads": leads,
         "account": {
             "subdomain": SUBDOMAIN,
             "id": str(ACCOUNT_ID),
@@ -150,19 +161,48 @@ def deliver(hook_id: int, body: str) -> None:
     hook.save(update_fields=["failures", "disabled"])
 
 
-def fire_webhooks(action: str, lead: KLead, old_status: int) -> None:
-    setting = f"{action}_lead"
-    hooks = [h for h in KWebhook.objects.filter(disabled=False) if setting in h.settings]
-    if not hooks:
+_batch = threading.local()
+
+
+@contextlib.contextmanager
+def one_delivery() -> Iterator[None]:
+    """Lead events fired inside (one API request's edits) reach each subscribed hook as one delivery, as
+    Kommo reports a batch edit: a PATCH of 50 leads is one web hook carrying 50 entities, not 50 posts."""
+    if getattr(_batch, "events", None) is not None:
+        yield
         return
-    body = webhook_body(action, lead, old_status)
-    mode = get_setting("kommo_webhook_delivery")
+    _batch.events = []
+    try:
+        yield
+        events = _batch.events
+    finally:
+        _batch.events = None
+    _send(events)
+
+
+def fire_webhooks(action: str, lead: KLead, old_status: int) -> None:
+    event = (action, lead_entity(lead, old_status))  # the lead as it is now, whatever changes after
+    if getattr(_batch, "events", None) is not None:
+        _batch.events.append(event)
+    else:
+        _send([event])
+
+
+def _send(events: list[tuple[str, dict]]) -> None:
+    if not events:
+        return
+    hooks = list(KWebhook.objects.filter(disabled=False))
+    mode = get_setting("kommo_webhook_delivery") if hooks else None
     for hook in hooks:
+        wanted = [(action, entity) for action, entity in events if f"{action}_lead" in hook.settings]
+        if not wanted:
+            continue
+        body = webhook_body(wanted)
         if mode == "sync":
-            transaction.on_commit(lambda h=hook.id: deliver(h, body))
+            transaction.on_commit(lambda h=hook.id, b=body: deliver(h, b))
         elif mode == "async":
             _start_courier()
-            transaction.on_commit(lambda h=hook.id: _later.put((h, body)))
+            transaction.on_commit(lambda h=hook.id, b=body: _later.put((h, b)))
         else:
             KWebhookDelivery.objects.create(webhook=hook, body=body, error="delivery switched off")
 

@@ -143,6 +143,45 @@ def test_status_change_posts_a_form_encoded_web_hook(emulators):
     assert delivery.status == 200
 
 
+def test_a_batch_edit_is_reported_in_one_web_hook_carrying_every_lead(emulators):
+    requests.post(
+        f"{emulators.kommo}/api/v4/webhooks",
+        json={"destination": emulators.webhook_url, "settings": ["status_lead", "update_lead"]},
+        headers=TOKEN,
+        timeout=10,
+    ).raise_for_status()
+    leads = [24312345, 24312346, 24312347]
+    answer = requests.patch(
+        f"{emulators.kommo}/api/v4/leads",
+        headers=TOKEN,
+        timeout=10,
+        json=[
+            {"id": leads[0], "name": "ACME renamed"},
+            {"id": leads[1], "status_id": 142},  # moved to Won in the same edit: a status and an update
+            {"id": leads[2], "price": 999},
+        ],
+    )
+    assert answer.status_code == 200
+    delivery = KWebhookDelivery.objects.get()  # one post for the whole batch, as Kommo reports a mass edit
+    pairs = dict(parse_qsl(delivery.body))
+    assert [pairs[f"leads[update][{n}][id]"] for n in range(3)] == [str(lead) for lead in leads]
+    assert pairs["leads[update][0][name]"] == "ACME renamed" and pairs["leads[update][2][price]"] == "999"
+    assert pairs["leads[status][0][id]"] == "24312346" and pairs["leads[status][0][status_id]"] == "142"
+    assert "leads[status][1][id]" not in pairs and delivery.status == 200
+
+
+def test_a_batch_naming_a_deleted_lead_changes_nothing_and_reports_nothing(emulators):
+    KLead.objects.filter(id=24312347).update(is_deleted=True)
+    answer = requests.patch(
+        f"{emulators.kommo}/api/v4/leads",
+        headers=TOKEN,
+        timeout=10,
+        json=[{"id": 24312345, "name": "ACME renamed"}, {"id": 24312347, "name": "gone"}],
+    )
+    assert answer.status_code == 400 and answer.json()["validation-errors"][0]["request_id"] == "1"
+    assert KLead.objects.get(id=24312345).name == "ACME annual" and not KWebhookDelivery.objects.exists()
+
+
 def test_html_403_fault_imitates_a_blocked_account(emulators):
     emulators.fault("kommo", "html403", "/api/v4/")
     answer = get(emulators, "/api/v4/leads/24312345")

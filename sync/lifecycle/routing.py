@@ -18,22 +18,30 @@ from sync.webhooks.kommo import LeadEvent
 UNDONE = (SyncRecord.Status.CANCELLED, SyncRecord.Status.IGNORED, SyncRecord.Status.RESOLVED)
 
 
-def kind_for(event: LeadEvent) -> str | None:
+def kind_for(event: LeadEvent, last_undo: dict[int, str]) -> str | None:
+    """The lifecycle record a billed deal's event asks for; `last_undo`: the kind of each lead's latest
+    cancellation or reopening still standing (see last_undo_kinds)."""
     if churned(event.status_id):
         return SyncRecord.Kind.CANCELLATION
     if event.status_id != settings.KOMMO_WON_STATUS_ID:
         return None
-    last = (
-        SyncRecord.objects.filter(
-            kommo_lead_id=event.lead_id, kind__in=(SyncRecord.Kind.CANCELLATION, SyncRecord.Kind.REOPENING)
-        )
-        .exclude(status__in=UNDONE)
-        .order_by("-id")
-        .first()
-    )
-    if last is not None and last.kind == SyncRecord.Kind.CANCELLATION:
+    if last_undo.get(event.lead_id) == SyncRecord.Kind.CANCELLATION:
         return SyncRecord.Kind.REOPENING  # Won again after a cancellation: undo it
     return SyncRecord.Kind.PLAN_CHANGE
+
+
+def last_undo_kinds(lead_ids: list[int]) -> dict[int, str]:
+    """Each lead's latest cancellation or reopening record that still stands, one query for a delivery
+    (a batch edit's web hook reports up to 50 billed deals)."""
+    rows = (
+        SyncRecord.objects.filter(
+            kommo_lead_id__in=lead_ids, kind__in=(SyncRecord.Kind.CANCELLATION, SyncRecord.Kind.REOPENING)
+        )
+        .exclude(status__in=UNDONE)
+        .order_by("id")
+        .values_list("kommo_lead_id", "kind")
+    )
+    return dict(rows)  # (ordered by id: the latest of each lead wins)
 
 
 def hinted_plan(item: LeadEvent) -> str | None:
@@ -72,9 +80,12 @@ def lifecycle_records(events: list[LeadEvent], event: WebhookEvent, source: str)
         kind=SyncRecord.Kind.DEAL_WON, status=SyncRecord.Status.SUCCEEDED, kommo_lead_id__in=list(latest)
     ).exclude(zuora_subscription_number="")
     created = 0
+    deals = list(deals)
+    won = [deal.lead_id for deal in deals if latest[deal.lead_id].status_id == settings.KOMMO_WON_STATUS_ID]
+    undo = last_undo_kinds(won) if won else {}
     for deal in deals:
         item = latest[deal.lead_id]
-        kind = kind_for(item)
+        kind = kind_for(item, undo)
         if kind is None:
             continue
         if kind == SyncRecord.Kind.PLAN_CHANGE and own_write(deal, item):

@@ -44,10 +44,11 @@ class KommoWebhookView(MachineEndpoint):
             store_event("kommo", request, body_hash(received.body), received.body, problem=problem)
             raise ParseError(problem)
         source = request.META.get("REMOTE_ADDR") or "-"
+        new = self.not_recorded(won)
         try:  # the common case, a new delivery of new won leads: no savepoints
-            outcome = self.record(request, received.body, events, won, source, careful=False)
+            outcome = self.record(request, received.body, events, new, source, careful=False)
         except IntegrityError:  # a duplicate delivery, or a lead with a record already: one by one
-            outcome = self.record(request, received.body, events, won, source, careful=True)
+            outcome = self.record(request, received.body, events, new, source, careful=True)
         if outcome is None:
             return Response({"ok": True, "duplicate": True})
         event, records, changes = outcome
@@ -60,6 +61,18 @@ class KommoWebhookView(MachineEndpoint):
             changes,
         )
         return Response({"ok": True, "won": len(won), "new_records": records, "changes": changes})
+
+    @staticmethod
+    def not_recorded(won: list) -> list:
+        """The won leads that may have no deal_won record yet. A lead moved to Won now rarely has one; a
+        lead edited while in Won usually has (Kommo reports zkbridge's own field writes as edits, one per
+        billed deal): those are looked up in one query, so the delivery does not fail its plain insert
+        and redo everything with savepoints. (A record created meanwhile still takes the careful path.)"""
+        edits = [f"deal_won:{item.lead_id}" for item in won if item.action != "status"]
+        if not edits:
+            return won
+        known = set(SyncRecord.objects.filter(key__in=edits).values_list("kommo_lead_id", flat=True))
+        return [item for item in won if item.lead_id not in known]
 
     @staticmethod
     def record(
