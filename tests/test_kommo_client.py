@@ -66,6 +66,23 @@ def test_the_throttle_stays_under_seven_requests_a_second(emulators):
     assert not RequestLog.objects.filter(service="kommo", status=429).exists()
 
 
+def test_a_calls_place_in_the_window_dates_from_its_end(emulators):
+    # A call can reach Kommo any time until its answer is back (held up by a busy machine or the network):
+    # the next call that window allows waits a full window after the previous one ended, not after it left.
+    emulators.fault("kommo", "latency", "/api/v4/leads/pipelines", latency_ms=400)
+    set_setting("kommo_requests_per_second", 1)
+    time.sleep(1.1)  # the fixture's own calls count against the same window
+    kommo = client(emulators, requests_per_second=1)
+    started = time.monotonic()
+    kommo.pipelines()
+    first_over = time.monotonic()
+    kommo.pipelines()
+    # dated from its start, the second call would have left 1.05 s after the first one did (0.65 s after it
+    # ended); dated from its end, a full window after that
+    assert time.monotonic() - first_over >= 1.05 + 0.4 - 0.05, time.monotonic() - started
+    assert not RequestLog.objects.filter(service="kommo", status=429).exists()
+
+
 def test_a_blocked_account_is_transient_with_a_long_wait(emulators):
     emulators.fault("kommo", "html403", "/api/v4/")
     with pytest.raises(TransientError) as caught:

@@ -101,8 +101,12 @@ class HttpClient:
     def classify(self, answer: Answer) -> ApiError | None:
         raise NotImplementedError
 
-    def before_request(self) -> None:
-        """Called before every attempt (the Kommo throttle)."""
+    def before_request(self) -> Any:
+        """Called before every attempt (the Kommo throttle); what it returns is handed to after_request."""
+        return None
+
+    def after_request(self, turn: Any) -> None:
+        """Called when an attempt is over, answered or not."""
 
     def call_slot(self) -> contextlib.AbstractContextManager:
         """Held while one call is on the wire (Zuora's shared cap on concurrent calls)."""
@@ -169,7 +173,13 @@ class HttpClient:
     def _send(self, method, url, params, json_body, form, files, headers, idempotency_key) -> Answer:
         refuse_inside_transaction(self.provider, method, url)
         check_lease(method)
-        self.before_request()
+        turn = self.before_request()
+        try:
+            return self._attempt(method, url, params, json_body, form, files, headers, idempotency_key)
+        finally:
+            self.after_request(turn)
+
+    def _attempt(self, method, url, params, json_body, form, files, headers, idempotency_key) -> Answer:
         started = time.monotonic()
         call = ApiCall(
             provider=self.provider,

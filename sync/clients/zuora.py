@@ -19,6 +19,7 @@ from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundErro
 from sync.clients.http import Answer, HttpClient, excerpt
 from sync.locks import locked_row, one_of
 from sync.models import ProviderToken
+from sync.parallel import each
 
 if TYPE_CHECKING:
     from catalog.models import ZuoraEntity
@@ -257,9 +258,16 @@ class ZuoraClient(HttpClient):
         listable = [v for v in values if v and not set(v) & set(",[]")]  # a value IN's list cannot carry
         for value in set(values) - set(listable):
             found[value] = self.find_accounts(field, value)
-        for start in range(0, len(listable), chunk):
-            part = listable[start : start + chunk]
-            for account in self.query("accounts", [f"{field}.IN:[{','.join(part)}]"]):
+        parts = [listable[start : start + chunk] for start in range(0, len(listable), chunk)]
+
+        def look_up(part: list[str]) -> list[dict]:
+            return list(self.query("accounts", [f"{field}.IN:[{','.join(part)}]"]))
+
+        # A burst's 250 customers are five queries: they travel together (the concurrency cap still holds).
+        outcomes = each(parts, look_up, settings.ZUORA_MAX_CONCURRENT_CALLS) if len(parts) > 1 else []
+        answers = [outcome.get() for outcome in outcomes] if outcomes else [look_up(part) for part in parts]
+        for accounts in answers:
+            for account in accounts:
                 if str(account.get(field)) in found:
                     found[str(account.get(field))].append(account)
         return found

@@ -41,7 +41,7 @@ def last_undo_kinds(lead_ids: list[int]) -> dict[int, str]:
         .order_by("id")
         .values_list("kommo_lead_id", "kind")
     )
-    return dict(rows)  # (ordered by id: the latest of each lead wins)
+    return {lead_id: kind for lead_id, kind in rows if lead_id is not None}  # (by id: each lead's latest wins)
 
 
 def hinted_plan(item: LeadEvent) -> str | None:
@@ -76,11 +76,12 @@ def lifecycle_records(events: list[LeadEvent], event: WebhookEvent, source: str)
             latest[item.lead_id] = item
     if not latest:
         return 0
-    deals = SyncRecord.objects.filter(
-        kind=SyncRecord.Kind.DEAL_WON, status=SyncRecord.Status.SUCCEEDED, kommo_lead_id__in=list(latest)
-    ).exclude(zuora_subscription_number="")
+    deals = list(
+        SyncRecord.objects.filter(
+            kind=SyncRecord.Kind.DEAL_WON, status=SyncRecord.Status.SUCCEEDED, kommo_lead_id__in=list(latest)
+        ).exclude(zuora_subscription_number="")
+    )
     created = 0
-    deals = list(deals)
     won = [deal.lead_id for deal in deals if latest[deal.lead_id].status_id == settings.KOMMO_WON_STATUS_ID]
     undo = last_undo_kinds(won) if won else {}
     for deal in deals:
