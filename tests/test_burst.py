@@ -269,6 +269,50 @@ def test_deals_a_burst_has_no_time_left_for_go_back_to_the_queue_with_their_atte
     assert ZSubscription.objects.count() == 0 and KNote.objects.count() == 0
 
 
+def test_the_next_burst_is_claimed_and_read_while_the_last_orders_go(catalog, monkeypatch):
+    from sandbox.models import ZOrder
+
+    monkeypatch.setattr("sync.flows.burst.BURST", 6)
+    monkeypatch.setattr("sync.flows.burst.LOOKAHEAD", 2)
+    catalog.fault("zuora", "latency", "/v1/orders$", method="POST", latency_ms=300)
+    ids = demo.generate_leads(FIRST, 14)
+    records = won(*ids)
+
+    assert run_sync(records[0].id) == "succeeded"  # one task: three bursts of 6, 6 and 2, one after another
+
+    assert set(statuses(records).values()) == {"succeeded"}
+    assert set(SyncRecord.objects.filter(id__in=[r.id for r in records]).values_list("attempts", flat=True)) == {1}
+    assert all(len(catalog.subscriptions(i)) == 1 and len(notes_of(i)) == 1 for i in ids)
+    reads = list(RequestLog.objects.filter(service="kommo", method="GET", path="/api/v4/leads").order_by("at"))
+    assert len(reads) == 3
+    # Each next burst's leads were read before the burst before it had its last order answered.
+    orders = sorted(ZOrder.objects.values_list("created", flat=True))
+    assert reads[1].at < orders[5].timestamp() and reads[2].at < orders[11].timestamp()
+
+
+def test_a_task_takes_up_no_next_burst_once_it_is_old(catalog, monkeypatch):
+    monkeypatch.setattr("sync.flows.burst.BURST", 4)
+    monkeypatch.setattr("sync.flows.burst.CHAIN_SECONDS", 0.0)
+    records = won(*demo.generate_leads(FIRST, 6))
+
+    run_sync(records[0].id)
+
+    assert list(statuses(records).values()) == ["succeeded"] * 4 + ["pending"] * 2  # their own tasks run them
+
+
+def test_deals_a_task_put_back_in_the_queue_are_not_taken_up_again_by_it(catalog, monkeypatch):
+    monkeypatch.setattr("sync.flows.burst.BURST", 2)
+    monkeypatch.setattr("sync.flows.burst.BUDGET_SECONDS", 0.0)  # every deal runs out of time at once, due again
+    records = won(*demo.generate_leads(FIRST, 5))
+
+    run_sync(records[0].id)
+
+    # three bursts chained (2, 2, 1), each deal started once and put back; none taken up a second time
+    for record in SyncRecord.objects.filter(id__in=[r.id for r in records]):
+        assert record.status == "retrying" and record.attempts == 0 and "ran out of time" in record.reason
+    assert kommo_calls("GET", "/api/v4/leads") == 3 and ZSubscription.objects.count() == 0
+
+
 def test_two_workers_taking_bursts_at_once_never_run_a_deal_twice(catalog, monkeypatch):
     import threading
 

@@ -28,6 +28,7 @@ import contextvars
 import copy
 import datetime as dt
 import json
+import logging
 import queue
 import threading
 import time
@@ -66,30 +67,47 @@ from sync.models import CustomerAccount, SyncRecord
 from sync.parallel import Outcome, each, settle, together
 from sync.workers import leases
 
+log = logging.getLogger("zkbridge.sync")
+
 BURST = 250  # deals claimed at once (Kommo's page size); their leads are read 100 ids a call
 # A burst starts no deal's order after this long (Zuora slow, say): those deals go back to the queue, their
 # attempt given back, well before django-q2's task timeout (240 s) could stop the worker mid-burst.
 BUDGET_SECONDS = 90.0
+# A task takes up the next burst due only this long after it started (the last one's orders then end well within
+# django-q2's 240 s); the next burst is claimed and read when this many of the current one's deals are left
+# to start (about two seconds of orders at Zuora's cap: as long as a burst's reads take).
+CHAIN_SECONDS = 60.0
+LOOKAHEAD = 60
 
 Conclude = Callable[[SyncRecord, Callable[[SyncRecord], None]], None]
 
 
 def companions(record: SyncRecord) -> list[SyncRecord]:
-    """Other won deals due now, claimed for the worker that holds `record` (at most BURST - 1, oldest first):
-    the same conditional UPDATE as a single claim, so no deal is ever run by two workers."""
+    """Other won deals due now, claimed for the worker that holds `record` (at most BURST - 1, oldest first)."""
+    return claim_due(record.worker, BURST - 1, exclude=record.id)
+
+
+def claim_due(
+    worker: str, limit: int, exclude: int | None = None, not_run_since: dt.datetime | None = None
+) -> list[SyncRecord]:
+    """Won deals due now, claimed for `worker` (at most `limit`, oldest first): the same conditional UPDATE as
+    a single claim, so no deal is ever run by two workers. `not_run_since`: leave out deals started since
+    then (a deal this task ran and put back in the queue is not taken up again by the same task)."""
     now = timezone.now()
-    due = (
-        SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .exclude(id=record.id)
+    due = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     )
-    ids = list(due.movable("start").order_by("id").values_list("id", flat=True)[: BURST - 1])
+    if exclude is not None:
+        due = due.exclude(id=exclude)
+    if not_run_since is not None:
+        due = due.filter(Q(started_at__isnull=True) | Q(started_at__lt=not_run_since))
+    ids = list(due.movable("start").order_by("id").values_list("id", flat=True)[:limit])
     if not ids:
         return []
     due.filter(id__in=ids).transition(
-        "start", attempts=F("attempts") + 1, started_at=now, worker=record.worker, lease_until=now + leases.LEASE
+        "start", attempts=F("attempts") + 1, started_at=now, worker=worker, lease_until=now + leases.LEASE
     )
-    mine = SyncRecord.objects.filter(id__in=ids, status=SyncRecord.Status.RUNNING, worker=record.worker)
+    mine = SyncRecord.objects.filter(id__in=ids, status=SyncRecord.Status.RUNNING, worker=worker)
     return list(mine.filter(started_at=now).order_by("id"))
 
 
@@ -104,6 +122,13 @@ class BurstReads(Reads):
         self.looked_up: dict[str, list[dict]] = {}
         self._guard = threading.Lock()
         self._previews: dict[str, tuple[threading.Lock, list]] = {}
+
+    def next(self) -> BurstReads:
+        """Reads for the next burst of the same task: the same clients, and the previews already made (the
+        same sale signature is the same sale)."""
+        reads = BurstReads(self.kommo, self.zuora)
+        reads._previews = self._previews
+        return reads
 
     def in_entity_view(self, entity: ZuoraEntity | None, records: list[SyncRecord]) -> BurstReads:
         """The burst's reads for its deals of one Zuora entity (a multi-entity tenant): the same Kommo answers,
@@ -193,27 +218,135 @@ def acting_for(record: SyncRecord, lease: Lease) -> Iterator[None]:
 
 
 def run(records: list[SyncRecord], conclude: Conclude) -> None:
-    """Run a burst of claimed won deals to their outcomes (conclude: sync.tasks.conclude)."""
-    reads = BurstReads(KommoClient.from_settings(), ZuoraClient.from_settings())
-    with leases.held_all(records) as lease_of, remembered_lookups():
+    """Run a burst of claimed won deals to their outcomes (conclude: sync.tasks.conclude). While the task is
+    young (CHAIN_SECONDS), the next burst due is claimed and read as this one's last LOOKAHEAD orders go, and
+    runs next: Zuora's slots do not sit idle while a new burst reads Kommo (two workers' bursts used to end
+    together and read together, the slots empty for seconds every 250 deals each)."""
+    chain_until = time.monotonic() + CHAIN_SECONDS
+    task_started = min((r.started_at for r in records if r.started_at), default=None) or timezone.now()
+    kommo, zuora = KommoClient.from_settings(), ZuoraClient.from_settings()
+    with contextlib.ExitStack() as held, remembered_lookups():
+        lease_of = held.enter_context(leases.held_all(records))
         multi = entities_listed()
+        reads = BurstReads(kommo, zuora)
+        error: Exception | None = None
         try:
             reads.load(records, with_accounts=not multi)
-            parts = by_entity(records, reads, lease_of) if multi else [(reads, records, {})]
         except Exception as exc:  # the shared reads failed: every deal has that outcome (a retry each)
-            for record in records:
-                with acting_for(record, lease_of[record.id]):
-                    conclude(record, raiser(exc))
-            return
-        errors: dict[int, BaseException] = {}
-        with KommoWriter(reads.kommo, lease_of, conclude) as writer:
-            for part_reads, part, refused in parts:  # a multi-entity tenant: each entity's deals with its client
-                errors.update(refused)
-                errors.update(zuora_part(part, part_reads, lease_of, writer.ordered))
+            error = exc
+        with KommoWriter(kommo, lease_of, conclude) as writer:
+            burst: Claimed | None = Claimed(records, reads, error)
+            while burst is not None:
+                upcoming = None
+                if time.monotonic() < chain_until:
+                    upcoming = NextBurst(records[0].worker, task_started, burst.reads, multi)
+                try:
+                    run_claimed(burst, multi, lease_of, writer, conclude, upcoming)
+                finally:
+                    burst = upcoming.take() if upcoming else None
+                    if burst is not None:  # its heartbeat now ends with this run, whatever happens
+                        held.enter_context(burst.leases)
+                        lease_of.update(burst.lease_of)
+
+
+def run_claimed(
+    burst: Claimed,
+    multi: bool,
+    lease_of: dict[int, Lease],
+    writer: KommoWriter,
+    conclude: Conclude,
+    upcoming: NextBurst | None,
+) -> None:
+    """One burst whose reads are done: its orders (the next burst claimed as its last ones go), its Kommo writes
+    handed to the writer, every deal an outcome."""
+    records = burst.records
+    try:
+        if burst.error is not None:
+            raise burst.error
+        parts = by_entity(records, burst.reads, lease_of) if multi else [(burst.reads, records, {})]
+    except Exception as exc:  # the shared reads failed: every deal has that outcome (a retry each)
         for record in records:
-            if record.id in errors:
-                with acting_for(record, lease_of[record.id]):
-                    conclude(record, raiser(errors[record.id]))
+            with acting_for(record, lease_of[record.id]):
+                conclude(record, raiser(exc))
+        return  # (nothing is chained after a failed read: the next burst would most likely fail the same way)
+    countdown = Countdown(sum(len(part) for _, part, _ in parts), LOOKAHEAD, upcoming.start if upcoming else None)
+    errors: dict[int, BaseException] = {}
+    for part_reads, part, refused in parts:  # a multi-entity tenant: each entity's deals with its client
+        errors.update(refused)
+        errors.update(zuora_part(part, part_reads, lease_of, writer.ordered, countdown.tick))
+    for record in records:
+        if record.id in errors:
+            with acting_for(record, lease_of[record.id]):
+                conclude(record, raiser(errors[record.id]))
+
+
+class Countdown:
+    """Calls `then` once, when only `at` of `total` deals are left to start (at once if there are no more)."""
+
+    def __init__(self, total: int, at: int, then: Callable[[], None] | None):
+        self.left, self.at, self.then = total, at, then
+        self.guard = threading.Lock()
+        self.tick(started=0)
+
+    def tick(self, started: int = 1) -> None:
+        with self.guard:
+            self.left -= started
+            fire, self.then = (self.then, None) if self.left <= self.at else (None, self.then)
+        if fire is not None:
+            fire()
+
+
+class Claimed:
+    """A burst's deals with their reads made (or the error that stopped the reads)."""
+
+    def __init__(self, records: list[SyncRecord], reads: BurstReads, error: Exception | None = None):
+        self.records, self.reads, self.error = records, reads, error
+        self.leases = contextlib.ExitStack()  # the heartbeat of a burst claimed ahead (closed by whoever runs it)
+        self.lease_of: dict[int, Lease] = {}
+
+
+class NextBurst:
+    """The next burst due, claimed and read in a thread of its own while the current one places its last
+    orders. Its deals' leases beat from the moment they are claimed."""
+
+    def __init__(self, worker: str, task_started: dt.datetime, current: BurstReads, multi: bool):
+        self.worker, self.task_started, self.current, self.multi = worker, task_started, current, multi
+        self.context = contextvars.copy_context()  # the task's, not an order thread's (no deal's lease or id)
+        self.guard = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.claimed: Claimed | None = None
+
+    def start(self) -> None:
+        with self.guard:
+            if self.thread is None:
+                self.thread = threading.Thread(target=self.context.run, args=(self.fetch,), daemon=True)
+                self.thread.start()
+
+    def fetch(self) -> None:
+        try:
+            records = claim_due(self.worker, BURST, not_run_since=self.task_started)
+            if not records:
+                return
+            log.info("a burst of %s more won deal(s) claimed while the last orders go", len(records))
+            reads = self.current.next()
+            claimed = Claimed(records, reads)
+            claimed.lease_of = claimed.leases.enter_context(leases.held_all(records))
+            self.claimed = claimed
+            try:
+                reads.load(records, with_accounts=not self.multi)
+            except Exception as exc:  # every deal of that burst gets the outcome when it runs
+                claimed.error = exc
+        finally:
+            connections.close_all()
+
+    def take(self) -> Claimed | None:
+        """The burst claimed ahead (its reads done), or None."""
+        with self.guard:
+            thread = self.thread
+        if thread is None:
+            return None
+        thread.join()
+        return self.claimed
 
 
 class KommoWriter:
@@ -303,9 +436,11 @@ def zuora_part(
     reads: BurstReads,
     lease_of: dict[int, Lease],
     ordered: Callable[[SyncRecord], None],
+    starting: Callable[[], None] = lambda: None,
 ) -> dict[int, BaseException]:
     """Each deal's lead step and order, several customers at once (a customer's deals one after another);
-    ordered(record) as each deal's order is done. Returns the deals that stopped, with why."""
+    starting() as each deal starts, ordered(record) as its order is done. Returns the deals that stopped, with
+    why."""
     groups: dict[str, list[SyncRecord]] = {}
     for record in records:
         try:
@@ -320,6 +455,7 @@ def zuora_part(
     def run_group(group: list[SyncRecord]) -> dict[int, BaseException]:
         stopped: dict[int, BaseException] = {}
         for record in group:
+            starting()
             if time.monotonic() > deadline:
                 stopped[record.id] = Waiting("the burst it was in ran out of time; it runs again now", dt.timedelta())
                 continue
