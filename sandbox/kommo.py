@@ -327,14 +327,17 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
     (Kommo writes all or nothing); a batch's problem+json names each refused entry by request_id."""
     refused = refused_entities("kommo", request, PREFIX)
     named = [int(item["id"]) for item in items if isinstance(item, dict) and str(item.get("id", "")).isdigit()]
-    existing = set(KLead.objects.filter(id__in=named, is_deleted=False).values_list("id", flat=True))
+    locked = {  # (in id order: two batches naming the same leads never wait for each other in a circle)
+        lead.id: lead
+        for lead in KLead.objects.select_for_update().filter(id__in=named, is_deleted=False).order_by("id")
+    }
     by_entry: dict[int, list[dict]] = {}
     for index, item in enumerate(items):
         errors = by_entry.setdefault(index, [])
         if not isinstance(item, dict) or not str(item.get("id", "")).isdigit():
             errors.append({"code": "NotSupportedChoice", "path": "id", "detail": "id is required"})
             continue
-        if not single and int(item["id"]) not in existing:
+        if not single and int(item["id"]) not in locked:
             errors.append({"code": "NotFound", "path": "id", "detail": f"Lead {item['id']} not found"})
         if int(item["id"]) in refused:
             errors.append({"code": "InvalidValue", "path": "custom_fields_values", "detail": refused[int(item["id"])]})
@@ -358,10 +361,6 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
     by_entry = {index: errors for index, errors in by_entry.items() if errors}
     if by_entry:  # one invalid entry rejects the whole request
         return problem(400, "Bad Request", "Request validation failed", by_entry=by_entry)
-    locked = {
-        lead.id: lead
-        for lead in KLead.objects.select_for_update().filter(id__in=named, is_deleted=False).order_by("id")
-    }
     missing = next((item["id"] for item in items if int(item["id"]) not in locked), None)
     if missing is not None:
         return problem(404, "Not Found", f"Lead {missing} not found")

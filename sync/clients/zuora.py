@@ -263,9 +263,10 @@ class ZuoraClient(HttpClient):
         def look_up(part: list[str]) -> list[dict]:
             return list(self.query("accounts", [f"{field}.IN:[{','.join(part)}]"]))
 
-        # A burst's 250 customers are five queries: they travel together (the concurrency cap still holds).
-        outcomes = each(parts, look_up, settings.ZUORA_MAX_CONCURRENT_CALLS) if len(parts) > 1 else []
-        answers = [outcome.get() for outcome in outcomes] if outcomes else [look_up(part) for part in parts]
+        if len(parts) > 1:  # a burst's 250 customers are five queries: together (the concurrency cap holds)
+            answers = [outcome.get() for outcome in each(parts, look_up, settings.ZUORA_MAX_CONCURRENT_CALLS)]
+        else:
+            answers = [look_up(part) for part in parts]
         for accounts in answers:
             for account in accounts:
                 if str(account.get(field)) in found:

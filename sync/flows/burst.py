@@ -226,7 +226,8 @@ def run(records: list[SyncRecord], conclude: Conclude) -> None:
     task_started = min((r.started_at for r in records if r.started_at), default=None) or timezone.now()
     kommo, zuora = KommoClient.from_settings(), ZuoraClient.from_settings()
     with contextlib.ExitStack() as held, remembered_lookups():
-        lease_of = held.enter_context(leases.held_all(records))
+        # (a copy: each heartbeat goes on reading its own burst's dict while later bursts are added here)
+        lease_of = dict(held.enter_context(leases.held_all(records)))
         multi = entities_listed()
         reads = BurstReads(kommo, zuora)
         error: Exception | None = None
