@@ -333,11 +333,11 @@ def test_a_first_attempt_skips_the_lookup_by_lead_and_a_repeat_customer_skips_th
 
 
 def test_independent_calls_travel_together(catalog):
-    """With every call priced (300 ms per Zuora call, 100 ms per Kommo call) the calls that need nothing from
+    """With every call priced (300 ms per Zuora call, 250 ms per Kommo call) the calls that need nothing from
     each other arrive together: after the lead, its contacts and company with the account lookup and the
     preview; then the order alone; then the field write with the note."""
     catalog.fault("zuora", "latency", "/", latency_ms=300)
-    catalog.fault("kommo", "latency", "/api/v4/", latency_ms=100)
+    catalog.fault("kommo", "latency", "/api/v4/", latency_ms=250)
     catalog.win(ACME_EXPANSION)
     assert record(ACME_EXPANSION).status == "succeeded"
     arrived = {
@@ -353,9 +353,10 @@ def test_independent_calls_travel_together(catalog):
     ]
     order = arrived["POST", "/v1/orders"]
     writes = [arrived["PATCH", f"/api/v4/leads/{ACME_EXPANSION}"], arrived["POST", "/api/v4/leads/notes"]]
-    # Apart by less than the cheapest call they would otherwise wait for (100 ms); each round after the last.
-    assert max(reads) - min(reads) < 0.09 and max(writes) - min(writes) < 0.09
-    assert min(reads) - lead >= 0.1 and order - max(reads) >= 0.3 and min(writes) - order >= 0.3
+    # Apart by less than the cheapest call they would otherwise wait for (250 ms: a margin for threads that
+    # start late on a busy machine, which 100 ms had not left); each round after the last.
+    assert max(reads) - min(reads) < 0.2 and max(writes) - min(writes) < 0.2
+    assert min(reads) - lead >= 0.25 and order - max(reads) >= 0.3 and min(writes) - order >= 0.3
 
 
 def test_an_account_zuora_no_longer_has_is_forgotten_and_the_retry_looks_again(catalog, admin_client):
