@@ -220,6 +220,7 @@ class ProductRatePlanAdmin(ReadOnlyMirror):
             "days": (horizon - day).days,
             "entities": entities,
             "entity": entity,
+            "in_entity": f"&entity={entity.pk}" if entity else "",  # the day links keep the chosen entity
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/catalog/legacy_report.html", context)

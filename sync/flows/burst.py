@@ -226,17 +226,14 @@ def run(records: list[SyncRecord], conclude: Conclude) -> None:
     task_started = min((r.started_at for r in records if r.started_at), default=None) or timezone.now()
     kommo, zuora = KommoClient.from_settings(), ZuoraClient.from_settings()
     with contextlib.ExitStack() as held, remembered_lookups():
+        first = Claimed(records, BurstReads(kommo, zuora))
+        held.enter_context(first.leases)
         # (a copy: each heartbeat goes on reading its own burst's dict while later bursts are added here)
-        lease_of = dict(held.enter_context(leases.held_all(records)))
+        lease_of = dict(first.lease_of)
         multi = entities_listed()
-        reads = BurstReads(kommo, zuora)
-        error: Exception | None = None
-        try:
-            reads.load(records, with_accounts=not multi)
-        except Exception as exc:  # the shared reads failed: every deal has that outcome (a retry each)
-            error = exc
+        first.read(multi)
+        burst: Claimed | None = first
         with KommoWriter(kommo, lease_of, conclude) as writer:
-            burst: Claimed | None = Claimed(records, reads, error)
             while burst is not None:
                 upcoming = None
                 if time.monotonic() < chain_until:
@@ -298,12 +295,21 @@ class Countdown:
 
 
 class Claimed:
-    """A burst's deals with their reads made (or the error that stopped the reads)."""
+    """A burst's claimed deals, their leases kept alive from now on (`leases`: closed by whoever runs the
+    burst), and their reads once made (or the error that stopped them)."""
 
-    def __init__(self, records: list[SyncRecord], reads: BurstReads, error: Exception | None = None):
-        self.records, self.reads, self.error = records, reads, error
-        self.leases = contextlib.ExitStack()  # the heartbeat of a burst claimed ahead (closed by whoever runs it)
-        self.lease_of: dict[int, Lease] = {}
+    def __init__(self, records: list[SyncRecord], reads: BurstReads):
+        self.records, self.reads = records, reads
+        self.error: Exception | None = None
+        self.leases = contextlib.ExitStack()
+        self.lease_of: dict[int, Lease] = self.leases.enter_context(leases.held_all(records))
+
+    def read(self, multi: bool) -> None:
+        """The burst's shared reads; if they fail, every deal has that outcome when the burst runs (a retry each)."""
+        try:
+            self.reads.load(self.records, with_accounts=not multi)
+        except Exception as exc:
+            self.error = exc
 
 
 class NextBurst:
@@ -329,14 +335,8 @@ class NextBurst:
             if not records:
                 return
             log.info("a burst of %s more won deal(s) claimed while the last orders go", len(records))
-            reads = self.current.next()
-            claimed = Claimed(records, reads)
-            claimed.lease_of = claimed.leases.enter_context(leases.held_all(records))
-            self.claimed = claimed
-            try:
-                reads.load(records, with_accounts=not self.multi)
-            except Exception as exc:  # every deal of that burst gets the outcome when it runs
-                claimed.error = exc
+            self.claimed = Claimed(records, self.current.next())
+            self.claimed.read(self.multi)
         finally:
             connections.close_all()
 
