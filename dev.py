@@ -38,6 +38,8 @@ def ensure_venv(requirements: str) -> None:
         say("creating .venv/ …")
         venv.EnvBuilder(with_pip=True).create(VENV)
     files = [ROOT / "requirements.txt", ROOT / requirements]
+    if requirements == "requirements-dev.txt":
+        files.append(ROOT / "requirements-referee.txt")
     digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
     stamp = VENV / f".installed-{requirements}"
     if stamp.exists() and stamp.read_text() == digest:
@@ -48,6 +50,23 @@ def ensure_venv(requirements: str) -> None:
         check=True,
         cwd=ROOT,
     )
+    if requirements == "requirements-dev.txt":
+        # The referee's SDK without its HTTP client's pins (requirements-referee.txt says why).
+        subprocess.run(
+            [
+                str(PY),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "-r",
+                str(ROOT / "requirements-referee.txt"),
+            ],
+            check=True,
+            cwd=ROOT,
+        )
     stamp.write_text(digest)
 
 

@@ -67,6 +67,8 @@ def arrange(due: int, not_due: int) -> None:
                 contract_effective_date=start,
                 term_start_date=start,
                 term_end_date=None if evergreen else start.replace(year=start.year + 1),
+                # as Zuora has it: a termed subscription's end date is its term end date
+                subscription_end_date=None if evergreen else start.replace(year=start.year + 1),
                 charged_through_date=MOMENT if evergreen and not later else None,
                 rate_plans=plans,
                 order_number="O-LEGACY",

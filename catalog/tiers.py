@@ -159,9 +159,10 @@ def to_zuora(tiers: list[Tier], places: int, policy: str = LOWER_UPPER, uom: str
         converted.append(
             {
                 "tier": number,
-                "startingUnit": plain(start),
-                "endingUnit": plain(end) if end is not None else None,
-                "price": format(tier.price, "f"),  # as negotiated: prices are never rounded
+                # JSON numbers, exact (Zuora's ChargeTier: startingUnit, endingUnit and price are numbers)
+                "startingUnit": Decimal(plain(start)),
+                "endingUnit": Decimal(plain(end)) if end is not None else None,
+                "price": tier.price,  # as negotiated: prices are never rounded
                 "priceFormat": "PerUnit",
             }
         )

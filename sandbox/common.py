@@ -12,13 +12,17 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any
 
+from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import F, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.request import RawPostDataException
+from django.utils.module_loading import import_string
 from django.views.decorators.csrf import csrf_exempt
 
 from sandbox.models import Fault, RequestLog, Setting
@@ -26,7 +30,7 @@ from sandbox.models import Fault, RequestLog, Setting
 log = logging.getLogger("zkbridge.sandbox")
 
 DEFAULTS: dict[str, Any] = {
-    "zuora_clients": {"zkbridge-demo": "zkbridge-demo-secret"},
+    "zuora_clients": {"2b7e1a90-5c3d-4f8e-9a6b-0d4c7e1f3a25": "zkbridge-demo-secret"},
     "kommo_long_lived_tokens": ["kommo-demo-long-lived-token"],
     "kommo_oauth_clients": {"kommo-demo-client": "kommo-demo-client-secret"},
     "kommo_requests_per_second": 7,
@@ -40,6 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "zuora_usage_import": "at_poll",
     # The embedded demo imported its plan map (first run only; `dev.py demo --reset` forgets it).
     "demo_connected": False,
+    # The tenant's custom fields (Object Manager): object → {field name: filterable}. None: zuora_objects' default.
+    "zuora_custom_fields": None,
+    # The tenant has Advanced Consumption Billing: its usage files may carry UNIQUE_KEY (refused otherwise).
+    "zuora_usage_unique_key": False,
     # The tenant's notification (communication) profiles; a new account gets the first.
     "zuora_communication_profiles": ["CP-STANDARD", "CP-SILENT"],
 }
@@ -135,6 +143,72 @@ def drop_connection(request: HttpRequest) -> bool:
     return True
 
 
+@dataclass
+class Exchange:
+    """One request an emulator answered, as it crossed the wire: what observers (the test suite's referee,
+    which judges it against the vendors' own definitions) are handed."""
+
+    service: str
+    method: str
+    path: str  # under the emulator's prefix: /v1/orders
+    query: list[tuple[str, str]]
+    headers: dict[str, str]
+    body: bytes
+    form: list[tuple[str, str]] = field(default_factory=list)
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+    status: int = 0
+    answer: bytes = b""
+    answer_type: str = ""
+    fault: str = ""  # the injected fault that made the answer (deliberately not what the vendor sends)
+
+
+_observers: list[Callable[[Exchange], None]] | None = None
+
+
+def observers() -> list[Callable[[Exchange], None]]:
+    """The callables named by settings.SANDBOX_OBSERVERS (dotted paths), imported once."""
+    global _observers
+    if _observers is None:
+        _observers = [import_string(path) for path in getattr(settings, "SANDBOX_OBSERVERS", [])]
+    return _observers
+
+
+def _exchange(service: str, path: str, request: HttpRequest, response: HttpResponse, fault: str) -> Exchange:
+    content_type = request.headers.get("Content-Type", "")
+    files: dict[str, tuple[str, bytes]] = {}
+    form: list[tuple[str, str]] = []
+    body = b""
+    if "multipart/form-data" in content_type:  # an upload: its parts (read by the view or not)
+        try:
+            for name, upload in request.FILES.items():
+                upload.seek(0)
+                files[name] = (upload.name or "", upload.read())
+            form = [(k, v) for k, values in request.POST.lists() for v in values]
+        except (RawPostDataException, ValueError, OSError):
+            pass
+    else:
+        try:
+            body = request.body
+        except RawPostDataException:
+            body = b""
+        if "form-urlencoded" in content_type:
+            form = [(k, v) for k, values in request.POST.lists() for v in values]
+    return Exchange(
+        service=service,
+        method=request.method or "",
+        path=path,
+        query=[(k, v) for k, values in request.GET.lists() for v in values],
+        headers=dict(request.headers),
+        body=body,
+        form=form,
+        files=files,
+        status=response.status_code,
+        answer=b"" if getattr(response, "streaming", False) else response.content,
+        answer_type=response.get("Content-Type", ""),
+        fault=fault,
+    )
+
+
 class ConnectionDropped(HttpResponse):
     """Returned after drop_connection: the server's write fails quietly (broken pipe)."""
 
@@ -188,6 +262,7 @@ def emulated(
                 time.sleep(delay)
             response = before(request) if before else None
             drop = None
+            struck = ""
             if response is None:
                 for fault in faults:
                     if fault.kind in ("latency", "slow"):
@@ -197,6 +272,7 @@ def emulated(
                         continue
                     response = fault_response(fault, request)
                     if response is not None:
+                        struck = fault.kind
                         break
             if response is None:
                 request.processing_delay = sum(f.sleep_seconds for f in faults if f.kind == "slow")  # type: ignore[attr-defined]
@@ -212,6 +288,10 @@ def emulated(
             RequestLog.objects.create(
                 service=service, method=request.method, path=path[:500], status=response.status_code, at=arrived
             )
+            if observers():
+                exchange = _exchange(service, path, request, response, struck)
+                for observer in observers():
+                    observer(exchange)
             if drop is not None and drop_connection(request):
                 log.info("sandbox %s: dropped the connection after %s %s", service, request.method, path)
                 # The server never finishes this response, so Django's request_finished (which closes the

@@ -161,7 +161,7 @@ def catalog_spec(today: dt.date) -> list[dict]:
         {
             "name": "API Usage",
             "sku": "SKU-API",
-            "category": "Usage",
+            "category": "Add On Services",
             "start": dt.date(2020, 1, 1),
             "end": FOREVER,
             "plans": [
@@ -415,21 +415,34 @@ def reset() -> None:
 
 
 ENTITIES = {
-    # entity id: (name, its own OAuth client, currencies, a product only it sells)
-    "ent-us-0000000000000000000000000001": ("zkbridge Inc. (US)", "zkbridge-us", ["USD"], "US Platform"),
-    "ent-eu-0000000000000000000000000002": ("zkbridge GmbH (EU)", "zkbridge-eu", ["EUR"], "EU Platform"),
+    # entity id: (name, its own OAuth client (Zuora's client ids are 36 characters), its secret, currencies,
+    # a product only it sells)
+    "ent-us-0000000000000000000000000001": (
+        "zkbridge Inc. (US)",
+        "5e2f9c14-8a7b-4d3e-b1c0-6f9a2d8e4b71",
+        "zkbridge-us-secret",
+        ["USD"],
+        "US Platform",
+    ),
+    "ent-eu-0000000000000000000000000002": (
+        "zkbridge GmbH (EU)",
+        "9c4d1e7a-2f6b-4a8c-8e3d-1b5f7a9c2e60",
+        "zkbridge-eu-secret",
+        ["EUR"],
+        "EU Platform",
+    ),
 }
 
 
 def seed_entities() -> list[ZEntity]:
-    """Make the emulated tenant multi-entity: two entities with their own OAuth clients (secret: the client
-    id + "-secret"), currencies, units of measure and a catalog of one product each. The demo's catalog and
-    customers (made before) belong to no entity: a request in an entity does not see them."""
+    """Make the emulated tenant multi-entity: two entities with their own OAuth clients, currencies, units of
+    measure and a catalog of one product each. The demo's catalog and customers (made before) belong to no
+    entity: a request in an entity does not see them."""
     made = []
-    for entity_id, (name, client, currencies, product_name) in ENTITIES.items():
+    for entity_id, (name, client, secret, currencies, product_name) in ENTITIES.items():
         entity, _ = ZEntity.objects.update_or_create(
             entity_id=entity_id,
-            defaults={"name": name, "client_id": client, "client_secret": f"{client}-secret", "currencies": currencies},
+            defaults={"name": name, "client_id": client, "client_secret": secret, "currencies": currencies},
         )
         ZUnitOfMeasure.objects.update_or_create(entity=entity, name="Seat", defaults={"decimal_places": 0})
         product, _ = ZProduct.objects.update_or_create(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import secrets
 import time
 from typing import Any
@@ -246,7 +247,7 @@ def page_of(request: HttpRequest, queryset, key: str, shape) -> HttpResponse:
     if more:
         params["page"] = str(page + 1)
         links["next"] = {"href": f"{base}?{params.urlencode()}"}
-    return JsonResponse({"page_of": page, "_links": links, "_embedded": {key: [shape(i) for i in items[:limit]]}})
+    return JsonResponse({"_page": page, "_links": links, "_embedded": {key: [shape(i) for i in items[:limit]]}})
 
 
 def ids_in(value: Any) -> list[int]:
@@ -350,6 +351,8 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
                         "detail": "The value you have provided is not supported",
                     }
                 )
+            elif field.get("values") is None:
+                pass  # "values": null clears the field (the PHP SDK's NullCustomFieldValueCollection)
             elif not isinstance(field.get("values"), list) or not field["values"]:
                 errors.append(
                     {
@@ -358,6 +361,8 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
                         "detail": "This field is missing",
                     }
                 )
+            else:
+                errors += _value_errors(LEAD_FIELDS[field["field_id"]][1], field["values"], f_index)
     by_entry = {index: errors for index, errors in by_entry.items() if errors}
     if by_entry:  # one invalid entry rejects the whole request
         return problem(400, "Bad Request", "Request validation failed", by_entry=by_entry)
@@ -379,6 +384,24 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
     return JsonResponse({"_links": link_to("/api/v4/leads"), "_embedded": {"leads": shaped}})
 
 
+def _value_errors(kind: str, values: list, f_index: int) -> list[dict]:
+    """What Kommo refuses in a field's values: an empty string on a select, multiselect or numeric field (Kommo
+    clears with "values": null), a number field holding no number, a date that is not a Unix time."""
+    errors = []
+    for v_index, entry in enumerate(values):
+        value = entry.get("value") if isinstance(entry, dict) else None
+        path = f"custom_fields_values.{f_index}.values.{v_index}.value"
+        if not isinstance(entry, dict) or (value in (None, "") and entry.get("enum_id") is None):
+            if kind in ("select", "multiselect", "numeric", "date", "checkbox"):
+                errors.append({"code": "InvalidValue", "path": path, "detail": "This value should not be blank."})
+            continue
+        if kind == "numeric" and not re.fullmatch(r"-?\d+(\.\d+)?", str(value)):
+            errors.append({"code": "InvalidType", "path": path, "detail": "This value should be of type numeric."})
+        if kind == "date" and not str(value).lstrip("-").isdigit():
+            errors.append({"code": "InvalidType", "path": path, "detail": "This value should be a Unix timestamp."})
+    return errors
+
+
 def _patch_lead(lead: KLead, item: dict) -> KLead:
     """Apply one entry of a PATCH to its (locked) lead and report the edit."""
     old_status = lead.status_id
@@ -391,6 +414,9 @@ def _patch_lead(lead: KLead, item: dict) -> KLead:
     fields = {f["field_id"]: f for f in (lead.custom_fields_values or [])}
     for field in item.get("custom_fields_values") or []:
         name, kind = LEAD_FIELDS[field["field_id"]]
+        if field.get("values") is None:
+            fields.pop(field["field_id"], None)  # cleared
+            continue
         fields[field["field_id"]] = {
             "field_id": field["field_id"],
             "field_name": name,

@@ -29,6 +29,9 @@ class Fault(models.Model):
         # Kommo: the entries of a write (lead PATCH, notes POST) naming entity `reason_code` are refused with a
         # validation error (reason_message); the request's other entries are fine. Nothing is written.
         ("refuse_entity", "refuse one entity's entries in a Kommo write"),
+        # Zuora: HTTP 200 whose body is reason_message, as given (an answer the vendor would not send, to prove
+        # zkbridge reads unexpected answers as a clear reason, never a crash or a silent default).
+        ("answer", "HTTP 200 with reason_message as the body"),
     ]
     service = models.CharField(max_length=10, choices=[("zuora", "Zuora"), ("kommo", "Kommo")])
     method = models.CharField(max_length=10, default="*")
@@ -229,6 +232,11 @@ class ZSubscription(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["subscription_number", "version"], name="zsub_version")]
+
+    @property
+    def billed_plans(self) -> list[dict]:
+        """The rate plans this version bills: a plan an amendment removed stays on it, marked RemoveProduct."""
+        return [p for p in self.rate_plans if p.get("amendmentType") != "RemoveProduct"]
 
 
 class ZOrder(InEntity):

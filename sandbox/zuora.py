@@ -70,6 +70,8 @@ def _fault_response(fault: Fault, request: HttpRequest) -> HttpResponse | None:
         return failure(fault.reason_code, fault.reason_message)
     if fault.kind == "unauthorized":
         return failure(90000011, "Authentication error", status=401)
+    if fault.kind == "answer":  # an HTTP 200 whose body is `reason_message` as given (answers zkbridge must survive)
+        return HttpResponse(fault.reason_message, status=200, content_type="application/json")
     return None
 
 
@@ -207,7 +209,46 @@ def _plan_status(plan: ZRatePlan, today: dt.date) -> str:
     return "Active"
 
 
-def product_json(product: ZProduct, plans: list[ZRatePlan], today: dt.date) -> dict[str, Any]:
+def _decimal_text(value: Any) -> Any:
+    """The catalog's decimals as Zuora's catalog answers carry them: strings ("Decimal defining start of tier
+    range", zuora-sdk's GetProductRatePlanChargePricingTierType and GetProductRatePlanChargePricingType)."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def charge_json(charge: dict) -> dict[str, Any]:
+    pricing = []
+    for entry in charge.get("pricing") or []:
+        shown = {k: _decimal_text(v) for k, v in entry.items() if k != "tiers"}
+        if entry.get("tiers") is not None:
+            shown["tiers"] = [
+                {k: v if k == "tier" else _decimal_text(v) for k, v in tier.items()} for tier in entry["tiers"]
+            ]
+        pricing.append(shown)
+    return {**charge, "defaultQuantity": _decimal_text(charge.get("defaultQuantity")), "pricing": pricing}
+
+
+def rate_plan_json(plan: ZRatePlan, today: dt.date) -> dict[str, Any]:
+    return {
+        "id": plan.zid,
+        "name": plan.name,
+        "description": plan.description,
+        "status": _plan_status(plan, today),
+        "effectiveStartDate": plan.effective_start.isoformat(),
+        "effectiveEndDate": plan.effective_end.isoformat(),
+        "productRatePlanCharges": [charge_json(c) for c in plan.charges],
+    }
+
+
+def plans_as_urls(request: HttpRequest) -> bool:
+    """Zuora-Version 230.0 or later: a product's `productRatePlans` is the URL of its rate plans (Zuora's
+    GET /v1/catalog/products, "this field is in Zuora REST API version control"); earlier, the plans."""
+    try:
+        return float(request.headers.get("Zuora-Version") or 0) >= 230
+    except ValueError:
+        return False
+
+
+def product_json(product: ZProduct, plans: list[ZRatePlan], today: dt.date, urls: bool = False) -> dict[str, Any]:
     return {
         "id": product.zid,
         "sku": product.sku,
@@ -216,18 +257,9 @@ def product_json(product: ZProduct, plans: list[ZRatePlan], today: dt.date) -> d
         "category": product.category,
         "effectiveStartDate": product.effective_start.isoformat(),
         "effectiveEndDate": product.effective_end.isoformat(),
-        "productRatePlans": [
-            {
-                "id": p.zid,
-                "name": p.name,
-                "description": p.description,
-                "status": _plan_status(p, today),
-                "effectiveStartDate": p.effective_start.isoformat(),
-                "effectiveEndDate": p.effective_end.isoformat(),
-                "productRatePlanCharges": p.charges,
-            }
-            for p in plans
-        ],
+        "productRatePlans": (
+            f"/v1/rateplan/{product.zid}/productRatePlan" if urls else [rate_plan_json(p, today) for p in plans]
+        ),
     }
 
 
@@ -248,12 +280,43 @@ def catalog_products(request: HttpRequest) -> HttpResponse:
     for plan in ZRatePlan.objects.filter(product__in=products):
         plans.setdefault(plan.product_id, []).append(plan)
     today = timezone.localdate()
+    urls = plans_as_urls(request)
     body: dict[str, Any] = {
         "success": True,
-        "products": [product_json(p, plans.get(p.id, []), today) for p in products],
+        "products": [product_json(p, plans.get(p.id, []), today, urls) for p in products],
     }
     if has_more:
         body["nextPage"] = request.build_absolute_uri(
             f"{PREFIX}/v1/catalog/products?page={page + 1}&pageSize={page_size}"
+        )
+    return JsonResponse(body)
+
+
+@zuora_view
+def product_rate_plans(request: HttpRequest, product_key: str) -> HttpResponse:
+    """GET /v1/rateplan/{product-key}/productRatePlan: a product's rate plans with their charges, paged
+    (pageSize at most 40, as Zuora's SDK bounds it)."""
+    if request.method != "GET":
+        return failure(90000045, "Method not allowed", status=405)
+    try:
+        page = int(request.GET.get("page", "1"))
+        page_size = int(request.GET.get("pageSize", "20"))
+    except ValueError:
+        return failure(90000027, "page and pageSize must be whole numbers", status=400)
+    if page < 1 or not 1 <= page_size <= 40:
+        return failure(90000027, "pageSize must be between 1 and 40; page starts at 1", status=400)
+    product = ZProduct.objects.filter(zid=product_key).first()
+    if product is None:
+        return failure(50000040, f"Product {product_key} does not exist", status=404)
+    start = (page - 1) * page_size
+    plans = list(ZRatePlan.objects.filter(product=product).order_by("id")[start : start + page_size + 1])
+    today = timezone.localdate()
+    body: dict[str, Any] = {
+        "success": True,
+        "productRatePlans": [rate_plan_json(p, today) for p in plans[:page_size]],
+    }
+    if len(plans) > page_size:
+        body["nextPage"] = request.build_absolute_uri(
+            f"{PREFIX}/v1/rateplan/{product_key}/productRatePlan?page={page + 1}&pageSize={page_size}"
         )
     return JsonResponse(body)

@@ -194,6 +194,9 @@ def _subscribe(rate_plan_specs: list, currency: str, contract_date: dt.date) -> 
                     "productRatePlanChargeId": charge["id"],
                     "name": charge["name"],
                     "type": charge.get("type"),
+                    "model": charge.get("model"),
+                    "effectiveStartDate": contract_date.isoformat(),
+                    "chargedThroughDate": None,  # set by a bill run
                     "quantity": str(quantity),
                     "amount": str(amount),
                     "mrr": str(charge_mrr.quantize(Decimal("0.01"))),
@@ -205,6 +208,8 @@ def _subscribe(rate_plan_specs: list, currency: str, contract_date: dt.date) -> 
                 "productRatePlanId": plan.zid,
                 "ratePlanName": plan.name,
                 "productName": plan.product.name,
+                "productId": plan.product.zid,
+                "amendmentType": "NewProduct",
                 "charges": charges,
             }
         )
@@ -402,6 +407,8 @@ def orders(request: HttpRequest) -> HttpResponse:
             contract_effective_date=sub["contract"],
             term_start_date=sub["contract"],
             term_end_date=end,
+            # Zuora: a termed subscription's end date is its term end date (a cancellation sets it earlier)
+            subscription_end_date=end,
             custom_fields=sub["custom_fields"],
             rate_plans=sub["rate_plans"],
             order_number=order.order_number,

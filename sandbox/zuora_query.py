@@ -28,7 +28,7 @@ def account_json(account: ZAccount) -> dict[str, Any]:
         "crmId": account.crm_id or None,
         "status": account.status,
         "billCycleDay": account.bill_cycle_day,
-        "paymentTerms": account.payment_term,
+        "paymentTerm": account.payment_term,
         "communicationProfileId": account.communication_profile_id,
         "createdDate": account.created.isoformat(),
         **account.custom_fields,
@@ -56,7 +56,14 @@ def subscription_json(sub: ZSubscription, expand: set[str]) -> dict[str, Any]:
         data["account"] = account_json(sub.account)
     if "rateplans" in expand:
         data["ratePlans"] = [
-            {"id": f"{sub.id}-{index}", "productRatePlanId": rp["productRatePlanId"], "name": rp["ratePlanName"]}
+            {
+                "id": f"{sub.id}-{index}",
+                "subscriptionId": str(sub.id),
+                "productId": rp.get("productId"),
+                "productRatePlanId": rp["productRatePlanId"],
+                "name": rp["ratePlanName"],
+                "amendmentType": rp.get("amendmentType") or "NewProduct",
+            }
             for index, rp in enumerate(sub.rate_plans)
         ]
     return data
@@ -83,7 +90,9 @@ def _matches(record: dict, field: str, op: str, value: str) -> bool:
     return {"LT": left < right, "GT": left > right, "LE": left <= right, "GE": left >= right}[op]
 
 
-def _object_query(request: HttpRequest, records: list[dict]) -> HttpResponse:
+def _object_query(request: HttpRequest, records: list[dict], object_name: str) -> HttpResponse:
+    from sandbox.zuora_zoql import custom_fields
+
     filters = []
     for raw in request.GET.getlist("filter[]"):
         match = FILTER.match(raw)
@@ -91,14 +100,26 @@ def _object_query(request: HttpRequest, records: list[dict]) -> HttpResponse:
             return failure(
                 90000027, f"Invalid filter '{raw}': expected <field>.<EQ|NE|LT|GT|GE|LE|SW|IN>:<value>", status=400
             )
+        field = match.group(1)
+        if field.endswith("__c"):  # a custom field can be filtered on only when the tenant indexed it
+            defined = custom_fields(object_name)
+            if field not in defined:
+                return failure(90000027, f"Invalid filter: {object_name} has no field {field}", status=400)
+            if not defined[field]:
+                return failure(
+                    90000027,
+                    f"Invalid filter: {object_name}.{field} is not filterable (Filterable in the Object Manager)",
+                    status=400,
+                )
         filters.append(match.groups())
     try:
         page_size = int(request.GET.get("pageSize", "10"))
         offset = int(base64.urlsafe_b64decode(request.GET["cursor"]).decode()) if request.GET.get("cursor") else 0
     except (ValueError, UnicodeDecodeError):
         return failure(90000027, "Invalid pageSize or cursor", status=400)
-    if not 1 <= page_size <= 99:
-        return failure(90000027, "pageSize must be between 1 and 99", status=400)
+    if not 1 <= page_size <= 50:
+        # zuora-sdk: "If the specified pageSize is less than 1 or greater than 50, Zuora will return a 400 error."
+        return failure(90000027, "pageSize must be between 1 and 50", status=400)
     rows = [r for r in records if all(_matches(r, f, op, v) for f, op, v in filters)]
     page = rows[offset : offset + page_size]
     body: dict[str, Any] = {"data": page}
@@ -116,7 +137,7 @@ def query_accounts(request: HttpRequest, key: str | None = None) -> HttpResponse
         if account is None:
             return failure(50000040, f"Account {key} not found", status=404)
         return JsonResponse(account_json(account))
-    return _object_query(request, [account_json(a) for a in ZAccount.objects.order_by("id")])
+    return _object_query(request, [account_json(a) for a in ZAccount.objects.order_by("id")], "Account")
 
 
 @zuora_view
@@ -128,4 +149,4 @@ def query_subscriptions(request: HttpRequest, key: str | None = None) -> HttpRes
         if sub is None:
             return failure(50000040, f"Subscription {key} not found", status=404)
         return JsonResponse(subscription_json(sub, expand))
-    return _object_query(request, [subscription_json(s, expand) for s in queryset])
+    return _object_query(request, [subscription_json(s, expand) for s in queryset], "Subscription")

@@ -9,7 +9,14 @@ As Zuora does (../shared/reference/zuora-api.md, "Plan change, cancellation, ren
   that does not fall on a billing-period boundary makes a prorated partial period — both are recorded on
   the order, so a test can prove there were none;
 - `DELETE /v1/orders/{number}` rolls the subscriptions it changed back to their previous version, and is
-  refused when the order is not the subscription's latest change or its charges were invoiced since.
+  refused when the order is not the subscription's latest change or its charges were invoiced since;
+- a rate plan an order removes (RemoveProduct, or the old plan of a ChangePlan) stays on the later versions,
+  marked `AmendmentType = RemoveProduct` (REST: `lastChangeType: Remove`), its charges end-dated;
+- `subscriptionEndDate` is a termed subscription's term end date, always, until a cancellation sets it to the
+  cancellation date; an active evergreen subscription has none;
+- charged-through dates are kept per charge (a charge added later has none until it is billed);
+- ChangePlan names its rate plan by exactly one of `ratePlanId`, `productRatePlanId`, `externalCatalogPlanId`;
+  with `EffectiveEndOfBillingPeriod` it carries no trigger dates; with `SpecificDate`, a ContractEffective one.
 """
 
 from __future__ import annotations
@@ -38,14 +45,25 @@ def rate_plan_id(sub: ZSubscription, index: int) -> str:
     return f"{sub.id}-{index}"
 
 
+REMOVED = "RemoveProduct"
+CHANGE_TYPE = {"NewProduct": "Add", "UpdateProduct": "Update", REMOVED: "Remove"}  # REST's lastChangeType
+
+
+def in_force(plan: dict) -> bool:
+    """A rate plan the subscription still bills (not one an amendment removed)."""
+    return plan.get("amendmentType") != REMOVED
+
+
 def plan_mrr(plan: dict) -> Decimal:
     return sum((Decimal(str(c.get("mrr") or 0)) for c in plan.get("charges") or []), Decimal(0))
 
 
 def charge_mrrs(rate_plans: list[dict]) -> dict[str, Decimal]:
-    """Charge id → its MRR, over a version's rate plans."""
+    """Charge id → its MRR, over a version's rate plans in force."""
     found: dict[str, Decimal] = {}
     for plan in rate_plans:
+        if not in_force(plan):
+            continue
         for charge in plan.get("charges") or []:
             key = charge.get("productRatePlanChargeId") or ""
             found[key] = found.get(key, Decimal(0)) + Decimal(str(charge.get("mrr") or 0))
@@ -86,15 +104,47 @@ def _trigger(action: dict, default: dt.date) -> dt.date:
 
 
 def _find_plan(sub: ZSubscription, plans: list[dict], spec: dict, what: str) -> int:
-    """Index of the rate plan an action names (by ratePlanId, else productRatePlanId)."""
+    """Index of the rate plan in force an action names (by ratePlanId, else productRatePlanId)."""
     rate_plan = spec.get("ratePlanId")
     product_plan = spec.get("productRatePlanId")
     for index, plan in enumerate(plans):
+        if not in_force(plan):
+            continue
         if rate_plan and plan.get("id") == rate_plan:
             return index
         if not rate_plan and product_plan and plan.get("productRatePlanId") == product_plan:
             return index
     raise Reject(40, f"{what}: rate plan {rate_plan or product_plan} is not on subscription {sub.subscription_number}")
+
+
+def _removed(plan: dict, when: dt.date) -> dict:
+    """A rate plan an amendment removed: kept on the version, marked, its charges ending on `when`."""
+    charges = [{**c, "effectiveEndDate": when.isoformat()} for c in plan.get("charges") or []]
+    return {**plan, "amendmentType": REMOVED, "charges": charges}
+
+
+def _change_plan_rules(action: dict, change: dict) -> None:
+    """What Zuora's ChangePlan refuses, in its own words (zuora-sdk: CreateOrderChangePlan,
+    ChangePlanEffectivePolicy)."""
+    named = [k for k in ("externalCatalogPlanId", "ratePlanId", "productRatePlanId") if change.get(k)]
+    if len(named) > 1:
+        raise Reject(
+            20,
+            "Please provide only one of externalCatalogPlanId, ratePlanId or productRatePlanId "
+            f"(this ChangePlan gives {', '.join(named)})",
+        )
+    if not named:
+        raise Reject(22, "ChangePlan: one of ratePlanId, productRatePlanId or externalCatalogPlanId is required")
+    policy = change.get("effectivePolicy")
+    triggers = action.get("triggerDates") or []
+    if policy == "EffectiveEndOfBillingPeriod" and triggers:
+        raise Reject(
+            20,
+            "If the effectivePolicy field is set to EffectiveEndOfBillingPeriod, you cannot set the billing trigger "
+            "dates: the system sets them to the end of the billing period",
+        )
+    if policy == "SpecificDate" and not any(t.get("name") == "ContractEffective" for t in triggers):
+        raise Reject(22, "ChangePlan with effectivePolicy SpecificDate needs a ContractEffective trigger date")
 
 
 # --- orders on an existing subscription ---------------------------------------------------------------
@@ -120,6 +170,7 @@ def plan_change(spec: dict, account: ZAccount | None, order_date: dt.date) -> di
         when = _trigger(action, order_date)
         if kind == "ChangePlan":
             change = action.get("changePlan") or {}
+            _change_plan_rules(action, change)
             policy = change.get("effectivePolicy") or "SpecificDate"
             if policy == "EffectiveImmediately":
                 when = order_date
@@ -134,12 +185,13 @@ def plan_change(spec: dict, account: ZAccount | None, order_date: dt.date) -> di
             actions.append(
                 {"type": kind, "from": plans[index]["productRatePlanId"], "to": new_plans[0]["productRatePlanId"]}
             )
-            plans[index] = new_plans[0]
+            plans[index] = _removed(plans[index], when)
+            plans.extend(new_plans)
         elif kind == "RemoveProduct":
             index = _find_plan(sub, plans, action.get("removeProduct") or {}, "RemoveProduct")
             removed_mrr += plan_mrr(plans[index])
             actions.append({"type": kind, "from": plans[index]["productRatePlanId"]})
-            plans.pop(index)
+            plans[index] = _removed(plans[index], when)
         elif kind == "AddProduct":
             new_plans, _, _ = _subscribe([action.get("addProduct") or {}], account.currency, when)
             actions.append({"type": kind, "to": new_plans[0]["productRatePlanId"]})
@@ -147,7 +199,10 @@ def plan_change(spec: dict, account: ZAccount | None, order_date: dt.date) -> di
         elif kind == "UpdateProduct":
             update = action.get("updateProduct") or {}
             index = _find_plan(sub, plans, update, "UpdateProduct")
-            plans[index] = updated_plan(plans[index], update.get("chargeUpdates") or [], account.currency)
+            plans[index] = {
+                **updated_plan(plans[index], update.get("chargeUpdates") or [], account.currency),
+                "amendmentType": "UpdateProduct",
+            }
             actions.append({"type": kind, "to": plans[index]["productRatePlanId"]})
         elif kind == "CancelSubscription":
             cancel = action.get("cancelSubscription") or {}
@@ -197,6 +252,7 @@ def plan_change(spec: dict, account: ZAccount | None, order_date: dt.date) -> di
     return {
         "subscription": sub,
         "rate_plans": [{k: v for k, v in p.items() if k != "id"} for p in plans],
+        # charged through the same date as before for the charges kept; new ones wait for their first bill
         "status": status,
         "end_date": end_date,
         "actions": actions,
@@ -289,8 +345,45 @@ def preview_metrics(change: dict) -> dict[str, Any]:
 
 
 # --- REST reads and the undo ----------------------------------------------------------------------------
+def charged_through(sub: ZSubscription, charge: dict) -> str | None:
+    """A charge's charged-through date (versions written before dates were kept per charge: the version's)."""
+    if "chargedThroughDate" in charge:
+        return charge["chargedThroughDate"]
+    return sub.charged_through_date.isoformat() if sub.charged_through_date else None
+
+
 def subscription_rest_json(sub: ZSubscription) -> dict[str, Any]:
-    ctd = sub.charged_through_date.isoformat() if sub.charged_through_date else None
+    """GET /v1/subscriptions/{key}, in the shape of Zuora's GetSubscriptionResponse."""
+    amended = sub.version > 1  # "lastChangeType … is only available if multiple orders are created"
+    plans = []
+    for index, plan in enumerate(sub.rate_plans):
+        entry: dict[str, Any] = {
+            "id": rate_plan_id(sub, index),
+            "productId": plan.get("productId"),
+            "productRatePlanId": plan.get("productRatePlanId"),
+            "ratePlanName": plan.get("ratePlanName"),
+            "productName": plan.get("productName"),
+            "ratePlanCharges": [
+                {
+                    "id": f"{rate_plan_id(sub, index)}-{number}",
+                    "productRatePlanChargeId": c.get("productRatePlanChargeId"),
+                    "name": c.get("name"),
+                    "type": c.get("type"),
+                    "model": c.get("model"),
+                    "quantity": float(Decimal(str(c.get("quantity") or 1))),
+                    "mrr": float(Decimal(str(c.get("mrr") or 0))) if in_force(plan) else 0.0,
+                    "effectiveStartDate": c.get("effectiveStartDate") or sub.contract_effective_date.isoformat(),
+                    "effectiveEndDate": c.get("effectiveEndDate")
+                    or sub.term_end_date
+                    and sub.term_end_date.isoformat(),
+                    "chargedThroughDate": charged_through(sub, c),
+                }
+                for number, c in enumerate(plan.get("charges") or [])
+            ],
+        }
+        if amended:
+            entry["lastChangeType"] = CHANGE_TYPE.get(plan.get("amendmentType") or "NewProduct", "Add")
+        plans.append(entry)
     return {
         "success": True,
         "id": str(sub.id),
@@ -299,34 +392,20 @@ def subscription_rest_json(sub: ZSubscription) -> dict[str, Any]:
         "status": sub.status,
         "accountId": str(sub.account_id),
         "accountNumber": sub.account.account_number,
+        "accountName": sub.account.name,
         "termType": sub.term_type,
         "contractEffectiveDate": sub.contract_effective_date.isoformat(),
+        "subscriptionStartDate": sub.contract_effective_date.isoformat(),
         "termStartDate": sub.term_start_date.isoformat(),
         "termEndDate": sub.term_end_date.isoformat() if sub.term_end_date else None,
         "subscriptionEndDate": sub.subscription_end_date.isoformat() if sub.subscription_end_date else None,
         "autoRenew": sub.auto_renew,
+        "initialTerm": sub.initial_term,
         "currentTerm": sub.initial_term,
         "renewalTerm": sub.renewal_term,
         "orderNumber": sub.order_number,
-        "ratePlans": [
-            {
-                "id": rate_plan_id(sub, index),
-                "productRatePlanId": plan.get("productRatePlanId"),
-                "ratePlanName": plan.get("ratePlanName"),
-                "productName": plan.get("productName"),
-                "ratePlanCharges": [
-                    {
-                        "productRatePlanChargeId": c.get("productRatePlanChargeId"),
-                        "name": c.get("name"),
-                        "quantity": float(Decimal(str(c.get("quantity") or 1))),
-                        "mrr": float(Decimal(str(c.get("mrr") or 0))),
-                        "chargedThroughDate": ctd,
-                    }
-                    for c in plan.get("charges") or []
-                ],
-            }
-            for index, plan in enumerate(sub.rate_plans)
-        ],
+        "currency": sub.account.currency,
+        "ratePlans": plans,
         **sub.custom_fields,
     }
 
@@ -357,7 +436,18 @@ def order_detail(request: HttpRequest, order_number: str) -> HttpResponse:
                     "orderDate": order.order_date.isoformat(),
                     "existingAccountNumber": order.account_number,
                     "status": "Completed",
-                    "subscriptions": order.actions,
+                    "subscriptions": [
+                        {
+                            "subscriptionNumber": a.get("subscription"),
+                            "orderActions": [
+                                {
+                                    "type": a.get("type"),
+                                    "triggerDates": [{"name": "ContractEffective", "triggerDate": a.get("effective")}],
+                                }
+                            ],
+                        }
+                        for a in order.actions
+                    ],
                 },
             }
         )
@@ -400,7 +490,13 @@ def bill_through(number: str, through: dt.date) -> ZSubscription | None:
     sub = latest(number)
     if sub is None:
         return None
-    ZSubscription.objects.filter(id=sub.id).update(charged_through_date=through)
+    plans = [
+        {**plan, "charges": [{**c, "chargedThroughDate": through.isoformat()} for c in plan.get("charges") or []]}
+        if in_force(plan)
+        else plan
+        for plan in sub.rate_plans
+    ]
+    ZSubscription.objects.filter(id=sub.id).update(charged_through_date=through, rate_plans=plans)
     numbers = ZSubscription.objects.filter(subscription_number=number).values_list("order_number", flat=True)
     ZOrder.objects.filter(order_number__in=list(numbers)).update(invoiced=True)
     sub.refresh_from_db()
@@ -426,7 +522,10 @@ def orders_of_subscription(request: HttpRequest, number: str) -> HttpResponse:
                         {
                             "subscriptionNumber": number,
                             "orderActions": [
-                                {"type": a.get("type"), "effectiveDate": a.get("effective")}
+                                {
+                                    "type": a.get("type"),
+                                    "triggerDates": [{"name": "ContractEffective", "triggerDate": a.get("effective")}],
+                                }
                                 for a in o.actions
                                 if a.get("subscription") == number
                             ]

@@ -25,17 +25,11 @@ from sandbox.zuora import failure, idempotent, zuora_view
 log = logging.getLogger("zkbridge.sandbox")
 
 # --- Usage -----------------------------------------------------------------------------------------
-USAGE_COLUMNS = [
-    "ACCOUNT_ID",
-    "UOM",
-    "QTY",
-    "STARTDATE",
-    "ENDDATE",
-    "SUBSCRIPTION_ID",
-    "CHARGE_ID",
-    "DESCRIPTION",
-    "UNIQUE_KEY",
-]
+# The headings Zuora's usage file must have (the values of ENDDATE, SUBSCRIPTION_ID and CHARGE_ID are optional,
+# "but the column header is required"); DESCRIPTION may be left out; UNIQUE_KEY is supported by the Advanced
+# Consumption Billing features only (the emulator's tenant has them when `zuora_usage_unique_key` is on).
+USAGE_COLUMNS = ["ACCOUNT_ID", "UOM", "QTY", "STARTDATE", "ENDDATE", "SUBSCRIPTION_ID", "CHARGE_ID"]
+OPTIONAL_COLUMNS = ["DESCRIPTION", "UNIQUE_KEY"]
 
 
 @zuora_view
@@ -59,6 +53,15 @@ def usage_import(request: HttpRequest) -> HttpResponse:
     missing = [c for c in USAGE_COLUMNS if c not in header]
     if missing:
         return failure(90000022, f"Missing header(s): {', '.join(missing)}")
+    unknown = [c for c in header if c not in USAGE_COLUMNS + OPTIONAL_COLUMNS]
+    if unknown:
+        return failure(90000021, f"Unknown header(s): {', '.join(unknown)}")
+    if "UNIQUE_KEY" in header and not get_setting("zuora_usage_unique_key"):
+        return failure(
+            90000021,
+            "UNIQUE_KEY is supported with Advanced Consumption Billing (Prepaid with Drawdown, Unbilled Usage), "
+            "which this tenant does not have",
+        )
     record = ZUsageImport.objects.create(file_name=upload.name, size=upload.size, content=text)
     if get_setting("zuora_usage_import") == "background":
         thread = threading.Thread(target=_import_in_background, args=(record.id,), daemon=True)

@@ -2,9 +2,12 @@
 
 A subset of the language: `select f1, f2 from Object [where cond [and cond]…]` with conditions
 `field = 'v'`, `field != 'v'`, `field = null`, `field != null`.
-Objects: Account, Subscription, RatePlan, RatePlanCharge.
+Objects: Account, Subscription, RatePlan, RatePlanCharge, UnitOfMeasure — each with every field Zuora defines
+on it (zuora_objects.py): a field the emulator keeps no value for answers null, a field the object does not have
+is refused. Field names are matched without regard to case and answered as Zuora spells them.
 As in Zuora, Subscription and RatePlan rows cover every version of a subscription (earlier versions have
-Status 'Expired'; a RatePlan row belongs to one version's Id) unless the query filters them out.
+Status 'Expired'; a RatePlan row belongs to one version's Id) unless the query filters them out; a rate plan an
+amendment removed stays on the later versions with AmendmentType 'RemoveProduct', its charges end-dated.
 """
 
 from __future__ import annotations
@@ -19,12 +22,18 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from sandbox.common import json_body
 from sandbox.models import ZAccount, ZSubscription, ZUnitOfMeasure
 from sandbox.zuora import failure, zuora_view
+from sandbox.zuora_objects import FIELDS
+from sandbox.zuora_subscriptions import charged_through, rate_plan_id
 
 PAGE = 2000
 QUERY = re.compile(
     r"^\s*select\s+(?P<fields>.+?)\s+from\s+(?P<object>\w+)(?:\s+where\s+(?P<where>.+?))?\s*$", re.I | re.S
 )
 CONDITION = re.compile(r"^\s*(\w+)\s*(=|!=)\s*(null|'(?:[^'\\]|\\.)*')\s*$", re.I)
+
+
+def _day(value) -> str | None:
+    return value.isoformat() if value else None
 
 
 def _accounts() -> list[dict[str, Any]]:
@@ -37,6 +46,9 @@ def _accounts() -> list[dict[str, Any]]:
             "Currency": a.currency,
             "CommunicationProfileId": a.communication_profile_id,
             "Status": a.status,
+            "BillCycleDay": a.bill_cycle_day,
+            "PaymentTerm": a.payment_term,
+            "AutoPay": False,
             "CreatedDate": a.created.isoformat(),
             **a.custom_fields,
         }
@@ -51,13 +63,22 @@ def _subscriptions() -> list[dict[str, Any]]:
             "Name": s.subscription_number,
             "Version": s.version,
             "AccountId": str(s.account_id),
+            "InvoiceOwnerId": str(s.account_id),
+            "CreatorAccountId": str(s.account_id),
             "Status": s.status,
             "TermType": s.term_type,
             "AutoRenew": s.auto_renew,
-            "TermStartDate": s.term_start_date.isoformat(),
-            "SubscriptionEndDate": s.subscription_end_date.isoformat() if s.subscription_end_date else None,
-            "ContractEffectiveDate": s.contract_effective_date.isoformat(),
-            "TermEndDate": s.term_end_date.isoformat() if s.term_end_date else None,
+            "InitialTerm": s.initial_term,
+            "InitialTermPeriodType": s.initial_term_period_type,
+            "CurrentTerm": s.initial_term,
+            "RenewalTerm": s.renewal_term,
+            "TermStartDate": _day(s.term_start_date),
+            "TermEndDate": _day(s.term_end_date),
+            "SubscriptionStartDate": _day(s.contract_effective_date),
+            "SubscriptionEndDate": _day(s.subscription_end_date),
+            "ContractEffectiveDate": _day(s.contract_effective_date),
+            "IsLatestVersion": s.status != "Expired",
+            "CreatedDate": s.created.isoformat(),
             **s.custom_fields,
         }
         for s in ZSubscription.objects.order_by("id")
@@ -70,10 +91,12 @@ def _rate_plans() -> list[dict[str, Any]]:
         for index, plan in enumerate(sub.rate_plans):
             rows.append(
                 {
-                    "Id": f"{sub.id}-{index}",
+                    "Id": rate_plan_id(sub, index),
                     "SubscriptionId": str(sub.id),
+                    "ProductId": plan.get("productId"),
                     "ProductRatePlanId": plan["productRatePlanId"],
                     "Name": plan["ratePlanName"],
+                    "AmendmentType": plan.get("amendmentType") or "NewProduct",
                 }
             )
     return rows
@@ -81,17 +104,27 @@ def _rate_plans() -> list[dict[str, Any]]:
 
 def _rate_plan_charges() -> list[dict[str, Any]]:
     rows = []
-    for sub in ZSubscription.objects.order_by("id").only("id", "rate_plans", "charged_through_date"):
-        ctd = sub.charged_through_date.isoformat() if sub.charged_through_date else None
+    subs = ZSubscription.objects.order_by("id").only(
+        "id", "version", "rate_plans", "charged_through_date", "contract_effective_date"
+    )
+    for sub in subs:
         for index, plan in enumerate(sub.rate_plans):
             for number, charge in enumerate(plan.get("charges") or []):
                 rows.append(
                     {
-                        "Id": f"{sub.id}-{index}-{number}",
-                        "RatePlanId": f"{sub.id}-{index}",
+                        "Id": f"{rate_plan_id(sub, index)}-{number}",
+                        "RatePlanId": rate_plan_id(sub, index),
+                        "SubscriptionId": str(sub.id),
                         "ProductRatePlanChargeId": charge.get("productRatePlanChargeId"),
-                        "ChargedThroughDate": ctd,
+                        "Name": charge.get("name"),
+                        "ChargeType": charge.get("type"),
+                        "ChargeModel": charge.get("model"),
+                        "Quantity": charge.get("quantity"),
+                        "ChargedThroughDate": charged_through(sub, charge),
+                        "EffectiveStartDate": charge.get("effectiveStartDate") or _day(sub.contract_effective_date),
+                        "EffectiveEndDate": charge.get("effectiveEndDate"),
                         "MRR": charge.get("mrr"),
+                        "Version": sub.version,
                     }
                 )
     return rows
@@ -102,6 +135,7 @@ def _units_of_measure() -> list[dict[str, Any]]:
         {
             "Id": f"uom{u.id:029}",
             "UomName": u.name,
+            "DisplayedAs": u.name,
             "DecimalPlaces": u.decimal_places,
             "RoundingMode": u.rounding_mode,
             "Active": u.active,
@@ -111,31 +145,44 @@ def _units_of_measure() -> list[dict[str, Any]]:
 
 
 OBJECTS = {
-    "unitofmeasure": _units_of_measure,
-    "account": _accounts,
-    "subscription": _subscriptions,
-    "rateplan": _rate_plans,
-    "rateplancharge": _rate_plan_charges,
+    "UnitOfMeasure": _units_of_measure,
+    "Account": _accounts,
+    "Subscription": _subscriptions,
+    "RatePlan": _rate_plans,
+    "RatePlanCharge": _rate_plan_charges,
 }
+BY_LOWER = {name.lower(): name for name in OBJECTS}
+
+
+def _field(object_name: str, name: str) -> str:
+    """The field as Zuora spells it; ValueError for a field the object does not have (custom fields, Name__c,
+    answer whether or not a record carries them)."""
+    if name.endswith("__c"):
+        return name
+    for known in FIELDS[object_name]:
+        if known.lower() == name.lower():
+            return known
+    raise ValueError(f"invalid field for query: {object_name}.{name}")
 
 
 def _run(query: str) -> list[dict[str, Any]]:
     match = QUERY.match(query or "")
     if not match:
         raise ValueError("malformed query: expected 'select <fields> from <object> [where …]'")
-    source = OBJECTS.get(match["object"].lower())
-    if source is None:
+    object_name = BY_LOWER.get(match["object"].lower())
+    if object_name is None:
         raise ValueError(f"invalid object: {match['object']}")
-    fields = [f.strip() for f in match["fields"].split(",") if f.strip()]
+    fields = [_field(object_name, f.strip()) for f in match["fields"].split(",") if f.strip()]
     conditions = []
     for part in re.split(r"\s+and\s+", match["where"] or "", flags=re.I) if match["where"] else []:
         cond = CONDITION.match(part)
         if not cond:
             raise ValueError(f"unsupported condition: {part.strip()}")
         name, op, value = cond.groups()
+        name = _field(object_name, name)
         conditions.append((name, op, None if value.lower() == "null" else value[1:-1].replace("\\'", "'")))
     rows = []
-    for record in source():
+    for record in OBJECTS[object_name]():
         ok = all(
             (record.get(n) not in (None, "")) == (op == "!=") if v is None else (str(record.get(n)) == v) == (op == "=")
             for n, op, v in conditions
@@ -172,3 +219,24 @@ def query_more(request: HttpRequest) -> HttpResponse:
         return _page(_run(text), int(offset), text)
     except (ValueError, KeyError, TypeError) as exc:
         return failure(90000027, f"Invalid queryLocator: {exc}", status=400)
+
+
+def custom_fields(object_name: str) -> dict[str, bool]:
+    from sandbox.common import get_setting
+    from sandbox.zuora_objects import CUSTOM_FIELDS_DEFAULT
+
+    defined = get_setting("zuora_custom_fields")
+    return (CUSTOM_FIELDS_DEFAULT if defined is None else defined).get(object_name, {})
+
+
+@zuora_view
+def describe(request: HttpRequest, object_name: str) -> HttpResponse:
+    """GET /v1/describe/{object}: the object's fields as XML (custom ones with their filterable flag)."""
+    from sandbox.zuora_objects import describe_xml
+
+    if request.method != "GET":
+        return failure(90000045, "Method not allowed", status=405)
+    known = BY_LOWER.get(object_name.lower())
+    if known is None or known != object_name:
+        return failure(50000040, f"Object {object_name} does not exist", status=404)
+    return HttpResponse(describe_xml(known, custom_fields(known)), content_type="text/xml; charset=utf-8")

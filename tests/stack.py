@@ -54,6 +54,8 @@ class Stack:
             "ZKBRIDGE_LOG_LEVEL": "INFO",
             # runserver answers each request in a new thread: connections are not kept (see docs/configuration.md)
             "ZKBRIDGE_DB_CONN_MAX_AGE": "0",
+            # production's settings, with the referee judging what crosses the wire (tests/referee/)
+            "DJANGO_SETTINGS_MODULE": "tests.referee.settings",
             **env,
         }
         self.redis = os.environ.get("ZKBRIDGE_E2E_REDIS", "")

@@ -19,7 +19,8 @@ def test_catalog_is_mirrored_with_dates_tiers_and_currencies(emulators, capsys):
     assert growth.currencies() == {"USD", "EUR"} and str(growth.effective_start) == "2026-07-01"
     usage = ProductRatePlanCharge.objects.get(name="API calls")
     assert usage.charge_model == "Tiered" and usage.uom == "API call"
-    assert [t["endingUnit"] for t in usage.price_in("USD")["tiers"]] == [10000, 100000, None]
+    # as Zuora's catalog answers them (zuora-sdk: "Decimal defining end of tier range", a string)
+    assert [t["endingUnit"] for t in usage.price_in("USD")["tiers"]] == ["10000", "100000", None]
 
 
 def test_units_of_measure_are_mirrored_with_their_decimal_places(emulators):

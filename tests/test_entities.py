@@ -14,6 +14,9 @@ from sandbox import demo
 from sandbox.models import KLead, ZAccount, ZEntity
 from sync.models import EntityRoute, ProviderToken, SyncRecord
 
+US_CLIENT = "5e2f9c14-8a7b-4d3e-b1c0-6f9a2d8e4b71"  # the US entity's OAuth client (demo.ENTITIES)
+EU_CLIENT = "9c4d1e7a-2f6b-4a8c-8e3d-1b5f7a9c2e60"  # the EU entity's OAuth client (demo.ENTITIES)
+
 US_ID, EU_ID = list(demo.ENTITIES)
 UMBRELLA, ACME_EXPANSION = 24312350, 24312346
 REGION_FIELD = 881280
@@ -43,7 +46,7 @@ def multi(emulators, settings):
     plans 'Starter' and 'Growth' to its own product."""
     demo.seed_entities()
     us = ZuoraEntity.objects.create(
-        name="US", entity_id=US_ID, default_currency="USD", client_id="zkbridge-us", client_secret="zkbridge-us-secret"
+        name="US", entity_id=US_ID, default_currency="USD", client_id=US_CLIENT, client_secret="zkbridge-us-secret"
     )
     us.is_default = True
     us.save()
@@ -179,10 +182,14 @@ def test_the_dashboard_shows_one_entitys_syncs(multi, admin_client):
     assert us.context["dashboard"]["today"].get("succeeded") is None and 'name="entity"' in us.content.decode()
 
 
-def test_usage_goes_to_each_deals_entity_one_file_per_entity(multi):
+def test_usage_goes_to_each_deals_entity_one_file_per_entity(multi, settings):
+    from sandbox.common import set_setting
     from sandbox.models import ZUsage, ZUsageImport
     from sync.models import UsageRecord
     from tests.test_usage import imports_finish
+
+    settings.ZUORA_USAGE_UNIQUE_KEY = True  # a tenant with Advanced Consumption Billing: the keys travel
+    set_setting("zuora_usage_unique_key", True)
 
     EntityRoute.objects.create(kind="field", field_id=REGION_FIELD, field_value="EU", entity=multi.eu)
     set_field(UMBRELLA, REGION_FIELD, "EU")
@@ -288,7 +295,7 @@ def test_plan_migrations_run_in_the_legacy_plans_entity(multi):
     call_command("sync_catalog", verbosity=0)
     token = requests.post(
         f"{multi.zuora}/oauth/token",
-        data={"client_id": "zkbridge-eu", "client_secret": "zkbridge-eu-secret", "grant_type": "client_credentials"},
+        data={"client_id": EU_CLIENT, "client_secret": "zkbridge-eu-secret", "grant_type": "client_credentials"},
         timeout=10,
     ).json()["access_token"]
     made = requests.post(  # a subscriber made in Zuora (EU) before the plan was retired: its term ends 2026-12-20
@@ -346,7 +353,7 @@ def test_plan_migrations_run_in_the_legacy_plans_entity(multi):
     move = SyncRecord.objects.get(kind="plan_migration")
     assert move.entity == multi.eu and move.status == "succeeded", move.reason
     latest = ZSubscription.objects.filter(subscription_number=number).order_by("-version").first()
-    assert [p["ratePlanName"] for p in latest.rate_plans] == ["EU Platform Standard"]
+    assert [p["ratePlanName"] for p in latest.billed_plans] == ["EU Platform Standard"]
 
 
 def test_the_connection_check_tries_every_entitys_client(multi):

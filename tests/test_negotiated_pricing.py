@@ -4,6 +4,8 @@ order Zuora's emulator receives over HTTP, and what the deal's note says."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+from decimal import Decimal
 
 import pytest
 import requests
@@ -12,7 +14,7 @@ from catalog.models import MappedRatePlan, PlanMapping, ProductRatePlan, UnitOfM
 from sandbox.demo import zuora_id
 from sandbox.models import KLead, ZProduct, ZRatePlan, ZUnitOfMeasure
 from sync.catalog_sync import sync_catalog
-from sync.models import SyncRecord
+from sync.models import ApiCall, SyncRecord
 from tests.conftest import map_plan
 
 UMBRELLA = 24312350  # the demo lead whose plan field says "Platinum" (mapped by each test)
@@ -34,14 +36,21 @@ def set_fields(lead_id: int, **values: str) -> None:
 
 
 def charge_tiers(catalog, lead_id: int) -> dict:
+    """The charge override of the order zkbridge sent for the deal, read from the wire as written (JSON numbers
+    kept exact: 0.10 stays 0.10), after checking the emulator billed the subscription with it."""
     [sub] = catalog.subscriptions(lead_id)
-    [charge] = [c for plan in sub.rate_plans for c in plan["charges"] if c.get("override")]
-    return charge["override"]
+    assert [c for plan in sub.rate_plans for c in plan["charges"] if c.get("override")]
+    sent = ApiCall.objects.filter(provider="zuora", method="POST", path="/v1/orders", status=200).last()
+    order = json.loads(sent.request_body, parse_float=Decimal)
+    [plan] = order["subscriptions"][0]["orderActions"][0]["createSubscription"]["subscribeToRatePlans"]
+    [override] = [o for o in plan.get("chargeOverrides") or [] if any("tiers" in v for v in o["pricing"].values())]
+    return override["pricing"]
 
 
 def bounds(override: dict) -> list[tuple[str, str | None]]:
     [(key, pricing)] = override.items()
-    return [(t["startingUnit"], t["endingUnit"]) for t in pricing["tiers"]]
+    assert all(isinstance(t["startingUnit"], int | Decimal) for t in pricing["tiers"])  # numbers, not strings
+    return [(str(t["startingUnit"]), t["endingUnit"] and str(t["endingUnit"])) for t in pricing["tiers"]]
 
 
 @pytest.fixture
@@ -59,7 +68,7 @@ def test_the_plan_maps_negotiated_tiers_converted_into_the_orders_charge_overrid
     override = charge_tiers(tiered, UMBRELLA)
     assert list(override) == ["usageTiered"]  # a usage charge's tiers
     assert bounds(override) == [("0", "184"), ("185", "998"), ("999", None)]  # API calls: whole units
-    assert [t["price"] for t in override["usageTiered"]["tiers"]] == ["0.10", "0.08", "0.05"]
+    assert [str(t["price"]) for t in override["usageTiered"]["tiers"]] == ["0.10", "0.08", "0.05"]
 
 
 def test_the_deals_own_tiers_win_and_follow_the_mappings_policy(tiered):

@@ -17,7 +17,7 @@ NEGOTIATED = "0-185:0.10;185-999:0.08;999+:0.05"
 
 
 def bounds(tiers: list[dict]) -> list[tuple[str, str | None]]:
-    return [(t["startingUnit"], t["endingUnit"]) for t in tiers]
+    return [(str(t["startingUnit"]), None if t["endingUnit"] is None else str(t["endingUnit"])) for t in tiers]
 
 
 @pytest.mark.parametrize(
@@ -32,7 +32,7 @@ def bounds(tiers: list[dict]) -> list[tuple[str, str | None]]:
 def test_crm_tiers_become_zuora_tiers_by_policy_and_precision(places, policy, expected):
     tiers = to_zuora(parse(NEGOTIATED), places, policy)
     assert bounds(tiers) == expected
-    assert [t["price"] for t in tiers] == ["0.10", "0.08", "0.05"]  # prices as negotiated, never rounded
+    assert [str(t["price"]) for t in tiers] == ["0.10", "0.08", "0.05"]  # prices as negotiated, never rounded
     assert [t["tier"] for t in tiers] == [1, 2, 3] and {t["priceFormat"] for t in tiers} == {"PerUnit"}
     assert tier_problem(tiers, places) is None  # what Zuora (its emulator) accepts
 

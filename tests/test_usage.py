@@ -19,6 +19,18 @@ from sync.tasks import run_sync
 ACME_EXPANSION = 24312346
 
 
+@pytest.fixture(autouse=True)
+def consumption_billing(request, settings):
+    """Most tests here bill a tenant with Advanced Consumption Billing, whose usage files carry UNIQUE_KEY
+    (Zuora documents the column for those tenants only); the default tenant's files do not (tests below)."""
+    if "catalog" in request.fixturenames:
+        from sandbox.common import set_setting
+
+        request.getfixturevalue("catalog")
+        set_setting("zuora_usage_unique_key", True)
+    settings.ZUORA_USAGE_UNIQUE_KEY = True
+
+
 @pytest.fixture
 def token(db) -> str:
     return Token.objects.create(user=User.objects.create_user("meter")).key
@@ -332,3 +344,45 @@ def test_the_database_measures_each_line_as_the_csv_module_writes_it(db):
         for row in queryset.order_by("id").values_list(*batches.LINE_FIELDS)
     }
     assert dict(batches.sized(queryset)) == written
+
+
+def usage_of(catalog, key: str) -> None:
+    catalog.win(ACME_EXPANSION)
+    deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
+    UsageRecord.objects.create(
+        unique_key=key,
+        subscription_number=deal.zuora_subscription_number,
+        uom="API call",
+        quantity=Decimal("3.5"),
+        start_date="2026-11-01",
+    )
+
+
+def test_without_consumption_billing_the_file_has_no_unique_key_column(catalog, settings):
+    """Zuora documents UNIQUE_KEY for Advanced Consumption Billing tenants only: a tenant without it gets the
+    documented columns and nothing else; zkbridge's own ledger still sends each unique_key once."""
+    from sandbox.common import set_setting
+    from sandbox.models import ZUsageImport
+
+    settings.ZUORA_USAGE_UNIQUE_KEY = False
+    set_setting("zuora_usage_unique_key", False)
+    usage_of(catalog, "plain-1")
+    call_command("submit_usage", verbosity=0)
+    imports_finish()
+    assert UsageRecord.objects.get().status == "imported"
+    header = ZUsageImport.objects.get().content.splitlines()[0]
+    assert header == "ACCOUNT_ID,UOM,QTY,STARTDATE,ENDDATE,SUBSCRIPTION_ID,CHARGE_ID,DESCRIPTION"
+    assert ZUsage.objects.get().quantity == Decimal("3.5")
+    call_command("submit_usage", verbosity=0)  # nothing pending: nothing sent twice
+    assert ZUsage.objects.count() == 1
+
+
+def test_unique_key_sent_to_a_tenant_without_consumption_billing_needs_attention_with_zuoras_words(catalog, settings):
+    from sandbox.common import set_setting
+
+    set_setting("zuora_usage_unique_key", False)  # the operator said the tenant has it; it does not
+    usage_of(catalog, "wrong-1")
+    call_command("submit_usage", verbosity=0)
+    batch = SyncRecord.objects.get(kind="usage_batch")
+    assert batch.status == "needs_attention" and "Advanced Consumption Billing" in batch.reason
+    assert UsageRecord.objects.get().status != "imported" and ZUsage.objects.count() == 0

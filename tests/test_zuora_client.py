@@ -16,9 +16,11 @@ from sync.clients.zuora import ZuoraClient
 from sync.models import ApiCall, ProviderToken
 from tests.conftest import requires_postgres, run_together
 
+DEMO_CLIENT = "2b7e1a90-5c3d-4f8e-9a6b-0d4c7e1f3a25"  # the emulated tenant's OAuth client
+
 
 def client(emulators, **kw) -> ZuoraClient:
-    return ZuoraClient(emulators.zuora, "zkbridge-demo", kw.pop("secret", "zkbridge-demo-secret"), **kw)
+    return ZuoraClient(emulators.zuora, DEMO_CLIENT, kw.pop("secret", "zkbridge-demo-secret"), **kw)
 
 
 def new_order(plan="Growth") -> dict:

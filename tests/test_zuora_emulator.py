@@ -12,7 +12,7 @@ from sandbox.demo import zuora_id
 from sandbox.models import ZSubscription
 
 DEMO_CLIENT = {
-    "client_id": "zkbridge-demo",
+    "client_id": "2b7e1a90-5c3d-4f8e-9a6b-0d4c7e1f3a25",  # Zuora's client ids are 36 characters
     "client_secret": "zkbridge-demo-secret",
     "grant_type": "client_credentials",
 }
@@ -79,9 +79,21 @@ def test_catalog_pages_follow_next_page_links(zuora):
     second = zuora.get(first["nextPage"], timeout=10).json()
     assert second["products"][0]["id"] != first["products"][0]["id"]
     assert "nextPage" not in second
-    plans = {p["name"]: p for p in first["products"][0]["productRatePlans"]}
+    # Zuora-Version 230.0 and later: a product's rate plans are a URL of their own, read page by page
+    url = first["products"][0]["productRatePlans"]
+    assert url == f"/v1/rateplan/{first['products'][0]['id']}/productRatePlan"
+    page = zuora.get(f"{zuora.base}{url}", params={"pageSize": 2}, timeout=10).json()
+    plans = {p["name"]: p for p in page["productRatePlans"]}
+    while page.get("nextPage"):
+        page = zuora.get(page["nextPage"], timeout=10).json()
+        plans.update({p["name"]: p for p in page["productRatePlans"]})
     assert plans["Growth (2024)"]["status"] == "Expired" and plans["Enterprise (2027)"]["status"] == "NotStarted"
     assert {p["currency"] for p in plans["Growth"]["productRatePlanCharges"][0]["pricing"]} == {"USD", "EUR"}
+    # Earlier versions embed the plans
+    legacy = zuora.get(
+        f"{zuora.base}/v1/catalog/products", params={"pageSize": 1}, headers={"Zuora-Version": "229.0"}, timeout=10
+    ).json()
+    assert {p["name"] for p in legacy["products"][0]["productRatePlans"]} == set(plans)
 
 
 def test_catalog_refuses_oversized_pages(zuora):
@@ -177,9 +189,9 @@ def test_object_query_filters_on_custom_fields_and_pages(zuora):
 def test_usage_import_is_polled_until_completed(zuora):
     created = zuora.post(f"{zuora.base}/v1/orders", json=order(), timeout=10).json()
     csv_text = (
-        "ACCOUNT_ID,UOM,QTY,STARTDATE,ENDDATE,SUBSCRIPTION_ID,CHARGE_ID,DESCRIPTION,UNIQUE_KEY\n"
+        "ACCOUNT_ID,UOM,QTY,STARTDATE,ENDDATE,SUBSCRIPTION_ID,CHARGE_ID,DESCRIPTION\n"
         f"{created['accountNumber']},API call,1200,11/01/2026,11/30/2026,"
-        f"{created['subscriptions'][0]['subscriptionNumber']},,Nov,acme-2026-11\n"
+        f"{created['subscriptions'][0]['subscriptionNumber']},,Nov\n"
     )
     answer = zuora.post(f"{zuora.base}/v1/usage", files={"file": ("usage.csv", csv_text.encode())}, timeout=10).json()
     assert answer["success"] is True and answer["checkImportStatus"].startswith("/v1/usage/")
@@ -191,8 +203,8 @@ def test_usage_import_is_polled_until_completed(zuora):
 
 def test_usage_import_with_one_bad_row_fails_whole(zuora, emulators):
     csv_text = (
-        "ACCOUNT_ID,UOM,QTY,STARTDATE,ENDDATE,SUBSCRIPTION_ID,CHARGE_ID,DESCRIPTION,UNIQUE_KEY\n"
-        "A99999999,API call,1,11/01/2026,11/30/2026,,,x,k1\n"
+        "ACCOUNT_ID,UOM,QTY,STARTDATE,ENDDATE,SUBSCRIPTION_ID,CHARGE_ID,DESCRIPTION\n"
+        "A99999999,API call,1,11/01/2026,11/30/2026,,,x\n"
     )
     answer = zuora.post(f"{zuora.base}/v1/usage", files={"file": ("u.csv", csv_text.encode())}, timeout=10).json()
     for _ in range(2):
@@ -200,6 +212,20 @@ def test_usage_import_with_one_bad_row_fails_whole(zuora, emulators):
     assert status["importStatus"] == "Failed" and "A99999999" in status["message"]
     missing = zuora.post(f"{zuora.base}/v1/usage", files={"file": ("u.csv", b"ACCOUNT_ID,UOM\n")}, timeout=10).json()
     assert missing["success"] is False and "Missing header" in missing["reasons"][0]["message"]
+
+
+def test_unique_key_is_refused_by_a_tenant_without_consumption_billing(zuora):
+    """Zuora documents the UNIQUE_KEY heading for Advanced Consumption Billing features only."""
+    from sandbox.common import set_setting
+
+    keyed = b"ACCOUNT_ID,UOM,QTY,STARTDATE,ENDDATE,SUBSCRIPTION_ID,CHARGE_ID,DESCRIPTION,UNIQUE_KEY\nA1,x,1,,,,,,k\n"
+    refused = zuora.post(f"{zuora.base}/v1/usage", files={"file": ("u.csv", keyed)}, timeout=10).json()
+    assert refused["success"] is False and "Advanced Consumption Billing" in refused["reasons"][0]["message"]
+    set_setting("zuora_usage_unique_key", True)
+    accepted = zuora.post(f"{zuora.base}/v1/usage", files={"file": ("u.csv", keyed)}, timeout=10).json()
+    assert accepted["success"] is True
+    odd = zuora.post(f"{zuora.base}/v1/usage", files={"file": ("u.csv", keyed.replace(b"UOM", b"UNIT"))}, timeout=10)
+    assert odd.json()["success"] is False
 
 
 # --- fault injection -------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ import requests
 from sandbox import demo
 from sandbox.models import ZAccount, ZEntity
 
+US_CLIENT = "5e2f9c14-8a7b-4d3e-b1c0-6f9a2d8e4b71"  # the US entity's OAuth client (demo.ENTITIES)
+EU_CLIENT = "9c4d1e7a-2f6b-4a8c-8e3d-1b5f7a9c2e60"  # the EU entity's OAuth client (demo.ENTITIES)
+DEMO_CLIENT = "2b7e1a90-5c3d-4f8e-9a6b-0d4c7e1f3a25"  # the emulated tenant's OAuth client
+
 US, EU = list(demo.ENTITIES)
 
 
@@ -19,7 +23,7 @@ def tenant(emulators):
     return emulators
 
 
-def token(tenant, client: str = "zkbridge-demo", secret: str = "zkbridge-demo-secret") -> str:
+def token(tenant, client: str = DEMO_CLIENT, secret: str = "zkbridge-demo-secret") -> str:
     answer = requests.post(
         f"{tenant.zuora}/oauth/token",
         data={"client_id": client, "client_secret": secret, "grant_type": "client_credentials"},
@@ -78,21 +82,21 @@ def test_a_token_covering_several_entities_must_name_one(tenant):
 
 
 def test_an_entitys_own_client_works_in_its_entity_only(tenant):
-    eu = token(tenant, "zkbridge-eu", "zkbridge-eu-secret")
+    eu = token(tenant, EU_CLIENT, "zkbridge-eu-secret")
     assert products(call(tenant, "GET", "/v1/catalog/products", eu)) == ["EU Platform"]  # no header needed
     assert products(call(tenant, "GET", "/v1/catalog/products", eu, EU)) == ["EU Platform"]
     refused = call(tenant, "GET", "/v1/catalog/products", eu, US)
     assert refused.status_code == 401 and f"does not cover entity {US}" in refused.text
     wrong = requests.post(
         f"{tenant.zuora}/oauth/token",
-        data={"client_id": "zkbridge-eu", "client_secret": "zkbridge-demo-secret", "grant_type": "client_credentials"},
+        data={"client_id": EU_CLIENT, "client_secret": "zkbridge-demo-secret", "grant_type": "client_credentials"},
         timeout=10,
     )
     assert wrong.status_code == 401
 
 
 def test_customers_live_in_the_entity_that_made_them(tenant):
-    us, eu = token(tenant, "zkbridge-us", "zkbridge-us-secret"), token(tenant, "zkbridge-eu", "zkbridge-eu-secret")
+    us, eu = token(tenant, US_CLIENT, "zkbridge-us-secret"), token(tenant, EU_CLIENT, "zkbridge-eu-secret")
     made = call(tenant, "POST", "/v1/orders", eu, json=order("EUR", "EU Platform")).json()
     assert made["success"] is True, made
     account = ZAccount.objects.get(account_number=made["accountNumber"])
@@ -109,7 +113,7 @@ def test_customers_live_in_the_entity_that_made_them(tenant):
 
 
 def test_a_plan_of_another_entity_and_a_currency_the_entity_does_not_bill_are_refused(tenant):
-    eu = token(tenant, "zkbridge-eu", "zkbridge-eu-secret")
+    eu = token(tenant, EU_CLIENT, "zkbridge-eu-secret")
     other = call(tenant, "POST", "/v1/orders", eu, json=order("EUR", "US Platform")).json()
     assert other["success"] is False and "Invalid ProductRatePlanId" in other["reasons"][0]["message"]
     dollars = call(tenant, "POST", "/v1/orders", eu, json=order("USD", "EU Platform")).json()

@@ -226,7 +226,7 @@ ZUORA_USES_EMULATOR = _zuora_url is None
 KOMMO_USES_EMULATOR = _kommo_url is None
 
 # The emulators' demo credentials (sandbox/demo.py seeds the same values).
-SANDBOX_ZUORA_CLIENT_ID = "zkbridge-demo"
+SANDBOX_ZUORA_CLIENT_ID = "2b7e1a90-5c3d-4f8e-9a6b-0d4c7e1f3a25"
 SANDBOX_ZUORA_CLIENT_SECRET = "zkbridge-demo-secret"
 SANDBOX_KOMMO_TOKEN = "kommo-demo-long-lived-token"
 
@@ -248,6 +248,9 @@ ZUORA_TIMEOUT_SECONDS = config.integer("ZUORA_TIMEOUT_SECONDS", 30, minimum=1)
 ZUORA_MAX_CONCURRENT_CALLS = config.integer("ZUORA_MAX_CONCURRENT_CALLS", 10, minimum=1)
 # Whether the won flow previews MRR/TCV for the note (one extra Zuora read call per deal).
 ZUORA_PREVIEW_ORDERS = config.boolean("ZUORA_PREVIEW_ORDERS", True)
+# The usage file's UNIQUE_KEY column: Zuora documents it for Advanced Consumption Billing tenants only (a tenant
+# without it may refuse the file). zkbridge de-duplicates usage on its own unique_key either way.
+ZUORA_USAGE_UNIQUE_KEY = config.boolean("ZUORA_USAGE_UNIQUE_KEY", False)
 
 KOMMO_ACCESS_TOKEN = config.string("KOMMO_ACCESS_TOKEN", SANDBOX_KOMMO_TOKEN if KOMMO_USES_EMULATOR else None)
 KOMMO_CLIENT_ID = config.string("KOMMO_CLIENT_ID")

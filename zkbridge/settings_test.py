@@ -49,3 +49,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     from zkbridge.settings import ZKBRIDGE_STATE_DIR  # noqa: E402
 
     ZKBRIDGE_STATE_DIR = ZKBRIDGE_STATE_DIR / "test-workers" / os.environ["PYTEST_XDIST_WORKER"]
+
+# The referee: every exchange with the emulators is judged against the vendors' own definitions (tests/referee/).
+SANDBOX_OBSERVERS = ["tests.referee.observe"]

@@ -46,3 +46,9 @@ class AuthError(ApiError):
 
 class NotFoundError(ApiError):
     """The thing asked for does not exist (or is not visible to these credentials)."""
+
+
+class UnexpectedAnswer(BusinessError):
+    """A successful answer zkbridge cannot read as the vendor documents it (a missing number, an unknown status,
+    a number that is no number). Not retried blindly: the request may have done its work, so a person looks
+    (the flow's own retry first looks for what the request made)."""

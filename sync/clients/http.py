@@ -12,10 +12,12 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
+import simplejson
 from django.conf import settings
 from django.db import connection
 
@@ -30,6 +32,7 @@ SECRET_KEYS = re.compile(r"(token|secret|password|authorization|api[_-]?key|clie
 MAX_LOGGED_BODY = 10_000
 # The longest wait we spend inside one call; longer Retry-After values go back to the sync record.
 MAX_INLINE_WAIT = 5.0
+USER_AGENT = "zkbridge/1 (+https://github.com/zkbridge/zkbridge)"
 
 
 def inside_transaction() -> bool:
@@ -62,14 +65,20 @@ def redact_text(text: str | bytes | None, content_type: str = "") -> str:
         return ""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    try:
-        return json.dumps(redact(json.loads(text)), ensure_ascii=False)[:MAX_LOGGED_BODY]
+    try:  # numbers kept as they were written (0.10 stays 0.10): the log shows what crossed the wire
+        return encode_json(redact(json.loads(text, parse_float=Decimal)))[:MAX_LOGGED_BODY]
     except ValueError:
         pass
     if "=" in text and ("form" in content_type or re.fullmatch(r"[\w%.\-\[\]]+=[^\s]*", text)):
         pairs = parse_qsl(text, keep_blank_values=True)
         return urlencode([(k, "***" if SECRET_KEYS.search(k) else v) for k, v in pairs])[:MAX_LOGGED_BODY]
     return text[:MAX_LOGGED_BODY]
+
+
+def encode_json(value: Any) -> str:
+    """JSON as the vendors' schemas want it: a Decimal (money, quantities, tier bounds) goes out as a JSON number
+    with exactly its digits — never a string, never through a float."""
+    return simplejson.dumps(value, use_decimal=True, ensure_ascii=False)
 
 
 def excerpt(text: str, limit: int = 200) -> str:
@@ -140,7 +149,7 @@ class HttpClient:
         attempt = 0
         while True:
             attempt += 1
-            send_headers = {"Accept": "application/json", **(headers or {})}
+            send_headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
             if authenticated:
                 send_headers.update(self.auth_headers(force_refresh=refreshed))
             if idempotency_key:
@@ -188,8 +197,10 @@ class HttpClient:
             idempotency_key=idempotency_key or "",
             sync_record_id=current_record_id.get(),
         )
-        if json_body is not None:
-            call.request_body = self._scrub(redact_text(json.dumps(json_body)))
+        payload = encode_json(json_body).encode() if json_body is not None else None
+        if payload is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+            call.request_body = self._scrub(redact_text(payload))
         elif form is not None:
             call.request_body = self._scrub(redact_text(urlencode(form), "form"))
         elif files:
@@ -200,8 +211,7 @@ class HttpClient:
                     method,
                     url,
                     params=params,
-                    json=json_body,
-                    data=form,
+                    data=payload if payload is not None else form,
                     files=files,
                     headers=headers,
                     timeout=self.timeout,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -296,14 +296,24 @@ class KommoClient(HttpClient):
         answer = self.request("GET", "/api/v4/leads/pipelines")
         return ((answer.body or {}).get("_embedded") or {}).get("pipelines") or [] if answer.status != 204 else []
 
-    def update_lead_fields(self, lead_id: int, values: dict[int, str]) -> int | None:
+    @staticmethod
+    def field_values(values: Mapping[int, str | None]) -> list[dict[str, Any]]:
+        """Kommo's custom_fields_values for these fields; an empty value clears its field with `"values": null`,
+        as Kommo documents (the PHP SDK's NullCustomFieldValueCollection) — an empty string is refused on select
+        and numeric fields."""
+        return [
+            {"field_id": int(fid), "values": [{"value": value}] if value not in (None, "") else None}
+            for fid, value in values.items()
+        ]
+
+    def update_lead_fields(self, lead_id: int, values: Mapping[int, str | None]) -> int | None:
         """Write lead fields; returns the lead's new updated_at (Kommo's web hook for this edit carries it)."""
-        fields = [{"field_id": fid, "values": [{"value": value}]} for fid, value in values.items()]
+        fields = self.field_values(values)
         answer = self.request("PATCH", f"/api/v4/leads/{int(lead_id)}", json_body={"custom_fields_values": fields})
         stamp = answer.body.get("updated_at") if isinstance(answer.body, dict) else None
         return int(stamp) if isinstance(stamp, int | str) and str(stamp).isdigit() else None
 
-    def update_leads_fields(self, changes: list[tuple[int, dict[int, str]]]) -> list[int | None]:
+    def update_leads_fields(self, changes: Sequence[tuple[int, Mapping[int, str | None]]]) -> list[int | None]:
         """Write the fields of up to 50 leads in one PATCH /api/v4/leads; each lead's new updated_at, in order.
         All or nothing: a refusal naming some entries (BusinessError.entries) wrote none of them."""
         if not 1 <= len(changes) <= BATCH:
@@ -311,7 +321,7 @@ class KommoClient(HttpClient):
         body = [
             {
                 "id": int(lead_id),
-                "custom_fields_values": [{"field_id": fid, "values": [{"value": v}]} for fid, v in values.items()],
+                "custom_fields_values": self.field_values(values),
             }
             for lead_id, values in changes
         ]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils import timezone
 
-from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundError, TransientError
+from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundError, TransientError, UnexpectedAnswer
 from sync.clients.http import Answer, HttpClient, excerpt
 from sync.locks import locked_row, one_of
 from sync.models import ProviderToken
@@ -197,7 +197,8 @@ class ZuoraClient(HttpClient):
         if status >= 400:
             cls = TransientError if category(code) in TRANSIENT_CATEGORIES else BusinessError
             return cls(f"Zuora refused the request ({status}): {detail}", **kw)
-        if body is None and answer.text.strip():
+        xml = "xml" in answer.headers.get("Content-Type", "")  # GET /v1/describe answers XML
+        if body is None and answer.text.strip() and not xml:
             return TransientError(f"Zuora answered {status} with a body that is not JSON: {excerpt(answer.text)}", **kw)
         if isinstance(body, dict) and (body.get("success") is False or body.get("Success") is False):
             cat = category(code)
@@ -210,18 +211,32 @@ class ZuoraClient(HttpClient):
 
     # --- API ---------------------------------------------------------------------------------------
     def catalog_pages(self, page_size: int = 40) -> Iterator[list[dict]]:
-        """The product catalog, one page of products at a time (following nextPage)."""
-        answer = self.request("GET", "/v1/catalog/products", params={"pageSize": page_size})
+        """The product catalog, one page of products at a time (following nextPage), each product with its
+        rate plans. From Zuora-Version 230.0 a product's `productRatePlans` is the URL of its rate plans
+        ("List all product rate plans of a product"), read here page by page; earlier versions embed them."""
+        for products in self._pages("/v1/catalog/products", "products", page_size):
+            for product in products:
+                plans = product.get("productRatePlans")
+                if isinstance(plans, str) and plans:
+                    product["productRatePlans"] = [
+                        plan for page in self._pages(self.relative(plans), "productRatePlans", 40) for plan in page
+                    ]
+            yield products
+
+    def _pages(self, path: str, key: str, page_size: int) -> Iterator[list[dict]]:
+        """A paged list (pageSize ≤ 40, nextPage links followed under our base URL)."""
+        answer = self.request("GET", path, params={"pageSize": page_size})
         while True:
-            body = answer.body or {}
-            yield body.get("products") or []
+            body = answer.body if isinstance(answer.body, dict) else {}
+            items = body.get(key)
+            yield items if isinstance(items, list) else []
             next_page = body.get("nextPage")
             if not next_page:
                 return
             answer = self.request("GET", self.relative(next_page))
 
     def query(
-        self, resource: str, filters: list[str] | None = None, *, expand: list[str] | None = None, page_size: int = 99
+        self, resource: str, filters: list[str] | None = None, *, expand: list[str] | None = None, page_size: int = 50
     ) -> Iterator[dict]:
         """Object Query over all pages: `filters` like ["crmId.EQ:company:1"]."""
         params: list[tuple[str, Any]] = [("pageSize", page_size)]
@@ -313,14 +328,7 @@ class ZuoraClient(HttpClient):
     def create_order(self, order: dict, *, idempotency_key: str, track_id: str | None = None) -> OrderResult:
         headers = {"Zuora-Track-Id": track_id[:64]} if track_id else None
         answer = self.request("POST", "/v1/orders", json_body=order, idempotency_key=idempotency_key, headers=headers)
-        body = answer.body or {}
-        subs = body.get("subscriptions") or [{"subscriptionNumber": n} for n in body.get("subscriptionNumbers") or []]
-        return OrderResult(
-            order_number=body.get("orderNumber", ""),
-            account_number=body.get("accountNumber", ""),
-            subscription_numbers=[s.get("subscriptionNumber") for s in subs if s.get("subscriptionNumber")],
-            status=body.get("status", ""),
-        )
+        return read_order_answer(answer.body, answer.text)
 
     def preview_order(self, order: dict) -> dict:
         return self.request("POST", "/v1/orders/preview", json_body=order, read_only=True).body or {}
@@ -332,8 +340,73 @@ class ZuoraClient(HttpClient):
         )
         return (answer.body or {}).get("checkImportStatus", "")
 
+    def describe(self, object_name: str) -> dict[str, dict[str, Any]]:
+        """The fields of a Zuora object as `GET /v1/describe/{object}` lists them: name → {custom, filterable,
+        type}. (Zuora's own XML, read with the standard library's parser: expat refuses entity expansion
+        attacks since Python 3.7.1, and the document comes from the configured Zuora only.)"""
+        from xml.etree import ElementTree
+
+        if not object_name.isalnum():
+            raise ValueError(f"not a Zuora object name: {object_name!r}")
+        answer = self.request("GET", f"/v1/describe/{object_name}", headers={"Accept": "text/xml"})
+        try:
+            root = ElementTree.fromstring(answer.text)
+        except ElementTree.ParseError as exc:
+            raise TransientError(f"Zuora: the describe answer for {object_name} is not XML ({exc})") from None
+        fields: dict[str, dict[str, Any]] = {}
+        for node in root.iter("field"):
+            name = (node.findtext("name") or "").strip()
+            if name:
+                fields[name] = {
+                    "custom": (node.findtext("custom") or "").strip() == "true",
+                    "filterable": (node.findtext("filterable") or "").strip() == "true",
+                    "type": (node.findtext("type") or "").strip(),
+                }
+        return fields
+
     def usage_import_status(self, status_path: str) -> dict:
         return self.request("GET", status_path).body or {}
+
+
+# Zuora's order statuses (zuora-sdk's OrderStatus): Pending orders wait for activation or acceptance dates.
+ORDER_STATUSES = {"Draft", "Pending", "Completed", "Scheduled", "Executing", "Failed", "Cancelled"}
+
+
+def read_order_answer(body: Any, text: str = "") -> OrderResult:
+    """The create-order answer, read as Zuora documents it; UnexpectedAnswer for one that is not (no order number,
+    no account number, an unknown status, numbers that are not strings of a number)."""
+    if not isinstance(body, dict):
+        raise UnexpectedAnswer(f"Zuora's answer to the order is not an object: {excerpt(text) or '(empty)'}")
+    subs = body.get("subscriptions")
+    if subs is None:  # Zuora-Version before 223.0 answers subscriptionNumbers
+        subs = [{"subscriptionNumber": n} for n in body.get("subscriptionNumbers") or []]
+    problems = []
+    order_number, account_number, status = body.get("orderNumber"), body.get("accountNumber"), body.get("status")
+    if not isinstance(order_number, str) or not order_number:
+        problems.append("no order number")
+    if not isinstance(account_number, str) or not account_number:
+        problems.append("no account number")
+    if status not in ORDER_STATUSES:
+        problems.append(f"an order status Zuora does not document ({status!r})")
+    if status == "Failed":
+        problems.append("the order failed")
+    if not isinstance(subs, list) or not all(isinstance(s, dict) for s in subs):
+        problems.append("subscriptions that are not a list of objects")
+        subs = []
+    numbers = [s.get("subscriptionNumber") for s in subs]
+    if any(not isinstance(n, str) or not n for n in numbers):
+        problems.append("a subscription without its number")
+    if problems:
+        raise UnexpectedAnswer(
+            f"Zuora's answer to the order cannot be used ({'; '.join(problems)}): {excerpt(text, 300)}",
+            provider="zuora",
+        )
+    return OrderResult(
+        order_number=str(order_number),
+        account_number=str(account_number),
+        subscription_numbers=[str(n) for n in numbers],
+        status=str(status),
+    )
 
 
 def category(code: Any) -> int | None:

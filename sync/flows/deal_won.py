@@ -9,6 +9,7 @@ Steps, each recorded on the SyncRecord so a retry resumes after the last one com
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,20 +19,21 @@ from typing import Any
 from django.conf import settings
 
 from catalog.models import ProductRatePlan, ZuoraEntity
-from sync.clients.errors import BusinessError, NotFoundError, TransientError
+from sync.clients.errors import BusinessError, NotFoundError, TransientError, UnexpectedAnswer
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, flow, note_entry, write_note_once
 from sync.flows.customer import Customer, customer_key, customer_of, people_reads
 from sync.flows.entities import link_key, route_record
 from sync.flows.sale import Sale, charge_overrides, field_value, line_items, resolve_sale, subscription_terms
-from sync.lifecycle.subscription import mirror_new
+from sync.lifecycle.subscription import in_force, mirror_new
 from sync.locks import named_lock
 from sync.models import CustomerAccount, SyncRecord
 from sync.money import format_money
 from sync.parallel import Outcome, settle, together
 
 LEAD_FIELD = "KommoLeadId__c"
+log = logging.getLogger("zkbridge.sync")
 
 
 @flow(SyncRecord.Kind.DEAL_WON)
@@ -178,7 +180,8 @@ def customer_accounts(zuora: ZuoraClient, key: str) -> list[dict]:
 def record_found(record: SyncRecord, sub: dict) -> None:
     """An earlier attempt made the subscription: take its numbers and send nothing."""
     account = sub.get("account") or {}
-    plan_ids = [rp.get("productRatePlanId") for rp in sub.get("ratePlans") or []]
+    plans = [rp for rp in sub.get("ratePlans") or [] if isinstance(rp, dict) and in_force(rp)]
+    plan_ids = [rp.get("productRatePlanId") for rp in plans]
     record.rate_plans.set(ProductRatePlan.objects.filter(zuora_id__in=plan_ids))
     save_order_step(
         record,
@@ -187,7 +190,7 @@ def record_found(record: SyncRecord, sub: dict) -> None:
         order_number="",
         found=True,
         customer_key=account.get("crmId") or "",
-        summary=record.summary or ", ".join(rp.get("name", "") for rp in sub.get("ratePlans") or []),
+        summary=record.summary or ", ".join(rp.get("name", "") for rp in plans),
     )
 
 
@@ -220,6 +223,12 @@ def send_order(
     elif account.number is None and isinstance(placed.error, BusinessError):
         # Refused: no account was created, nothing is in flight.
         CustomerAccount.objects.filter(customer_key=link, account_number="").delete()
+    if isinstance(placed.error, UnexpectedAnswer):
+        raise NeedsAttention(
+            f"{placed.error.message}. The order may have been made: a retry first looks for the deal's "
+            f"subscription in Zuora ({LEAD_FIELD} = {record.kommo_lead_id})",
+            task="Zuora's answer to this deal's order could not be read. RevOps will check Zuora and retry.",
+        ) from None
     if isinstance(placed.error, BusinessError):
         raise NeedsAttention(
             f"Zuora refused the order: {placed.error.message}",
@@ -227,6 +236,12 @@ def send_order(
         ) from None
     result = placed.get()
     mrr, tcv = figures or previewed.value or (None, None)
+    if not result.subscription_numbers and sale.subscription_items:
+        raise NeedsAttention(
+            f"Zuora answered order {result.order_number} (status {result.status}) without the subscription it "
+            f"was to create. A retry first looks for the deal's subscription in Zuora",
+            task="Zuora's answer to this deal's order named no subscription. RevOps will check Zuora and retry.",
+        )
     subscription = result.subscription_numbers[0] if result.subscription_numbers else ""
     items = sale.subscription_items + sale.one_time_items
     record.plan_mappings.set({item.mapping for item in items})
@@ -347,12 +362,13 @@ def preview(zuora: ZuoraClient, record: SyncRecord, sale: Sale) -> tuple[str | N
         return None, None
     try:
         result = zuora.preview_order(body)
-    except (BusinessError, TransientError, NotFoundError):
+        metrics = (result.get("previewResult") or {}).get("chargeMetrics") or []
+        if not metrics:
+            return None, None
+        return str(metric_sum(metrics, "cmrr", "regular")), str(metric_sum(metrics, "tcv", "regular"))
+    except (BusinessError, TransientError, NotFoundError) as exc:  # an unreadable answer too (UnexpectedAnswer)
+        log.warning("sync_record=%s preview not used: %s", record.id, exc)
         return None, None
-    metrics = (result.get("previewResult") or {}).get("chargeMetrics") or []
-    if not metrics:
-        return None, None
-    return str(metric_sum(metrics, "cmrr", "regular")), str(metric_sum(metrics, "tcv", "regular"))
 
 
 def preview_body(record: SyncRecord, sale: Sale) -> dict[str, Any] | None:
@@ -377,7 +393,10 @@ def metric_sum(metrics: list[dict], figure: str, part: str) -> Decimal:
         sources = charges or [metric]
         for source in sources:
             value = (source.get(figure) or {}).get(part)
-            total += Decimal(str(value or 0))
+            try:
+                total += Decimal(str(value or 0))
+            except ArithmeticError:  # Decimal's InvalidOperation: a figure that is no number
+                raise UnexpectedAnswer(f"Zuora's preview gives {figure}.{part} = {value!r}, not a number") from None
     return total
 
 

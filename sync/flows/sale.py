@@ -191,7 +191,7 @@ def charge_overrides(item: SaleItem) -> list[dict]:
         if item.tiers is not None and charge.zuora_id == item.tiers[0]:
             pricing_tiers: dict[str, Any] = {"tiers": item.tiers[1]}
             if item.quantity is not None and charge.charge_type == "Recurring":
-                pricing_tiers["quantity"] = str(item.quantity)
+                pricing_tiers["quantity"] = item.quantity
             key = TIER_KEYS[(charge.charge_type, charge.charge_model)]
             overrides.append({"productRatePlanChargeId": charge.zuora_id, "pricing": {key: pricing_tiers}})
             continue
@@ -204,17 +204,20 @@ def charge_overrides(item: SaleItem) -> list[dict]:
                 overrides.append(
                     {
                         "productRatePlanChargeId": charge.zuora_id,
-                        "pricing": {"recurringFlatFee": {"listPrice": str(item.price)}},
+                        "pricing": {"recurringFlatFee": {"listPrice": item.price}},
                     }
                 )
         elif charge.charge_model == "PerUnit":
-            pricing: dict[str, str] = {}
-            if item.quantity is not None:
-                pricing["quantity"] = str(item.quantity)
+            pricing: dict[str, Decimal] = {}
+            # A usage charge has no quantity of its own (Zuora's usagePerUnit override carries none: its
+            # quantity is the usage uploaded), so only its price is overridden.
+            if item.quantity is not None and charge.charge_type == "Recurring":
+                pricing["quantity"] = item.quantity
             if item.price is not None:
-                pricing["listPrice"] = str(item.price)
+                pricing["listPrice"] = item.price
             key = "recurringPerUnit" if charge.charge_type == "Recurring" else "usagePerUnit"
-            overrides.append({"productRatePlanChargeId": charge.zuora_id, "pricing": {key: pricing}})
+            if pricing:
+                overrides.append({"productRatePlanChargeId": charge.zuora_id, "pricing": {key: pricing}})
         elif (
             charge.charge_model in ("Tiered", "Volume")
             and item.quantity is not None
@@ -222,7 +225,7 @@ def charge_overrides(item: SaleItem) -> list[dict]:
         ):
             key = "recurringTiered" if charge.charge_model == "Tiered" else "recurringVolume"
             overrides.append(
-                {"productRatePlanChargeId": charge.zuora_id, "pricing": {key: {"quantity": str(item.quantity)}}}
+                {"productRatePlanChargeId": charge.zuora_id, "pricing": {key: {"quantity": item.quantity}}}
             )
     return overrides
 
@@ -240,9 +243,9 @@ def line_items(sale: Sale) -> list[dict]:
                     "itemType": "Product",
                     "itemName": item.label[:100],
                     "productRatePlanChargeId": charge.zuora_id,
-                    "quantity": str(item.quantity or 1),
-                    "amountPerUnit": str(price),
-                    "listPricePerUnit": str(price),
+                    "quantity": item.quantity or Decimal(1),
+                    "amountPerUnit": price,
+                    "listPricePerUnit": price,
                     "transactionStartDate": sale.contract_date.isoformat(),
                 }
             )

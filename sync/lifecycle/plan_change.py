@@ -239,22 +239,24 @@ def build_order(
     ]
     actions: list[dict[str, Any]] = []
     if len(removed) == 1 and len(added) == 1:
-        actions.append(
-            {
-                "type": "ChangePlan",
-                "triggerDates": triggers,
-                "changePlan": {
-                    "ratePlanId": removed[0].id,
-                    "productRatePlanId": removed[0].product_rate_plan_id,
-                    "subType": "Upgrade" if direction == "upgrade" else "Downgrade",
-                    "effectivePolicy": POLICY[timing],
-                    "newProductRatePlan": {
-                        "productRatePlanId": added[0].rate_plan.zuora_id,
-                        "chargeOverrides": charge_overrides(added[0]),
-                    },
+        change: dict[str, Any] = {
+            "type": "ChangePlan",
+            "changePlan": {
+                # One plan id only: Zuora refuses a ChangePlan naming more than one of externalCatalogPlanId,
+                # ratePlanId and productRatePlanId. The subscription's own rate plan id says which plan goes.
+                "ratePlanId": removed[0].id,
+                "subType": "Upgrade" if direction == "upgrade" else "Downgrade",
+                "effectivePolicy": POLICY[timing],
+                "newProductRatePlan": {
+                    "productRatePlanId": added[0].rate_plan.zuora_id,
+                    "chargeOverrides": charge_overrides(added[0]),
                 },
-            }
-        )
+            },
+        }
+        if timing != "end_of_billing_period":
+            # With EffectiveEndOfBillingPeriod Zuora sets the trigger dates itself and refuses any given.
+            change["triggerDates"] = triggers
+        actions.append(change)
     else:
         actions += [
             {"type": "RemoveProduct", "triggerDates": triggers, "removeProduct": {"ratePlanId": p.id}} for p in removed
@@ -275,7 +277,7 @@ def build_order(
                 "updateProduct": {
                     "ratePlanId": rate_plan_id,
                     "chargeUpdates": [
-                        {"productRatePlanChargeId": charge_id, "pricing": {"recurringPerUnit": {"quantity": str(qty)}}}
+                        {"productRatePlanChargeId": charge_id, "pricing": {"recurringPerUnit": {"quantity": qty}}}
                         for charge_id, qty in charges.items()
                     ],
                 },
@@ -295,12 +297,12 @@ def preview_after(zuora: ZuoraClient, order: dict, before: Decimal) -> Decimal |
     body["previewOptions"] = {"previewTypes": ["ChargeMetrics"], "previewThruType": "TermEnd"}
     try:
         result = zuora.preview_order(body)
-    except (BusinessError, TransientError, NotFoundError):
+        metrics = (result.get("previewResult") or {}).get("chargeMetrics") or []
+        if not metrics:
+            return None
+        return before + metric_sum(metrics, "cmrr", "regularDelta")
+    except (BusinessError, TransientError, NotFoundError):  # an unreadable answer too: the note says less
         return None
-    metrics = (result.get("previewResult") or {}).get("chargeMetrics") or []
-    if not metrics:
-        return None
-    return before + metric_sum(metrics, "cmrr", "regularDelta")
 
 
 def update_deal(record: SyncRecord, deal: SyncRecord, zuora: ZuoraClient) -> None:

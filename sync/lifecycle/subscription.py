@@ -29,6 +29,13 @@ from zkbridge.business_time import date_of_timestamp
 WAIT = dt.timedelta(seconds=2)
 
 
+def in_force(rate_plan_row: dict) -> bool:
+    """A RatePlan row (ZOQL, Object Query) the subscription still bills: Zuora keeps a removed rate plan on the
+    later versions with AmendmentType RemoveProduct (its charges end-dated)."""
+    kind = rate_plan_row.get("AmendmentType", rate_plan_row.get("amendmentType"))
+    return kind != "RemoveProduct"
+
+
 def zuora_date(value: Any) -> dt.date | None:
     try:
         return dt.date.fromisoformat(str(value)[:10]) if value else None
@@ -99,10 +106,15 @@ def add_months(day: dt.date, months: int) -> dt.date:
 
 
 def parse(body: dict) -> Current:
+    """A subscription's current version from `GET /v1/subscriptions/{number}`. A rate plan an amendment removed
+    stays on the later versions (`lastChangeType: Remove`, Zuora's RatePlan.AmendmentType RemoveProduct): it is
+    not part of what the subscription bills now, and never counts as current."""
     plans = []
     charged: list[dt.date] = []
     for plan in body.get("ratePlans") or []:
-        charges = plan.get("ratePlanCharges") or []
+        if not isinstance(plan, dict) or plan.get("lastChangeType") == "Remove":
+            continue
+        charges = [c for c in plan.get("ratePlanCharges") or [] if isinstance(c, dict)]
         charged += [d for d in (zuora_date(c.get("chargedThroughDate")) for c in charges) if d]
         plans.append(
             RatePlan(
@@ -305,8 +317,8 @@ def refresh_entity(zuora: ZuoraClient, progress=None) -> int:
     current = {row["Id"] for row in subscriptions}
     # Charged-through dates sit on the charges of each version's rate plans: rate plan → subscription.
     plan_of: dict[str, str] = {}
-    for plan in zuora.zoql("select Id, SubscriptionId from RatePlan"):
-        if plan.get("SubscriptionId") in current:
+    for plan in zuora.zoql("select Id, SubscriptionId, AmendmentType from RatePlan"):
+        if plan.get("SubscriptionId") in current and in_force(plan):
             plan_of[plan["Id"]] = plan["SubscriptionId"]
     charged: dict[str, dt.date] = {}
     for charge in zuora.zoql(

@@ -117,7 +117,9 @@ def move(record: SyncRecord, zuora: ZuoraClient) -> None:
         return
     if plan["source"] not in current.plan_ids:
         raise Ignored(f"{current.number} is no longer on the legacy plan (moved by hand?): nothing sent")
-    if current.cancelled or current.ends_on:
+    if current.cancelled:
+        # Pending cancellation = status Cancelled (its end date may still be ahead). A termed subscription's
+        # subscriptionEndDate is its term end date: that alone never means it is being cancelled.
         raise Ignored(f"{current.number} has a pending cancellation (ends {current.ends_on}): not moved")
     moment = dt.date.fromisoformat(plan["moment"])
     chosen = is_chosen(plan, customer_choice(record, current))
@@ -133,8 +135,7 @@ def move(record: SyncRecord, zuora: ZuoraClient) -> None:
             "type": "ChangePlan",
             "triggerDates": triggers,
             "changePlan": {
-                "ratePlanId": legacy.id,
-                "productRatePlanId": legacy.product_rate_plan_id,
+                "ratePlanId": legacy.id,  # one plan id only: Zuora refuses a ChangePlan naming two
                 "effectivePolicy": "SpecificDate",
                 "newProductRatePlan": {"productRatePlanId": target},
             },

@@ -22,7 +22,7 @@ from django.utils import timezone
 from catalog.models import ProductRatePlan
 from sync.clients.zuora import ZuoraClient
 from sync.flows.deal_won import LEAD_FIELD
-from sync.lifecycle.subscription import zuora_date
+from sync.lifecycle.subscription import in_force, zuora_date
 from sync.models import MigrationRule, MigrationRun, SyncRecord, UsageRecord
 from zkbridge.business_time import business_today
 
@@ -82,8 +82,13 @@ def read_tenant(zuora: ZuoraClient, rules: list[MigrationRule]) -> Tenant:
     for rule in rules:
         plan_id = rule.source_plan.zuora_id
         if plan_id not in tenant.plans:
-            query = f"select Id, SubscriptionId, ProductRatePlanId from RatePlan where ProductRatePlanId = '{plan_id}'"
-            tenant.plans[plan_id] = [p for p in zuora.zoql(query) if p.get("SubscriptionId") in tenant.subscriptions]
+            query = (
+                "select Id, SubscriptionId, ProductRatePlanId, AmendmentType from RatePlan "
+                f"where ProductRatePlanId = '{plan_id}'"
+            )
+            tenant.plans[plan_id] = [
+                p for p in zuora.zoql(query) if p.get("SubscriptionId") in tenant.subscriptions and in_force(p)
+            ]
     invoiced = "select RatePlanId, ChargedThroughDate from RatePlanCharge where ChargedThroughDate != null"
     for charge in zuora.zoql(invoiced):
         day = zuora_date(charge.get("ChargedThroughDate"))
@@ -192,8 +197,12 @@ def consider(rule: MigrationRule, tenant: Tenant, day: dt.date) -> list[Row]:
         if not (ahead or late):
             continue  # not due today
         key = record_key(row)
-        if sub.get("Status") != "Active" or sub.get("SubscriptionEndDate"):
+        if sub.get("Status") == "Cancelled":
+            # Pending cancellation is the status (with its end date); a termed subscription always carries a
+            # SubscriptionEndDate — its term end — so the date alone says nothing about a cancellation.
             row.outcome, row.reason = "skipped", f"pending cancellation (ends {sub.get('SubscriptionEndDate')})"
+        elif sub.get("Status") != "Active":
+            row.outcome, row.reason = "skipped", f"the subscription is {sub.get('Status')}, not Active"
         elif goes_to is not None and row.currency and row.currency not in goes_to.currencies():
             row.outcome, row.reason = "skipped", f"'{goes_to}' has no price in {row.currency}"
         elif reason := queued_change(on_their_way.get(row.subscription, []), day, key):

@@ -44,6 +44,76 @@ def run_check(check_id: int) -> str:
     return "ok" if results["zuora"]["ok"] and results["kommo"]["pipelines"]["ok"] else "problems found"
 
 
+def required_fields() -> list[dict[str, Any]]:
+    """The Zuora custom fields zkbridge relies on: object, field, what for, and whether it filters on it."""
+    from sync.flows.deal_won import LEAD_FIELD
+    from sync.models import MigrationRule
+
+    wanted = []
+    if settings.ZUORA_ACCOUNT_CRM_FIELD.endswith("__c"):
+        wanted.append(
+            {
+                "object": "Account",
+                "field": settings.ZUORA_ACCOUNT_CRM_FIELD,
+                "purpose": "finds the customer's account by its Kommo key (ZUORA_ACCOUNT_CRM_FIELD)",
+                "filter": True,
+            }
+        )
+    wanted.append(
+        {
+            "object": "Subscription",
+            "field": LEAD_FIELD,
+            "purpose": "finds the subscription a won deal already made (retries after 24 h, reconciliation)",
+            "filter": True,
+        }
+    )
+    choices = MigrationRule.objects.filter(active=True, choice_source="zuora").values_list("choice_field", flat=True)
+    for name in sorted({c.strip() for c in choices if c.strip().endswith("__c")}):
+        wanted.append(
+            {
+                "object": "Subscription",
+                "field": name,
+                "purpose": "a migration rule reads the customer's choice",
+                "filter": False,
+            }
+        )
+    return wanted
+
+
+def tenant_setup(zuora: ZuoraClient) -> list[dict[str, Any]]:
+    """Each required custom field as Zuora's own metadata describes it (GET /v1/describe/{object}): whether it
+    exists on its object, can be filtered on where zkbridge filters, and the step to fix it when not."""
+    described: dict[str, dict[str, dict[str, Any]]] = {}
+    found = []
+    for need in required_fields():
+        name = need["object"]
+        if name not in described:
+            described[name] = zuora.describe(name)
+        field = described[name].get(need["field"])
+        if field is None:
+            ok, fix = (
+                False,
+                (
+                    f"Create the custom field {need['field']} on {name} (Settings → Object Manager → {name} → "
+                    f"custom fields, type text){', and mark it Filterable (indexed)' if need['filter'] else ''}."
+                ),
+            )
+        elif need["filter"] and not field["filterable"]:
+            ok, fix = False, f"Mark {name}.{need['field']} Filterable (indexed) in the Object Manager."
+        else:
+            ok, fix = True, ""
+        found.append(
+            {
+                **need,
+                "exists": field is not None,
+                "filterable": bool(field and field["filterable"]),
+                "ok": ok,
+                "fix": fix,
+            }
+        )
+    return found
+
+
 def check_connections() -> dict[str, Any]:
     zuora, kommo = ZuoraClient.from_settings(), KommoClient.from_settings()
     url = kommo_webhook_url()
@@ -90,6 +160,7 @@ def check_connections() -> dict[str, Any]:
             "version": settings.ZUORA_VERSION,
             "crm_field": settings.ZUORA_ACCOUNT_CRM_FIELD,
             **zuora_checks(),
+            "setup": setup_result(zuora),
         },
         "kommo": {
             "base_url": settings.KOMMO_BASE_URL,
@@ -108,6 +179,16 @@ def check_connections() -> dict[str, Any]:
         "callout_url": f"{settings.ZKBRIDGE_URL}/webhooks/zuora/",
         "callout_auth": bool(settings.ZUORA_CALLOUT_USERNAME and settings.ZUORA_CALLOUT_PASSWORD),
     }
+
+
+def setup_result(zuora: ZuoraClient) -> dict[str, Any]:
+    """The tenant checklist for the Connections page: every required field's row, ok when all are ready."""
+    result = _timed(lambda: tenant_setup(zuora))
+    rows = result["detail"] or []
+    missing = [f"{row['object']}.{row['field']}" for row in rows if not row["ok"]]
+    if missing:
+        result["ok"], result["error"] = False, f"the tenant is not ready for zkbridge: {', '.join(missing)}"
+    return result
 
 
 def emulators_unreachable() -> str | None:

@@ -16,6 +16,7 @@ from sync.catalog_sync import catalogs_to_sync
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.flows.deal_won import LEAD_FIELD
+from sync.lifecycle.subscription import in_force
 from sync.models import SyncRecord
 from zkbridge.business_time import business_today
 
@@ -94,8 +95,9 @@ def read_zuora(snap: Snapshot, zuora: ZuoraClient, progress: Callable[[str], Non
     )
     snap.subscriptions += subscriptions
     current = {s["Id"] for s in subscriptions}
-    for plan in zuora.zoql("select Id, SubscriptionId, ProductRatePlanId from RatePlan"):
-        if plan["SubscriptionId"] in current:  # rate plans of earlier versions are not billed any more
+    for plan in zuora.zoql("select Id, SubscriptionId, ProductRatePlanId, AmendmentType from RatePlan"):
+        # rate plans of earlier versions, and removed ones kept on the current version, are not billed any more
+        if plan["SubscriptionId"] in current and in_force(plan):
             snap.plans_of.setdefault(plan["SubscriptionId"], []).append(plan["ProductRatePlanId"])
     progress(f"Zuora{where}: {len(snap.subscriptions)} subscriptions")
 

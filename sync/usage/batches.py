@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Max, Q, Value
 from django.db.models.expressions import RawSQL
@@ -109,11 +110,12 @@ class LineWriter:
     def __init__(self) -> None:
         self.out = io.StringIO()
         self.writer = csv.writer(self.out)
+        self.width = len(columns())
 
     def line(self, row: tuple) -> str:
         self.out.seek(0)
         self.out.truncate()
-        self.writer.writerow(fields_of(row))
+        self.writer.writerow(fields_of(row)[: self.width])
         return self.out.getvalue()
 
 
@@ -142,11 +144,13 @@ def fields_of(row: tuple) -> list[str]:
 QUOTED = re.compile(r'[,"\r\n]')  # what makes the csv module quote a field (QUOTE_MINIMAL)
 
 
-def line_size(row: tuple) -> int:
+def line_size(row: tuple, width: int | None = None) -> int:
     """The bytes of the row's CSV line, counted without writing it (the csv module's rules: a field holding a
-    comma, a quote or a line break is quoted and its quotes doubled; lines end with CRLF)."""
-    size = len(ZUORA_COLUMNS) + 1  # the commas and the CRLF
-    for field in fields_of(row):
+    comma, a quote or a line break is quoted and its quotes doubled; lines end with CRLF). `width`: the number
+    of columns the file has (columns())."""
+    width = width or len(columns())
+    size = width + 1  # the commas and the CRLF
+    for field in fields_of(row)[:width]:
         size += len(field) if field.isascii() else len(field.encode())
         if QUOTED.search(field):
             size += 2 + field.count('"')
@@ -163,31 +167,46 @@ def _quoting(column: str) -> str:
 # line_size() in PostgreSQL's words: the commas and CRLF, each field's bytes, a date's MM/DD/ and its year
 # (unpadded, as strftime writes it), the quantity without trailing zeros, and the quotes the csv module adds.
 TEXT_COLUMNS = ["account_number", "uom", "subscription_number", "description", "unique_key"]
-LINE_SIZE_SQL = " + ".join(
-    [
-        str(len(ZUORA_COLUMNS) + 1),
-        *(f"octet_length({c})" for c in TEXT_COLUMNS),
-        "octet_length(trim_scale(quantity)::text)",
-        "6 + length(extract(year FROM start_date)::int::text)",
-        "CASE WHEN end_date IS NULL THEN 0 ELSE 6 + length(extract(year FROM end_date)::int::text) END",
-        *(_quoting(c) for c in TEXT_COLUMNS),
-    ]
-)
+
+
+def line_size_sql(with_key: bool) -> str:
+    text = TEXT_COLUMNS if with_key else TEXT_COLUMNS[:-1]
+    return " + ".join(
+        [
+            str(len(ZUORA_COLUMNS) + (1 if with_key else 0)),
+            *(f"octet_length({c})" for c in text),
+            "octet_length(trim_scale(quantity)::text)",
+            "6 + length(extract(year FROM start_date)::int::text)",
+            "CASE WHEN end_date IS NULL THEN 0 ELSE 6 + length(extract(year FROM end_date)::int::text) END",
+            *(_quoting(c) for c in text),
+        ]
+    )
 
 
 def sized(queryset) -> Iterator[tuple[int, int]]:
     """(id, bytes of its CSV line) of each record of `queryset`, in id order. PostgreSQL measures the lines
     itself (1M rows: 1.6 s, where reading them into Python to measure took 9 s); elsewhere line_size()."""
     if connection.vendor != "postgresql":
-        yield from ((row[0], line_size(row)) for row in readable(queryset))
+        width = len(columns())
+        yield from ((row[0], line_size(row, width)) for row in readable(queryset))
         return
-    measured = queryset.annotate(line_bytes=RawSQL(LINE_SIZE_SQL, ())).order_by("id")
+    measured = queryset.annotate(line_bytes=RawSQL(line_size_sql(keyed()), ())).order_by("id")
     yield from measured.values_list("id", "line_bytes").iterator(chunk_size=20_000)
+
+
+def keyed() -> bool:
+    """Whether the file carries UNIQUE_KEY: only when the operator says the tenant has Advanced Consumption
+    Billing (ZUORA_USAGE_UNIQUE_KEY), the only tenants Zuora documents the column for."""
+    return bool(settings.ZUORA_USAGE_UNIQUE_KEY)
+
+
+def columns() -> list[str]:
+    return ZUORA_COLUMNS if keyed() else ZUORA_COLUMNS[:-1]
 
 
 def header_line() -> str:
     out = io.StringIO()
-    csv.writer(out).writerow(ZUORA_COLUMNS)
+    csv.writer(out).writerow(columns())
     return out.getvalue()
 
 
@@ -196,8 +215,11 @@ def usage_csv(rows: Iterable[tuple]) -> bytes:
     LineWriter's lines, without a buffer reset per line)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(ZUORA_COLUMNS)
-    writer.writerows(map(fields_of, rows))
+    writer.writerow(columns())
+    if keyed():
+        writer.writerows(map(fields_of, rows))
+    else:
+        writer.writerows(fields[:-1] for fields in map(fields_of, rows))
     return out.getvalue().encode()
 
 
