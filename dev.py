@@ -7,7 +7,8 @@
     python3 dev.py test            set up and run the whole test suite on several processes
                                    (extra arguments go to pytest, which then runs them as given)
 
-Both create .venv/ and install the pinned requirements the first time (and again when they change).
+Both create .venv/ and install the locked requirements (requirements.lock, requirements-dev.lock: every package
+pinned with its hashes) the first time, and again when they change.
 """
 
 from __future__ import annotations
@@ -31,42 +32,26 @@ def say(text: str) -> None:
     print(f"[zkbridge] {text}", flush=True)
 
 
-def ensure_venv(requirements: str) -> None:
+def ensure_venv(lock: str) -> None:
+    """Install a lock file (every package pinned, with its hashes: pip refuses a file that does not match) into
+    .venv/; the test environment also gets the referee's SDK (requirements-referee.txt, hashed, without its
+    HTTP client's pins)."""
     if sys.version_info < (3, 11):  # noqa: UP036 - dev.py runs on whatever python3 the machine has
         sys.exit(f"zkbridge needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not PY.exists():
         say("creating .venv/ …")
         venv.EnvBuilder(with_pip=True).create(VENV)
-    files = [ROOT / "requirements.txt", ROOT / requirements]
-    if requirements == "requirements-dev.txt":
+    files = [ROOT / lock]
+    if lock == "requirements-dev.lock":
         files.append(ROOT / "requirements-referee.txt")
     digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
-    stamp = VENV / f".installed-{requirements}"
+    stamp = VENV / f".installed-{lock}"
     if stamp.exists() and stamp.read_text() == digest:
         return
-    say(f"installing {requirements} (pinned) …")
-    subprocess.run(
-        [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(ROOT / requirements)],
-        check=True,
-        cwd=ROOT,
-    )
-    if requirements == "requirements-dev.txt":
-        # The referee's SDK without its HTTP client's pins (requirements-referee.txt says why).
-        subprocess.run(
-            [
-                str(PY),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-deps",
-                "-r",
-                str(ROOT / "requirements-referee.txt"),
-            ],
-            check=True,
-            cwd=ROOT,
-        )
+    say(f"installing {lock} (pinned, hashes checked) …")
+    for file in files:
+        pip = [str(PY), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--require-hashes"]
+        subprocess.run([*pip, "--no-deps", "-r", str(file)], check=True, cwd=ROOT)
     stamp.write_text(digest)
 
 
@@ -94,12 +79,12 @@ def wait_for(url: str, seconds: float = 60) -> None:
     raise SystemExit(f"zkbridge did not answer at {url} within {seconds:.0f}s")
 
 
-DEMO_ENV_KEYS = ("ZKBRIDGE_SECRET_KEY", "ZKBRIDGE_URL", "DATABASE_URL")
+DEMO_ENV_KEYS = ("ZKBRIDGE_SECRET_KEY", "ZKBRIDGE_ENCRYPTION_KEYS", "ZKBRIDGE_URL", "DATABASE_URL")
 
 
 def demo_environment() -> dict:
     """The demo's settings, written to <state dir>/demo.env so that manage.py in another terminal
-    uses the same secret key, URL and database without anyone exporting anything."""
+    uses the same secret key, encryption key, URL and database without anyone exporting anything."""
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)
     state = Path(env.get("ZKBRIDGE_STATE_DIR") or ROOT / ".zkbridge")
@@ -115,6 +100,13 @@ def demo_environment() -> dict:
         import secrets
 
         env["ZKBRIDGE_SECRET_KEY"] = saved.get("ZKBRIDGE_SECRET_KEY") or secrets.token_urlsafe(50)
+    if not env.get("ZKBRIDGE_ENCRYPTION_KEYS"):
+        # The demo's own key for the secrets it stores (a Fernet key: 32 random bytes, url-safe base64)
+        import base64
+
+        env["ZKBRIDGE_ENCRYPTION_KEYS"] = (
+            saved.get("ZKBRIDGE_ENCRYPTION_KEYS") or base64.urlsafe_b64encode(os.urandom(32)).decode()
+        )
     # What an earlier run used stays, unless this run's environment says otherwise.
     for name in ("ZKBRIDGE_URL", "DATABASE_URL"):
         if not env.get(name) and saved.get(name):
@@ -160,7 +152,7 @@ def demo(args: list[str]) -> None:
             f"{'is' if len(real) == 1 else 'are'} set (environment or .env); nothing was changed. To run against "
             f"real accounts, see docs/operations.md."
         )
-    ensure_venv("requirements.txt")
+    ensure_venv("requirements.lock")
     env = demo_environment()
     base = env["ZKBRIDGE_URL"].rstrip("/")
     address = base.split("://", 1)[1]
@@ -232,7 +224,7 @@ FUZZ = "tests/test_fuzz_endpoints.py"
 
 
 def test(args: list[str]) -> int:
-    ensure_venv("requirements-dev.txt")
+    ensure_venv("requirements-dev.lock")
     ensure_chromium()
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "zkbridge.settings_test")

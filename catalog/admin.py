@@ -33,6 +33,7 @@ from catalog.models import (
 from catalog.planmap import MAX_CSV_BYTES, check_rate_plan, export_csv, import_csv
 from catalog.sellable import status_label
 from catalog.tiers import TierError, describe, parse
+from zkbridge.audit import log_action
 
 
 def deals_billed():
@@ -119,6 +120,7 @@ class ProductAdmin(ReadOnlyMirror):
             messages.error(request, "No catalog sync is installed.")
             return redirect("admin:catalog_product_changelist")
         contributions.start_catalog_sync(str(request.user))
+        log_action(request, Product, "asked for a catalog sync now")
         messages.success(request, "Catalog sync started; this page shows its result when it is done.")
         return redirect("admin:catalog_product_changelist")
 
@@ -327,6 +329,13 @@ class ZuoraEntityForm(forms.ModelForm):
         model = ZuoraEntity
         fields = "__all__"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        stored = bool(self.instance.pk and self.instance.client_secret)
+        self.fields["client_secret"].help_text = (
+            "set — leave empty to keep it, or type a new one to replace it" if stored else "not set"
+        )
+
     def clean_client_secret(self) -> str:
         given = self.cleaned_data.get("client_secret") or ""
         return given or (self.instance.client_secret if self.instance.pk else "")
@@ -352,6 +361,19 @@ class ZuoraEntityAdmin(admin.ModelAdmin):
         "active",
     ]
     formfield_overrides = {models.CharField: {"widget": forms.TextInput(attrs={"size": 50})}}
+
+    readonly_fields = ["client_secret_state"]
+
+    def get_fields(self, request, obj=None):
+        """The secret itself is never shown, to anyone: who may not change the entity sees whether it is set."""
+        fields = list(super().get_fields(request, obj))
+        if not self.has_change_permission(request, obj):
+            fields = ["client_secret_state" if f == "client_secret" else f for f in fields]
+        return [f for f in fields if f != "client_secret_state" or not self.has_change_permission(request, obj)]
+
+    @admin.display(description="OAuth client secret")
+    def client_secret_state(self, obj: ZuoraEntity) -> str:
+        return "set" if obj.client_secret else "not set"
 
     @admin.display(description="own OAuth client", boolean=True)
     def own_client(self, obj: ZuoraEntity) -> bool:
@@ -461,6 +483,9 @@ class PlanMappingAdmin(SimpleHistoryAdmin):
             for warning in result.warnings:
                 messages.warning(request, warning)
             messages.success(request, f"{result.created} mapping(s) created, {result.updated} updated.")
+            log_action(
+                request, PlanMapping, f"imported the plan map: {result.created} created, {result.updated} updated"
+            )
             return redirect("admin:catalog_planmapping_changelist")
         if request.method == "POST":
             form = ImportForm(request.POST, request.FILES)

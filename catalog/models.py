@@ -15,6 +15,7 @@ from simple_history.models import HistoricalRecords
 from catalog.tiers import LOWER_UPPER, TierError, parse, to_zuora
 from catalog.tiers import POLICIES as TIER_POLICIES
 from zkbridge.business_time import business_today
+from zkbridge.vault import EncryptedTextField
 
 TIERED_MODELS = ("Tiered", "Volume")
 
@@ -53,7 +54,7 @@ class ZuoraEntity(models.Model):
     client_id = models.CharField(
         "OAuth client id", max_length=100, blank=True, help_text="Its own OAuth client; empty: ZUORA_CLIENT_ID"
     )
-    client_secret = models.CharField("OAuth client secret", max_length=200, blank=True)
+    client_secret = EncryptedTextField("OAuth client secret", blank=True)  # encrypted at rest (zkbridge/vault.py)
     max_concurrent_calls = models.PositiveIntegerField(
         null=True,
         blank=True,

@@ -29,6 +29,7 @@ from catalog.models import (
 from catalog.sellable import sellable_on
 from catalog.tiers import LOWER_UPPER, TierError
 from catalog.tiers import POLICIES as TIER_POLICIES
+from zkbridge import spreadsheet
 
 MAX_CSV_BYTES = 2 * 1024 * 1024
 REQUIRED_COLUMNS = ["kommo_value", "product_rate_plan_id"]
@@ -309,7 +310,7 @@ def _read_lines(text: str, default_currency: str, result: ImportResult) -> list[
         if None in raw:
             result.errors.append(f"line {line}: more values than columns")
             continue
-        cells = {k: (v or "").strip() for k, v in raw.items()}
+        cells = {k: spreadsheet.unescape(v or "").strip() for k, v in raw.items()}  # (as export_csv wrote them)
         if not any(cells.values()):
             continue
         problems: list[str] = []
@@ -441,7 +442,7 @@ def _number(value: Decimal | None) -> str:
 def export_csv() -> str:
     """The plan map in import_csv's format, every column the admin edits: export, edit, import back."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = spreadsheet.writer(out)  # no cell runs as a formula; import_csv reads them back exactly
     writer.writerow(EXPORT_COLUMNS)
     mappings = (
         PlanMapping.objects.select_related("entity")

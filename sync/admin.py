@@ -23,6 +23,7 @@ from sync.billing.rules import template_problems
 from sync.models import (
     TRANSITIONS,
     ApiCall,
+    ApiToken,
     BillingEventRule,
     CustomerAccount,
     EntityRoute,
@@ -508,6 +509,34 @@ class UsageRecordAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+class ApiTokenForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ["user"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Usage feeds' API tokens (superusers only, see zkbridge/admin_site.py): the key is shown once, when the token
+    is made; only its digest is stored, so a lost key is replaced, never looked up."""
+
+    form = ApiTokenForm
+    list_display = ["prefix", "user", "created", "last_used"]
+    search_fields = ["user__username", "prefix"]
+    readonly_fields = ["prefix", "created", "last_used"]
+
+    def get_fields(self, request, obj=None):
+        return ["user"] if obj is None else ["user", "prefix", "created", "last_used"]
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # a token is made or revoked, not edited
+
+    def save_model(self, request, obj, form, change) -> None:
+        made, key = ApiToken.issue(obj.user)
+        obj.pk, obj.digest, obj.prefix = made.pk, made.digest, made.prefix
+        messages.warning(request, f"The token's key, shown this once (zkbridge keeps only its digest): {key}")
 
 
 from sync.lifecycle import admin as lifecycle_admin  # noqa: E402,F401  (the subscription list)

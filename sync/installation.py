@@ -1,7 +1,7 @@
 """Values zkbridge generates for itself when the environment names none: the Kommo web hook token.
 
 The token is the only secret guarding the Kommo endpoint (Kommo does not sign its web hooks), so it is
-kept out of sight: masked in the admin (superusers see it whole), scrubbed from API call rows and from
+kept out of sight: masked in the admin (for everyone), stored encrypted, scrubbed from API call rows and from
 access logs. `kommo_webhook --rotate` replaces a generated token; the previous one keeps working for
 ROTATION_GRACE while Kommo is told the new URL.
 """

@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from sync.context import check_lease
+from zkbridge.vault import EncryptedTextField
 
 
 class WebhookEvent(models.Model):
@@ -445,6 +446,7 @@ class MigrationRun(models.Model):
     day = models.DateField()
     dry_run = models.BooleanField(default=False)
     rule = models.ForeignKey(MigrationRule, null=True, blank=True, on_delete=models.SET_NULL)
+    requested_by = models.CharField(max_length=150, blank=True, help_text="who asked for it (empty: the schedule)")
     ok = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     # {"moved": n, "skipped": n, "failed": n, "zuora_reads": n}
@@ -490,8 +492,8 @@ class ProviderToken(models.Model):
     """The one shared token per provider, refreshed under a row lock by whichever worker needs it."""
 
     provider = models.CharField(max_length=40, unique=True)  # "zuora", "kommo", or "zuora:<entity>"
-    access_token = models.TextField(blank=True)
-    refresh_token = models.TextField(blank=True)
+    access_token = EncryptedTextField(blank=True)  # encrypted at rest (zkbridge/vault.py)
+    refresh_token = EncryptedTextField(blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     refreshed_at = models.DateTimeField(null=True, blank=True)
     refresh_count = models.PositiveIntegerField(default=0)
@@ -504,11 +506,43 @@ class Throttle(models.Model):
     recent = models.JSONField(default=list)
 
 
+class ApiToken(models.Model):
+    """A usage feed's API token (`Authorization: Token <key>`). Only the key's SHA-256 digest is stored: a database
+    dump or a read replica leaks no working token. The key is random (160 bits), so an unsalted digest is safe to
+    look up by, as django-rest-knox does; the first characters are kept to tell tokens apart."""
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="api_tokens")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField("starts with", max_length=8, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def digest_of(key: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user) -> tuple[ApiToken, str]:
+        """A new token for the user, and its key — shown once, never stored."""
+        import secrets
+
+        key = secrets.token_hex(20)
+        return cls.objects.create(user=user, digest=cls.digest_of(key), prefix=key[:6]), key
+
+
 class InstallationSecret(models.Model):
     """Secrets zkbridge generates itself when the environment names none (the Kommo webhook token)."""
 
     name = models.CharField(max_length=50, unique=True)
-    value = models.CharField(max_length=200)
+    value = EncryptedTextField()  # encrypted at rest (zkbridge/vault.py)
 
 
 class ConnectionCheck(models.Model):
@@ -613,6 +647,7 @@ class ReconciliationRun(models.Model):
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     ok = models.BooleanField(default=False)
+    requested_by = models.CharField(max_length=150, blank=True, help_text="who asked for it (empty: the schedule)")
     progress = models.CharField(max_length=200, blank=True)
     error = models.TextField(blank=True)
     # {"won_deals": n, "zuora_subscriptions": n, "zuora_calls": n, "kommo_calls": n, "<kind>": n, …}

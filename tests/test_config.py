@@ -18,6 +18,8 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     environment.update(env)
     environment.setdefault("ZKBRIDGE_SECRET_KEY", "x" * 50)
     environment.setdefault("DATABASE_URL", "sqlite:///:memory:")
+    # a real Zuora or Kommo needs encryption keys (tests of other variables are not about them)
+    environment.setdefault("ZKBRIDGE_ENCRYPTION_KEYS", "y1Cxc9cHgBQm8RkJZf0aR3k0mwl3sjL4rTn8t3M0n9Q=")
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
     )

@@ -223,6 +223,7 @@ def test_reset_and_the_demo_refuse_next_to_a_real_setup(demo):
         "ZUORA_CLIENT_SECRET": "secret",
         "KOMMO_BASE_URL": "https://acme.kommo.example.com",
         "KOMMO_ACCESS_TOKEN": "token",
+        "ZKBRIDGE_ENCRYPTION_KEYS": "y1Cxc9cHgBQm8RkJZf0aR3k0mwl3sjL4rTn8t3M0n9Q=",
         "DATABASE_URL": f"sqlite:///{demo.database}",
     }
     before = demo.query("SELECT COUNT(*) FROM catalog_planmapping")

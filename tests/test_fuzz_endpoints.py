@@ -17,9 +17,9 @@ from django.contrib.auth.models import User
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 
 from sync.installation import kommo_webhook_token
+from sync.models import ApiToken
 from tests.browser import ARTIFACTS
 from zkbridge.wsgi import application
 
@@ -39,7 +39,7 @@ def report_requests_sent():
 @pytest.fixture
 def secrets(db, monkeypatch) -> Iterator[dict[str, str]]:
     monkeypatch.setattr("sync.records.enqueue_record", lambda record_id: None)  # the endpoints, not the flows
-    token = Token.objects.get_or_create(user=User.objects.get_or_create(username="fuzz")[0])[0].key
+    token = ApiToken.issue(User.objects.get_or_create(username="fuzz")[0])[1]
     # The real WSGI handler closes the database connection after each request; inside a test's transaction
     # it must not (Django's own test client does the same).
     request_started.disconnect(close_old_connections)

@@ -9,10 +9,9 @@ import json
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from sync.installation import kommo_webhook_token
-from sync.models import SyncRecord, UsageRecord, WebhookEvent
+from sync.models import ApiToken, SyncRecord, UsageRecord, WebhookEvent
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -26,7 +25,7 @@ def hook(db, settings, monkeypatch):
 
 @pytest.fixture
 def token(db) -> str:
-    return Token.objects.create(user=User.objects.create(username="feed")).key
+    return ApiToken.issue(User.objects.create(username="feed"))[1]
 
 
 def won(lead_id: str) -> str:

@@ -10,10 +10,9 @@ from django.contrib import admin
 from django.contrib.auth.models import User
 from django.urls import reverse
 from django_q.models import OrmQ
-from rest_framework.authtoken.models import Token
 
 from sandbox.models import KLead
-from sync.models import Discrepancy, SyncRecord
+from sync.models import ApiToken, Discrepancy, SyncRecord
 from sync.reconcile import run_reconciliation
 from tests.conftest import map_plan
 from tests.guards import outbound_guard
@@ -32,7 +31,7 @@ def test_no_admin_page_or_endpoint_calls_zuora_or_kommo(catalog, admin_client, c
     run_reconciliation()
     stuck = SyncRecord.objects.get(key=f"deal_won:{UMBRELLA}")
     map_plan("Platinum", "Starter")
-    token = Token.objects.create(user=User.objects.create(username="feed"))
+    _, key = ApiToken.issue(User.objects.create(username="feed"))
 
     with outbound_guard(settings, monkeypatch):
         queued_before = OrmQ.objects.count()
@@ -88,7 +87,7 @@ def test_no_admin_page_or_endpoint_calls_zuora_or_kommo(catalog, admin_client, c
                 "/api/usage/",
                 json.dumps(usage),
                 content_type="application/json",
-                HTTP_AUTHORIZATION=f"Token {token.key}",
+                HTTP_AUTHORIZATION=f"Token {key}",
             ).status_code
             == 202
         )

@@ -23,6 +23,7 @@ PRODUCTION = {
     "ZUORA_CLIENT_SECRET": "secret",
     "KOMMO_BASE_URL": "https://acme.kommo.example.com",
     "KOMMO_ACCESS_TOKEN": "token",
+    "ZKBRIDGE_ENCRYPTION_KEYS": "y1Cxc9cHgBQm8RkJZf0aR3k0mwl3sjL4rTn8t3M0n9Q=",
 }
 
 

@@ -10,10 +10,9 @@ import pytest
 import requests
 from django.contrib.auth.models import User
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
 
 from sandbox.models import ZUsage
-from sync.models import ApiCall, SyncRecord, UsageRecord
+from sync.models import ApiCall, ApiToken, SyncRecord, UsageRecord
 from sync.tasks import run_sync
 
 ACME_EXPANSION = 24312346
@@ -33,7 +32,7 @@ def consumption_billing(request, settings):
 
 @pytest.fixture
 def token(db) -> str:
-    return Token.objects.create(user=User.objects.create_user("meter")).key
+    return ApiToken.issue(User.objects.create_user("meter"))[1]
 
 
 def post(client, token, body, content_type="application/json"):
@@ -153,7 +152,7 @@ def test_submit_usage_imports_into_zuora_and_records_the_outcome(catalog):
     catalog.win(ACME_EXPANSION)
     deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
     user = User.objects.create_user("meter")
-    key = Token.objects.create(user=user).key
+    key = ApiToken.issue(user)[1]
     answer = requests.post(
         f"{catalog.url}/api/usage/",
         headers={"Authorization": f"Token {key}"},

@@ -1,5 +1,5 @@
 """The Kommo web hook token is the endpoint's only secret: kept out of access logs, API call rows and the
-admin (superusers see it whole), and rotated with a grace period during which both tokens work."""
+admin (to everyone), stored encrypted, and rotated with a grace period during which both tokens work."""
 
 from __future__ import annotations
 
@@ -87,14 +87,25 @@ def test_registering_the_web_hook_keeps_the_token_out_of_the_call_log(emulators,
     assert calls.exists() and all(token not in c.request_body + c.response_body for c in calls)
 
 
-def test_the_connections_page_masks_the_token_except_for_superusers(generated, admin_client):
+def test_the_connections_page_masks_the_token_for_everyone_superusers_included(generated, admin_client):
     user = User.objects.create_user("reader", password="x", is_staff=True)
     user.groups.add(Group.objects.get(name=READ_ONLY))
     reader = Client()
     reader.force_login(user)
     assert generated not in reader.get("/admin/connections/").content.decode()
     assert installation.mask(generated) in reader.get("/admin/connections/").content.decode()
-    assert generated in admin_client.get("/admin/connections/").content.decode()
+    assert generated not in admin_client.get("/admin/connections/").content.decode()
+    assert installation.mask(generated) in admin_client.get("/admin/connections/").content.decode()
+
+
+def test_the_generated_token_is_stored_encrypted(generated):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT value FROM sync_installationsecret WHERE name = %s", [installation.CURRENT])
+        [(stored,)] = cursor.fetchall()
+    assert stored.startswith("fernet:") and generated not in stored
+    assert InstallationSecret.objects.get(name=installation.CURRENT).value == generated
 
 
 def test_rotation_keeps_the_old_token_working_for_a_grace_period(generated, client, monkeypatch):

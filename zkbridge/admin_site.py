@@ -9,7 +9,8 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 # Machinery RevOps never needs: django-q2's queues and schedules, the usage feeds' API tokens.
-SUPERUSER_APPS = ("django_q", "authtoken")
+SUPERUSER_APPS = ("django_q",)
+SUPERUSER_MODELS = ("sync.apitoken",)
 
 
 class ZkbridgeAdminSite(admin.AdminSite):
@@ -33,13 +34,22 @@ class ZkbridgeAdminSite(admin.AdminSite):
         apps = super().get_app_list(request, app_label)
         if request.user.is_superuser:
             return apps
-        return [app for app in apps if app["app_label"] not in SUPERUSER_APPS]
+        kept = []
+        for app in apps:
+            if app["app_label"] in SUPERUSER_APPS:
+                continue
+            models = [
+                m for m in app["models"] if f"{app['app_label']}.{m['object_name'].lower()}" not in SUPERUSER_MODELS
+            ]
+            if models:
+                kept.append({**app, "models": models})
+        return kept
 
     def superusers_only(self) -> None:
         """Called once the admin is registered: django-q2's and the API tokens' pages answer superusers only,
         whatever permissions a staff group was given."""
         for model, model_admin in list(self._registry.items()):
-            if model._meta.app_label not in SUPERUSER_APPS:
+            if model._meta.app_label not in SUPERUSER_APPS and model._meta.label_lower not in SUPERUSER_MODELS:
                 continue
             restricted = type(f"SuperuserOnly{type(model_admin).__name__}", (SuperuserOnly, type(model_admin)), {})
             self.unregister(model)
@@ -61,6 +71,9 @@ class ZkbridgeAdminSite(admin.AdminSite):
             if not request.user.has_perm("sync.change_syncrecord"):
                 raise PermissionDenied
             request_check(str(request.user))
+            from zkbridge.audit import log_action
+
+            log_action(request, ConnectionCheck, "asked for a connection check")
             return redirect("admin:connections")
         latest = ConnectionCheck.objects.first()
         context = {
@@ -69,8 +82,9 @@ class ZkbridgeAdminSite(admin.AdminSite):
             "check": latest,
             "checks": latest.results if latest and latest.finished_at else None,
             "waiting": bool(latest and not latest.finished_at),
-            # The token is the web hook's only secret: whole for superusers, masked for everyone else.
-            "webhook_url": kommo_webhook_url(masked=not request.user.is_superuser),
+            # The token is the web hook's only secret: never shown, superusers included (`manage.py kommo_webhook`
+            # prints the URL to the operator, `--register` subscribes it without anyone copying it).
+            "webhook_url": kommo_webhook_url(masked=True),
             "can_check": request.user.has_perm("sync.change_syncrecord"),
         }
         return TemplateResponse(request, "admin/connections.html", context)

@@ -153,3 +153,29 @@ def database_url(name: str, default: str) -> dict[str, Any]:
         return dict(dj_database_url.parse(value))
     except Exception as exc:  # the library raises several types for unparsable URLs
         raise ImproperlyConfigured(f"{name}: cannot parse ({exc})") from None
+
+
+def fernet_keys(name: str) -> list[str]:
+    """Comma-separated Fernet keys (zkbridge/vault.py), newest first; one that is not a Fernet key stops zkbridge
+    with one line naming it."""
+    from cryptography.fernet import Fernet
+
+    keys = [k.strip() for k in (raw(name) or "").split(",") if k.strip()]
+    for index, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"{name}: key {index} is not a Fernet key (32 url-safe base64 bytes; make one with "
+                f'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")'
+            ) from None
+    return keys
+
+
+def derived_fernet_key(secret_key: str) -> str:
+    """A Fernet key for the demo and the tests, derived from SECRET_KEY (stable across restarts). Production names
+    its own keys: a leaked SECRET_KEY must not also open every stored secret."""
+    import base64
+    import hashlib
+
+    return base64.urlsafe_b64encode(hashlib.sha256(f"zkbridge-vault:{secret_key}".encode()).digest()).decode()

@@ -55,8 +55,7 @@ INSTALLED_APPS = [
     # gunicorn): without it the demo's admin has no styles and the rate-plan picker does not work.
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
-    "rest_framework",
-    "rest_framework.authtoken",
+    "rest_framework",  # (its authtoken app is not installed: usage feeds' tokens are stored hashed, sync.ApiToken)
     "simple_history",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -104,8 +103,12 @@ TEMPLATES = [
 
 # --- Production security (all off by default: the embedded demo runs on plain http://127.0.0.1) -----------
 # Behind a TLS-terminating proxy that sets X-Forwarded-Proto, Django must trust it to know a request is https.
-if config.boolean("ZKBRIDGE_BEHIND_TLS_PROXY", False):
+_behind_proxy = config.boolean("ZKBRIDGE_BEHIND_TLS_PROXY", False)
+if _behind_proxy:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# How many proxies of ours append to X-Forwarded-For: the client's address is the entry that many from the right
+# (zkbridge/network.py), for the login lockout and the endpoints' failure counters alike.
+ZKBRIDGE_TRUSTED_PROXIES = config.integer("ZKBRIDGE_TRUSTED_PROXIES", 1 if _behind_proxy else 0, minimum=0)
 SECURE_SSL_REDIRECT = config.boolean("ZKBRIDGE_SSL_REDIRECT", False)
 # The machine endpoints are never redirected: Kommo and Zuora post to the URL they were given.
 SECURE_REDIRECT_EXEMPT = [r"^webhooks/", r"^healthz$", r"^metrics$"]
@@ -125,6 +128,7 @@ for _origin in _csrf_origins:
 AXES_FAILURE_LIMIT = config.integer("ZKBRIDGE_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = dt.timedelta(minutes=config.integer("ZKBRIDGE_LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]  # a stranger cannot lock the real admin out
+AXES_CLIENT_IP_CALLABLE = "zkbridge.network.client_address"  # the client behind our proxy, not the proxy
 AXES_RESET_ON_SUCCESS = True
 AXES_ONLY_ADMIN_SITE = True
 AXES_VERBOSE = False
@@ -149,8 +153,13 @@ else:
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Staff passwords: Django's validators — at least 12 characters, not one of the 20,000 most common, not close to
+# the user's own name or e-mail, not digits only.
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -183,7 +192,7 @@ ZKBRIDGE_AUTH_FAILURES_PER_MINUTE = config.integer("ZKBRIDGE_AUTH_FAILURES_PER_M
 ZKBRIDGE_MAX_RECORDS_PER_MINUTE = config.integer("ZKBRIDGE_MAX_RECORDS_PER_MINUTE", 600, minimum=1)
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["sync.webhooks.auth.UsageFeedToken"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
@@ -346,6 +355,21 @@ if _missing_required:
     raise ImproperlyConfigured(
         f"{', '.join(_missing_required)}: required to talk to the real Zuora and Kommo "
         f"(or leave ZUORA_BASE_URL and KOMMO_BASE_URL unset to use the built-in emulators)"
+    )
+
+# Secrets stored in the database (OAuth tokens, entity client secrets, the web hook token) are encrypted with
+# these Fernet keys, newest first (zkbridge/vault.py). Against a real Zuora or Kommo they are required; with the
+# built-in emulators only, a key is derived from SECRET_KEY (the demo writes its own to demo.env).
+ZKBRIDGE_ENCRYPTION_KEYS = config.fernet_keys("ZKBRIDGE_ENCRYPTION_KEYS")
+if not ZKBRIDGE_ENCRYPTION_KEYS and ZUORA_USES_EMULATOR and KOMMO_USES_EMULATOR:
+    ZKBRIDGE_ENCRYPTION_KEYS = [config.derived_fernet_key(SECRET_KEY)]
+
+if not ZKBRIDGE_ENCRYPTION_KEYS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "ZKBRIDGE_ENCRYPTION_KEYS is required against a real Zuora or Kommo (it encrypts the tokens and secrets "
+        'zkbridge stores): see docs/operations.md, "Encryption keys"'
     )
 
 ZUORA_CALLOUT_USERNAME = config.string("ZUORA_CALLOUT_USERNAME")

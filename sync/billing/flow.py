@@ -10,7 +10,7 @@ from sync.billing.rules import due_at, place, render
 from sync.clients.kommo import KommoClient
 from sync.flows import Ignored, NeedsAttention, flow, write_note_once
 from sync.lifecycle.subscription import refresh
-from sync.models import BillingEventRule, SyncRecord
+from sync.models import BillingEventRule, Subscription, SyncRecord
 from sync.webhooks.zuora import BillingEvent
 
 SUBSCRIPTION_EVENTS = {"SubscriptionRenewed", "SubscriptionCanceled", "SubscriptionAmended", "OrderProcessed"}
@@ -19,6 +19,13 @@ SUBSCRIPTION_EVENTS = {"SubscriptionRenewed", "SubscriptionCanceled", "Subscript
 @flow(SyncRecord.Kind.BILLING_EVENT)
 def billing_event(record: SyncRecord) -> None:
     event = BillingEvent(**record.payload["event"])
+    if event.subscription_number and not known_subscription(event.subscription_number):
+        # A callout's number is outside data: a subscription zkbridge never billed is no reason to call Zuora, nor
+        # to write on a deal the event may not be about.
+        raise Ignored(
+            f"{event.event_type} names subscription {event.subscription_number[:60]!r}, which zkbridge did not bill "
+            f"and does not mirror: recorded, nothing read from Zuora, nothing sent to Kommo"
+        )
     if event.event_type in SUBSCRIPTION_EVENTS and event.subscription_number and not record.step_done("mirror"):
         # Renewals, cancellations and amendments change the subscription's current version: re-read it.
         refresh(event.subscription_number)
@@ -54,6 +61,14 @@ def billing_event(record: SyncRecord) -> None:
         write_note_once(record, kommo, where.entity, where.entity_id, render(rule.note_template, event))
     if rule.open_task and rule.task_template.strip() and not record.step_done("task"):
         write_task_once(record, kommo, where, rule, render(rule.task_template, event))
+
+
+def known_subscription(number: str) -> bool:
+    """A subscription zkbridge billed or mirrors."""
+    return (
+        Subscription.objects.filter(number=number).exists()
+        or SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, zuora_subscription_number=number).exists()
+    )
 
 
 def write_task_once(record: SyncRecord, kommo: KommoClient, where, rule: BillingEventRule, text: str) -> None:

@@ -49,10 +49,18 @@ def ensure_default_rules(**kwargs) -> None:
 def template_problems(template: str) -> list[str]:
     problems = []
     try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        parsed = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)]
     except ValueError as exc:
         return [f"the template is not valid ({exc}); write {{{{ and }}}} for literal braces"]
-    for name in fields:
+    for name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if spec or conversion:  # {amount:>999999999} would render a billion characters in a worker
+            problems.append(
+                f"{{{name}{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}: "
+                f"placeholders take no format or conversion; write {{{name}}}"
+            )
+            continue
         if name not in PLACEHOLDERS:
             problems.append(
                 f"unknown placeholder {{{name}}}; use one of " + ", ".join(f"{{{p}}}" for p in sorted(PLACEHOLDERS))
@@ -70,6 +78,8 @@ def render(template: str, event: BillingEvent) -> str:
         "date": business_today().isoformat(),
         "event": event.event_type,
     }
+    if template_problems(template):  # (a rule saved before templates were checked: its text, as written)
+        return template
     return template.format_map(values)
 
 

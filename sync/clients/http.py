@@ -14,14 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import requests
 import simplejson
 from django.conf import settings
 from django.db import connection
 
-from sync.clients.errors import ApiError, AuthError, TransientError
+from sync.clients.errors import ApiError, AuthError, BusinessError, TransientError
 from sync.context import check_lease, current_record_id
 from sync.models import ApiCall
 
@@ -79,6 +79,20 @@ def encode_json(value: Any) -> str:
     """JSON as the vendors' schemas want it: a Decimal (money, quantities, tier bounds) goes out as a JSON number
     with exactly its digits — never a string, never through a float."""
     return simplejson.dumps(value, use_decimal=True, ensure_ascii=False)
+
+
+# What Zuora's account, subscription and order numbers may look like (tenants choose prefixes; Zuora's order
+# number "must not contain a slash"): letters, digits and - _ . only, at most 100, never a dot segment.
+NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+
+
+def segment(value: object, what: str) -> str:
+    """A value from outside (a callout, a record, an answer) as one path segment: checked against Zuora's shapes,
+    then quoted. BusinessError (the reason goes on the record) for anything else."""
+    text = str(value or "")
+    if not NUMBER.match(text) or text in (".", ".."):
+        raise BusinessError(f"{excerpt(text, 60)!r} is not a Zuora {what}: nothing was sent")
+    return quote(text, safe="")
 
 
 def excerpt(text: str, limit: int = 200) -> str:
@@ -143,7 +157,7 @@ class HttpClient:
         """Send one logical request; retry only what is safe to repeat, within a short bounded wait.
 
         Safe: GETs, writes carrying an Idempotency-Key, and POSTs that only read (`read_only`: queries)."""
-        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        url = self.url_of(path)
         safe = method == "GET" or idempotency_key is not None or read_only
         refreshed = False
         attempt = 0
@@ -245,6 +259,25 @@ class HttpClient:
             if secret and len(secret) >= 6:
                 text = text.replace(secret, "***")
         return text
+
+    def url_of(self, path: str) -> str:
+        """The URL for a path under the base URL. A path with dot segments, or an absolute URL (a paging link) that
+        leaves the base URL, is refused: nothing from an answer or a callout can send a request (and its bearer
+        token) elsewhere."""
+        parts = urlsplit(path)
+        if parts.scheme or parts.netloc:  # an absolute link: only one under our base URL
+            base = urlsplit(self.base_url)
+            if (parts.scheme, parts.netloc) != (base.scheme, base.netloc) or not parts.path.startswith(base.path):
+                raise BusinessError(
+                    f"{self.provider}: refused to follow {excerpt(path, 120)}: not under {self.base_url}"
+                )
+            path = self.relative(path)
+        if not path.startswith("/"):
+            raise BusinessError(f"{self.provider}: refused the path {excerpt(path, 120)}: not an API path")
+        segments = unquote(urlsplit(path).path).split("/")
+        if any(s in (".", "..") for s in segments) or "\\" in path:
+            raise BusinessError(f"{self.provider}: refused the path {excerpt(path, 120)}: it would leave the API")
+        return f"{self.base_url}{path}"
 
     def relative(self, link: str) -> str:
         """A link as a path under our base URL. Paging links are followed this way, so an answer can

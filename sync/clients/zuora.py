@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundError, TransientError, UnexpectedAnswer
-from sync.clients.http import Answer, HttpClient, excerpt
+from sync.clients.http import Answer, HttpClient, excerpt, segment
 from sync.locks import locked_row, one_of
 from sync.models import ProviderToken
 from sync.parallel import each
@@ -297,33 +297,36 @@ class ZuoraClient(HttpClient):
 
     def get_subscription(self, number: str) -> dict:
         """The subscription's latest version, with its rate plans and their charges (charged-through dates)."""
-        return self.request("GET", f"/v1/subscriptions/{number}", read_only=True).body or {}
+        return (
+            self.request("GET", f"/v1/subscriptions/{segment(number, 'subscription number')}", read_only=True).body
+            or {}
+        )
 
     def get_account(self, number: str) -> dict:
-        return self.request("GET", f"/object-query/accounts/{number}").body or {}
+        return self.request("GET", f"/object-query/accounts/{segment(number, 'account number')}").body or {}
 
     def update_account(self, number: str, changes: dict) -> None:
         """PUT the changes (a PUT of the same values is harmless to repeat)."""
-        self.request("PUT", f"/v1/accounts/{number}", json_body=changes, read_only=True)
+        self.request("PUT", f"/v1/accounts/{segment(number, 'account number')}", json_body=changes, read_only=True)
 
     def update_subscription_fields(self, number: str, version: int, fields: dict) -> None:
         """Custom fields of one subscription version, changed in place (no new version)."""
         self.request(
             "PUT",
-            f"/v1/subscriptions/{number}/versions/{version}/customFields",
+            f"/v1/subscriptions/{segment(number, 'subscription number')}/versions/{int(version)}/customFields",
             json_body={"customFields": fields},
             read_only=True,
         )
 
     def orders_of_subscription(self, number: str) -> list[dict]:
         """The orders that changed a subscription, oldest first."""
-        body = self.request("GET", f"/v1/orders/subscription/{number}").body or {}
+        body = self.request("GET", f"/v1/orders/subscription/{segment(number, 'subscription number')}").body or {}
         return sorted(body.get("orders") or [], key=lambda o: (o.get("createdDate") or "", o.get("orderNumber") or ""))
 
     def delete_order(self, order_number: str) -> None:
         """Undo an order: Zuora rolls every subscription it changed back to the previous version."""
         # Safe to repeat: a second DELETE of a deleted order answers 404, which the caller reads as done.
-        self.request("DELETE", f"/v1/orders/{order_number}", read_only=True)
+        self.request("DELETE", f"/v1/orders/{segment(order_number, 'order number')}", read_only=True)
 
     def create_order(self, order: dict, *, idempotency_key: str, track_id: str | None = None) -> OrderResult:
         headers = {"Zuora-Track-Id": track_id[:64]} if track_id else None
@@ -348,7 +351,9 @@ class ZuoraClient(HttpClient):
 
         if not object_name.isalnum():
             raise ValueError(f"not a Zuora object name: {object_name!r}")
-        answer = self.request("GET", f"/v1/describe/{object_name}", headers={"Accept": "text/xml"})
+        answer = self.request(
+            "GET", f"/v1/describe/{segment(object_name, 'object name')}", headers={"Accept": "text/xml"}
+        )
         try:
             root = ElementTree.fromstring(answer.text)
         except ElementTree.ParseError as exc:

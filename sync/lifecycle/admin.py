@@ -79,15 +79,22 @@ class SubscriptionAdmin(LeadIdSearchAdmin):
     def links(self, obj: Subscription) -> str:
         return outside_links(obj.kommo_lead_id, obj.number)
 
-    @admin.action(description="Refresh from Zuora (current version)")
+    @admin.action(description="Refresh from Zuora (current version)", permissions=["refresh"])
     def refresh_from_zuora(self, request, queryset) -> None:
         count = 0
         for row in queryset[:500]:
-            count += hand_to_workers(
+            handed = hand_to_workers(
                 "sync.lifecycle.subscription.refresh",
                 row.number,
                 row.kommo_lead_id,
                 recovery="the daily refresh reads it",
                 group="subscriptions",
             )
+            if handed:
+                self.log_change(request, row, "asked for a refresh from Zuora")
+            count += handed
         messages.info(request, f"{count} refresh(es) queued; the workers read Zuora.")
+
+    def has_refresh_permission(self, request) -> bool:
+        """Queuing work is a repair: RevOps, not the read-only group."""
+        return request.user.has_perm("sync.change_syncrecord")

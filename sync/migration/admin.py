@@ -3,7 +3,6 @@ CSV, then the run itself. The admin never calls Zuora: both are handed to the wo
 
 from __future__ import annotations
 
-import csv
 import io
 
 from django.contrib import admin, messages
@@ -15,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from sync.admin_common import ViewOnlyAdmin
 from sync.models import MigrationRule, MigrationRun
 from sync.records import hand_to_workers
+from zkbridge import spreadsheet
 from zkbridge.business_time import business_today
 
 COLUMNS = ["outcome", "subscription", "account", "lead", "current", "target", "discount", "effective", "reason"]
@@ -49,21 +49,27 @@ class MigrationRuleAdmin(admin.ModelAdmin):
 
     def _hand_over(self, request, queryset, dry_run: bool) -> None:
         count = 0
+        word = "dry run" if dry_run else "run"
         for rule in queryset.filter(active=True):
-            count += hand_to_workers(
-                "sync.migration.run.run_for_rule", rule.id, dry_run, recovery="ask again", group="migration"
+            handed = hand_to_workers(
+                "sync.migration.run.run_for_rule",
+                rule.id,
+                dry_run,
+                str(request.user),
+                recovery="ask again",
+                group="migration",
             )
-        word = "dry run(s)" if dry_run else "run(s)"
-        messages.info(request, f"{count} {word} handed to the workers; see 'dry runs and runs' in a moment.")
+            if handed:
+                self.log_change(request, rule, f"asked for a {word}")
+            count += handed
+        messages.info(request, f"{count} {word}(s) handed to the workers; see 'dry runs and runs' in a moment.")
 
-    @admin.action(description="Dry run: list what would move today (the workers read Zuora)")
+    @admin.action(description="Dry run: list what would move today (the workers read Zuora)", permissions=["change"])
     def dry_run(self, request, queryset) -> None:
         self._hand_over(request, queryset, True)
 
-    @admin.action(description="Run now: move the due subscribers")
+    @admin.action(description="Run now: move the due subscribers", permissions=["change"])
     def run_now(self, request, queryset) -> None:
-        if not self.has_change_permission(request):
-            raise PermissionDenied
         self._hand_over(request, queryset, False)
 
 
@@ -71,8 +77,8 @@ class MigrationRuleAdmin(admin.ModelAdmin):
 class MigrationRunAdmin(ViewOnlyAdmin):
     list_display = ["started_at", "day", "kind", "rule", "ok", "moved", "skipped", "failed", "zuora_reads", "csv"]
     list_filter = ["dry_run", "ok", "rule"]
-    fields = ["day", "kind", "rule", "ok", "error", "summary", "table"]
-    readonly_fields = ["day", "kind", "rule", "ok", "error", "summary", "table"]
+    fields = ["day", "kind", "rule", "requested_by", "ok", "error", "summary", "table"]
+    readonly_fields = ["day", "kind", "rule", "requested_by", "ok", "error", "summary", "table"]
 
     @admin.display(description="kind")
     def kind(self, obj: MigrationRun) -> str:
@@ -123,17 +129,11 @@ class MigrationRunAdmin(ViewOnlyAdmin):
         if run is None:
             return HttpResponse("no such run", status=404, content_type="text/plain")
         out = io.StringIO()
-        writer = csv.writer(out)
+        writer = spreadsheet.writer(out)
         writer.writerow(COLUMNS)
         for row in run.rows:
-            writer.writerow([safe_cell(row.get(c)) for c in COLUMNS])
+            writer.writerow(["" if row.get(c) is None else row.get(c) for c in COLUMNS])
         response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
         word = "dry-run" if run.dry_run else "run"
         response["Content-Disposition"] = f'attachment; filename="migration-{word}-{run.day or business_today()}.csv"'
         return response
-
-
-def safe_cell(value) -> str:
-    """A CSV cell a spreadsheet will not run as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text

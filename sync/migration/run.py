@@ -228,7 +228,9 @@ def record_key(row: Row) -> str:
     return f"plan_migration:{row.subscription}:{row.effective}"
 
 
-def run_migrations(day: dt.date | None = None, *, rule_id: int | None = None, dry_run: bool = False) -> MigrationRun:
+def run_migrations(
+    day: dt.date | None = None, *, rule_id: int | None = None, dry_run: bool = False, requested_by: str = ""
+) -> MigrationRun:
     day = day or business_today()
     rules = list(
         MigrationRule.objects.filter(active=True, starts_on__lte=day).select_related(
@@ -237,7 +239,7 @@ def run_migrations(day: dt.date | None = None, *, rule_id: int | None = None, dr
     )
     if rule_id is not None:
         rules = [r for r in rules if r.id == rule_id]
-    run = MigrationRun.objects.create(day=day, dry_run=dry_run, rule_id=rule_id)
+    run = MigrationRun.objects.create(day=day, dry_run=dry_run, rule_id=rule_id, requested_by=requested_by[:150])
     try:
         # Each rule's subscribers are read in its legacy plan's Zuora entity (one read per entity).
         by_entity: dict[int | None, list[MigrationRule]] = {}
@@ -339,9 +341,9 @@ def payload_of(rule: MigrationRule, row: Row) -> dict[str, Any]:
     }
 
 
-def run_for_rule(rule_id: int, dry_run: bool) -> str:
-    """Worker: a run (or dry run) of one rule, asked for from the admin."""
-    run = run_migrations(rule_id=rule_id, dry_run=dry_run)
+def run_for_rule(rule_id: int, dry_run: bool, requested_by: str = "") -> str:
+    """Worker: a run (or dry run) of one rule, asked for from the admin (by `requested_by`)."""
+    run = run_migrations(rule_id=rule_id, dry_run=dry_run, requested_by=requested_by)
     return f"{run}: {run.summary}" if run.ok else f"{run} failed: {run.error}"
 
 

@@ -14,6 +14,7 @@ from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, outside_links
 from sync.models import Discrepancy, ReconciliationRun
 from sync.reconcile.fixes import fix, outcome
 from sync.reconcile.run import latest_report, report_csv
+from zkbridge.audit import log_action
 
 
 @admin.register(ReconciliationRun)
@@ -55,7 +56,8 @@ class ReconciliationRunAdmin(ViewOnlyAdmin):
             raise PermissionDenied
         from django_q.tasks import async_task
 
-        async_task("sync.reconcile.scheduled", task_name=f"reconcile by {request.user}")
+        async_task("sync.reconcile.scheduled", str(request.user), task_name=f"reconcile by {request.user}")
+        log_action(request, ReconciliationRun, "asked for a reconciliation run now")  # (the worker makes the run)
         messages.success(request, "Reconciliation started; its progress shows below.")
         return redirect("admin:sync_reconciliationrun_changelist")
 
@@ -124,12 +126,14 @@ class DiscrepancyAdmin(LeadIdSearchAdmin, ViewOnlyAdmin):
     def fix_outcome(self, row: Discrepancy) -> str:
         return outcome(row) or "—"
 
-    @admin.action(description="Apply the one-click fix (re-checked first)")
+    def has_fix_permission(self, request) -> bool:
+        return request.user.has_perm("sync.change_syncrecord")
+
+    @admin.action(description="Apply the one-click fix (re-checked first)", permissions=["fix"])
     def apply_fix(self, request: HttpRequest, queryset) -> None:
-        if not request.user.has_perm("sync.change_syncrecord"):
-            raise PermissionDenied
         results: dict[str, int] = {}
         for row in queryset.select_related("sync_record")[:500]:
             result = fix(row, str(request.user))
+            self.log_change(request, row, f"applied the one-click fix: {result.outcome}")
             results[result.outcome] = results.get(result.outcome, 0) + 1
         messages.info(request, "; ".join(f"{n} × {outcome}" for outcome, n in sorted(results.items())))

@@ -6,7 +6,6 @@ Kommo or Zuora half-way leaves the previous report in force and says what failed
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 from typing import Any
@@ -18,12 +17,13 @@ from sync.clients.errors import ApiError
 from sync.models import ApiCall, Discrepancy, ReconciliationRun
 from sync.reconcile.checks import compare
 from sync.reconcile.snapshot import read_snapshot
+from zkbridge import spreadsheet
 
 log = logging.getLogger("zkbridge.reconcile")
 
 
-def run_reconciliation() -> ReconciliationRun:
-    run = ReconciliationRun.objects.create(progress="starting")
+def run_reconciliation(requested_by: str = "") -> ReconciliationRun:
+    run = ReconciliationRun.objects.create(progress="starting", requested_by=requested_by[:150])
     started_calls = ApiCall.objects.order_by("-id").values_list("id", flat=True).first() or 0
 
     def progress(text: str) -> None:
@@ -69,7 +69,7 @@ def latest_report() -> ReconciliationRun | None:
 
 def report_csv(run: ReconciliationRun) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = spreadsheet.writer(out)  # subscription numbers and details come from outside: never a live formula
     writer.writerow(
         ["kind", "action", "kommo_lead_id", "zuora_account_number", "zuora_subscription_number", "detail", "fixed_at"]
     )
@@ -88,7 +88,7 @@ def report_csv(run: ReconciliationRun) -> str:
     return out.getvalue()
 
 
-def scheduled() -> str:
-    """The daily schedule's entry point."""
-    run = run_reconciliation()
+def scheduled(requested_by: str = "") -> str:
+    """The daily schedule's entry point (and the admin's "Run reconciliation now", which names who asked)."""
+    run = run_reconciliation(requested_by)
     return "ok" if run.ok else run.error

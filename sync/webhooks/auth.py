@@ -19,6 +19,7 @@ from rest_framework.exceptions import AuthenticationFailed, NotFound, Throttled
 from sync import counters
 from sync.installation import token_accepted
 from sync.webhooks import zuora
+from zkbridge.network import client_address
 
 log = logging.getLogger("zkbridge.webhooks")
 CHALLENGE = 'Basic realm="zkbridge Zuora callouts", charset="UTF-8"'
@@ -34,7 +35,7 @@ def failed_attempt(request) -> None:
 
 
 def _failures_key(request) -> str:
-    return f"zkbridge:auth-failures:{request.META.get('REMOTE_ADDR', '')}"
+    return f"zkbridge:auth-failures:{client_address(request)}"
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,8 @@ def require_signature(request, body: bytes) -> None:
 
 
 class UsageFeedToken(TokenAuthentication):
-    """DRF's token authentication, with failed attempts counted per address like the others."""
+    """DRF's token authentication (`Authorization: Token <key>`) against hashed keys (sync.models.ApiToken), with
+    failed attempts counted per address like the others."""
 
     def authenticate(self, request):
         try:
@@ -93,3 +95,15 @@ class UsageFeedToken(TokenAuthentication):
         except AuthenticationFailed:
             failed_attempt(request)
             raise
+
+    def authenticate_credentials(self, key):
+        from django.utils import timezone
+
+        from sync.models import ApiToken
+
+        token = ApiToken.objects.select_related("user").filter(digest=ApiToken.digest_of(key)).first()
+        if token is None or not token.user.is_active:
+            raise AuthenticationFailed("Invalid token.")
+        if token.last_used is None or (timezone.now() - token.last_used).total_seconds() > 60:
+            ApiToken.objects.filter(pk=token.pk).update(last_used=timezone.now())  # (at most a write a minute)
+        return token.user, token

@@ -10,6 +10,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from sync.models import WebhookEvent
+from zkbridge.network import client_address
 
 KEPT_HEADERS = (
     "Content-Type",
@@ -55,7 +56,7 @@ def store_event(
             dedup_key=dedup_key[:200],
             body=storable(body),
             headers=headers,
-            remote_addr=request.META.get("REMOTE_ADDR") or None,
+            remote_addr=client_address(request) or None,
             valid=not problem,
             error=problem.replace("\x00", "\\0")[:2000],  # a refusal may quote the body (a NUL in a CSV header)
             processed_at=timezone.now() if processed else None,

@@ -20,6 +20,7 @@ from sync.webhooks.auth import KommoWebhookToken, ZuoraCalloutCredentials, requi
 from sync.webhooks.base import MachineEndpoint
 from sync.webhooks.inbox import body_hash, store_event
 from sync.webhooks.parsers import KommoForm, ZuoraCallout
+from zkbridge.network import client_address
 
 log = logging.getLogger("zkbridge.webhooks")
 
@@ -43,7 +44,7 @@ class KommoWebhookView(MachineEndpoint):
             problem = f"{len(won)} won leads in one web hook; at most {settings.ZKBRIDGE_MAX_LEADS_PER_WEBHOOK}"
             store_event("kommo", request, body_hash(received.body), received.body, problem=problem)
             raise ParseError(problem)
-        source = request.META.get("REMOTE_ADDR") or "-"
+        source = client_address(request) or "-"  # (the client behind our proxy: per-source budgets)
         new = self.not_recorded(won)
         try:  # the common case, a new delivery of new won leads: no savepoints
             outcome = self.record(request, received.body, events, new, source, careful=False)
@@ -105,6 +106,17 @@ class KommoWebhookView(MachineEndpoint):
         return event, records, changes
 
 
+def callout_key(request, body: bytes) -> str:
+    """What makes a callout the same callout. With ZUORA_CALLOUT_HMAC_KEY, the hash of the signed body: the
+    signature covers the body only, so an unsigned header (Zuora-Notification-Id) would let anyone who saw one
+    signed callout replay it under new ids; Zuora's retries repeat the same body. Without a key,
+    Zuora-Notification-Id (stable across Zuora's retries), else the body's hash."""
+    if settings.ZUORA_CALLOUT_HMAC_KEY:
+        return f"signed:{body_hash(body)}"
+    notification_id = request.headers.get("Zuora-Notification-Id", "").strip()[:150]
+    return f"notification:{notification_id}" if notification_id else body_hash(body)
+
+
 class ZuoraCalloutView(MachineEndpoint):
     """POST /webhooks/zuora/: a billing event becomes a billing_event sync record."""
 
@@ -119,8 +131,7 @@ class ZuoraCalloutView(MachineEndpoint):
         if received.problem:  # stored first, then refused: the body is visible in the admin's inbox
             store_event("zuora", request, body_hash(received.body), received.body, problem=received.problem)
         event = received.judged()
-        notification_id = request.headers.get("Zuora-Notification-Id", "").strip()[:150]
-        dedup = f"notification:{notification_id}" if notification_id else body_hash(received.body)
+        dedup = callout_key(request, received.body)
         with transaction.atomic():
             stored, created = store_event("zuora", request, dedup, received.body, processed=True)
             if not created:
