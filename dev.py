@@ -67,16 +67,40 @@ def manage(*args: str, env: dict | None = None, capture: bool = False) -> str:
     return result.stdout or ""
 
 
-def wait_for(url: str, seconds: float = 60) -> None:
+def wait_for(url: str, instance: str, server: subprocess.Popen, seconds: float = 60) -> None:
+    """Until /healthz answers from the web server this run started: its answer names the instance (a nonce
+    handed to that process only), so another server on the port never passes for ours."""
+    import json
+
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"zkbridge: the web server stopped before answering at {url} (see the lines above)")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
+                if response.status == 200 and json.loads(response.read() or b"{}").get("instance") == instance:
                     return
-        except OSError:
-            time.sleep(0.3)
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.3)
     raise SystemExit(f"zkbridge did not answer at {url} within {seconds:.0f}s")
+
+
+def port_taken(address: str) -> bool:
+    """Whether something already listens where the demo's web server would (host:port)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            # As the web server binds (SO_REUSEADDR): a port the last run's connections linger on is free,
+            # one a server listens on is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, int(port)))
+    except OSError:
+        return True
+    return False
 
 
 DEMO_ENV_KEYS = ("ZKBRIDGE_SECRET_KEY", "ZKBRIDGE_ENCRYPTION_KEYS", "ZKBRIDGE_URL", "DATABASE_URL")
@@ -152,10 +176,20 @@ def demo(args: list[str]) -> None:
             f"{'is' if len(real) == 1 else 'are'} set (environment or .env); nothing was changed. To run against "
             f"real accounts, see docs/operations.md."
         )
-    ensure_venv("requirements.lock")
     env = demo_environment()
     base = env["ZKBRIDGE_URL"].rstrip("/")
-    address = base.split("://", 1)[1]
+    address = base.split("://", 1)[1].split("/", 1)[0]
+    if ":" not in address.rsplit("]", 1)[-1]:
+        address += ":80" if base.startswith("http://") else ":443"
+    if port_taken(address):
+        # Before anything is installed, migrated or started: a server already there would otherwise answer
+        # for the demo (its health, its token, its catalog), and the demo would print someone else's URLs.
+        port = int(address.rsplit(":", 1)[1])
+        sys.exit(
+            f"zkbridge: {address} is already in use (another server?); nothing was started. Choose another "
+            f"port: ZKBRIDGE_URL=http://127.0.0.1:{port + 1 if port < 65535 else 8001} python3 dev.py demo"
+        )
+    ensure_venv("requirements.lock")
     say("migrating the database (SQLite by default) …")
     manage("migrate", "--noinput", "-v", "0", env=env)
     if "--reset" in args:
@@ -163,12 +197,19 @@ def demo(args: list[str]) -> None:
         manage("demo_setup", "--reset", env=env)
     manage("collectstatic", "--noinput", "-v", "0", env=env)
     login = manage("demo_setup", "--seed", "--admin", env=env, capture=True).split()
+    import secrets
+
+    instance = secrets.token_hex(8)  # /healthz of this run's web server says it; nothing else knows it
     children = [
-        subprocess.Popen([str(PY), "manage.py", "runserver", address, "--noreload"], cwd=ROOT, env=env),
+        subprocess.Popen(
+            [str(PY), "manage.py", "runserver", address, "--noreload"],
+            cwd=ROOT,
+            env={**env, "ZKBRIDGE_INSTANCE": instance},
+        ),
         subprocess.Popen([str(PY), "manage.py", "qcluster"], cwd=ROOT, env=env),
     ]
 
-    def stop(*_):
+    def stop(*_, failure: str = ""):
         say("stopping …")
         for child in children:
             if child.poll() is None:
@@ -178,11 +219,14 @@ def demo(args: list[str]) -> None:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
-        sys.exit(0)
+        sys.exit(failure or 0)
 
     signal.signal(signal.SIGTERM, stop)
     try:
-        wait_for(f"{base}/healthz")
+        try:
+            wait_for(f"{base}/healthz", instance, children[0])
+        except SystemExit as refused:  # the web server never answered as ours: stop the workers too
+            stop(failure=str(refused.code))
         hook = manage("demo_setup", "--connect", env=env, capture=True).strip().splitlines()[-1]
         print(
             f"""

@@ -7,6 +7,7 @@ import datetime as dt
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Count, IntegerField, Q, Value
@@ -93,7 +94,7 @@ class RatePlanInline(admin.TabularInline):
 
 @admin.register(Product)
 class ProductAdmin(ReadOnlyMirror):
-    list_display = ["name", "sku", "category", "effective_start", "effective_end", "zuora_id", "removed_at"]
+    list_display = ["name", "sku", "category", "effective_start", "effective_end", "removed_at"]
     search_fields = ["name", "sku", "zuora_id"]
     list_filter = ["category"]
     inlines = [RatePlanInline]
@@ -159,7 +160,7 @@ class ChargeInline(admin.TabularInline):
 
 @admin.register(ProductRatePlan)
 class ProductRatePlanAdmin(ReadOnlyMirror):
-    list_display = ["__str__", "zuora_id", "effective_start", "effective_end", "sellable", "currency_list"]
+    list_display = ["__str__", "effective_start", "effective_end", "sellable", "currency_list"]
     list_select_related = ["product"]
     search_fields = ["name", "zuora_id", "product__name", "product__sku"]
     list_filter = ["product"]
@@ -293,6 +294,23 @@ class MappedRatePlanFormSet(BaseInlineFormSet):
             )
 
 
+def picker_label(plan: ProductRatePlan) -> str:
+    """A rate plan as the mapping picker offers it: a plan that cannot be sold today says so ("— retired",
+    "— not yet effective", "— removed from Zuora", "— retires 2027-01-31")."""
+    status = status_label(plan, today())
+    return str(plan) if status == "sellable" else f"{plan} — {status}"
+
+
+class RatePlanAutocomplete(AutocompleteJsonView):
+    """The admin's autocomplete, with each rate plan's sellability in its label (ZkbridgeAdminSite uses it)."""
+
+    def serialize_result(self, obj, to_field_name):
+        result = super().serialize_result(obj, to_field_name)
+        if isinstance(obj, ProductRatePlan):
+            result["text"] = picker_label(obj)
+        return result
+
+
 class MappedRatePlanInline(admin.TabularInline):
     model = MappedRatePlan
     formset = MappedRatePlanFormSet
@@ -301,6 +319,13 @@ class MappedRatePlanInline(admin.TabularInline):
     fields = ["product_rate_plan", "quantity", "price", "tiers", "in_zuora"]
     readonly_fields = ["in_zuora"]
     formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 2, "cols": 36})}}
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "product_rate_plan" and field is not None:
+            # The chosen plan, named as the picker named it.
+            field.label_from_instance = picker_label  # type: ignore[method-assign,assignment]
+        return field
 
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
@@ -399,17 +424,8 @@ class ImportForm(forms.Form):
 
 @admin.register(PlanMapping)
 class PlanMappingAdmin(SimpleHistoryAdmin):
-    list_display = [
-        "kommo_value",
-        "kind",
-        "entity",
-        "currency",
-        "label",
-        "resolved_plans",
-        "deals_synced",
-        "active",
-        "updated_at",
-    ]
+    # The value, what it bills and whether that is still sellable; kind, entity and dates are filters and details.
+    list_display = ["kommo_value", "label", "currency", "resolved_plans", "deals_synced", "active"]
     list_filter = ["kind", "entity", "currency", "active"]
     search_fields = [
         "kommo_value",

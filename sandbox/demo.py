@@ -383,6 +383,115 @@ def generate_leads(first_id: int, count: int, plan: str = "Starter") -> list[int
     return ids
 
 
+LEGACY_LEAD, LEGACY_COMPANY, LEGACY_CONTACT = 24312351, 5550005, 6660007
+LEGACY_SINCE = dt.date(2025, 7, 1)
+
+
+def seed_legacy_customer(today: dt.date | None = None) -> ZSubscription:
+    """A customer billed on "Growth (2024)" since before it retired (sold on 2025-07-01, before zkbridge, on
+    yearly terms that renew): the subscriber a migration off the retired plan moves. Kommo has the won deal
+    with Zuora's numbers on it; Zuora the account and the subscription in its current term."""
+    from sandbox.zuora_orders import _subscribe
+
+    today = today or timezone.localdate()
+    now = int(time.time())
+    KCompany.objects.update_or_create(
+        id=LEGACY_COMPANY,
+        defaults={
+            "name": "Hooli",
+            "updated_at": now,
+            "custom_fields_values": [_multitext("EMAIL", "ap@hooli.example", 100301)],
+        },
+    )
+    KContact.objects.update_or_create(
+        id=LEGACY_CONTACT,
+        defaults={
+            "name": "Gavin Belson",
+            "first_name": "Gavin",
+            "last_name": "Belson",
+            "company_id": LEGACY_COMPANY,
+            "custom_fields_values": [_multitext("EMAIL", "gavin@hooli.example", 100201)],
+            "tags": [],
+            "updated_at": now,
+        },
+    )
+    account, _ = ZAccount.objects.update_or_create(
+        crm_id=f"company:{LEGACY_COMPANY}",
+        defaults={
+            "name": "Hooli",
+            "currency": "USD",
+            "bill_cycle_day": (today + dt.timedelta(days=1)).day,
+            "bill_to": {"firstName": "Gavin", "lastName": "Belson", "workEmail": "ap@hooli.example"},
+            "sold_to": {"firstName": "Gavin", "lastName": "Belson", "workEmail": "gavin@hooli.example"},
+        },
+    )
+    if not account.account_number:
+        account.account_number = f"A{account.id:08d}"
+        account.save(update_fields=["account_number"])
+    rate_plans, _, _ = _subscribe([{"productRatePlanId": zuora_id("Growth (2024)")}], "USD", LEGACY_SINCE)
+    years = max(today.year - LEGACY_SINCE.year - (today < LEGACY_SINCE.replace(year=today.year)), 0)
+    term_start = LEGACY_SINCE.replace(year=LEGACY_SINCE.year + years)  # the yearly term running today
+    term_end = term_start.replace(year=term_start.year + 1)
+    # Invoiced monthly through tomorrow: a migration rule's dry run on the demo's first day shows the move.
+    billed_to = today + dt.timedelta(days=1)
+    for plan in rate_plans:
+        for charge in plan["charges"]:
+            charge["chargedThroughDate"] = billed_to.isoformat()
+    subscription = ZSubscription.objects.filter(account=account).first() or ZSubscription(account=account)
+    for name, value in dict(
+        term_type="TERMED",
+        initial_term=12,
+        renewal_term=12,
+        auto_renew=True,
+        contract_effective_date=LEGACY_SINCE,
+        term_start_date=term_start,
+        term_end_date=term_end,
+        subscription_end_date=term_end,
+        charged_through_date=billed_to,
+        custom_fields={"KommoLeadId__c": str(LEGACY_LEAD)},
+        rate_plans=rate_plans,
+        order_number="O-LEGACY-2025",
+    ).items():
+        setattr(subscription, name, value)
+    subscription.save()
+    if not subscription.subscription_number:
+        subscription.subscription_number = f"A-S{subscription.id:08d}"
+        subscription.save(update_fields=["subscription_number"])
+    won = int(dt.datetime.combine(LEGACY_SINCE, dt.time(12), dt.UTC).timestamp())
+    KLead.objects.update_or_create(
+        id=LEGACY_LEAD,
+        defaults={
+            "name": "Hooli (customer since 2025)",
+            "price": 12000,
+            "status_id": 142,  # Closed - won
+            "pipeline_id": PIPELINE,
+            "created_at": won - 86400 * 14,
+            "updated_at": won,
+            "closed_at": won,
+            "is_deleted": False,
+            "custom_fields_values": _plan("Growth (2024)")
+            + [
+                {
+                    "field_id": 881250,
+                    "field_name": "Zuora account",
+                    "field_type": "text",
+                    "values": [{"value": account.account_number}],
+                },
+                {
+                    "field_id": 881251,
+                    "field_name": "Zuora subscription",
+                    "field_type": "text",
+                    "values": [{"value": subscription.subscription_number}],
+                },
+            ],
+            "company_id": LEGACY_COMPANY,
+            "contacts": [{"id": LEGACY_CONTACT, "is_main": True}],
+            "catalog_elements": [],
+        },
+    )
+    return subscription
+
+
 @transaction.atomic
 def reset() -> None:
     """Forget everything both emulators know (settings and faults included)."""
@@ -475,6 +584,7 @@ def seed_entities() -> list[ZEntity]:
 
 @transaction.atomic
 def seed() -> None:
+    """What every emulated world starts from (the tests' too): the catalog, the demo leads, the OAuth code."""
     seed_zuora_catalog()
     seed_kommo()
     KAuthCode.objects.get_or_create(code="kommo-demo-auth-code")

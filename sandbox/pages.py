@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from sandbox.demo import PLAN_FIELD
 from sandbox.kommo import LOST, WON, set_status
-from sandbox.models import KLead, KNote, KTask, KWebhook, ZAccount, ZSubscription
+from sandbox.models import KLead, KNote, KTask, KWebhook, ZAccount, ZOrder, ZSubscription
 
 STAGES = {39402112: "Negotiation", 142: "Won", 143: "Lost"}
+# The demo's lead fields by id (a field written through the API carries its id only).
+FIELD_NAMES = {PLAN_FIELD: "Plan", 881250: "Zuora account", 881251: "Zuora subscription"}
 
 
 def kommo_home(request: HttpRequest) -> HttpResponse:
@@ -21,12 +26,23 @@ def kommo_home(request: HttpRequest) -> HttpResponse:
     tasks: dict[int, list] = {}
     for task in KTask.objects.filter(entity_type="leads").order_by("id"):
         tasks.setdefault(task.entity_id, []).append(task)
+    from sandbox.models import KCatalogElement
+
+    products = dict(KCatalogElement.objects.values_list("id", "name"))
     rows = []
     for lead in leads:
         fields = {
-            f.get("field_name"): ", ".join(str(v.get("value")) for v in f.get("values") or [])
+            f.get("field_name") or FIELD_NAMES.get(f.get("field_id"), f"field {f.get('field_id')}"): ", ".join(
+                str(v.get("value")) for v in f.get("values") or []
+            )
             for f in lead.custom_fields_values or []
         }
+        for element in lead.catalog_elements or []:
+            quantity = (element.get("metadata") or {}).get("quantity") or 1
+            fields.setdefault("Products", "")
+            fields["Products"] += (
+                f"{', ' if fields['Products'] else ''}{products.get(element.get('id'), element.get('id'))} × {quantity}"
+            )
         rows.append(
             {
                 "lead": lead,
@@ -77,7 +93,53 @@ def kommo_move(request: HttpRequest, lead_id: int) -> HttpResponse:
     return redirect("sandbox-kommo-home")
 
 
+def custom_fields(values: dict) -> list[tuple[str, str]]:
+    """Custom fields as a person reads them: name without Zuora's __c, and the value."""
+    return [(str(name).removesuffix("__c"), "" if value is None else str(value)) for name, value in values.items()]
+
+
+def plan_lines(subscription: ZSubscription, today: dt.date) -> list[dict]:
+    """Each rate plan of a version with what a person asks of it: billed now, starting on a later date (a
+    change at the end of the billing period), or removed (and from when)."""
+    lines = []
+    for plan in subscription.rate_plans:
+        charges = plan.get("charges") or []
+        starts = min((c.get("effectiveStartDate") or "" for c in charges), default="")
+        ends = max((c.get("effectiveEndDate") or "" for c in charges), default="")
+        if plan.get("amendmentType") == "RemoveProduct":
+            state = f"removed from {ends}" if ends > today.isoformat() else f"removed on {ends}"
+        elif starts > today.isoformat():
+            state = f"starts {starts}"
+        else:
+            state = ""
+        lines.append(
+            {
+                "name": f"{plan.get('productName')} / {plan.get('ratePlanName')}",
+                "state": state,
+                "pending": bool(state) and not state.startswith("removed on"),
+                "charges": [
+                    f"{c.get('name')} × {c.get('quantity')}"
+                    + (f", MRR {c['mrr']}" if c.get("mrr") not in (None, "0.00") else "")
+                    for c in charges
+                ],
+            }
+        )
+    return lines
+
+
 def zuora_home(request: HttpRequest) -> HttpResponse:
-    accounts = ZAccount.objects.order_by("-id")
-    subscriptions = ZSubscription.objects.select_related("account").order_by("-id")
-    return render(request, "sandbox/zuora.html", {"accounts": accounts, "subscriptions": subscriptions})
+    today = timezone.localdate()
+    accounts = list(ZAccount.objects.order_by("-id")[:200])
+    subscriptions = list(ZSubscription.objects.select_related("account").order_by("-id")[:200])
+    for account in accounts:
+        account.fields = custom_fields(account.custom_fields)
+    for subscription in subscriptions:
+        subscription.fields = custom_fields(subscription.custom_fields)
+        subscription.plans = plan_lines(subscription, today)
+        subscription.pending = any(line["pending"] for line in subscription.plans)
+    orders = [o for o in ZOrder.objects.order_by("-id")[:200] if o.line_items]
+    return render(
+        request,
+        "sandbox/zuora.html",
+        {"accounts": accounts, "subscriptions": subscriptions, "orders": orders, "today": today},
+    )

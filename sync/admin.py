@@ -18,7 +18,15 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, kommo_lead_url, outside_links, zuora_url
+from sync.admin_common import (
+    LeadIdSearchAdmin,
+    ViewOnlyAdmin,
+    age,
+    deal_cell,
+    kommo_lead_url,
+    outside_links,
+    zuora_url,
+)
 from sync.billing.rules import template_problems
 from sync.models import (
     TRANSITIONS,
@@ -49,7 +57,7 @@ TIMELINE_CALLS = 200
 
 def status_badge(status: str, label: str) -> str:
     return format_html(
-        '<b style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</b>',
+        '<b class="zk-badge" style="color:#fff;background:{};padding:1px 6px;border-radius:8px">{}</b>',
         STATUS_COLOURS.get(status, "#57606a"),
         label,
     )
@@ -59,20 +67,9 @@ def status_badge(status: str, label: str) -> str:
 class SyncRecordAdmin(LeadIdSearchAdmin):
     """The list of every sync, and each record's page: the place to read what happened and repair it."""
 
-    list_display = [
-        "key",
-        "kind",
-        "badge",
-        "kommo_lead_id",
-        "entity",
-        "zuora_account_number",
-        "zuora_subscription_number",
-        "summary",
-        "attempts",
-        "created_at",
-        "short_reason",
-        "links",
-    ]
+    # The columns RevOps scans first; the key, numbers, attempts and dates are on the record's page.
+    list_display = ["deal", "badge", "what", "short_reason", "age", "links"]
+    list_display_links = None
     list_filter = [
         "status",
         "kind",
@@ -120,7 +117,25 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
 
     @admin.display(description="status", ordering="status")
     def badge(self, obj: SyncRecord) -> str:
-        return status_badge(obj.status, obj.get_status_display())
+        return format_html(
+            '{}<span class="zk-sub">{}</span>',
+            status_badge(obj.status, obj.get_status_display()),
+            obj.get_kind_display(),
+        )
+
+    @admin.display(description="deal", ordering="kommo_lead_id")
+    def deal(self, obj: SyncRecord) -> str:
+        return deal_cell(obj, reverse("admin:sync_syncrecord_change", args=[obj.pk]))
+
+    @admin.display(description="what")
+    def what(self, obj: SyncRecord) -> str:
+        number = obj.zuora_subscription_number or obj.zuora_account_number
+        summary = obj.summary[:80] + ("…" if len(obj.summary) > 80 else "")
+        return format_html('{}<span class="zk-sub">{}</span>', summary or "—", number) if number else summary or "—"
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, obj: SyncRecord) -> str:
+        return age(obj.created_at)
 
     @admin.display(description="open in")
     def links(self, obj: SyncRecord) -> str:
@@ -333,7 +348,7 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
 
 @admin.register(ApiCall)
 class ApiCallAdmin(ViewOnlyAdmin):
-    list_display = ["at", "provider", "method", "path", "status", "duration_ms", "request_id", "sync_record"]
+    list_display = ["at", "call", "status", "duration_ms", "record"]
     list_filter = ["provider", "status", "method"]
     search_fields = ["path", "request_id", "idempotency_key"]
     list_select_related = ["sync_record"]
@@ -353,6 +368,16 @@ class ApiCallAdmin(ViewOnlyAdmin):
         "request_body",
         "response_body",
     ]
+
+    @admin.display(description="call", ordering="path")
+    def call(self, obj: ApiCall) -> str:
+        return format_html('{} {} <span class="zk-url">{}</span>', obj.provider.title(), obj.method, obj.path)
+
+    @admin.display(description="sync record", ordering="sync_record")
+    def record(self, obj: ApiCall) -> str:
+        if obj.sync_record_id is None:
+            return "—"
+        return deal_cell(obj.sync_record, reverse("admin:sync_syncrecord_change", args=[obj.sync_record_id]))
 
 
 @admin.register(EntityRoute)
@@ -386,7 +411,7 @@ class CustomerAccountAdmin(ViewOnlyAdmin):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ViewOnlyAdmin):
-    list_display = ["received_at", "source", "valid", "error", "dedup_key", "duplicates", "processed_at", "remote_addr"]
+    list_display = ["received_at", "source", "valid", "short_error", "duplicates", "processed_at"]
     list_filter = ["source", "valid"]
     search_fields = ["dedup_key", "body"]
     show_full_result_count = False
@@ -402,6 +427,10 @@ class WebhookEventAdmin(ViewOnlyAdmin):
         "body",
         "error",
     ]
+
+    @admin.display(description="refused because", ordering="error")
+    def short_error(self, obj) -> str:
+        return (obj.error[:120] + "…") if len(obj.error) > 120 else (obj.error or "—")
 
 
 class BillingEventRuleForm(forms.ModelForm):

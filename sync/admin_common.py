@@ -50,3 +50,37 @@ def outside_links(lead_id: int | None, zuora_number: str, *extra: str) -> str:
         parts.append(format_html('<a href="{}" target="_blank">Zuora</a>', zuora_url(zuora_number)))
     parts += [e for e in extra if e]
     return format_html(" · ".join(["{}"] * len(parts)), *parts) if parts else "—"
+
+
+def deal_title(record) -> str:
+    """What RevOps calls a record's deal: the lead's name as Kommo had it, else the lead, the subscription or the
+    account the record is about (a record key is for machines)."""
+    name = (record.steps or {}).get("lead", {}).get("name") if record is not None else ""
+    if name:
+        return str(name)
+    if record is None:
+        return "—"
+    if record.kommo_lead_id:
+        return f"lead {record.kommo_lead_id}"
+    return record.zuora_subscription_number or record.zuora_account_number or record.get_kind_display()
+
+
+def deal_cell(record, url: str = "") -> str:
+    """The deal's name (a link to `url`), with its lead id beneath it."""
+    title = deal_title(record)
+    sub = f"lead {record.kommo_lead_id}" if record is not None and record.kommo_lead_id else ""
+    name = format_html('<a href="{}">{}</a>', url, title) if url else title
+    return format_html('{}<span class="zk-sub">{}</span>', name, sub) if sub else format_html("{}", name)
+
+
+def age(moment) -> str:
+    """How long ago, in one short phrase ("3 min", "2 h", "5 d")."""
+    from django.utils import timezone
+
+    if moment is None:
+        return "—"
+    seconds = max(int((timezone.now() - moment).total_seconds()), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"

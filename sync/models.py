@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from sync.context import check_lease
+from zkbridge.business_time import business_today
 from zkbridge.vault import EncryptedTextField
 
 
@@ -249,7 +250,16 @@ class Subscription(models.Model):
     auto_renew = models.BooleanField(null=True)
     charged_through = models.DateField(null=True, blank=True)
     ends_on = models.DateField(null=True, blank=True, help_text="A cancelled subscription's last day in Zuora")
-    rate_plans = models.JSONField(default=list, blank=True, help_text="[{id, productRatePlanId, name}]")
+    mrr = models.DecimalField(
+        "MRR",
+        max_digits=18,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="Monthly recurring revenue, as Zuora states it",
+    )
+    currency = models.CharField(max_length=3, blank=True)
+    rate_plans = models.JSONField(default=list, blank=True, help_text="[{id, productRatePlanId, name, mrr}]")
     refreshed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -402,7 +412,9 @@ class MigrationRule(models.Model):
     )
     moment = models.CharField(max_length=20, choices=Moment.choices, default=Moment.TERM_END)
     days_ahead = models.PositiveIntegerField(default=1, help_text="Move subscriptions whose date falls N days ahead")
-    starts_on = models.DateField(help_text="The rule does nothing before this date")
+    starts_on = models.DateField(
+        default=business_today, help_text="The rule does nothing before this date (today unless you say)"
+    )
     active = models.BooleanField(default=True, help_text="Paused rules move no one")
     quiet = models.BooleanField(
         default=False,

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from sync import kommo_texts
 from sync.clients.errors import ApiError, TransientError
 from sync.context import current_record_id
 from sync.flows import FLOWS, Ignored, NeedsAttention, Waiting, close_attention_task, notify_attention
@@ -143,7 +144,8 @@ def supersede(record: SyncRecord) -> None:
     reason = f"superseded by {record.key}, which applied the deal's current state"
     SyncRecord.objects.filter(id__in=ids).transition("resolve", finished_at=timezone.now(), reason=reason)
     for old in SyncRecord.objects.filter(id__in=ids, status=SyncRecord.Status.RESOLVED):
-        close_attention_task(old, f"resolved: {reason}")
+        later = record.get_kind_display().lower()
+        close_attention_task(old, kommo_texts.result(f"resolved: a later {later} applied the deal's current state"))
 
 
 FINAL = (SyncRecord.Status.SUCCEEDED, SyncRecord.Status.RESOLVED, SyncRecord.Status.CANCELLED)

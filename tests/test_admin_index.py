@@ -46,3 +46,12 @@ def test_staff_without_a_group_see_no_dashboard(db):
     client.force_login(user)
     page = client.get("/admin/").content.decode()
     assert 'id="zk-dashboard"' not in page and "Sync records" not in page
+
+
+def test_every_page_has_its_icon_and_asking_for_it_logs_nothing(admin_client, caplog):
+    assert 'rel="icon" type="image/svg+xml" href="/favicon.svg"' in admin_client.get("/admin/").content.decode()
+    for url in ("/favicon.ico", "/favicon.svg"):
+        answer = admin_client.get(url)
+        assert answer.status_code == 200 and answer["Content-Type"] == "image/svg+xml", url
+        assert answer.content.startswith(b"<svg") and "max-age" in answer["Cache-Control"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING" and "favicon" in r.getMessage()]

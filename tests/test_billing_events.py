@@ -66,9 +66,10 @@ def test_payment_processed_is_a_note_with_the_money_formatted(synced):
 
 def test_a_failed_payment_is_a_note_and_a_task_due_today_for_the_deal_owner(synced):
     callout(synced, event(synced, "PaymentProcessingError", amount="99.5", currency="EUR"), notification_id="n2")
-    assert "payment of €99.50 FAILED" in synced.notes(ACME_EXPANSION)[0]
+    account = synced.deal.zuora_account_number
+    assert synced.notes(ACME_EXPANSION)[0].startswith(f"Zuora: payment of €99.50 failed on account {account} on ")
     [task] = synced.tasks(ACME_EXPANSION)
-    assert task.text.startswith("Contact the client — payment failed (€99.50")
+    assert task.text == f"Zuora: payment of €99.50 failed on account {account}. Contact the client about it."
     assert task.responsible_user_id == 7720001
     due = dt.datetime.fromtimestamp(task.complete_till, dt.UTC)
     assert due.date() == dt.datetime.now(dt.UTC).date() and due.hour == 23
@@ -77,8 +78,8 @@ def test_a_failed_payment_is_a_note_and_a_task_due_today_for_the_deal_owner(sync
 @pytest.mark.parametrize(
     "event_type, note",
     [
-        ("SubscriptionCanceled", "was cancelled"),
-        ("SubscriptionCancelled", "was cancelled"),  # alias
+        ("SubscriptionCanceled", "is cancelled, effective"),
+        ("SubscriptionCancelled", "is cancelled, effective"),  # alias
         ("SubscriptionRenewed", "renewed"),
     ],
 )
@@ -91,7 +92,10 @@ def test_subscription_events_are_notes(synced, event_type, note):
 def test_a_renewal_reminder_is_a_task(synced):
     callout(synced, event(synced, "ContractRenewalReminder"))
     assert synced.notes(ACME_EXPANSION) == []
-    assert synced.tasks(ACME_EXPANSION)[0].text.startswith("Contract ends in 30 days — discuss renewal")
+    number = synced.deal.zuora_subscription_number
+    assert synced.tasks(ACME_EXPANSION)[0].text == (
+        f"Zuora: subscription {number} ends in 30 days. Discuss the renewal with the client."
+    )
 
 
 def test_the_nested_body_and_the_payment_declined_alias_are_read(synced):
@@ -102,16 +106,16 @@ def test_the_nested_body_and_the_payment_declined_alias_are_read(synced):
         "Subscription": {"SubscriptionNumber": ""},
     }
     assert callout(synced, body).json()["event"] == "PaymentProcessingError"
-    assert "$10.00 FAILED" in synced.notes(ACME_EXPANSION)[0]
+    assert "payment of $10.00 failed" in synced.notes(ACME_EXPANSION)[0]
 
 
 def test_template_edits_take_effect(synced):
     BillingEventRule.objects.filter(event_type="PaymentProcessed").update(
-        note_template="Paid {amount} ({event}) — {subscription}"
+        note_template="Zuora: paid {amount} ({event}), subscription {subscription}."
     )
     callout(synced, event(synced, "PaymentProcessed"))
     assert synced.notes(ACME_EXPANSION) == [
-        f"Paid $1,200.00 (PaymentProcessed) — {synced.deal.zuora_subscription_number}"
+        f"Zuora: paid $1,200.00 (PaymentProcessed), subscription {synced.deal.zuora_subscription_number}."
     ]
 
 

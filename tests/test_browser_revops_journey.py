@@ -26,7 +26,7 @@ def test_revops_fixes_a_needs_attention_deal_from_the_dashboard(catalog):
         assert "no plan mapping for plan 'Platinum'" in dashboard.inner_text()
         page.screenshot(path=str(ARTIFACTS / "journey-1-dashboard.png"), full_page=True)
 
-        dashboard.get_by_role("link", name=f"deal_won:{UMBRELLA}").click()
+        dashboard.get_by_role("link", name="Umbrella platinum").click()
         assert "no plan mapping for plan 'Platinum'" in page.locator("#content").inner_text()
         page.screenshot(path=str(ARTIFACTS / "journey-2-needs-attention.png"), full_page=True)
 

@@ -68,8 +68,8 @@ def test_sixty_deals_cost_eight_kommo_calls_and_each_keeps_its_own_record(catalo
         fields = {f["field_id"]: f["values"][0]["value"] for f in lead.custom_fields_values}
         assert fields[881251] == sub.subscription_number and fields[881250] == sub.account.account_number
         assert notes_of(record.kommo_lead_id) == [
-            f"Zuora: account {sub.account.account_number}, subscription {sub.subscription_number} "
-            f"(Starter, $300.00 MRR) active"
+            f"Zuora: subscription {sub.subscription_number} on account {sub.account.account_number} is active "
+            f"(Starter, $300.00 MRR)."
         ]
         assert record.step_data("lead_fields")["updated_at"] == lead.updated_at
         assert CustomerAccount.objects.get(customer_key=f"company:{record.kommo_lead_id}").account_number

@@ -10,6 +10,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 import pytest
+import requests
 from django.core.management import call_command
 
 from catalog.models import PlanMapping
@@ -51,8 +52,8 @@ def test_the_lead_gets_the_numbers_and_a_note(catalog):
     fields = {f["field_id"]: f["values"][0]["value"] for f in catalog.lead(ACME_EXPANSION).custom_fields_values}
     assert fields[881250] == rec.zuora_account_number and fields[881251] == rec.zuora_subscription_number
     assert catalog.notes(ACME_EXPANSION) == [
-        f"Zuora: account {rec.zuora_account_number}, subscription {rec.zuora_subscription_number} "
-        f"(Starter, $300.00 MRR) active"
+        f"Zuora: subscription {rec.zuora_subscription_number} on account {rec.zuora_account_number} is active "
+        f"(Starter, $300.00 MRR)."
     ]
 
 
@@ -66,7 +67,10 @@ def test_plan_and_products_together_with_one_time_items(catalog):
 
     order = ZOrder.objects.get(order_number=sub.order_number)
     assert [i["itemName"] for i in order.line_items] == ["Onboarding package"]
-    assert "$1,200.00 MRR) active" in catalog.notes(ACME)[0] and "Growth, Onboarding package" in catalog.notes(ACME)[0]
+    page = requests.get(f"{catalog.url}/sandbox/zuora/", timeout=10).text  # the one-time item, on the page
+    assert f"<td>{order.order_number}</td><td>{sub.account.account_number}</td>" in page
+    assert "Onboarding package × 1" in page
+    assert catalog.notes(ACME)[0].endswith(" is active (Growth, Onboarding package, $1,200.00 MRR).")
     # Bill-to: the contact tagged "billing" wins over the main contact; sold-to is the main contact.
     assert sub.account.bill_to["workEmail"] == "bob@acme.example"
     assert sub.account.sold_to["workEmail"] == "jane@acme.example"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from decimal import Decimal
 
 import pytest
 import requests
@@ -157,8 +158,10 @@ def test_an_upgrade_applies_immediately_as_one_change_plan_order_on_the_same_sub
     assert order.actions[0]["type"] == "ChangePlan" and order.actions[0]["effective"] == str(business_today())
     assert len(billed.subscriptions(ACME_EXPANSION)) == 2 and ZSubscription.objects.count() == 2  # no new one
     note = billed.notes(ACME_EXPANSION)[-1]
-    assert f"plan change on {number()}: Starter → Growth, effective {business_today()}" in note
-    assert "upgrade, immediately (prorated)" in note and "MRR $300.00 → $1,200.00" in note
+    assert note == (
+        f"Zuora: subscription {number()} changes from Starter to Growth on {business_today()} "
+        f"(upgrade, immediately, prorated); MRR $300.00 → $1,200.00."
+    )
     mirror = Subscription.objects.get(number=number())
     assert mirror.version == 2 and [p["name"] for p in mirror.rate_plans] == ["Growth"]
     deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
@@ -180,8 +183,14 @@ def test_a_downgrade_waits_for_the_end_of_the_billing_period_with_no_proration_a
         "EffectiveEndOfBillingPeriod"
     )
     assert order.credit == 0 and not order.prorated  # aligned to the charged-through date
-    assert "downgrade, at the end of the billing period (no proration, no credit)" in billed.notes(ACME_EXPANSION)[-1]
+    assert "downgrade, at the end of the billing period, no proration, no credit)" in billed.notes(ACME_EXPANSION)[-1]
     assert [v.status for v in versions(number())] == ["Expired", "Expired", "Active"]
+    # The Zuora emulator's page shows the pending downgrade with its date, and custom fields as fields.
+    page = requests.get(f"{billed.url}/sandbox/zuora/", timeout=10).text
+    latest = page[page.index(f'id="sub-{number()}-v3"') :].split("</tr>")[0]
+    assert "change pending" in latest and f"Starter — <b>starts {charged_through}</b>" in latest
+    assert f"Growth — <b>removed from {charged_through}</b>" in latest
+    assert f"KommoLeadId: <b>{ACME_EXPANSION}</b>" in latest and "{" not in latest
 
 
 def test_a_change_dated_by_the_lead_field(billed, settings):
@@ -310,7 +319,7 @@ def test_lost_cancels_at_the_end_of_the_current_term_by_default(billed):
     assert sub.status == "Cancelled" and sub.subscription_end_date == sub.term_end_date
     [order] = change_orders()
     assert order.actions[0]["policy"] == "EndOfCurrentTerm" and order.credit == 0
-    assert f"billing ends {sub.term_end_date}" in billed.notes(ACME_EXPANSION)[-1]
+    assert f"billing ends on {sub.term_end_date}." in billed.notes(ACME_EXPANSION)[-1]
     assert Subscription.objects.get(number=number()).ends_on == sub.term_end_date
 
 
@@ -337,7 +346,7 @@ def test_cancel_on_the_deals_date_and_refuse_one_before_the_start(billed, settin
     assert fixed.status == "succeeded" and current(number()).subscription_end_date == day
     assert first.status == "resolved" and f"superseded by {fixed.key}" in first.reason  # its task is closed
     [task] = billed.tasks(ACME_EXPANSION)
-    assert task.is_completed and "superseded" in task.result
+    assert task.is_completed and "a later cancellation applied" in task.result
     [order] = change_orders()
     assert order.actions[0]["policy"] == "SpecificDate"
 
@@ -410,16 +419,32 @@ def test_a_subscription_amended_in_zuora_is_one_plan_differs_finding_applied_in_
     assert run_reconciliation().summary["discrepancies"] == 0
 
 
+def test_the_won_deal_mirror_names_its_rate_plans_and_mrr(billed):
+    """Written from the order zkbridge placed (no extra call): what the migration rules and the Subscriptions
+    list read, and the MRR the dashboard sums per month of renewal."""
+    sub = current(number())
+    mirror = Subscription.objects.get(number=number())
+    assert [(p["productRatePlanId"], p["name"]) for p in mirror.rate_plans] == [
+        (sub.rate_plans[0]["productRatePlanId"], "Starter")
+    ]
+    assert mirror.mrr == Decimal(sub.rate_plans[0]["charges"][0]["mrr"]) > 0
+
+
 def test_revops_list_the_subscriptions_ending_soon(billed, admin_client):
     sub = current(number())
     ZSubscription.objects.filter(id=sub.id).update(term_end_date=business_today() + dt.timedelta(days=20))
     bill_through(billed, business_today() + dt.timedelta(days=5))
     from sync.lifecycle.subscription import refresh_all
 
+    Subscription.objects.update(rate_plans=[], mrr=None)  # whatever the mirror held, the refresh restates it
     assert refresh_all() == 1  # in bulk: current versions, their rate plans and charges
     mirror = Subscription.objects.get(number=number())
     assert mirror.term_end == business_today() + dt.timedelta(days=20)
     assert mirror.charged_through == business_today() + dt.timedelta(days=5)
+    assert [(p["productRatePlanId"], p["name"]) for p in mirror.rate_plans] == [
+        (sub.rate_plans[0]["productRatePlanId"], "Starter")
+    ]
+    assert mirror.rate_plans[0]["id"] and mirror.mrr == Decimal(sub.rate_plans[0]["charges"][0]["mrr"])
     page = admin_client.get("/admin/sync/subscription/?ends_within=30")
     assert page.status_code == 200 and number().encode() in page.content
     assert b"ACME" in page.content  # the deal, by name
@@ -467,7 +492,7 @@ def test_a_change_order_whose_answer_was_lost_is_found_not_sent_twice(billed):
     assert run_sync(record.id) == "succeeded"
     record.refresh_from_db()
     assert record.step_data("order")["found"] and len(change_orders()) == 1 and len(versions(number())) == 2
-    assert billed.notes(ACME_EXPANSION)[-1].count("Starter → Growth") == 1
+    assert billed.notes(ACME_EXPANSION)[-1].count("from Starter to Growth") == 1
 
 
 def test_a_cancellation_whose_answer_was_lost_is_found_and_a_lost_undo_answer_too(billed):
@@ -503,7 +528,7 @@ def test_the_demo_pages_let_a_stranger_change_the_plan_and_lose_the_deal(billed,
     assert [p["ratePlanName"] for p in current(number()).billed_plans] == ["Growth"]
     client.post(f"/sandbox/kommo/demo/leads/{ACME_EXPANSION}/move/", {"status_id": 143})
     assert current(number()).status == "Cancelled"
-    assert b" v3 (Cancelled, ends " in client.get("/sandbox/zuora/").content
+    assert f"<b>{number()}</b> v3<br>Cancelled, ends ".encode() in client.get("/sandbox/zuora/").content
 
 
 def test_kommos_report_of_zkbridges_own_field_write_is_not_a_change(catalog):
@@ -552,7 +577,7 @@ def test_more_seats_on_the_same_plan_is_one_update_product_order(billed):
     assert action["updateProduct"]["chargeUpdates"][0]["pricing"]["recurringPerUnit"]["quantity"] == 15
     growth = next(p for p in current(number()).billed_plans if p["ratePlanName"] == "Growth")
     assert growth["charges"][0]["quantity"] == "15" and growth["charges"][0]["mrr"] == "1800.00"
-    assert "Growth × 10, Starter → Starter, Growth seats × 15" in billed.notes(ACME_EXPANSION)[-1]
+    assert "from Growth × 10, Starter to Starter, Growth seats × 15 on" in billed.notes(ACME_EXPANSION)[-1]
     assert "upgrade, immediately" in billed.notes(ACME_EXPANSION)[-1]
     sell(15)  # the same quantity again: nothing sent
     assert records("plan_change")[-1].status == "ignored" and len(change_orders()) == 2

@@ -431,3 +431,33 @@ def test_a_restore_zuora_refused_at_first_is_retried_by_the_sweep_until_done(leg
     record.refresh_from_db()
     assert record.step_done("restore")
     assert current(legacy.termed).account.communication_profile_id == "CP-STANDARD"
+
+
+def test_the_demos_legacy_subscriber_shows_in_the_dashboard_and_a_dry_run_moves_it(catalog, admin_client):
+    """The README's walkthrough: Hooli, billed on "Growth (2024)" since 2025, is on the dashboard's
+    retired-plans chart after the subscription refresh, and a rule's dry run today lists its move."""
+    from sandbox.demo import seed_legacy_customer
+    from sync.lifecycle.subscription import refresh_all
+    from zkbridge.business_time import business_today
+
+    hooli = seed_legacy_customer()
+    assert refresh_all() == 1
+    page = admin_client.get("/admin/").content.decode()
+    legacy = page[page.index('id="zk-legacy"') : page.index('id="zk-renewals"')]
+    assert 'data-label="zkbridge Platform / Growth (2024)" data-total="1"' in legacy
+    rule = MigrationRule.objects.create(
+        source_plan=plan("Growth (2024)"), target_plan=plan(GROWTH), moment=MigrationRule.Moment.CHARGED_THROUGH
+    )
+    assert rule.starts_on == business_today()  # "Starts on" defaults to today
+    run = run_migrations(business_today(), rule_id=rule.id, dry_run=True)
+    assert run.ok, run.error
+    [row] = run.rows
+    assert (row["subscription"], row["outcome"], row["target"]) == (
+        hooli.subscription_number,
+        "move",
+        "zkbridge Platform / Growth",
+    )
+    assert row["effective"] == str(business_today() + dt.timedelta(days=1))
+    shown = admin_client.get(f"/admin/sync/migrationrun/{run.id}/change/").content.decode()
+    assert "1 would move · 0 skipped" in shown and "zkbridge Platform / Growth (2024): 1" in shown
+    assert plan("Growth (2024)").zuora_id not in shown.split('id="content"')[1]  # names, not internal ids

@@ -29,6 +29,7 @@ def history(db):
             SyncRecord(
                 kind="deal_won",
                 key="deal_won:old",
+                kommo_lead_id=7,
                 status="needs_attention",
                 reason="no plan mapping for X",
                 created_at=now - dt.timedelta(days=3),
@@ -45,10 +46,13 @@ def history(db):
 def test_the_dashboard_shows_outcomes_attention_freshness_and_the_chart(admin_client, history):
     page = admin_client.get("/admin/").content.decode()
     assert 'id="zk-dashboard"' in page
-    assert "deal_won:old" in page and "no plan mapping for X" in page
+    attention = page[page.index('id="zk-attention"') : page.index('id="zk-syncs"')]
+    assert "lead 7" in attention and "no plan mapping for X" in attention and ">3 d<" in attention
+    assert "deal_won:old" not in attention  # deals by name or lead, never by record key
     assert "Last Kommo web hook" in page and "ago" in page
     assert "2 / 8" in page and "25.0 %" in page  # Zuora error rate
-    assert page.count('class="zk-bar"') == 30
+    syncs = page[page.index('id="zk-syncs"') : page.index('id="zk-reconciliation"')]
+    assert syncs.count('class="zk-bar"') == 30
 
 
 def test_the_dashboard_is_only_for_revops(client, history):
@@ -176,8 +180,15 @@ def test_the_chart_counts_each_day_in_the_business_time_zone(history):
     from sync.ops.dashboard import daily_chart
 
     chart = daily_chart()
-    assert [(c["synced"], c["failed"]) for c in chart[-5:]] == [(4, 0), (4, 1), (4, 0), (4, 0), (4, 1)]
-    assert sum(c["synced"] for c in chart) == 20 and chart[-1]["day"] == timezone.localdate()
+    outcomes = [(c["succeeded"], c["needs_attention"], c["failed"]) for c in chart[-5:]]
+    assert outcomes == [(4, 0, 0), (4, 1, 0), (4, 0, 0), (4, 0, 0), (4, 0, 1)]
+    assert sum(c["succeeded"] for c in chart) == 20 and chart[-1]["day"] == timezone.localdate()
+
+
+def bar_total(svg: str, index: int) -> str:
+    """The number the index-th bar of a chart carries (its data-total attribute)."""
+    bars = svg.split('class="zk-bar"')[1:]
+    return bars[index].split('data-total="')[1].split('"')[0]
 
 
 def test_the_dashboard_charts_the_reconciliation_trend(admin_client, history):
@@ -188,5 +199,99 @@ def test_the_dashboard_charts_the_reconciliation_trend(admin_client, history):
         ReconciliationRun.objects.create(ok=True, summary={"discrepancies": found})
     ReconciliationRun.objects.create(ok=False, error="Kommo failed half-way")
     page = admin_client.get("/admin/").content.decode()
-    trend = page[page.index('id="zk-reconciliation"') :]
+    trend = page[page.index('id="zk-reconciliation"') : page.index('id="zk-legacy"')]
     assert trend.count('class="zk-bar"') == 3 and "latest: 3 on" in trend
+    # Each bar says its number, on a y axis of round numbers up to the highest (12 → 0, 5, 10, 15).
+    assert [bar_total(trend, i) for i in range(3)] == ["12", "7", "3"]
+    assert all(f">{tick}</text>" in trend for tick in ("0", "5", "10", "15"))
+
+
+def test_the_chart_axis_is_round_numbers_above_the_highest_bar():
+    from sync.ops.charts import nice_scale, number
+
+    assert nice_scale(0) == (1.0, 1.0) and nice_scale(1) == (1.0, 1.0) and nice_scale(3) == (3.0, 1.0)
+    assert nice_scale(12) == (15.0, 5.0) and nice_scale(97) == (100.0, 25.0) and nice_scale(1234) == (1500.0, 500.0)
+    assert number(1234) == "1,234" and number(12500, compact=True) == "12.5k" and number(2_000_000, True) == "2M"
+
+
+def test_the_dashboard_charts_renewals_and_the_mrr_ending_per_month(admin_client, db):
+    """From the subscription mirror: renewals counted in the month their term ends; MRR ending summed per
+    currency (auto-renew off, or cancelled to end that month), never across currencies."""
+    from decimal import Decimal
+
+    from sync.models import Subscription
+    from zkbridge.business_time import business_today
+
+    first = business_today().replace(day=1)
+    next_month = (first + dt.timedelta(days=32)).replace(day=1)
+    rows = [
+        ("S1", "Active", True, first + dt.timedelta(days=20), None, "100", "USD"),
+        ("S2", "Active", True, next_month + dt.timedelta(days=3), None, "200", "USD"),
+        ("S3", "Active", True, next_month + dt.timedelta(days=9), None, "300", "USD"),
+        ("S4", "Active", False, next_month + dt.timedelta(days=9), None, "450.50", "USD"),
+        ("S5", "Cancelled", True, None, next_month, "1000", "USD"),
+        ("S6", "Active", False, first + dt.timedelta(days=20), None, "80", "EUR"),
+        ("S7", "Active", True, first - dt.timedelta(days=40), None, "999", "USD"),  # term ended: not ahead
+    ]
+    Subscription.objects.bulk_create(
+        Subscription(number=n, status=st, auto_renew=ar, term_end=te, ends_on=eo, mrr=Decimal(m), currency=c)
+        for n, st, ar, te, eo, m, c in rows
+    )
+    page = admin_client.get("/admin/").content.decode()
+    renewals = page[page.index('id="zk-renewals"') : page.index('id="zk-mrr-ending"')]
+    assert [bar_total(renewals, i) for i in range(3)] == ["1", "2", "0"]
+    ending = page[page.index('id="zk-mrr-ending"') : page.index('id="zk-my-actions"')]
+    usd, eur = ending.split("<svg")[1:3]
+    assert "MRR ending (USD)" in usd and [bar_total(usd, i) for i in range(2)] == ["0", "1,450.50"]
+    assert "MRR ending (EUR)" in eur and [bar_total(eur, i) for i in range(2)] == ["80", "0"]
+
+
+def test_the_dashboard_charts_subscribers_left_on_retired_plans(admin_client, db):
+    from catalog.models import Product, ProductRatePlan
+    from sync.models import Subscription
+
+    product = Product.objects.create(
+        zuora_id="p", name="Platform", effective_start=dt.date(2020, 1, 1), effective_end=dt.date(2099, 1, 1)
+    )
+    old = ProductRatePlan.objects.create(
+        zuora_id="rp-old",
+        product=product,
+        name="Growth (2024)",
+        effective_start=dt.date(2024, 1, 1),
+        effective_end=dt.date(2026, 6, 30),
+    )
+    ProductRatePlan.objects.create(
+        zuora_id="rp-new",
+        product=product,
+        name="Growth",
+        effective_start=dt.date(2026, 7, 1),
+        effective_end=dt.date(2099, 1, 1),
+    )
+    empty = page_of(admin_client, "zk-legacy", "zk-renewals")
+    assert "No active subscription is on a retired or retiring plan" in empty
+    plans = [{"id": "x", "productRatePlanId": "rp-old", "name": "Growth (2024)"}]
+    Subscription.objects.bulk_create(
+        [Subscription(number=f"S{n}", status="Active", rate_plans=plans) for n in range(3)]
+        + [Subscription(number="C1", status="Cancelled", rate_plans=plans)]
+        + [Subscription(number="N1", status="Active", rate_plans=[{"productRatePlanId": "rp-new"}])]
+    )
+    legacy = page_of(admin_client, "zk-legacy", "zk-renewals")
+    assert legacy.count('class="zk-bar"') == 1 and 'data-label="Platform / Growth (2024)"' in legacy
+    assert bar_total(legacy, 0) == "3"
+    assert old.pk  # (the retired plan the bar names)
+
+
+def page_of(client, start: str, end: str) -> str:
+    page = client.get("/admin/").content.decode()
+    return page[page.index(f'id="{start}"') : page.index(f'id="{end}"')]
+
+
+def test_revops_apps_come_first_and_the_operators_apart(admin_client, db):
+    page = admin_client.get("/admin/").content.decode()
+    revops = page[page.index('id="zk-revops-apps"') : page.index('id="zk-ops-apps"')]
+    ops = page[page.index('id="zk-ops-apps"') :]
+    assert revops.index("Sync records") < revops.index("Plan mappings")
+    for name in ("Sync records", "Subscriptions", "Discrepancies", "Plan mappings", "Migration rules"):
+        assert name in revops and name not in ops, name
+    for name in ("Api calls", "Webhook events", "API tokens", "Access attempts", "Scheduled tasks", "Users"):
+        assert name in ops and name not in revops, name

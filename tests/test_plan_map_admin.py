@@ -248,3 +248,19 @@ def test_the_units_of_measure_are_mirrored_read_only(revops):
     page = revops.get("/admin/catalog/unitofmeasure/").content.decode()
     assert "API call" in page and "GB" in page
     assert revops.get("/admin/catalog/unitofmeasure/add/").status_code == 403
+
+
+def test_the_rate_plan_picker_says_which_plans_cannot_be_sold(revops):
+    """The mapping's picker offers every mirrored plan (a mapping may be prepared ahead), naming those that
+    are retired or not yet effective — and the chosen plan keeps its label on the mapping's page."""
+    query = "app_label=catalog&model_name=mappedrateplan&field_name=product_rate_plan&term=Growth"
+    answer = revops.get(f"/admin/autocomplete/?{query}")
+    assert answer.status_code == 200
+    texts = {row["text"] for row in answer.json()["results"]}
+    assert "zkbridge Platform / Growth (2024) — retired" in texts and "zkbridge Platform / Growth" in texts
+    retired = ProductRatePlan.objects.get(zuora_id=RETIRED)
+    mapping = PlanMapping.objects.create(kommo_value="Old growth", label="Old growth")
+    MappedRatePlan.objects.create(mapping=mapping, product_rate_plan=retired)
+    page = revops.get(f"/admin/catalog/planmapping/{mapping.pk}/change/").content.decode()
+    assert "Growth (2024) — retired</option>" in page
+    assert revops.get("/admin/autocomplete/?app_label=catalog&model_name=nope&field_name=x").status_code == 403

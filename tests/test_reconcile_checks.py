@@ -122,6 +122,25 @@ def test_a_failed_deal_is_retried_and_other_failures_keep_their_kind():
     assert sorted(kinds(snap)) == [("sync_failed", "retry"), ("sync_failed", "retry"), ("unplaced_event", "retry")]
 
 
+@pytest.mark.parametrize("kind", ["plan_change", "cancellation", "reopening", "migration"])
+def test_a_change_in_trouble_on_a_billed_deal_is_listed(kind):
+    """The README promises every sync that failed or needs attention: a plan change refused on a deal Zuora
+    bills is one (the dashboard and /healthz count it; so does the report)."""
+    trouble = record(10, status="needs_attention", kind=kind)
+    [row] = checks.compare(billed(problem_records=[trouble]))
+    assert (row.kind, row.action, row.kommo_lead_id, row.detail) == (
+        "sync_failed",
+        "retry",
+        10,
+        "something went wrong",
+    )
+
+
+def test_a_won_record_in_trouble_that_zuora_bills_is_named_once():
+    trouble = record(10, status="needs_attention")
+    assert kinds(billed(records={10: trouble}, problem_records=[trouble])) == [("unrecorded_subscription", "relink")]
+
+
 @pytest.mark.parametrize(
     "records, words",
     [({}, "zkbridge has no record"), ({10: record(10, subscription="A-S999")}, "record names A-S999")],

@@ -74,7 +74,7 @@ def test_retry_from_the_page_bills_the_deal_and_completes_its_task(catalog, stuc
     assert stuck.status == "succeeded" and len(catalog.subscriptions(UMBRELLA)) == 1
     task.refresh_from_db()
     assert task.is_completed and task.result == (
-        f"billed: {stuck.zuora_subscription_number} (Zuora account {stuck.zuora_account_number})"
+        f"Zuora: done: subscription {stuck.zuora_subscription_number} on account {stuck.zuora_account_number}."
     )
     assert open_tasks(UMBRELLA) == []
     entry = LogEntry.objects.get(object_id=str(stuck.id))
@@ -85,14 +85,14 @@ def test_resolve_and_cancel_complete_the_task_with_what_staff_did(catalog, stuck
     [task] = open_tasks(UMBRELLA)
     assert "Marked resolved" in repair(admin_client, stuck, "resolve").content.decode()
     task.refresh_from_db()
-    assert task.is_completed and task.result.startswith("resolved in zkbridge: resolved by admin")
+    assert task.is_completed and task.result.startswith("Zuora: closed by RevOps: resolved by admin")
     catalog.win(GLOBEX)  # no billing e-mail
     globex = SyncRecord.objects.get(key=f"deal_won:{GLOBEX}")
     [task] = open_tasks(GLOBEX)
     repair(admin_client, globex, "cancel")
     globex.refresh_from_db()
     task.refresh_from_db()
-    assert globex.status == "cancelled" and task.is_completed and "not billed by it" in task.result
+    assert globex.status == "cancelled" and task.is_completed and "nothing was billed" in task.result
     assert [e.get_change_message() for e in LogEntry.objects.order_by("id")] == ["Marked resolved", "Cancelled"]
 
 
@@ -103,7 +103,7 @@ def test_a_new_reason_replaces_the_open_task_instead_of_adding_one(catalog, stuc
     stuck.refresh_from_db()
     assert stuck.status == "needs_attention" and "retired" in stuck.reason
     first.refresh_from_db()
-    assert first.is_completed and first.result.startswith("replaced by a newer problem")
+    assert first.is_completed and first.result.startswith("Zuora: replaced by a newer task")
     [second] = open_tasks(UMBRELLA)
     assert "retired" in second.text
     repair(admin_client, stuck, "retry")  # the same reason again: no new task
@@ -120,7 +120,7 @@ def test_a_task_kommo_would_not_complete_is_completed_by_the_next_sweep(catalog,
     assert stuck.status == "succeeded" and not task.is_completed  # billed; Kommo failed the close
     dispatch_due()
     task.refresh_from_db()
-    assert task.is_completed and task.result.startswith("billed: ")
+    assert task.is_completed and task.result.startswith("Zuora: done: subscription ")
 
 
 def test_read_only_staff_see_no_repairs_and_cannot_post_them(catalog, stuck):

@@ -11,6 +11,11 @@ from django.urls import path
 # Machinery RevOps never needs: django-q2's queues and schedules, the usage feeds' API tokens.
 SUPERUSER_APPS = ("django_q",)
 SUPERUSER_MODELS = ("sync.apitoken",)
+# On the index, the operators' pages sit apart from RevOps' (after them): who may sign in, lockouts, the
+# workers' queues, and the raw traffic (API calls, deliveries, tokens).
+OPERATOR_APPS = ("auth", "axes", "django_q")
+OPERATOR_MODELS = ("sync.apicall", "sync.webhookevent", "sync.apitoken")
+REVOPS_ORDER = ("sync", "catalog")  # deals first, then the catalog and plan map
 
 
 class ZkbridgeAdminSite(admin.AdminSite):
@@ -18,6 +23,9 @@ class ZkbridgeAdminSite(admin.AdminSite):
     site_title = "zkbridge admin"
     index_title = "Kommo ↔ Zuora"
     index_template = "admin/zkbridge_index.html"
+    # No navigation sidebar: lists and record pages get the whole width (the index lists every app, and every
+    # page has its breadcrumbs). At 1280 px the sidebar left a 631 px box for the sync records' table.
+    enable_nav_sidebar = False
 
     def index(self, request, extra_context=None):
         from sync.ops.dashboard import dashboard
@@ -27,7 +35,27 @@ class ZkbridgeAdminSite(admin.AdminSite):
             from catalog.models import ZuoraEntity
 
             extra["dashboard"] = dashboard(ZuoraEntity.chosen(request.GET.get("entity", "")))
+        extra["app_list"], extra["ops_app_list"] = self.split_apps(self.get_app_list(request))
         return super().index(request, extra)
+
+    @staticmethod
+    def split_apps(apps: list[dict]) -> tuple[list[dict], list[dict]]:
+        """RevOps' apps (deals, then catalog) and, apart, the operators' (a model of a RevOps app that is
+        machinery moves to an "<app>: traffic" group of its own)."""
+        revops, ops = [], []
+        for app in apps:
+            if app["app_label"] in OPERATOR_APPS:
+                ops.append(app)
+                continue
+            mine = [m for m in app["models"] if f"{app['app_label']}.{m['object_name'].lower()}" in OPERATOR_MODELS]
+            kept = [m for m in app["models"] if m not in mine]
+            if kept:
+                revops.append({**app, "models": kept})
+            if mine:
+                ops.insert(0, {**app, "name": f"{app['name']}: traffic and tokens", "models": mine})
+        order = {label: i for i, label in enumerate(REVOPS_ORDER)}
+        revops.sort(key=lambda app: order.get(app["app_label"], len(order)))
+        return revops, ops
 
     def get_app_list(self, request, app_label=None):
         """The dashboard comes first on the index; the workers' machinery is for superusers only."""
@@ -54,6 +82,11 @@ class ZkbridgeAdminSite(admin.AdminSite):
             restricted = type(f"SuperuserOnly{type(model_admin).__name__}", (SuperuserOnly, type(model_admin)), {})
             self.unregister(model)
             self.register(model, restricted)
+
+    def autocomplete_view(self, request):
+        from catalog.admin import RatePlanAutocomplete
+
+        return RatePlanAutocomplete.as_view(admin_site=self)(request)
 
     def get_urls(self):
         return [path("connections/", self.admin_view(self.connections), name="connections"), *super().get_urls()]

@@ -228,6 +228,9 @@ CSRF_TRUSTED_ORIGINS = _csrf_origins or ["/".join(ZKBRIDGE_URL.split("/")[:3])]
 _zuora_url = config.url("ZUORA_BASE_URL")
 _kommo_url = config.url("KOMMO_BASE_URL")
 ZKBRIDGE_SANDBOX = config.boolean("ZKBRIDGE_SANDBOX", _zuora_url is None and _kommo_url is None)
+# A name for this process that /healthz repeats (`dev.py demo` hands its web server a nonce and waits for it,
+# so another server on the same port never passes for the demo's). Empty: /healthz does not say.
+ZKBRIDGE_INSTANCE = (config.string("ZKBRIDGE_INSTANCE") or "")[:64]
 
 ZUORA_BASE_URL = _zuora_url or f"{ZKBRIDGE_URL}/sandbox/zuora"
 KOMMO_BASE_URL = _kommo_url or f"{ZKBRIDGE_URL}/sandbox/kommo"

@@ -20,21 +20,21 @@ DEFAULT_RULES: list[dict[str, Any]] = [
     {"event_type": "PaymentProcessed", "note_template": "Zuora: payment of {amount} received on account {account}."},
     {
         "event_type": "PaymentProcessingError",
-        "note_template": "Zuora: payment of {amount} FAILED on account {account} ({date}).",
+        "note_template": "Zuora: payment of {amount} failed on account {account} on {date}.",
         "open_task": True,
-        "task_template": "Contact the client — payment failed ({amount}, account {account}).",
+        "task_template": "Zuora: payment of {amount} failed on account {account}. Contact the client about it.",
         "task_due_days": 0,
     },
     {
         "event_type": "SubscriptionCanceled",
-        "note_template": "Zuora: subscription {subscription} was cancelled ({date}).",
+        "note_template": "Zuora: subscription {subscription} is cancelled, effective {date}.",
     },
-    {"event_type": "SubscriptionRenewed", "note_template": "Zuora: subscription {subscription} renewed ({date})."},
+    {"event_type": "SubscriptionRenewed", "note_template": "Zuora: subscription {subscription} renewed on {date}."},
     {
         "event_type": "ContractRenewalReminder",
         "note_template": "",
         "open_task": True,
-        "task_template": "Contract ends in 30 days — discuss renewal (subscription {subscription}).",
+        "task_template": "Zuora: subscription {subscription} ends in 30 days. Discuss the renewal with the client.",
         "task_due_days": 3,
     },
 ]

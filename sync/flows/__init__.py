@@ -13,6 +13,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from sync import kommo_texts
 from sync.clients.errors import ApiError
 from sync.models import SyncRecord
 
@@ -71,9 +72,12 @@ def notify_attention(record: SyncRecord, exc: NeedsAttention) -> None:
     from sync.clients.kommo import KommoClient
 
     kommo = KommoClient.from_settings()
-    if current and not close_attention_task(record, f"replaced by a newer problem: {exc.reason}"[:1000], kommo):
+    replaced = kommo_texts.result(f"replaced by a newer task: {exc.reason}")
+    if current and not close_attention_task(record, replaced, kommo):
         return  # the old task is still open; the salesperson is told once the close goes through
-    text = exc.task or f"zkbridge could not bill this deal in Zuora: {exc.reason}. Fix it, then ask RevOps to retry."
+    text = exc.task or kommo_texts.task(
+        f"this deal could not be synced with Zuora: {exc.reason}", "ask RevOps to fix it and retry the deal"
+    )
     responsible = record.step_data("lead").get("responsible_user_id")
     try:
         task_id = kommo.add_task(
@@ -92,13 +96,15 @@ def task_result(record: SyncRecord) -> str:
     """What the completed task says: how the problem ended."""
     if record.status == SyncRecord.Status.SUCCEEDED:
         if record.zuora_subscription_number:
-            return f"billed: {record.zuora_subscription_number} (Zuora account {record.zuora_account_number})"
-        return "done: zkbridge finished this deal's sync"
+            return kommo_texts.result(
+                f"done: subscription {record.zuora_subscription_number} on account {record.zuora_account_number}"
+            )
+        return kommo_texts.result("done: the deal's sync finished")
     if record.status == SyncRecord.Status.RESOLVED:
-        return f"resolved in zkbridge: {record.reason}"
+        return kommo_texts.result(f"closed by RevOps: {record.reason}")
     if record.status == SyncRecord.Status.CANCELLED:
-        return f"cancelled in zkbridge, not billed by it: {record.reason}"
-    return f"closed: {record.get_status_display()}"
+        return kommo_texts.result(f"cancelled by RevOps, nothing was billed: {record.reason}")
+    return kommo_texts.result(f"closed: {record.get_status_display().lower()}")
 
 
 def close_attention_task(record: SyncRecord, result: str | None = None, kommo=None) -> bool:
@@ -114,12 +120,12 @@ def close_attention_task(record: SyncRecord, result: str | None = None, kommo=No
     try:
         (kommo or KommoClient.from_settings()).complete_task(task["task_id"], result)
     except NotFoundError:
-        result = f"{result} (the task was already deleted in Kommo)"
+        result = kommo_texts.amend(result, "the task was already deleted in Kommo")
     except TransientError as err:
         log.warning("sync_record=%s could not complete Kommo task %s yet: %s", record.id, task["task_id"], err)
         return False
     except ApiError as err:  # refused for good (e.g. no rights): say so on the record, do not loop
-        result = f"{result} (Kommo refused to complete it: {err})"
+        result = kommo_texts.amend(result, f"Kommo refused to complete it ({err})")
     record.mark_step(ATTENTION_TASK, closed=True, result=result[:1000])
     return True
 

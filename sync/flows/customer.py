@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sync import kommo_texts
 from sync.clients.kommo import KommoClient
 from sync.flows import NeedsAttention
 
@@ -89,7 +90,7 @@ def refs(lead: dict[str, Any]) -> Refs:
 def no_customer() -> NeedsAttention:
     return NeedsAttention(
         "the deal has no company and no contact in Kommo: zuora needs a customer to bill",
-        task="Add the customer's company or contact to this deal so it can be billed.",
+        task=kommo_texts.task("the deal has no company and no contact", "add the customer's company or contact to it"),
     )
 
 
@@ -140,7 +141,9 @@ def customer_of(lead: dict[str, Any], contact_list: list[dict], company: dict | 
         raise NeedsAttention(
             f"no billing e-mail for '{name}': neither a billing contact, the main contact nor the company has "
             f"an e-mail in Kommo",
-            task="Add the billing e-mail to the main contact (or the company) of this deal.",
+            task=kommo_texts.task(
+                "the deal has no billing e-mail", "add one to the main contact or to the company of this deal"
+            ),
         )
     bill_contact, bill_email = chosen
     first, last = names(bill_contact or {}, name)

@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from catalog.models import ProductRatePlan, ZuoraEntity
+from sync import kommo_texts
 from sync.clients.errors import BusinessError, NotFoundError, TransientError, UnexpectedAnswer
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -26,7 +27,7 @@ from sync.flows import NeedsAttention, flow, note_entry, write_note_once
 from sync.flows.customer import Customer, customer_key, customer_of, people_reads
 from sync.flows.entities import link_key, route_record
 from sync.flows.sale import Sale, charge_overrides, field_value, line_items, resolve_sale, subscription_terms
-from sync.lifecycle.subscription import in_force, mirror_new
+from sync.lifecycle.subscription import RatePlan, from_order, in_force, mirror
 from sync.locks import named_lock
 from sync.models import CustomerAccount, SyncRecord
 from sync.money import format_money
@@ -227,12 +228,17 @@ def send_order(
         raise NeedsAttention(
             f"{placed.error.message}. The order may have been made: a retry first looks for the deal's "
             f"subscription in Zuora ({LEAD_FIELD} = {record.kommo_lead_id})",
-            task="Zuora's answer to this deal's order could not be read. RevOps will check Zuora and retry.",
+            task=kommo_texts.task(
+                "Zuora's answer to this deal's order could not be read", "ask RevOps to check Zuora and retry the deal"
+            ),
         ) from None
     if isinstance(placed.error, BusinessError):
         raise NeedsAttention(
             f"Zuora refused the order: {placed.error.message}",
-            task=f"Zuora refused this deal's subscription: {placed.error.message}. RevOps will fix it and retry.",
+            task=kommo_texts.task(
+                f"Zuora refused this deal's subscription: {placed.error.message}",
+                "ask RevOps to fix it and retry the deal",
+            ),
         ) from None
     result = placed.get()
     mrr, tcv = figures or previewed.value or (None, None)
@@ -240,14 +246,29 @@ def send_order(
         raise NeedsAttention(
             f"Zuora answered order {result.order_number} (status {result.status}) without the subscription it "
             f"was to create. A retry first looks for the deal's subscription in Zuora",
-            task="Zuora's answer to this deal's order named no subscription. RevOps will check Zuora and retry.",
+            task=kommo_texts.task(
+                "Zuora's answer to this deal's order named no subscription",
+                "ask RevOps to check Zuora and retry the deal",
+            ),
         )
     subscription = result.subscription_numbers[0] if result.subscription_numbers else ""
     items = sale.subscription_items + sale.one_time_items
     record.plan_mappings.set({item.mapping for item in items})
     record.rate_plans.set({item.rate_plan for item in items})
     if subscription:
-        mirror_new(subscription, result.account_number, record.lead_id, subscription_terms(sale), sale.contract_date)
+        plans = [
+            RatePlan(id="", product_rate_plan_id=item.rate_plan.zuora_id, name=item.rate_plan.name, mrr=Decimal(0))
+            for item in sale.subscription_items
+        ]
+        terms = subscription_terms(sale)
+        try:
+            stated = Decimal(str(mrr)) if mrr not in (None, "") else None
+        except ArithmeticError:  # decimal.InvalidOperation: a figure the preview could not state
+            stated = None
+        mirror(
+            from_order(subscription, result.account_number, terms, sale.contract_date, plans, stated, sale.currency),
+            lead_ids={subscription: record.lead_id},
+        )
     if result.account_number:
         CustomerAccount.link(link, result.account_number, sale.currency)
     save_order_step(
@@ -289,7 +310,10 @@ def check_currency(account_number: str, currency: str, sale: Sale) -> None:
     if currency and currency != sale.currency:
         raise NeedsAttention(
             f"the customer's Zuora account {account_number} bills in {currency} but the deal is in {sale.currency}",
-            task=f"This customer is billed in {currency} in Zuora; set the deal's currency to match, or ask RevOps.",
+            task=kommo_texts.task(
+                f"this customer is billed in {currency} in Zuora and the deal is in {sale.currency}",
+                "set the deal's currency to match, or ask RevOps",
+            ),
         )
 
 
@@ -495,5 +519,9 @@ def note_text(record: SyncRecord) -> str:
     if order.get("mrr") and order.get("currency"):
         what.append(f"{format_money(order['mrr'], order['currency'])} MRR")
     detail = f" ({', '.join(what)})" if what else ""
-    subscription = f", subscription {record.zuora_subscription_number}" if record.zuora_subscription_number else ""
-    return f"Zuora: account {record.zuora_account_number}{subscription}{detail} active"
+    if record.zuora_subscription_number:
+        return kommo_texts.note(
+            f"subscription {record.zuora_subscription_number} on account {record.zuora_account_number} is "
+            f"active{detail}"
+        )
+    return kommo_texts.note(f"account {record.zuora_account_number} is billed{detail}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from catalog.models import CatalogSyncRun, ZuoraEntity, normalize
+from sync import kommo_texts
 from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention
 from sync.flows.sale import field_value
@@ -32,14 +33,19 @@ def route(lead: dict[str, Any]) -> ZuoraEntity | None:
         said = "; ".join(str(rule) for rule in matched)
         raise NeedsAttention(
             f"two entity routing rules send this deal to different Zuora entities ({said})",
-            task="This deal matches two billing entities; RevOps decides which (entity routing rules).",
+            task=kommo_texts.task(
+                "the deal matches two billing entities",
+                "ask RevOps to decide which one bills it (entity routing rules)",
+            ),
         )
     entity = matched[0].entity if matched else ZuoraEntity.objects.filter(is_default=True, active=True).first()
     if entity is None:
         raise NeedsAttention(
             f"no entity routing rule matches this deal (pipeline {lead.get('pipeline_id')}) and no Zuora entity "
             "is the default",
-            task="zkbridge does not know which Zuora entity bills this deal; RevOps adds a routing rule.",
+            task=kommo_texts.task(
+                "no billing entity is set up for this deal", "ask RevOps to add an entity routing rule for it"
+            ),
         )
     if not entity.active:
         raise NeedsAttention(f"the deal routes to the Zuora entity {entity}, which is inactive")

@@ -14,6 +14,7 @@ from catalog.models import PlanMapping, ProductRatePlan, ZuoraEntity, convert_fo
 from catalog.planmap import find_mapping
 from catalog.sellable import sellable_on
 from catalog.tiers import TierError
+from sync import kommo_texts
 from sync.flows import NeedsAttention
 from zkbridge.business_time import business_today, date_of_timestamp
 
@@ -65,7 +66,9 @@ def deal_currency(lead: dict[str, Any], entity: ZuoraEntity | None = None) -> st
     if value and (len(value) != 3 or not value.isalpha()):
         raise NeedsAttention(
             f"the deal's currency field says {value!r}, which is not a currency code",
-            task="Set the deal's currency to a three-letter code such as USD.",
+            task=kommo_texts.task(
+                f"the deal's currency {value!r} is not a currency code", "set it to a three-letter code such as USD"
+            ),
         )
     return value or (entity.currency() if entity is not None else settings.ZKBRIDGE_DEFAULT_CURRENCY)
 
@@ -100,7 +103,7 @@ def resolve_sale(
         where = f"the plan field ({settings.KOMMO_PLAN_FIELD_ID}) is empty and " if settings.KOMMO_PLAN_FIELD_ID else ""
         raise NeedsAttention(
             f"the deal names nothing to sell: {where}it has no products",
-            task="Choose the plan (or add the products) on this deal.",
+            task=kommo_texts.task("the deal names nothing to sell", "choose its plan, or add its products"),
         )
     for kind, value, lead_quantity in wanted:
         lookup = find_mapping(kind, value, currency, entity)
@@ -144,9 +147,10 @@ def resolve_sale(
     if problems:
         raise NeedsAttention(
             "; ".join(problems),
-            task="zkbridge cannot bill this deal yet: "
-            + "; ".join(problems)
-            + ". RevOps fixes the plan map, or choose another plan.",
+            task=kommo_texts.task(
+                "the deal's plan cannot be billed as it stands: " + "; ".join(problems),
+                "choose another plan, or ask RevOps to fix the plan map",
+            ),
         )
     return sale
 
@@ -163,7 +167,10 @@ def negotiated_tiers(lead: dict[str, Any], sale: Sale) -> None:
         raise NeedsAttention(
             f"the deal's tiers field holds tiers ({text[:100]!r}) but they must apply to exactly one of its plans: "
             f"{names}",
-            task="Clear the tiers field, or sell one plan with tiered usage on this deal.",
+            task=kommo_texts.task(
+                "the deal's tiers must apply to exactly one of its plans with tiered usage",
+                "clear the tiers field, or sell one plan with tiered usage on this deal",
+            ),
         )
     item = tiered[0]
     try:
@@ -171,7 +178,10 @@ def negotiated_tiers(lead: dict[str, Any], sale: Sale) -> None:
     except TierError as exc:
         raise NeedsAttention(
             f"the deal's tiers field cannot be billed: {exc}",
-            task=f"Correct the tiers on this deal ({exc}); write them as 0-185:0.10;185-999:0.08;999+:0.05.",
+            task=kommo_texts.task(
+                f"the deal's tiers cannot be billed: {exc}",
+                "correct them, written as 0-185:0.10;185-999:0.08;999+:0.05",
+            ),
         ) from None
     item.tiers = (charge.zuora_id, tiers)
 

@@ -8,9 +8,10 @@ import datetime as dt
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Q
+from django.urls import reverse
 from django.utils.html import format_html
 
-from sync.admin_common import LeadIdSearchAdmin, outside_links
+from sync.admin_common import LeadIdSearchAdmin, deal_cell, outside_links
 from sync.models import Subscription, SyncRecord
 from sync.records import hand_to_workers
 from zkbridge.business_time import business_today
@@ -38,19 +39,8 @@ class EndsWithin(admin.SimpleListFilter):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(LeadIdSearchAdmin):
-    list_display = [
-        "number",
-        "deal",
-        "account_number",
-        "status",
-        "term_end",
-        "auto_renew",
-        "charged_through",
-        "ends_on",
-        "plans",
-        "refreshed_at",
-        "links",
-    ]
+    # The subscription, whose deal, what it bills, and the dates RevOps plans renewals by; the rest on its page.
+    list_display = ["subscription", "deal", "status", "plans", "term_end", "charged_through", "links"]
     list_filter = [EndsWithin, "status", "auto_renew"]
     search_fields = ["number", "account_number"]
     readonly_fields = [f.name for f in Subscription._meta.fields]
@@ -68,8 +58,14 @@ class SubscriptionAdmin(LeadIdSearchAdmin):
         record = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id=obj.kommo_lead_id).first()
         if record is None:
             return str(obj.kommo_lead_id or "—")
-        name = record.step_data("lead").get("name") or f"lead {obj.kommo_lead_id}"
-        return format_html('<a href="../syncrecord/{}/change/">{}</a>', record.id, name)
+        return deal_cell(record, reverse("admin:sync_syncrecord_change", args=[record.id]))
+
+    @admin.display(description="subscription", ordering="number")
+    def subscription(self, obj: Subscription) -> str:
+        url = reverse("admin:sync_subscription_change", args=[obj.pk])
+        return format_html(
+            '<a class="zk-key" href="{}">{}</a><span class="zk-sub">{}</span>', url, obj.number, obj.account_number
+        )
 
     @admin.display(description="rate plans")
     def plans(self, obj: Subscription) -> str:

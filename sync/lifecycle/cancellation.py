@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
+from sync import kommo_texts
 from sync.clients.errors import BusinessError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -92,7 +93,9 @@ def cancel(record: SyncRecord, zuora: ZuoraClient, lead: dict) -> None:
     except BusinessError as exc:
         raise NeedsAttention(
             f"Zuora refused the cancellation: {exc.message}",
-            task=f"Zuora refused to cancel this deal's subscription: {exc.message}. RevOps will look.",
+            task=kommo_texts.task(
+                f"Zuora refused to cancel this deal's subscription: {exc.message}", "ask RevOps to look into it"
+            ),
         ) from None
     record.summary = f"cancel {current.number} on {effective}"
     record.save(update_fields=["summary", "updated_at"])
@@ -124,7 +127,10 @@ def cancellation_date(current: Current, lead: dict) -> tuple[str, dt.date]:
     if start and day < start:
         raise NeedsAttention(
             f"the cancellation date {day} is before the subscription's start {start}; nothing was sent",
-            task=f"The cancellation date on this deal ({day}) is before the subscription started ({start}).",
+            task=kommo_texts.task(
+                f"the cancellation date on this deal ({day}) is before the subscription started ({start})",
+                "correct the cancellation date",
+            ),
         )
     return policy, day
 
@@ -133,7 +139,7 @@ def note_text(record: SyncRecord) -> str:
     order = record.step_data("order")
     said = SAID.get(order.get("policy", ""), "")
     detail = f" {said}" if said else ""
-    return (
-        f"Zuora: subscription {record.zuora_subscription_number} cancelled{detail}: billing ends "
+    return kommo_texts.note(
+        f"subscription {record.zuora_subscription_number} is cancelled{detail}: billing ends on "
         f"{order.get('effective')}"
     )

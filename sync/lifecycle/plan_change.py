@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 
 from catalog.models import PlanMapping, ProductRatePlan
+from sync import kommo_texts
 from sync.clients.errors import BusinessError, NotFoundError, TransientError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -44,8 +45,8 @@ POLICY = {
     "date_field": "SpecificDate",
 }
 SAID = {
-    "immediately": "immediately (prorated)",
-    "end_of_billing_period": "at the end of the billing period (no proration, no credit)",
+    "immediately": "immediately, prorated",
+    "end_of_billing_period": "at the end of the billing period, no proration, no credit",
     "date_field": "on the deal's plan change date",
 }
 
@@ -123,7 +124,9 @@ def change(record: SyncRecord, zuora: ZuoraClient, lead: dict, deal: SyncRecord)
     except BusinessError as exc:
         raise NeedsAttention(
             f"Zuora refused the plan change: {exc.message}",
-            task=f"Zuora refused this deal's plan change: {exc.message}. RevOps will fix it and retry.",
+            task=kommo_texts.task(
+                f"Zuora refused this deal's plan change: {exc.message}", "ask RevOps to fix it and retry the change"
+            ),
         ) from None
     items = sale.subscription_items
     record.plan_mappings.set({item.mapping for item in items})
@@ -191,7 +194,10 @@ def effective_date(timing: str, current: Current, lead: dict, today: dt.date) ->
     if start and day < start:
         raise NeedsAttention(
             f"the plan change date {day} is before the subscription's term start {start}; nothing was sent",
-            task=f"The plan change date on this deal ({day}) is before the subscription started ({start}).",
+            task=kommo_texts.task(
+                f"the plan change date on this deal ({day}) is before the subscription started ({start})",
+                "correct the plan change date",
+            ),
         )
     return day
 
@@ -320,10 +326,10 @@ def note_text(record: SyncRecord) -> str:
     when = order.get("effective")
     said = SAID.get(order.get("timing", ""), "")
     text = (
-        f"Zuora: plan change on {record.zuora_subscription_number}: {order.get('before')} → {order.get('after')}, "
-        f"effective {when} ({order.get('direction')}, {said})"
+        f"subscription {record.zuora_subscription_number} changes from {order.get('before')} to "
+        f"{order.get('after')} on {when} ({order.get('direction')}, {said})"
     )
     currency = order.get("currency") or settings.ZKBRIDGE_DEFAULT_CURRENCY
     if order.get("mrr_after") is not None and order.get("mrr_before") is not None:
         text += f"; MRR {format_money(order['mrr_before'], currency)} → {format_money(order['mrr_after'], currency)}"
-    return text
+    return kommo_texts.note(text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from sync import kommo_texts
 from sync.clients.errors import BusinessError, NotFoundError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -40,8 +41,10 @@ def reopening(record: SyncRecord) -> None:
             kommo,
             "leads",
             record.lead_id,
-            f"Zuora: the cancellation of {record.zuora_subscription_number} is undone (order {order} deleted); "
-            f"the subscription continues",
+            kommo_texts.note(
+                f"the cancellation of subscription {record.zuora_subscription_number} is undone (order {order} "
+                f"deleted): the subscription continues"
+            ),
         )
 
 
@@ -74,14 +77,18 @@ def undo(record: SyncRecord, zuora: ZuoraClient, lead: dict) -> None:
     if not order_number:
         raise NeedsAttention(
             f"{current.number} was cancelled in Zuora, not by zkbridge: there is no cancellation order of ours to undo",
-            task="This deal is Won again, but its Zuora subscription was cancelled outside zkbridge. RevOps: "
-            "renew or re-create it in Zuora.",
+            task=kommo_texts.task(
+                "this deal is Won again, but its subscription was cancelled outside zkbridge",
+                "ask RevOps to renew or re-create it in Zuora",
+            ),
         )
     if current.ends_on and current.ends_on <= business_today():
         raise NeedsAttention(
             f"the cancellation of {current.number} took effect on {current.ends_on}; Zuora cannot undo it",
-            task=f"This deal is Won again, but its subscription ended on {current.ends_on}. RevOps: renew it in "
-            f"Zuora or bill it as a new sale.",
+            task=kommo_texts.task(
+                f"this deal is Won again, but its subscription ended on {current.ends_on}",
+                "ask RevOps to renew it in Zuora, or bill it as a new sale",
+            ),
         )
     record.mark_step("undo", done=False, attempted=True, order_number=order_number)
     try:
@@ -94,8 +101,10 @@ def undo(record: SyncRecord, zuora: ZuoraClient, lead: dict) -> None:
     except BusinessError as exc:
         raise NeedsAttention(
             f"Zuora cannot undo the cancellation: {exc.message}",
-            task=f"This deal is Won again, but Zuora cannot undo its cancellation ({exc.message}). RevOps: "
-            f"renew the subscription in Zuora.",
+            task=kommo_texts.task(
+                f"this deal is Won again, but Zuora cannot undo its cancellation ({exc.message})",
+                "ask RevOps to renew the subscription in Zuora",
+            ),
         ) from None
     record.summary = f"undo cancellation {order_number}"
     record.save(update_fields=["summary", "updated_at"])

@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from sync import kommo_texts
 from sync.clients.errors import NotFoundError
 from sync.clients.zuora import ZuoraClient
 from sync.flows import NeedsAttention, Waiting
@@ -69,6 +70,10 @@ class Current:
     charged_through: dt.date | None
     rate_plans: list[RatePlan] = field(default_factory=list)
     custom: dict[str, Any] = field(default_factory=dict)  # the version's custom fields (Name__c)
+    # The whole subscription's MRR when it is known only as a total (the won flow's order preview prices the
+    # order, not each rate plan); otherwise the rate plans' sum.
+    stated_mrr: Decimal | None = None
+    currency: str = ""
 
     @property
     def plan_ids(self) -> set[str]:
@@ -76,6 +81,8 @@ class Current:
 
     @property
     def mrr(self) -> Decimal:
+        if self.stated_mrr is not None:
+            return self.stated_mrr
         return sum((p.mrr for p in self.rate_plans), Decimal(0))
 
     @property
@@ -143,6 +150,7 @@ def parse(body: dict) -> Current:
         charged_through=max(charged) if charged else None,
         rate_plans=plans,
         custom={k: v for k, v in body.items() if str(k).endswith("__c")},
+        currency=str(body.get("currency") or ""),
     )
 
 
@@ -155,27 +163,77 @@ def read_current(zuora: ZuoraClient, number: str) -> Current:
         ) from None
 
 
-def mirror(current: Current, lead_id: int | None = None) -> Subscription:
-    """Keep the local mirror of the subscription's current version."""
-    defaults: dict[str, Any] = {
-        "account_number": current.account_number,
-        "version": current.version,
-        "status": current.status,
-        "term_type": current.term_type,
-        "term_start": current.term_start,
-        "term_end": current.term_end,
-        "auto_renew": current.auto_renew,
-        "charged_through": current.charged_through,
-        "ends_on": current.ends_on,
-        "rate_plans": [
-            {"id": p.id, "productRatePlanId": p.product_rate_plan_id, "name": p.name} for p in current.rate_plans
-        ],
-        "refreshed_at": timezone.now(),
-    }
-    if lead_id is not None:
-        defaults["kommo_lead_id"] = lead_id
-    row, _ = Subscription.objects.update_or_create(number=current.number, defaults=defaults)
-    return row
+MIRRORED = (
+    "account_number",
+    "version",
+    "status",
+    "term_type",
+    "term_start",
+    "term_end",
+    "auto_renew",
+    "charged_through",
+    "ends_on",
+    "mrr",
+    "currency",
+    "rate_plans",
+    "refreshed_at",
+)
+
+
+def mirror(*currents: Current, lead_ids: dict[str, int | None] | None = None) -> int:
+    """The one way into the subscription mirror: subscriptions' current versions, however they were read
+    (`parse` of the REST answer, `from_rows` of ZOQL rows, `from_order` of the order zkbridge just placed),
+    written in one INSERT … ON CONFLICT. A lead id is kept when the version does not name one. Returns the
+    number of rows written."""
+    lead_ids = lead_ids or {}
+    now = timezone.now()
+    rows = []
+    for current in currents:
+        lead = lead_ids.get(current.number)
+        if lead is None:
+            named = str(current.custom.get(lead_field()) or "")
+            lead = int(named) if named.isdigit() else None
+        rows.append(
+            Subscription(
+                number=current.number,
+                kommo_lead_id=lead,
+                account_number=current.account_number,
+                version=current.version,
+                status=current.status,
+                term_type=current.term_type,
+                term_start=current.term_start,
+                term_end=current.term_end,
+                auto_renew=current.auto_renew,
+                charged_through=current.charged_through,
+                ends_on=current.ends_on,
+                mrr=current.mrr,
+                currency=current.currency[:3],
+                rate_plans=[
+                    {"id": p.id, "productRatePlanId": p.product_rate_plan_id, "name": p.name, "mrr": str(p.mrr)}
+                    for p in current.rate_plans
+                ],
+                refreshed_at=now,
+            )
+        )
+    with_lead = [r for r in rows if r.kommo_lead_id is not None]
+    without = [r for r in rows if r.kommo_lead_id is None]
+    for batch, fields in ((with_lead, [*MIRRORED, "kommo_lead_id"]), (without, list(MIRRORED))):
+        for start in range(0, len(batch), 500):
+            Subscription.objects.bulk_create(
+                batch[start : start + 500], update_conflicts=True, unique_fields=["number"], update_fields=fields
+            )
+    return len(rows)
+
+
+def lead_field() -> str:
+    from sync.flows.deal_won import LEAD_FIELD
+
+    return LEAD_FIELD
+
+
+def gone(number: str) -> None:
+    """Zuora answers that the subscription does not exist (deleted in Zuora): the mirror keeps the row, says so."""
+    Subscription.objects.filter(number=number).update(status="Deleted in Zuora", refreshed_at=timezone.now())
 
 
 def refresh(number: str, lead_id: int | None = None, zuora: ZuoraClient | None = None) -> Subscription | None:
@@ -185,9 +243,11 @@ def refresh(number: str, lead_id: int | None = None, zuora: ZuoraClient | None =
     try:
         body = (zuora or ZuoraClient.for_entity(entity_of_lead(lead_id, number))).get_subscription(number)
     except NotFoundError:
-        Subscription.objects.filter(number=number).update(status="Deleted in Zuora", refreshed_at=timezone.now())
+        gone(number)
         return None
-    return mirror(parse(body), lead_id)
+    current = parse(body)
+    mirror(current, lead_ids={current.number: lead_id})
+    return Subscription.objects.get(number=current.number)
 
 
 # --- the deal this record changes ------------------------------------------------------------------------
@@ -200,8 +260,10 @@ def billed_deal(record: SyncRecord) -> SyncRecord:
         raise NeedsAttention(
             f"zkbridge never billed Kommo lead {record.kommo_lead_id} (no successful won sync with a "
             f"subscription); nothing was sent to Zuora — bill the deal first",
-            task="zkbridge has no Zuora subscription for this deal, so it cannot change or cancel one. Ask "
-            "RevOps to check the deal's won sync.",
+            task=kommo_texts.task(
+                "this deal has no Zuora subscription to change or cancel",
+                "ask RevOps to check the deal's won sync",
+            ),
         )
     if not record.zuora_subscription_number:
         record.zuora_subscription_number = deal.zuora_subscription_number
@@ -253,7 +315,7 @@ def lead_date(lead: dict, field_id: int | None, what: str) -> dt.date:
     if not raw:
         raise NeedsAttention(
             f"the deal's {what} field ({field_id}) is empty; nothing was sent",
-            task=f"Set the {what} on this deal.",
+            task=kommo_texts.task(f"the deal's {what} is empty", f"set the {what} on this deal"),
         )
     if raw.lstrip("-").isdigit():
         return date_of_timestamp(int(raw))
@@ -261,7 +323,7 @@ def lead_date(lead: dict, field_id: int | None, what: str) -> dt.date:
     if parsed is None:
         raise NeedsAttention(
             f"the deal's {what} field says {raw!r}, which is not a date; nothing was sent",
-            task=f"Set the {what} on this deal to a date.",
+            task=kommo_texts.task(f"the deal's {what} is not a date", f"set the {what} to a date"),
         )
     return parsed
 
@@ -270,28 +332,35 @@ def churned(status_id: int | None) -> bool:
     return status_id is not None and status_id in settings.ZKBRIDGE_CHURN_STATUS_IDS
 
 
-def mirror_new(number: str, account_number: str, lead_id: int, terms: dict, start: dt.date) -> None:
-    """A subscription the won flow just created, mirrored from the order zkbridge sent (no extra call):
-    the daily refresh and Zuora's callouts keep it current from then on."""
+def from_order(
+    number: str,
+    account_number: str,
+    terms: dict,
+    start: dt.date,
+    plans: list[RatePlan],
+    mrr: Decimal | None,
+    currency: str,
+) -> Current:
+    """The current version of a subscription the won flow just created, from the order zkbridge sent (no extra
+    call): its rate plans by product rate plan (Zuora names the subscription's own rate plan ids on the next
+    read), its MRR from the order's preview. The daily refresh and Zuora's callouts keep it current."""
     initial = terms.get("initialTerm") or {}
     termed = initial.get("termType") == "TERMED"
-    mirrored = {
-        "account_number": account_number,
-        "kommo_lead_id": lead_id,
-        "version": 1,
-        "status": "Active",
-        "term_type": initial.get("termType") or "",
-        "term_start": start,
-        "term_end": add_months(start, int(initial.get("period") or 12)) if termed else None,
-        "auto_renew": terms.get("autoRenew"),
-        "refreshed_at": timezone.now(),
-    }
-    # One INSERT … ON CONFLICT (a retry of the same order finds its row and updates it).
-    Subscription.objects.bulk_create(
-        [Subscription(number=number, **mirrored)],
-        update_conflicts=True,
-        unique_fields=["number"],
-        update_fields=list(mirrored),
+    return Current(
+        number=number,
+        version=1,
+        status="Active",
+        account_number=account_number,
+        term_type=initial.get("termType") or "",
+        term_start=start,
+        term_end=add_months(start, int(initial.get("period") or 12)) if termed else None,
+        contract_effective=start,
+        ends_on=None,
+        auto_renew=terms.get("autoRenew"),
+        charged_through=None,
+        rate_plans=plans,
+        stated_mrr=mrr,
+        currency=currency,
     )
 
 
@@ -304,51 +373,80 @@ def refresh_all(progress=None) -> int:
     return sum(refresh_entity(ZuoraClient.for_entity(entity), progress) for entity in catalogs_to_sync())
 
 
-def refresh_entity(zuora: ZuoraClient, progress=None) -> int:
-    from sync.flows.deal_won import LEAD_FIELD
+def from_rows(row: dict, account: dict, plans: list[dict], charges: list[dict]) -> Current:
+    """A subscription's current version from ZOQL rows (Subscription, its RatePlans, their RatePlanCharges):
+    the same value `parse` makes of the REST answer, so the mirror has one shape whatever read it."""
+    rate_plans, charged = [], []
+    for plan in plans:
+        if not in_force(plan):
+            continue
+        own = [c for c in charges if c.get("RatePlanId") == plan.get("Id")]
+        charged += [d for d in (zuora_date(c.get("ChargedThroughDate")) for c in own) if d]
+        rate_plans.append(
+            RatePlan(
+                id=str(plan.get("Id") or ""),
+                product_rate_plan_id=str(plan.get("ProductRatePlanId") or ""),
+                name=str(plan.get("Name") or ""),
+                mrr=sum((Decimal(str(c.get("MRR") or 0)) for c in own), Decimal(0)),
+                quantities={
+                    str(c["ProductRatePlanChargeId"]): Decimal(str(c["Quantity"]))
+                    for c in own
+                    if c.get("Quantity") is not None and c.get("ProductRatePlanChargeId")
+                },
+            )
+        )
+    return Current(
+        number=str(row.get("Name") or ""),
+        version=int(row.get("Version") or 1),
+        status=str(row.get("Status") or ""),
+        account_number=str(account.get("AccountNumber") or ""),
+        term_type=str(row.get("TermType") or ""),
+        term_start=zuora_date(row.get("TermStartDate")),
+        term_end=zuora_date(row.get("TermEndDate")),
+        contract_effective=zuora_date(row.get("ContractEffectiveDate")),
+        ends_on=zuora_date(row.get("SubscriptionEndDate")),
+        auto_renew=row.get("AutoRenew"),
+        charged_through=max(charged) if charged else None,
+        rate_plans=rate_plans,
+        custom={k: v for k, v in row.items() if str(k).endswith("__c")},
+        currency=str(account.get("Currency") or ""),
+    )
 
-    accounts = {a["Id"]: a.get("AccountNumber") or "" for a in zuora.zoql("select Id, AccountNumber from Account")}
+
+def refresh_entity(zuora: ZuoraClient, progress=None) -> int:
+    """Every billed subscription of one entity, current versions only, from four bulk reads (accounts,
+    subscriptions, rate plans, charges), parsed by `from_rows` and written by `mirror`."""
+    field_name = lead_field()
+    accounts = {a["Id"]: a for a in zuora.zoql("select Id, AccountNumber, Currency from Account")}
     subscriptions = list(
         zuora.zoql(
             f"select Id, Name, Version, AccountId, Status, TermType, TermStartDate, TermEndDate, AutoRenew, "
-            f"SubscriptionEndDate, {LEAD_FIELD} from Subscription where {LEAD_FIELD} != null and Status != 'Expired'"
+            f"ContractEffectiveDate, SubscriptionEndDate, {field_name} from Subscription "
+            f"where {field_name} != null and Status != 'Expired'"
         )
     )
     current = {row["Id"] for row in subscriptions}
-    # Charged-through dates sit on the charges of each version's rate plans: rate plan → subscription.
-    plan_of: dict[str, str] = {}
-    for plan in zuora.zoql("select Id, SubscriptionId, AmendmentType from RatePlan"):
-        if plan.get("SubscriptionId") in current and in_force(plan):
-            plan_of[plan["Id"]] = plan["SubscriptionId"]
-    charged: dict[str, dt.date] = {}
+    plans: dict[str, list[dict]] = {}  # subscription id → its rate plans
+    owner: dict[str, str] = {}  # rate plan id → subscription id
+    for plan in zuora.zoql("select Id, SubscriptionId, ProductRatePlanId, Name, AmendmentType from RatePlan"):
+        if plan.get("SubscriptionId") in current:
+            plans.setdefault(plan["SubscriptionId"], []).append(plan)
+            owner[plan["Id"]] = plan["SubscriptionId"]
+    charges: dict[str, list[dict]] = {}
     for charge in zuora.zoql(
-        "select RatePlanId, ChargedThroughDate from RatePlanCharge where ChargedThroughDate != null"
+        "select RatePlanId, ProductRatePlanChargeId, Quantity, MRR, ChargedThroughDate from RatePlanCharge"
     ):
-        owner = plan_of.get(charge.get("RatePlanId") or "")
-        day = zuora_date(charge.get("ChargedThroughDate"))
-        if owner and day and (owner not in charged or day > charged[owner]):
-            charged[owner] = day
-    updated = 0
-    for row in subscriptions:
-        lead = str(row.get(LEAD_FIELD) or "")
-        Subscription.objects.update_or_create(
-            number=row["Name"],
-            defaults={
-                "account_number": accounts.get(row.get("AccountId"), ""),
-                "kommo_lead_id": int(lead) if lead.isdigit() else None,
-                "version": int(row.get("Version") or 1),
-                "status": row.get("Status") or "",
-                "term_type": row.get("TermType") or "",
-                "term_start": zuora_date(row.get("TermStartDate")),
-                "term_end": zuora_date(row.get("TermEndDate")),
-                "auto_renew": row.get("AutoRenew"),
-                "ends_on": zuora_date(row.get("SubscriptionEndDate")),
-                "charged_through": charged.get(row["Id"]),
-                "refreshed_at": timezone.now(),
-            },
+        subscription = owner.get(charge.get("RatePlanId") or "")
+        if subscription:
+            charges.setdefault(subscription, []).append(charge)
+    return mirror(
+        *(
+            from_rows(
+                row, accounts.get(row.get("AccountId")) or {}, plans.get(row["Id"], []), charges.get(row["Id"], [])
+            )
+            for row in subscriptions
         )
-        updated += 1
-    return updated
+    )
 
 
 def scheduled_refresh() -> str:

@@ -75,10 +75,30 @@ class MigrationRuleAdmin(admin.ModelAdmin):
 
 @admin.register(MigrationRun)
 class MigrationRunAdmin(ViewOnlyAdmin):
-    list_display = ["started_at", "day", "kind", "rule", "ok", "moved", "skipped", "failed", "zuora_reads", "csv"]
+    list_display = ["started_at", "kind", "rule", "ok", "moved", "skipped", "failed", "csv"]
     list_filter = ["dry_run", "ok", "rule"]
-    fields = ["day", "kind", "rule", "requested_by", "ok", "error", "summary", "table"]
-    readonly_fields = ["day", "kind", "rule", "requested_by", "ok", "error", "summary", "table"]
+    fields = ["day", "kind", "rule", "requested_by", "ok", "error", "outcome", "table"]
+    readonly_fields = ["day", "kind", "rule", "requested_by", "ok", "error", "outcome", "table"]
+
+    @admin.display(description="outcome")
+    def outcome(self, obj: MigrationRun) -> str:
+        """The run's counts in words, and the subscribers still on each legacy plan by the plan's name."""
+        from catalog.models import ProductRatePlan
+
+        counts = format_html(
+            "{} {} · {} skipped · {} failed · {} Zuora reads",
+            self.moved(obj),
+            "would move" if obj.dry_run else "moved",
+            self.skipped(obj),
+            self.failed(obj),
+            self.zuora_reads(obj),
+        )
+        left = obj.summary.get("subscribers") or {}
+        if not left:
+            return counts
+        names = {p.zuora_id: str(p) for p in ProductRatePlan.objects.filter(zuora_id__in=list(left))}
+        still = format_html_join(", ", "{}: {}", ((names.get(plan, plan), count) for plan, count in left.items()))
+        return format_html("{}<br>Subscribers on the legacy plan when it ran: {}", counts, still)
 
     @admin.display(description="kind")
     def kind(self, obj: MigrationRun) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from catalog.models import ProductRatePlan
+from sync import kommo_texts
 from sync.clients.errors import BusinessError, TransientError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -202,14 +203,14 @@ def note_text(record: SyncRecord) -> str:
     when = order.get("effective")
     said = record.payload.get("moment_said") or "billing date"
     text = (
-        f"Zuora: {record.zuora_subscription_number} moves from {order.get('legacy')} to {order.get('target')} "
-        f"on {when} (its {said}: no proration, no credit)"
+        f"subscription {record.zuora_subscription_number} moves from {order.get('legacy')} to "
+        f"{order.get('target')} on {when} (its {said}: no proration, no credit)"
     )
     if order.get("chosen"):
         text += " — the customer's choice" + (f", with {order['discount']}" if order.get("discount") else "")
     if record.payload.get("without_final_usage"):
         text += "; the final period's usage had not arrived"
-    return text
+    return kommo_texts.note(text)
 
 
 def restore_stragglers(limit: int = 50) -> int:

@@ -36,5 +36,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
             "last_zuora_callout": last_callout.received_at.isoformat() if last_callout else None,
             "needs_attention": SyncRecord.objects.filter(status=SyncRecord.Status.NEEDS_ATTENTION).count(),
             "sandbox": settings.ZKBRIDGE_SANDBOX,
+            **({"instance": settings.ZKBRIDGE_INSTANCE} if settings.ZKBRIDGE_INSTANCE else {}),
         }
     )

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 from django.utils.html import format_html
 
-from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, outside_links
+from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, deal_cell, outside_links
 from sync.models import Discrepancy, ReconciliationRun
 from sync.reconcile.fixes import fix, outcome
 from sync.reconcile.run import latest_report, report_csv
@@ -88,16 +88,8 @@ class LatestRunFilter(admin.SimpleListFilter):
 
 @admin.register(Discrepancy)
 class DiscrepancyAdmin(LeadIdSearchAdmin, ViewOnlyAdmin):
-    list_display = [
-        "kind",
-        "lead",
-        "zuora_account_number",
-        "zuora_subscription_number",
-        "detail",
-        "action",
-        "links",
-        "fix_outcome",
-    ]
+    # What is wrong, on which deal, and its fix; the numbers are under the deal, the run on the row's page.
+    list_display = ["kind", "deal", "detail", "action", "fix_outcome", "links"]
     list_filter = [
         LatestRunFilter,
         "kind",
@@ -111,9 +103,17 @@ class DiscrepancyAdmin(LeadIdSearchAdmin, ViewOnlyAdmin):
     show_full_result_count = False
     actions = ["apply_fix"]
 
-    @admin.display(description="Kommo lead", ordering="kommo_lead_id")
-    def lead(self, row: Discrepancy):
-        return row.kommo_lead_id or "—"
+    @admin.display(description="deal", ordering="kommo_lead_id")
+    def deal(self, row: Discrepancy) -> str:
+        number = row.zuora_subscription_number or row.zuora_account_number
+        if row.sync_record_id:
+            cell = deal_cell(row.sync_record)
+        else:
+            cell = format_html("{}", f"lead {row.kommo_lead_id}" if row.kommo_lead_id else "—")
+        return format_html('{}<span class="zk-sub">{}</span>', cell, number) if number else cell
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a report is re-made by the next run, never edited
 
     @admin.display(description="open in")
     def links(self, row: Discrepancy) -> str:

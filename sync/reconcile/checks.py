@@ -93,13 +93,15 @@ def won_without_subscription(snap: Snapshot) -> Iterator[Discrepancy]:
 
 @check
 def failed_syncs(snap: Snapshot) -> Iterator[Discrepancy]:
-    """Deal records and usage batches that need attention or failed (a won deal Zuora already bills is
-    left to the record-level checks below): retry once fixed."""
+    """Every record that needs attention or failed, whatever its kind — won deals, plan changes, cancellations,
+    reopenings, migrations, usage batches — retried once fixed. Only a won deal's record that Zuora already
+    bills is left to the record-level checks below (unrecorded_subscription names it better)."""
     subscriptions = snap.subscriptions_of()
     for record in snap.problem_records:
         if record.kind == SyncRecord.Kind.BILLING_EVENT:
             continue  # unplaced_events
-        if record.kommo_lead_id in snap.won and record.kommo_lead_id in subscriptions:
+        billed = record.kommo_lead_id in snap.won and record.kommo_lead_id in subscriptions
+        if record.kind == SyncRecord.Kind.DEAL_WON and billed:
             continue
         yield finding(
             Kind.SYNC_FAILED, Action.RETRY, record.kommo_lead_id, record, detail=record.reason or record.status

@@ -65,6 +65,7 @@ def judge(exchange) -> Verdict:
         if from_zkbridge:
             verdict.request_checked = True
             verdict.problems += [f"request: {p}" for p in kommo.judge_request(found, exchange)]
+            verdict.problems += [f"house style: {p}" for p in house_style(found.name, exchange.body)]
         answer = kommo.judge_answer(found, exchange)
     else:
         return Verdict(exchange.service, f"{exchange.method} {exchange.path}", known=False)
@@ -72,6 +73,25 @@ def judge(exchange) -> Verdict:
         verdict.answer_checked = True
         verdict.problems += [f"answer ({exchange.status}): {p}" for p in answer]
     return verdict
+
+
+def house_style(operation: str, body: str) -> list[str]:
+    """Our own rule beside the vendors': every note, task and task result zkbridge writes on a deal follows
+    sync/kommo_texts.py (one voice, one format). Judged on every text the suite makes zkbridge send."""
+    from sync import kommo_texts
+
+    if operation not in ("add_notes", "add_tasks", "update_task"):
+        return []
+    try:
+        items = json.loads(body)
+    except ValueError:
+        return []  # (the vendor's rules already say so)
+    texts = []
+    for item in items if isinstance(items, list) else [items]:
+        if not isinstance(item, dict):
+            continue
+        texts += [(item.get("params") or {}).get("text"), item.get("text"), (item.get("result") or {}).get("text")]
+    return [f"{text!r}: {why}" for text in texts if isinstance(text, str) for why in kommo_texts.problems(text)]
 
 
 def observe(exchange) -> None:

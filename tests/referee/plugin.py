@@ -39,6 +39,10 @@ def pytest_configure(config) -> None:
     os.environ["ZKBRIDGE_REFEREE_DIR"] = str(folder)
     os.environ["ZKBRIDGE_REFEREE_SUBPROCESS"] = ""
     config._referee_counts = defaultdict(lambda: {"service": "", "known": True, "requests": 0, "answers": 0})
+    if worker != "main" or not getattr(config.option, "numprocesses", None):  # a process that runs tests
+        from tests.referee import kommo, sdk  # noqa: F401 (kommo's definitions load with it)
+
+        sdk.warm()
 
 
 class _Files:

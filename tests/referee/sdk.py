@@ -243,3 +243,14 @@ def find(method: str, path: str) -> Operation | None:
         if operation.method == method and operation.pattern.match(path):
             return operation
     return None
+
+
+def warm() -> None:
+    """Read the SDK's operations and import the models they name, once per test process, before any emulator
+    answers: judging is synchronous in the emulator's response, and a first exchange that had to load them
+    (seconds on a busy machine) would outlast the client's timeout."""
+    for operation in operations():
+        operation.pattern  # noqa: B018 (compiled and cached)
+        for name in (operation.body, operation.answer):
+            if name in _model_modules():
+                model(name)

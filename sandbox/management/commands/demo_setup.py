@@ -53,6 +53,7 @@ class Command(BaseCommand):
             self.stdout.write("Demo data forgotten; it will be seeded again.")
         if seed and not ZProduct.objects.exists():
             demo.seed()  # on later runs the leads, notes and subscriptions are the user's
+            demo.seed_legacy_customer()  # the demo's story of a migration (README, step 9)
         if admin:
             self.admin_login()
         if connect:
