@@ -7,6 +7,9 @@ class SyncConfig(AppConfig):
     verbose_name = "Sync"
 
     def ready(self) -> None:
+        from sync.registry import load_flows
+
+        load_flows()  # every kind's flow, from the explicit list in sync/registry.py
         from sync.billing.rules import ensure_default_rules
         from sync.installation import announce_webhook_token
         from sync.ops.logs import install_record_factory

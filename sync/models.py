@@ -432,22 +432,19 @@ class MigrationRule(models.Model):
         ordering = ["-active", "starts_on", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["source_plan"], condition=models.Q(active=True), name="one_active_migration_rule_per_plan"
+                fields=["source_plan"],
+                condition=models.Q(active=True),
+                name="one_active_migration_rule_per_plan",
+                violation_error_message="another active rule already moves subscribers of this legacy plan: "
+                "pause it first",
             )
         ]
 
     def __str__(self) -> str:
         return self.name or f"{self.source_plan} → {self.target_plan}"
 
-    def clean(self) -> None:
-        from django.core.exceptions import ValidationError
-
-        from sync.migration.rules import problems
-
-        if self.source_plan_id and self.target_plan_id and self.starts_on:
-            found = problems(self)
-            if found:
-                raise ValidationError(found)
+    # What makes a rule safe to save reads the catalog and the subscription mirror: sync/migration/rules.py
+    # (`validate`), used by the admin's form and by whoever creates rules in code.
 
 
 class MigrationRun(models.Model):

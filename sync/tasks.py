@@ -18,8 +18,10 @@ from django.utils import timezone
 from sync import kommo_texts
 from sync.clients.errors import ApiError, TransientError
 from sync.context import current_record_id
-from sync.flows import FLOWS, Ignored, NeedsAttention, Waiting, close_attention_task, notify_attention
+from sync.kommo_tasks import close_attention_task, notify_attention
 from sync.models import IllegalTransition, SyncRecord
+from sync.outcomes import Ignored, NeedsAttention, Waiting
+from sync.registry import FLOWS
 from sync.workers import leases
 
 log = logging.getLogger("zkbridge.sync")

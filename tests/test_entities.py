@@ -12,6 +12,7 @@ from django.core.management import call_command
 from catalog.models import CatalogSyncRun, MappedRatePlan, PlanMapping, Product, ProductRatePlan, ZuoraEntity
 from sandbox import demo
 from sandbox.models import KLead, ZAccount, ZEntity
+from sync.migration.rules import validate as validate_rule
 from sync.models import EntityRoute, ProviderToken, SyncRecord
 
 US_CLIENT = "5e2f9c14-8a7b-4d3e-b1c0-6f9a2d8e4b71"  # the US entity's OAuth client (demo.ENTITIES)
@@ -342,9 +343,10 @@ def test_plan_migrations_run_in_the_legacy_plans_entity(multi):
         starts_on=dt.date(2026, 11, 1),
     )
     with pytest.raises(ValidationError, match="moves within its Zuora entity"):
-        across.full_clean()
+        validate_rule(across)
     rule = MigrationRule(source_plan=legacy, target_plan=successor, starts_on=dt.date(2026, 11, 1))
     rule.full_clean()
+    validate_rule(rule)
     rule.save()
     run = run_migrations(dt.date(2026, 12, 19))
     while dispatch_due():

@@ -16,6 +16,7 @@ from django.core.management import CommandError, call_command
 from catalog.models import ProductRatePlan
 from sandbox.models import ZAccount, ZOrder, ZSubscription
 from sync.migration import run as migration_run
+from sync.migration.rules import validate
 from sync.migration.run import run_migrations as run_only
 from sync.models import MigrationRule, MigrationRun, SyncRecord, UsageRecord
 from sync.tasks import dispatch_due
@@ -120,6 +121,7 @@ def rule(**fields) -> MigrationRule:
     }
     found = MigrationRule(**values)
     found.full_clean()
+    validate(found)  # as the admin's form does
     found.save()
     return found
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from sync.billing.rules import due_at, place, render
 from sync.clients.kommo import KommoClient
-from sync.flows import Ignored, NeedsAttention, flow, write_note_once
+from sync.kommo_tasks import write_note_once
 from sync.lifecycle.subscription import refresh
 from sync.models import BillingEventRule, Subscription, SyncRecord
+from sync.outcomes import Ignored, NeedsAttention
+from sync.registry import flow
 from sync.webhooks.zuora import BillingEvent
 
 SUBSCRIPTION_EVENTS = {"SubscriptionRenewed", "SubscriptionCanceled", "SubscriptionAmended", "OrderProcessed"}

@@ -47,7 +47,6 @@ from sync.clients.errors import BusinessError, NotFoundError
 from sync.clients.kommo import BATCH, KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.context import Lease, LeaseLost, current_lease, current_record_id
-from sync.flows import NeedsAttention, Waiting
 from sync.flows.customer import customer_key, refs
 from sync.flows.deal_won import (
     Reads,
@@ -64,6 +63,7 @@ from sync.flows.deal_won import (
 from sync.flows.entities import entities_listed, link_key, route_record
 from sync.flows.sale import Sale
 from sync.models import CustomerAccount, SyncRecord
+from sync.outcomes import NeedsAttention, Waiting
 from sync.parallel import Outcome, each, settle, together
 from sync.workers import leases
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sync import kommo_texts
 from sync.clients.kommo import KommoClient
-from sync.flows import NeedsAttention
+from sync.outcomes import NeedsAttention
 
 BILLING_MARKERS = {"billing", "billing contact", "bill-to", "bill to"}
 

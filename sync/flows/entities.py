@@ -9,9 +9,9 @@ from typing import Any
 from catalog.models import CatalogSyncRun, ZuoraEntity, normalize
 from sync import kommo_texts
 from sync.clients.zuora import ZuoraClient
-from sync.flows import NeedsAttention
 from sync.flows.sale import field_value
 from sync.models import EntityRoute, SyncRecord
+from sync.outcomes import NeedsAttention
 
 
 def entities_listed() -> bool:

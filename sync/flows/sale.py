@@ -15,7 +15,7 @@ from catalog.planmap import find_mapping
 from catalog.sellable import sellable_on
 from catalog.tiers import TierError
 from sync import kommo_texts
-from sync.flows import NeedsAttention
+from sync.outcomes import NeedsAttention
 from zkbridge.business_time import business_today, date_of_timestamp
 
 

@@ -22,10 +22,10 @@ from sync import kommo_texts
 from sync.clients.errors import BusinessError, NotFoundError, TransientError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
-from sync.flows import Ignored, NeedsAttention, flow, write_note_once
 from sync.flows.deal_won import fetch_any_lead, metric_sum
 from sync.flows.entities import zuora_for
 from sync.flows.sale import Sale, SaleItem, charge_overrides, resolve_sale
+from sync.kommo_tasks import write_note_once
 from sync.lifecycle.subscription import (
     Current,
     billed_deal,
@@ -37,6 +37,8 @@ from sync.lifecycle.subscription import (
 )
 from sync.models import SyncRecord
 from sync.money import format_money
+from sync.outcomes import Ignored, NeedsAttention
+from sync.registry import flow
 from zkbridge.business_time import business_today
 
 POLICY = {

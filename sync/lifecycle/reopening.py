@@ -15,11 +15,13 @@ from sync import kommo_texts
 from sync.clients.errors import BusinessError, NotFoundError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
-from sync.flows import Ignored, NeedsAttention, flow, write_note_once
 from sync.flows.deal_won import fetch_any_lead
 from sync.flows.entities import zuora_for
+from sync.kommo_tasks import write_note_once
 from sync.lifecycle.subscription import billed_deal, in_order, read_current, refresh
 from sync.models import SyncRecord
+from sync.outcomes import Ignored, NeedsAttention
+from sync.registry import flow
 from zkbridge.business_time import business_today
 
 

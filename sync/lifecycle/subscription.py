@@ -21,13 +21,16 @@ from django.utils import timezone
 from sync import kommo_texts
 from sync.clients.errors import NotFoundError
 from sync.clients.zuora import ZuoraClient
-from sync.flows import NeedsAttention, Waiting
 from sync.flows.sale import field_value
 from sync.locks import release, try_lock
 from sync.models import Subscription, SyncRecord
+from sync.outcomes import NeedsAttention, Waiting
 from zkbridge.business_time import date_of_timestamp
 
 WAIT = dt.timedelta(seconds=2)
+# The subscription custom field that names the Kommo deal a subscription bills (the tenant must have it:
+# docs/operations.md). The won flow writes it; bulk reads find a deal's subscription by it.
+LEAD_FIELD = "KommoLeadId__c"
 
 
 def in_force(rate_plan_row: dict) -> bool:
@@ -191,7 +194,7 @@ def mirror(*currents: Current, lead_ids: dict[str, int | None] | None = None) ->
     for current in currents:
         lead = lead_ids.get(current.number)
         if lead is None:
-            named = str(current.custom.get(lead_field()) or "")
+            named = str(current.custom.get(LEAD_FIELD) or "")
             lead = int(named) if named.isdigit() else None
         rows.append(
             Subscription(
@@ -223,12 +226,6 @@ def mirror(*currents: Current, lead_ids: dict[str, int | None] | None = None) ->
                 batch[start : start + 500], update_conflicts=True, unique_fields=["number"], update_fields=fields
             )
     return len(rows)
-
-
-def lead_field() -> str:
-    from sync.flows.deal_won import LEAD_FIELD
-
-    return LEAD_FIELD
 
 
 def gone(number: str) -> None:
@@ -416,7 +413,7 @@ def from_rows(row: dict, account: dict, plans: list[dict], charges: list[dict]) 
 def refresh_entity(zuora: ZuoraClient, progress=None) -> int:
     """Every billed subscription of one entity, current versions only, from four bulk reads (accounts,
     subscriptions, rate plans, charges), parsed by `from_rows` and written by `mirror`."""
-    field_name = lead_field()
+    field_name = LEAD_FIELD
     accounts = {a["Id"]: a for a in zuora.zoql("select Id, AccountNumber, Currency from Account")}
     subscriptions = list(
         zuora.zoql(

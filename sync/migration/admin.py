@@ -3,15 +3,19 @@ CSV, then the run itself. The admin never calls Zuora: both are handed to the wo
 
 from __future__ import annotations
 
+import copy
 import io
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.forms.models import construct_instance
 from django.http import HttpRequest, HttpResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from sync.admin_common import ViewOnlyAdmin
+from sync.migration import rules
 from sync.models import MigrationRule, MigrationRun
 from sync.records import hand_to_workers
 from zkbridge import spreadsheet
@@ -20,8 +24,21 @@ from zkbridge.business_time import business_today
 COLUMNS = ["outcome", "subscription", "account", "lead", "current", "target", "discount", "effective", "reason"]
 
 
+class MigrationRuleForm(forms.ModelForm):
+    class Meta:
+        model = MigrationRule
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        if not self.errors:  # the rule as it would be saved, judged by the one place that knows what is safe
+            rules.validate(construct_instance(self, copy.copy(self.instance)))
+        return cleaned
+
+
 @admin.register(MigrationRule)
 class MigrationRuleAdmin(admin.ModelAdmin):
+    form = MigrationRuleForm
     list_display = [
         "__str__",
         "source_plan",

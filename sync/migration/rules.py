@@ -22,6 +22,16 @@ def horizon(rule: MigrationRule, first: dt.date) -> dt.date:
     return latest
 
 
+def validate(rule: MigrationRule) -> None:
+    """Raise ValidationError naming every problem of the rule (nothing when it is safe to save)."""
+    from django.core.exceptions import ValidationError
+
+    if rule.source_plan_id and rule.target_plan_id and rule.starts_on:
+        found = problems(rule)
+        if found:
+            raise ValidationError(found)
+
+
 def problems(rule: MigrationRule) -> list[str]:
     found: list[str] = []
     source, target = rule.source_plan, rule.target_plan

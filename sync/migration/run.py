@@ -21,8 +21,7 @@ from django.utils import timezone
 
 from catalog.models import ProductRatePlan
 from sync.clients.zuora import ZuoraClient
-from sync.flows.deal_won import LEAD_FIELD
-from sync.lifecycle.subscription import in_force, zuora_date
+from sync.lifecycle.subscription import LEAD_FIELD, in_force, zuora_date
 from sync.models import MigrationRule, MigrationRun, SyncRecord, UsageRecord
 from zkbridge.business_time import business_today
 

@@ -46,7 +46,7 @@ def run_check(check_id: int) -> str:
 
 def required_fields() -> list[dict[str, Any]]:
     """The Zuora custom fields zkbridge relies on: object, field, what for, and whether it filters on it."""
-    from sync.flows.deal_won import LEAD_FIELD
+    from sync.lifecycle.subscription import LEAD_FIELD
     from sync.models import MigrationRule
 
     wanted = []

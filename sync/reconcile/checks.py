@@ -29,14 +29,29 @@ FINISHED = (
 )
 
 
-def check(function: Check) -> Check:
-    CHECKS.append(function)
-    return function
+KINDS_CHECKED: dict[str, Check] = {}
+
+
+def check(*kinds: str) -> Callable[[Check], Check]:
+    """Register the decorated function as the check that finds `kinds` (it yields no other kind)."""
+
+    def register(function: Check) -> Check:
+        for kind in kinds:
+            if KINDS_CHECKED.setdefault(kind, function) is not function:
+                raise RuntimeError(f"two checks find {kind}: {KINDS_CHECKED[kind].__name__}, {function.__name__}")
+        CHECKS.append(function)
+        return function
+
+    return register
 
 
 def compare(snap: Snapshot) -> list[Discrepancy]:
     """Every difference the registered checks find, one row each."""
-    return [found for run_check in CHECKS for found in run_check(snap)]
+    found = [row for run_check in CHECKS for row in run_check(snap)]
+    for row in found:  # a check finds only the kinds it declared: the registry says who finds what
+        if KINDS_CHECKED.get(row.kind) is None:
+            raise RuntimeError(f"a check found {row.kind}, which no check declares")
+    return found
 
 
 def finding(
@@ -74,7 +89,7 @@ def numbers(subscription: dict, account: dict) -> dict[str, str]:
     return {"account": account.get("AccountNumber") or "", "subscription": subscription.get("Name") or ""}
 
 
-@check
+@check(Kind.WON_NO_SUBSCRIPTION)
 def won_without_subscription(snap: Snapshot) -> Iterator[Discrepancy]:
     """Won in Kommo, nothing in Zuora, and zkbridge is not working on it (a lost web hook, or a record
     that finished without a subscription): re-sync."""
@@ -91,7 +106,7 @@ def won_without_subscription(snap: Snapshot) -> Iterator[Discrepancy]:
         yield finding(Kind.WON_NO_SUBSCRIPTION, Action.RESYNC, lead_id, record, detail=why)
 
 
-@check
+@check(Kind.SYNC_FAILED)
 def failed_syncs(snap: Snapshot) -> Iterator[Discrepancy]:
     """Every record that needs attention or failed, whatever its kind — won deals, plan changes, cancellations,
     reopenings, migrations, usage batches — retried once fixed. Only a won deal's record that Zuora already
@@ -108,7 +123,7 @@ def failed_syncs(snap: Snapshot) -> Iterator[Discrepancy]:
         )
 
 
-@check
+@check(Kind.UNPLACED_EVENT)
 def unplaced_events(snap: Snapshot) -> Iterator[Discrepancy]:
     """Billing events zkbridge could not put on a deal."""
     for record in snap.problem_records:
@@ -118,7 +133,7 @@ def unplaced_events(snap: Snapshot) -> Iterator[Discrepancy]:
             )
 
 
-@check
+@check(Kind.UNRECORDED_SUBSCRIPTION)
 def unrecorded_subscription(snap: Snapshot) -> Iterator[Discrepancy]:
     """Zuora bills the deal, but zkbridge has no successful record naming that subscription."""
     for lead_id, _lead, record, sub, account in billed_deals(snap):
@@ -140,7 +155,7 @@ def unrecorded_subscription(snap: Snapshot) -> Iterator[Discrepancy]:
         )
 
 
-@check
+@check(Kind.FIELDS_MISMATCH)
 def lead_fields_differ(snap: Snapshot) -> Iterator[Discrepancy]:
     """The deal's account and subscription fields in Kommo say something else than Zuora."""
     for lead_id, lead, record, sub, account in billed_deals(snap):
@@ -161,7 +176,7 @@ def lead_fields_differ(snap: Snapshot) -> Iterator[Discrepancy]:
             yield finding(Kind.FIELDS_MISMATCH, Action.RELINK, lead_id, record, **said, detail="; ".join(problems))
 
 
-@check
+@check(Kind.WRONG_PLAN)
 def wrong_plan(snap: Snapshot) -> Iterator[Discrepancy]:
     """The current Zuora version does not bill the rate plans the deal's plan maps to (changed in Kommo
     and not applied, or changed in Zuora by hand): apply Kommo's plan."""
@@ -188,7 +203,7 @@ def plan_names(snap: Snapshot, plan_ids: set[str]) -> str:
     return ", ".join(sorted(str(snap.catalog.get(p, p)) for p in plan_ids))
 
 
-@check
+@check(Kind.RETIRED_PLAN)
 def retired_plans(snap: Snapshot) -> Iterator[Discrepancy]:
     """Deals still billed on a rate plan that retired or left the catalog: plan the move."""
     for lead_id, _lead, record, sub, account in billed_deals(snap):
@@ -208,7 +223,7 @@ def retired_plans(snap: Snapshot) -> Iterator[Discrepancy]:
                 )
 
 
-@check
+@check(Kind.DUPLICATE_SUBSCRIPTIONS)
 def several_subscriptions(snap: Snapshot) -> Iterator[Discrepancy]:
     """One deal, several Zuora subscriptions carrying its lead id: one is billed twice."""
     for lead_id, subs in sorted(snap.subscriptions_of().items()):
@@ -225,7 +240,7 @@ def several_subscriptions(snap: Snapshot) -> Iterator[Discrepancy]:
             )
 
 
-@check
+@check(Kind.LOST_STILL_ACTIVE, Kind.ORPHAN_SUBSCRIPTION)
 def orphan_subscriptions(snap: Snapshot) -> Iterator[Discrepancy]:
     """Zuora bills a lead Kommo does not list as won (lost, reopened or deleted)."""
     for lead_id, subs in sorted(snap.subscriptions_of().items()):
@@ -255,7 +270,7 @@ def orphan_subscriptions(snap: Snapshot) -> Iterator[Discrepancy]:
             )
 
 
-@check
+@check(Kind.DUPLICATE_ACCOUNTS)
 def duplicate_accounts(snap: Snapshot) -> Iterator[Discrepancy]:
     """Several Zuora accounts for one Kommo customer."""
     by_customer: dict[str, list[dict]] = defaultdict(list)

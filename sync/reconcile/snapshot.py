@@ -15,8 +15,7 @@ from catalog.models import PlanMapping, ProductRatePlan
 from sync.catalog_sync import catalogs_to_sync
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
-from sync.flows.deal_won import LEAD_FIELD
-from sync.lifecycle.subscription import in_force
+from sync.lifecycle.subscription import LEAD_FIELD, in_force
 from sync.models import SyncRecord
 from zkbridge.business_time import business_today
 

@@ -11,8 +11,9 @@ import datetime as dt
 
 from sync.clients.errors import BusinessError
 from sync.clients.zuora import ZuoraClient
-from sync.flows import NeedsAttention, Waiting, flow
 from sync.models import SyncRecord, UsageRecord
+from sync.outcomes import NeedsAttention, Waiting
+from sync.registry import flow
 from sync.usage.batches import LINE_FIELDS, batch_rows, take_rows, usage_csv
 
 FIRST_LOOK_SECONDS = 1

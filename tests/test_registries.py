@@ -1,0 +1,102 @@
+"""The registries are filled at start-up from explicit module lists: every kind of work has its flow, every
+kind of discrepancy its check, every automatic action its fix. A kind added without its code fails here,
+not in production on the first record of that kind."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from sync import registry
+from sync.models import Discrepancy, SyncRecord
+from sync.reconcile import checks, fixes
+
+
+def test_every_sync_record_kind_has_its_flow():
+    assert set(registry.FLOWS) == set(SyncRecord.Kind.values)
+    for kind, function in registry.FLOWS.items():
+        assert callable(function), kind
+
+
+def test_every_discrepancy_kind_has_exactly_one_check():
+    assert set(checks.KINDS_CHECKED) == set(Discrepancy.Kind.values)
+    assert all(function in checks.CHECKS for function in checks.KINDS_CHECKED.values())
+
+
+def test_every_action_has_a_fix_or_is_a_persons_work():
+    automatic = set(Discrepancy.Action.values) - registry.MANUAL_ACTIONS
+    assert set(fixes.FIXES) == automatic
+
+
+def test_a_kind_without_a_flow_stops_the_start(monkeypatch):
+    monkeypatch.setattr(registry, "FLOW_MODULES", tuple(m for m in registry.FLOW_MODULES if "usage" not in m))
+    monkeypatch.setattr(registry, "FLOWS", {})
+    with pytest.raises(RuntimeError, match="no flow for sync record kind.*usage_batch"):
+        registry.load_flows()
+
+
+def test_a_second_flow_for_a_kind_is_refused(monkeypatch):
+    monkeypatch.setattr(registry, "FLOWS", dict(registry.FLOWS))
+    with pytest.raises(RuntimeError, match="two flows for deal_won"):
+        registry.flow("deal_won")(lambda record: None)
+
+
+def module_imports(root: Path) -> dict[str, set[str]]:
+    """Each module of sync/ and catalog/ (migrations aside) → the modules of those packages it imports at
+    its top level (imports inside functions run later and make no circle at import time)."""
+    graph: dict[str, set[str]] = {}
+    for package in ("sync", "catalog"):
+        for path in (root / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            name = ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+            found: set[str] = set()
+            for node in ast.parse(path.read_text()).body:
+                if isinstance(node, ast.Import):
+                    found |= {alias.name for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    found.add(node.module)
+                    found |= {f"{node.module}.{alias.name}" for alias in node.names}
+            graph[name] = {m for m in found if m.split(".")[0] in ("sync", "catalog")}
+    return {name: {m for m in targets if m in graph and m != name} for name, targets in graph.items()}
+
+
+def reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in graph[todo.pop()]:
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_no_import_circle_in_sync_or_catalog():
+    graph = module_imports(ROOT)
+    circles = sorted(name for name in graph if name in reach(graph, name))
+    assert circles == []
+
+
+def test_outcomes_and_kommo_helpers_import_nothing_of_the_flows():
+    graph = module_imports(ROOT)
+    for name in ("sync.outcomes", "sync.kommo_tasks", "sync.registry"):
+        flows = sorted(
+            m for m in reach(graph, name) if m.startswith(("sync.flows", "sync.lifecycle", "sync.migration"))
+        )
+        assert flows == [], name
+
+
+def test_the_circle_finder_sees_a_circle(tmp_path):
+    (tmp_path / "sync").mkdir()
+    (tmp_path / "catalog").mkdir()
+    (tmp_path / "sync" / "a.py").write_text("import sync.b\n")
+    (tmp_path / "sync" / "b.py").write_text("def later():\n    import sync.c\n\nfrom sync import a\n")
+    (tmp_path / "sync" / "c.py").write_text("import sync.a\n")
+    graph = module_imports(tmp_path)
+    assert sorted(name for name in graph if name in reach(graph, name)) == ["sync.a", "sync.b"]
