@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from catalog.models import ProductRatePlan, ZuoraEntity
-from sync import kommo_texts
+from sync import kommo_texts, orders
 from sync.clients.errors import BusinessError, NotFoundError, TransientError, UnexpectedAnswer
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -319,14 +319,9 @@ def check_currency(account_number: str, currency: str, sale: Sale) -> None:
 
 
 def build_order(record: SyncRecord, sale: Sale, customer: Customer, account_number: str | None) -> dict:
-    order: dict[str, Any] = {
-        "orderDate": sale.contract_date.isoformat(),
-        "processingOptions": {"runBilling": False, "collectPayment": False},
-    }
-    if account_number:
-        order["existingAccountNumber"] = account_number
-    else:
-        account: dict[str, Any] = {
+    account: dict[str, Any] | None = None
+    if not account_number:
+        account = {
             "name": customer.name,
             "currency": sale.currency,
             "billCycleDay": 0,
@@ -338,9 +333,9 @@ def build_order(record: SyncRecord, sale: Sale, customer: Customer, account_numb
         }
         if sale.terms is not None and sale.terms.payment_term:
             account["paymentTerm"] = sale.terms.payment_term
-        order["newAccount"] = account
-    order.update(what_is_sold(record, sale))
-    return order
+    return orders.new_sale(
+        sale.contract_date, account_number=account_number, new_account=account, sold=what_is_sold(record, sale)
+    )
 
 
 def what_is_sold(record: SyncRecord, sale: Sale) -> dict[str, Any]:
@@ -400,12 +395,9 @@ def preview_body(record: SyncRecord, sale: Sale) -> dict[str, Any] | None:
     """The preview order for what is sold (None when previews are off or nothing recurring is sold)."""
     if not (settings.ZUORA_PREVIEW_ORDERS and sale.subscription_items):
         return None
-    return {
-        "orderDate": sale.contract_date.isoformat(),
-        "subscriptions": what_is_sold(record, sale)["subscriptions"],
-        "previewAccountInfo": {"currency": sale.currency, "billCycleDay": 1},
-        "previewOptions": {"previewTypes": ["ChargeMetrics"], "previewThruType": "TermEnd"},
-    }
+    sold = {"subscriptions": what_is_sold(record, sale)["subscriptions"]}
+    order = {"orderDate": sale.contract_date.isoformat(), **sold}
+    return orders.preview(order, account_info={"currency": sale.currency, "billCycleDay": 1})
 
 
 def metric_sum(metrics: list[dict], figure: str, part: str) -> Decimal:

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 
-from sync import kommo_texts
+from sync import kommo_texts, orders
 from sync.clients.errors import BusinessError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -70,23 +70,14 @@ def cancel(record: SyncRecord, zuora: ZuoraClient, lead: dict) -> None:
     action: dict[str, Any] = {"cancellationPolicy": policy}
     if policy == "SpecificDate":
         action["cancellationEffectiveDate"] = effective.isoformat()
-    order = {
-        "orderDate": business_today().isoformat(),
-        "existingAccountNumber": current.account_number,
-        "processingOptions": {"runBilling": False, "collectPayment": False},
-        "subscriptions": [
-            {
-                "subscriptionNumber": current.number,
-                "orderActions": [
-                    {
-                        "type": "CancelSubscription",
-                        "triggerDates": [{"name": "ContractEffective", "triggerDate": effective.isoformat()}],
-                        "cancelSubscription": action,
-                    }
-                ],
-            }
-        ],
+    cancel = {
+        "type": "CancelSubscription",
+        "triggerDates": [{"name": "ContractEffective", "triggerDate": effective.isoformat()}],
+        "cancelSubscription": action,
     }
+    order = orders.change(
+        business_today(), account_number=current.account_number, subscription_number=current.number, actions=[cancel]
+    )
     record.mark_step("order", done=False, attempted=True, policy=policy, effective=effective.isoformat())
     try:
         result = zuora.create_order(

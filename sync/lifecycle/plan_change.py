@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 
 from catalog.models import PlanMapping, ProductRatePlan
-from sync import kommo_texts
+from sync import kommo_texts, orders
 from sync.clients.errors import BusinessError, NotFoundError, TransientError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -291,18 +291,14 @@ def build_order(
                 },
             }
         )
-    return {
-        "orderDate": business_today().isoformat(),
-        "existingAccountNumber": current.account_number,
-        "processingOptions": {"runBilling": False, "collectPayment": False},
-        "subscriptions": [{"subscriptionNumber": current.number, "orderActions": actions}],
-    }
+    return orders.change(
+        business_today(), account_number=current.account_number, subscription_number=current.number, actions=actions
+    )
 
 
 def preview_after(zuora: ZuoraClient, order: dict, before: Decimal) -> Decimal | None:
     """The MRR after the change, from Zuora's preview: the charges' cmrr deltas added to the current MRR."""
-    body = {k: v for k, v in order.items() if k != "processingOptions"}
-    body["previewOptions"] = {"previewTypes": ["ChargeMetrics"], "previewThruType": "TermEnd"}
+    body = orders.preview(order)
     try:
         result = zuora.preview_order(body)
         metrics = (result.get("previewResult") or {}).get("chargeMetrics") or []

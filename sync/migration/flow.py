@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from catalog.models import ProductRatePlan
-from sync import kommo_texts
+from sync import kommo_texts, orders
 from sync.clients.errors import BusinessError, TransientError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -146,12 +146,9 @@ def move(record: SyncRecord, zuora: ZuoraClient) -> None:
     ]
     if discount:
         actions.append({"type": "AddProduct", "triggerDates": triggers, "addProduct": {"productRatePlanId": discount}})
-    order = {
-        "orderDate": business_today().isoformat(),
-        "existingAccountNumber": current.account_number,
-        "processingOptions": {"runBilling": False, "collectPayment": False},
-        "subscriptions": [{"subscriptionNumber": current.number, "orderActions": actions}],
-    }
+    order = orders.change(
+        business_today(), account_number=current.account_number, subscription_number=current.number, actions=actions
+    )
     goal = [target] + ([discount] if discount else [])
     record.mark_step(
         "order",
