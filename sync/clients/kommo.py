@@ -14,10 +14,10 @@ from functools import cached_property
 from typing import Any
 
 from django.conf import settings
-from django.utils import timezone
 
 from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundError, TransientError
 from sync.clients.http import Answer, HttpClient, excerpt
+from sync.clients.tokens import shared_token
 from sync.locks import locked_row
 from sync.models import ProviderToken, Throttle
 
@@ -118,54 +118,38 @@ class KommoClient(HttpClient):
                 "Kommo: set KOMMO_ACCESS_TOKEN, or the KOMMO_CLIENT_ID/SECRET/REDIRECT_URI/REFRESH_TOKEN variables",
                 provider=self.provider,
             )
-        row = ProviderToken.objects.filter(provider=self.provider).first()
-        if (
-            not force_refresh
-            and row
-            and row.access_token
-            and row.expires_at
-            and row.expires_at - REFRESH_MARGIN > timezone.now()
-        ):
-            self._access = row.access_token
-            return row.access_token
-        # The token to replace: the one this client was refused with (a forced refresh), else the stored one.
-        # Another worker may have refreshed it meanwhile: then theirs is used, never refreshed twice.
-        stale = self._access if force_refresh and self._access else (row.access_token if row else None)
-        with locked_row(ProviderToken, provider=self.provider) as row:
-            fresh = row.access_token and row.expires_at and row.expires_at - REFRESH_MARGIN > timezone.now()
-            if fresh and row.access_token != stale:
-                self._access = row.access_token  # another worker refreshed while we waited
-                return row.access_token
-            if fresh and not force_refresh:
-                self._access = row.access_token
-                return row.access_token
-            refresh_token = row.refresh_token or self.initial_refresh_token
-            if not refresh_token:
-                raise AuthError("Kommo: no refresh token stored; set KOMMO_REFRESH_TOKEN", provider=self.provider)
-            answer = self.request(
-                "POST",
-                "/oauth2/access_token",
-                json_body={
-                    "client_id": self.client_id,
-                    "client_secret": self.client_secret,
-                    "grant_type": "refresh_token",
-                    "refresh_token": refresh_token,
-                    "redirect_uri": self.redirect_uri,
-                },
-                authenticated=False,
-            )
-            body = answer.body or {}
-            if not body.get("access_token") or not body.get("refresh_token"):
-                raise AuthError(f"Kommo: the token answer lacks tokens: {excerpt(answer.text)}", provider=self.provider)
-            # Persist the new pair before anything uses it: the old refresh token is already dead.
-            row.access_token = body["access_token"]
-            row.refresh_token = body["refresh_token"]
-            row.expires_at = timezone.now() + dt.timedelta(seconds=int(body.get("expires_in") or 86400))
-            row.refreshed_at = timezone.now()
-            row.refresh_count += 1
-            row.save()
-            self._access = row.access_token
-            return row.access_token
+        token, _ = shared_token(
+            self.provider,
+            exchange=self._exchange,
+            margin=REFRESH_MARGIN,
+            force_refresh=force_refresh,
+            used=self._access,
+        )
+        self._access = token
+        return token
+
+    def _exchange(self, row: ProviderToken) -> tuple[str, str | None, int]:
+        """Kommo's refresh tokens are single-use: the stored one (or KOMMO_REFRESH_TOKEN, the first time) buys
+        a new pair."""
+        refresh_token = row.refresh_token or self.initial_refresh_token
+        if not refresh_token:
+            raise AuthError("Kommo: no refresh token stored; set KOMMO_REFRESH_TOKEN", provider=self.provider)
+        answer = self.request(
+            "POST",
+            "/oauth2/access_token",
+            json_body={
+                "client_id": self.client_id,
+                "client_secret": self.client_secret,
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "redirect_uri": self.redirect_uri,
+            },
+            authenticated=False,
+        )
+        body = answer.body or {}
+        if not body.get("access_token") or not body.get("refresh_token"):
+            raise AuthError(f"Kommo: the token answer lacks tokens: {excerpt(answer.text)}", provider=self.provider)
+        return body["access_token"], body["refresh_token"], int(body.get("expires_in") or 86400)
 
     # --- errors -----------------------------------------------------------------------------------
     def classify(self, answer: Answer) -> ApiError | None:

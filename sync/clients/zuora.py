@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundError, TransientError, UnexpectedAnswer
 from sync.clients.http import Answer, HttpClient, excerpt, segment
-from sync.locks import locked_row, one_of
+from sync.clients.tokens import shared_token
+from sync.locks import one_of
 from sync.models import ProviderToken
 from sync.parallel import each
 
@@ -121,27 +122,15 @@ class ZuoraClient(HttpClient):
         now = timezone.now()
         if not force_refresh and self._cached and self._cached[1] - TOKEN_MARGIN > now:
             return self._cached[0]
-        row = ProviderToken.objects.filter(provider=self.token_key).first()
-        if not force_refresh and row and row.access_token and row.expires_at and row.expires_at - TOKEN_MARGIN > now:
-            self._cached = (row.access_token, row.expires_at)
-            return row.access_token
-        # The token a forced refresh replaces: the one we used, else the one every worker shares now.
-        stale = self._cached[0] if self._cached else (row.access_token if row else None)
-        with locked_row(ProviderToken, provider=self.token_key) as locked:
-            expires = locked.expires_at
-            # Someone else refreshed while we waited for the lock: use theirs.
-            if locked.access_token and expires and expires - TOKEN_MARGIN > timezone.now():
-                if not force_refresh or locked.access_token != stale:
-                    self._cached = (locked.access_token, expires)
-                    return locked.access_token
-            token, expires_in = self._fetch_token()
-            expires = timezone.now() + dt.timedelta(seconds=expires_in)
-            locked.access_token, locked.expires_at = token, expires
-            locked.refreshed_at = timezone.now()
-            locked.refresh_count += 1
-            locked.save()
-            self._cached = (token, expires)
-            return token
+        used = self._cached[0] if self._cached else None
+        self._cached = shared_token(
+            self.token_key, exchange=self._exchange, margin=TOKEN_MARGIN, force_refresh=force_refresh, used=used
+        )
+        return self._cached[0]
+
+    def _exchange(self, row: ProviderToken) -> tuple[str, None, int]:
+        token, lifetime = self._fetch_token()
+        return token, None, lifetime  # client credentials: no refresh token
 
     def _fetch_token(self) -> tuple[str, int]:
         if not self.client_id or not self.client_secret:
