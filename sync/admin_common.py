@@ -55,7 +55,7 @@ def outside_links(lead_id: int | None, zuora_number: str, *extra: str) -> str:
 def deal_title(record) -> str:
     """What RevOps calls a record's deal: the lead's name as Kommo had it, else the lead, the subscription or the
     account the record is about (a record key is for machines)."""
-    name = (record.steps or {}).get("lead", {}).get("name") if record is not None else ""
+    name = record.deal_name if record is not None else ""
     if name:
         return str(name)
     if record is None:

@@ -43,7 +43,7 @@ def notify_attention(record: SyncRecord, exc: NeedsAttention) -> None:
     text = exc.task or kommo_texts.task(
         f"this deal could not be synced with Zuora: {exc.reason}", "ask RevOps to fix it and retry the deal"
     )
-    responsible = record.step_data("lead").get("responsible_user_id")
+    responsible = record.responsible_user_id
     try:
         task_id = kommo.add_task(
             record.kommo_lead_id,

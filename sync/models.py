@@ -49,6 +49,31 @@ class SyncRecordQuerySet(models.QuerySet):
         """The records here a transition may move now."""
         return self.filter(status__in=TRANSITIONS[name].sources)
 
+    # Which deal billed what: the one place that says it. A deal is a won lead's record; it is billed once
+    # Zuora gave it a subscription number (kept if the record later needs attention); "billed" for the
+    # life after the sale also means its sync succeeded.
+    def deals(self) -> SyncRecordQuerySet:
+        return self.filter(kind=SyncRecord.Kind.DEAL_WON)
+
+    def billed(self) -> SyncRecordQuerySet:
+        """Deals that have a Zuora subscription."""
+        return self.deals().exclude(zuora_subscription_number="")
+
+    def deal_of(self, lead_id: int | None) -> SyncRecord | None:
+        """The lead's won record, whatever its state."""
+        return None if lead_id is None else self.deals().filter(kommo_lead_id=lead_id).first()
+
+    def billed_deal_of(self, lead_id: int | None) -> SyncRecord | None:
+        """The lead's won record once zkbridge billed it for good (succeeded, with its subscription): what a
+        plan change, a cancellation or a reopening may change."""
+        if lead_id is None:
+            return None
+        return self.billed().filter(kommo_lead_id=lead_id, status=SyncRecord.Status.SUCCEEDED).first()
+
+    def billing(self, subscription_number: str) -> SyncRecordQuerySet:
+        """The deals whose subscription this is."""
+        return self.billed().filter(zuora_subscription_number=subscription_number)
+
 
 class SyncRecord(models.Model):
     """One business operation (a won deal, a billing event, a usage batch), unique on its natural key."""
@@ -150,6 +175,41 @@ class SyncRecord(models.Model):
             steps[step] = {**steps.get(step, {}), "done": True, **data, "at": at}
         self.steps = steps
         self.save(update_fields=["steps", "updated_at", *with_fields])
+
+    # --- facts of a won deal other rooms read -------------------------------------------------------
+    # The won flow records them in its steps; every other module reads them here, never by step key, so a
+    # renamed key breaks these accessors and the test that pins them (tests/test_deal_won.py), not a caller.
+    @property
+    def deal_name(self) -> str:
+        """The lead's name as Kommo had it when zkbridge read it."""
+        return str((self.steps or {}).get("lead", {}).get("name") or "")
+
+    @property
+    def responsible_user_id(self) -> int | None:
+        """The Kommo user the lead was assigned to when zkbridge read it (tasks go to them)."""
+        value = (self.steps or {}).get("lead", {}).get("responsible_user_id")
+        return int(value) if value else None
+
+    @property
+    def sold_plan(self) -> str:
+        """The plan field's value the deal was billed on."""
+        return str((self.steps or {}).get("lead", {}).get("plan") or "")
+
+    @property
+    def customer_key(self) -> str:
+        """Who pays, as zkbridge keys the customer ("company:<id>" or "contact:<id>")."""
+        return str((self.steps or {}).get("order", {}).get("customer_key") or "")
+
+    @property
+    def own_write_at(self) -> int | None:
+        """Kommo's updated_at answer to zkbridge's own write of the lead fields (its echo carries it)."""
+        value = (self.steps or {}).get("lead_fields", {}).get("updated_at")
+        return int(value) if value is not None else None
+
+    @staticmethod
+    def deal_key(lead_id: int) -> str:
+        """The natural key of a won lead's record."""
+        return f"deal_won:{lead_id}"
 
     def idempotency_key(self, step: str) -> str:
         return f"zkbridge:{self.key}:{step}:g{self.generation}"

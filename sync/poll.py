@@ -30,17 +30,13 @@ def poll_kommo(since: int | None = None) -> dict[str, int]:
 
     def flush() -> int:
         ids = [lead["id"] for lead in batch]
-        known = set(
-            SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id__in=ids).values_list(
-                "kommo_lead_id", flat=True
-            )
-        )
+        known = set(SyncRecord.objects.deals().filter(kommo_lead_id__in=ids).values_list("kommo_lead_id", flat=True))
         count = 0
         for lead in batch:
             if lead["id"] not in known:
                 _, new = ensure_record(
                     SyncRecord.Kind.DEAL_WON,
-                    f"deal_won:{lead['id']}",
+                    SyncRecord.deal_key(lead["id"]),
                     kommo_lead_id=lead["id"],
                     payload={"id": lead["id"], "found_by": "poll_kommo"},
                 )

@@ -389,3 +389,19 @@ def test_a_retry_after_the_order_was_sent_looks_for_it_first(catalog):
     run_sync(rec.id)
     assert record(ACME_EXPANSION).status == "succeeded" and len(catalog.subscriptions()) == 1
     assert zuora_reads("/object-query/subscriptions") == 1
+
+
+def test_the_facts_other_rooms_read_of_a_won_deal(catalog):
+    """Billing events, tasks, plan changes and the admin read these of a deal: each, as the won flow
+    recorded it (a step renamed in the flow breaks this test, not them in production)."""
+    catalog.win(ACME_EXPANSION)
+    rec = record(ACME_EXPANSION)
+    lead = catalog.lead(ACME_EXPANSION)
+    assert rec.deal_name == lead.name and rec.deal_name
+    assert rec.responsible_user_id == lead.responsible_user_id and rec.responsible_user_id
+    assert rec.customer_key == "company:5550001"
+    assert rec.sold_plan == "Starter"
+    assert rec.own_write_at == lead.updated_at
+    assert SyncRecord.objects.deal_of(ACME_EXPANSION) == rec == SyncRecord.objects.billed_deal_of(ACME_EXPANSION)
+    assert list(SyncRecord.objects.billing(rec.zuora_subscription_number)) == [rec]
+    assert SyncRecord.deal_key(ACME_EXPANSION) == rec.key

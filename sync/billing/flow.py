@@ -67,10 +67,7 @@ def billing_event(record: SyncRecord) -> None:
 
 def known_subscription(number: str) -> bool:
     """A subscription zkbridge billed or mirrors."""
-    return (
-        Subscription.objects.filter(number=number).exists()
-        or SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, zuora_subscription_number=number).exists()
-    )
+    return Subscription.objects.filter(number=number).exists() or SyncRecord.objects.billing(number).exists()
 
 
 def write_task_once(record: SyncRecord, kommo: KommoClient, where, rule: BillingEventRule, text: str) -> None:
@@ -78,9 +75,7 @@ def write_task_once(record: SyncRecord, kommo: KommoClient, where, rule: Billing
         if any(t.get("text") == text for t in kommo.tasks(where.entity_id, where.entity)):
             record.mark_step("task", text=text)
             return
-    responsible = rule.responsible_user_id or (
-        where.deal.step_data("lead").get("responsible_user_id") if where.deal else None
-    )
+    responsible = rule.responsible_user_id or (where.deal.responsible_user_id if where.deal else None)
     record.mark_step("task", done=False, attempted=True)
     task_id = kommo.add_task(
         where.entity_id,

@@ -98,9 +98,7 @@ class Place:
 def place(event: BillingEvent) -> Place | None:
     """Where the event goes: the deal of its subscription; for account events the account's most recent
     deal (or its Kommo company, with ZKBRIDGE_ACCOUNT_EVENTS_TO_COMPANY). None: zkbridge cannot place it."""
-    deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id__isnull=False).exclude(
-        zuora_account_number=""
-    )
+    deals = SyncRecord.objects.deals().filter(kommo_lead_id__isnull=False).exclude(zuora_account_number="")
     if event.subscription_number:
         deal = deals.filter(zuora_subscription_number=event.subscription_number).order_by("-created_at").first()
         if deal:
@@ -108,7 +106,7 @@ def place(event: BillingEvent) -> Place | None:
     if event.account_number:
         deal = deals.filter(zuora_account_number=event.account_number).order_by("-created_at").first()
         if deal:
-            company = deal.step_data("order").get("customer_key") or ""
+            company = deal.customer_key
             if (
                 settings.ZKBRIDGE_ACCOUNT_EVENTS_TO_COMPANY
                 and company.startswith("company:")

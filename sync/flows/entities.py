@@ -79,7 +79,7 @@ def entity_of_lead(lead_id: int | None, subscription_number: str = "") -> ZuoraE
         return None
     billed = SyncRecord.objects.filter(entity__isnull=False).select_related("entity").order_by("-id")
     if lead_id is not None:
-        won = billed.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id=lead_id).first()
+        won = billed.deals().filter(kommo_lead_id=lead_id).first()
         if won is not None:
             return won.entity
     deal = billed.filter(zuora_subscription_number=subscription_number).first() if subscription_number else None

@@ -55,7 +55,7 @@ class SubscriptionAdmin(LeadIdSearchAdmin):
 
     @admin.display(description="deal", ordering="kommo_lead_id")
     def deal(self, obj: Subscription) -> str:
-        record = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id=obj.kommo_lead_id).first()
+        record = SyncRecord.objects.deal_of(obj.kommo_lead_id)
         if record is None:
             return str(obj.kommo_lead_id or "—")
         return deal_cell(record, reverse("admin:sync_syncrecord_change", args=[record.id]))

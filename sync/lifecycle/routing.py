@@ -60,11 +60,11 @@ def own_write(deal: SyncRecord, item: LeadEvent) -> bool:
     """The update Kommo reports for zkbridge's own write of the account and subscription fields: the same
     updated_at Kommo answered that write with, and the plan the deal was billed on (Kommo's times are in
     seconds: a salesperson's change in that same second still shows in the plan)."""
-    ours = deal.step_data("lead_fields").get("updated_at")
+    ours = deal.own_write_at
     if ours is None or str(item.entity.get("updated_at") or "") != str(ours):
         return False
     plan = hinted_plan(item)
-    return plan is None or plan == (deal.step_data("lead").get("plan") or "")
+    return plan is None or plan == deal.sold_plan
 
 
 def lifecycle_records(events: list[LeadEvent], event: WebhookEvent, source: str) -> int:
@@ -76,11 +76,7 @@ def lifecycle_records(events: list[LeadEvent], event: WebhookEvent, source: str)
             latest[item.lead_id] = item
     if not latest:
         return 0
-    deals = list(
-        SyncRecord.objects.filter(
-            kind=SyncRecord.Kind.DEAL_WON, status=SyncRecord.Status.SUCCEEDED, kommo_lead_id__in=list(latest)
-        ).exclude(zuora_subscription_number="")
-    )
+    deals = list(SyncRecord.objects.billed().filter(status=SyncRecord.Status.SUCCEEDED, kommo_lead_id__in=list(latest)))
     created = 0
     won = [deal.lead_id for deal in deals if latest[deal.lead_id].status_id == settings.KOMMO_WON_STATUS_ID]
     undo = last_undo_kinds(won) if won else {}

@@ -250,10 +250,8 @@ def refresh(number: str, lead_id: int | None = None, zuora: ZuoraClient | None =
 # --- the deal this record changes ------------------------------------------------------------------------
 def billed_deal(record: SyncRecord) -> SyncRecord:
     """The deal_won record that billed this lead: a change to a deal zkbridge never billed is refused."""
-    deal = SyncRecord.objects.filter(
-        kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id=record.kommo_lead_id, status=SyncRecord.Status.SUCCEEDED
-    ).first()
-    if deal is None or not deal.zuora_subscription_number:
+    deal = SyncRecord.objects.billed_deal_of(record.kommo_lead_id)
+    if deal is None:
         raise NeedsAttention(
             f"zkbridge never billed Kommo lead {record.kommo_lead_id} (no successful won sync with a "
             f"subscription); nothing was sent to Zuora — bill the deal first",

@@ -189,7 +189,7 @@ def update_deal(record: SyncRecord) -> None:
     """The deal's won record now names the plans it is billed on (the legacy report counts from it)."""
     if not record.kommo_lead_id:
         return
-    deal = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id=record.kommo_lead_id).first()
+    deal = SyncRecord.objects.deal_of(record.kommo_lead_id)
     if deal is None:
         return
     goal = record.step_data("order").get("goal") or []

@@ -69,14 +69,10 @@ def fix(row: Discrepancy, user: str = "staff") -> FixResult:
         if result.outcome == Outcome.QUEUED:
             row.fix_requested_at = timezone.now()
             if row.sync_record_id is None and row.kommo_lead_id is not None:
-                row.sync_record = SyncRecord.objects.filter(key=deal_key(row.kommo_lead_id)).first()
+                row.sync_record = SyncRecord.objects.filter(key=SyncRecord.deal_key(row.kommo_lead_id)).first()
         row.fix_result = f"{result.text} (by {user})"[:300]
         row.save(update_fields=["fix_requested_at", "fix_result", "sync_record"])
     return result
-
-
-def deal_key(lead_id: int) -> str:
-    return f"deal_won:{lead_id}"
 
 
 def outcome(row: Discrepancy) -> str:
@@ -109,11 +105,11 @@ def retry(row: Discrepancy) -> FixResult:
 def resync(row: Discrepancy) -> FixResult:
     if row.kommo_lead_id is None:
         return FixResult(Outcome.SKIPPED, "skipped: the row names no Kommo lead")
-    record = SyncRecord.objects.filter(key=deal_key(row.kommo_lead_id)).first()
+    record = SyncRecord.objects.filter(key=SyncRecord.deal_key(row.kommo_lead_id)).first()
     if record is None:
         ensure_record(
             SyncRecord.Kind.DEAL_WON,
-            deal_key(row.kommo_lead_id),
+            SyncRecord.deal_key(row.kommo_lead_id),
             kommo_lead_id=row.kommo_lead_id,
             payload={"id": row.kommo_lead_id, "found_by": "reconciliation"},
         )
@@ -129,7 +125,7 @@ def relink(row: Discrepancy) -> FixResult:
     """Make Kommo and zkbridge name the subscription Zuora has for the deal: the worker writes to Kommo."""
     if row.kommo_lead_id is None:
         return FixResult(Outcome.SKIPPED, "skipped: the row names no Kommo lead")
-    record = SyncRecord.objects.filter(key=deal_key(row.kommo_lead_id)).first()
+    record = SyncRecord.objects.filter(key=SyncRecord.deal_key(row.kommo_lead_id)).first()
     if record is not None and record.status == SyncRecord.Status.RUNNING:
         return FixResult(Outcome.SKIPPED, "skipped: the record is running right now")
     transaction.on_commit(lambda: enqueue_relink(row.id))
@@ -156,7 +152,7 @@ def relink_deal(row_id: int) -> str:
             return "failed"
     record, _ = ensure_record(
         SyncRecord.Kind.DEAL_WON,
-        deal_key(row.kommo_lead_id),
+        SyncRecord.deal_key(row.kommo_lead_id),
         enqueue=False,
         kommo_lead_id=row.kommo_lead_id,
         status=SyncRecord.Status.SUCCEEDED,

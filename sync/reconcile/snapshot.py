@@ -108,7 +108,7 @@ def active(subscription: dict) -> bool:
 
 def read_zkbridge(snap: Snapshot) -> None:
     """zkbridge's side: its deal records, the records in trouble, the plan map and the catalog mirror."""
-    deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON, kommo_lead_id__isnull=False)
+    deals = SyncRecord.objects.deals().filter(kommo_lead_id__isnull=False)
     snap.records = {r.lead_id: r for r in deals}
     snap.problem_records = list(SyncRecord.objects.filter(status__in=PROBLEM_STATES).order_by("id"))
     mapped: dict[tuple[int | None, str], set[str]] = defaultdict(set)

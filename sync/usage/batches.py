@@ -249,8 +249,7 @@ def assign_entities() -> list[ZuoraEntity | None]:
         return [None]
     unmarked = UsageRecord.objects.filter(status=UsageRecord.Status.PENDING, batch__isnull=True, entity__isnull=True)
     owners = (
-        SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON)
-        .exclude(zuora_subscription_number="")
+        SyncRecord.objects.billed()
         .values("zuora_subscription_number")
         .annotate(
             entities=Count("entity", distinct=True),

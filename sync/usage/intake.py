@@ -327,7 +327,7 @@ def accept(rows: Iterable[Any]) -> Intake:
 def synced_deals(numbers: set[str], leads: set[int]) -> tuple[dict[str, str], dict[int, tuple[str, str]]]:
     """The deals zkbridge billed, for usage naming these subscription numbers or Kommo leads: account by
     subscription number, and (subscription, account) by lead. Usage is placed by its subscription first."""
-    deals = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON).exclude(zuora_subscription_number="")
+    deals = SyncRecord.objects.billed()
     by_subscription = dict(
         deals.filter(zuora_subscription_number__in=numbers).values_list(
             "zuora_subscription_number", "zuora_account_number"

@@ -69,7 +69,7 @@ class KommoWebhookView(MachineEndpoint):
         lead edited while in Won usually has (Kommo reports zkbridge's own field writes as edits, one per
         billed deal): those are looked up in one query, so the delivery does not fail its plain insert
         and redo everything with savepoints. (A record created meanwhile still takes the careful path.)"""
-        edits = [f"deal_won:{item.lead_id}" for item in won if item.action != "status"]
+        edits = [SyncRecord.deal_key(item.lead_id) for item in won if item.action != "status"]
         if not edits:
             return won
         known = set(SyncRecord.objects.filter(key__in=edits).values_list("kommo_lead_id", flat=True))
@@ -90,7 +90,7 @@ class KommoWebhookView(MachineEndpoint):
             for item in won:
                 record, new = ensure_record(
                     SyncRecord.Kind.DEAL_WON,
-                    f"deal_won:{item.lead_id}",
+                    SyncRecord.deal_key(item.lead_id),
                     enqueue=False,
                     savepoint=careful,
                     kommo_lead_id=item.lead_id,
