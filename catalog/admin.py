@@ -31,7 +31,7 @@ from catalog.models import (
     convert_for_plan,
     today,
 )
-from catalog.planmap import MAX_CSV_BYTES, check_rate_plan, export_csv, import_csv
+from catalog.planmap import MAX_CSV_BYTES, export_csv, import_csv
 from catalog.sellable import status_label
 from catalog.tiers import TierError, describe, parse
 from zkbridge.audit import log_action
@@ -229,49 +229,20 @@ class ProductRatePlanAdmin(ReadOnlyMirror):
         return TemplateResponse(request, "admin/catalog/legacy_report.html", context)
 
 
-def entity_mismatch(plan: ProductRatePlan, entity: ZuoraEntity | None) -> str | None:
-    """A mapping sells its entity's rate plans only (Zuora refuses another entity's plan)."""
-    if plan.product.entity_id == (entity.pk if entity else None):
-        return None
-    where = f"entity {plan.product.entity}'s catalog" if plan.product.entity_id else "the catalog of no entity"
-    return f"'{plan}' is in {where}; this mapping is for {entity or 'no entity'}: choose that entity's rate plan"
-
-
-def one_time_only(plan: ProductRatePlan) -> bool:
-    charges = [c for c in plan.charges.all() if c.removed_at is None]
-    return bool(charges) and all(c.charge_type == "OneTime" for c in charges)
-
-
 class MappedRatePlanFormSet(BaseInlineFormSet):
     preview = False  # "Preview tiers" pressed: show both forms of the tiers, save nothing
     tier_previews: list[str] = []
 
     def clean(self):
         super().clean()
-        currency = self.instance.currency
         plans = [f.cleaned_data for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
-        if not plans:
-            raise ValidationError("Map the value to at least one Zuora rate plan.")
-        self.warnings = []
-        timing = self.instance.upgrade_timing or self.instance.downgrade_timing
         picked = [d["product_rate_plan"] for d in plans if d.get("product_rate_plan") is not None]
-        if timing and picked and all(one_time_only(p) for p in picked):
-            raise ValidationError(
-                "A plan change timing applies to subscriptions; this mapping sells one-time products only. "
-                "Clear the upgrade and downgrade timings."
-            )
-        for data in plans:
-            plan = data.get("product_rate_plan")
-            if plan is None:
-                continue
-            check = check_rate_plan(plan, currency)
-            if check.errors:
-                raise ValidationError(check.errors)
-            self.warnings += check.warnings
-            if (
-                problem := entity_mismatch(plan, self.instance.entity if self.instance.entity_id else None)
-            ) is not None:
-                raise ValidationError(problem)
+        carried: set[str] = set()
+        if self.instance.pk:
+            carried = set(self.instance.mapped_plans.values_list("product_rate_plan__zuora_id", flat=True))
+        errors, self.warnings = self.instance.plan_problems(picked, carried=carried)
+        if errors:  # the one rule, shared with the CSV import (PlanMapping.plan_problems)
+            raise ValidationError(errors)
         self.tier_previews = []
         for data in plans:  # (the tiers themselves were checked by each row's own validation)
             if data.get("product_rate_plan") is not None and (data.get("tiers") or "").strip():

@@ -163,6 +163,12 @@ class ProductRatePlan(Mirrored):
     def __str__(self) -> str:
         return f"{self.product.name} / {self.name}"
 
+    @property
+    def one_time_only(self) -> bool:
+        """Sells one-time charges only (an order line item, not a subscription)."""
+        charges = [c for c in self.charges.all() if c.removed_at is None]
+        return bool(charges) and all(c.charge_type == "OneTime" for c in charges)
+
     def currencies(self) -> set[str]:
         """Currencies in which every charge of the plan has a price."""
         charges = list(self.charges.all())
@@ -343,6 +349,44 @@ class PlanMapping(models.Model):
         self.normalized_value = normalize(self.kommo_value or "")
         if self.kind == self.Kind.PRODUCT and not str(self.kommo_value).strip().isdigit():
             raise ValidationError({"kommo_value": "A Kommo product is named by its catalog element id (a number)"})
+
+    def plan_problems(
+        self, plans: list[ProductRatePlan], *, carried: set[str] | frozenset[str] = frozenset(), day=None
+    ) -> tuple[list[str], list[str]]:
+        """What refuses (errors) or only flags (warnings) this mapping with these rate plans on `day` (today):
+        the one rule the admin's form and the CSV import both apply. A plan the mapping already carries
+        (`carried`, Zuora ids) that can no longer be sold is kept with a warning: an export always imports
+        back, and a mapping is edited without first replacing a plan being retired."""
+        from catalog.sellable import sellable_on  # sellable reads the models: imported when judging
+
+        errors: list[str] = []
+        warnings: list[str] = []
+        if not plans:
+            return ["Map the value to at least one Zuora rate plan."], []
+        if (self.upgrade_timing or self.downgrade_timing) and all(p.one_time_only for p in plans):
+            errors.append(
+                "A plan change timing applies to subscriptions; this mapping sells one-time products only. "
+                "Clear the upgrade and downgrade timings."
+            )
+        day = day or business_today()
+        for plan in plans:
+            if plan.product.entity_id != self.entity_id:
+                where = f"entity {plan.product.entity}'s catalog" if plan.product.entity_id else "no entity's catalog"
+                errors.append(
+                    f"'{plan}' is in {where}; this mapping is for {self.entity or 'no entity'}: choose that "
+                    f"entity's rate plan"
+                )
+                continue
+            verdict = sellable_on(plan, day, self.currency)
+            if not verdict.ok and plan.zuora_id in carried:
+                warnings.append(f"{verdict.reason}; kept (the mapping already has it)")
+            elif not verdict.ok:
+                errors.append(verdict.reason)
+            elif verdict.retires_soon:
+                warnings.append(
+                    f"rate plan '{plan}' retires on {verdict.retires_on:%Y-%m-%d}: plan the move to its successor"
+                )
+        return errors, warnings
 
 
 class MappedRatePlan(models.Model):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import csv
-import datetime as dt
 import io
 import re
 import threading
@@ -24,9 +23,7 @@ from catalog.models import (
     convert_for_plan,
     has_tiered_charge,
     normalize,
-    today,
 )
-from catalog.sellable import sellable_on
 from catalog.tiers import LOWER_UPPER, TierError
 from catalog.tiers import POLICIES as TIER_POLICIES
 from zkbridge import spreadsheet
@@ -34,26 +31,6 @@ from zkbridge import spreadsheet
 MAX_CSV_BYTES = 2 * 1024 * 1024
 REQUIRED_COLUMNS = ["kommo_value", "product_rate_plan_id"]
 OPTIONAL_COLUMNS = ["currency", "label", "kind", "quantity", "price", "term_months", "auto_renew"]
-
-
-@dataclass
-class Check:
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-def check_rate_plan(plan: ProductRatePlan, currency: str, day: dt.date | None = None) -> Check:
-    """Can a mapping in `currency` point at `plan` today? Errors refuse it; warnings only flag it."""
-    day = day or today()
-    verdict = sellable_on(plan, day, currency)
-    result = Check()
-    if not verdict.ok:
-        result.errors.append(verdict.reason)
-    elif verdict.retires_soon:
-        result.warnings.append(
-            f"rate plan '{plan}' retires on {verdict.retires_on:%Y-%m-%d}: plan the move to its successor"
-        )
-    return result
 
 
 @dataclass(frozen=True)
@@ -362,24 +339,24 @@ def import_csv(data: bytes, default_currency: str, dry_run: bool = False) -> Imp
     for row in rows:
         mapping = existing.get(_key(row))
         carried = {i.product_rate_plan.zuora_id for i in mapping.mapped_plans.all()} if mapping else set()
-        for item in row.items:
-            plan = plans.get(item.plan_id)
-            if plan is None:
-                result.errors.append(
-                    f"line {row.line}: unknown product_rate_plan_id {item.plan_id!r} "
-                    f"(not in the mirrored catalog: run sync_catalog?)"
-                )
-                continue
-            if plan.product.entity_id != (row.entity.pk if row.entity else None):
-                where, wanted = plan.product.entity or "no entity", row.entity or "no entity"
-                result.errors.append(f"line {row.line}: '{plan}' is in {where}'s catalog; the line is for {wanted}")
-                continue
-            check = check_rate_plan(plan, row.currency)
-            if check.errors and item.plan_id in carried:
-                result.warnings += [f"line {row.line}: {e}; kept (the mapping already has it)" for e in check.errors]
-            else:
-                result.errors += [f"line {row.line}: {e}" for e in check.errors]
-            result.warnings += [f"line {row.line}: {w}" for w in check.warnings]
+        unknown = [item.plan_id for item in row.items if item.plan_id not in plans]
+        result.errors += [
+            f"line {row.line}: unknown product_rate_plan_id {plan_id!r} (not in the mirrored catalog: run "
+            "sync_catalog?)"
+            for plan_id in unknown
+        ]
+        if not unknown:  # the mapping as the line would leave it, judged by the rule the admin applies
+            judged = PlanMapping(
+                kind=row.kind,
+                kommo_value=row.value,
+                currency=row.currency,
+                entity=row.entity,
+                upgrade_timing=row.fields.get("upgrade_timing", mapping.upgrade_timing if mapping else ""),
+                downgrade_timing=row.fields.get("downgrade_timing", mapping.downgrade_timing if mapping else ""),
+            )
+            errors, warnings = judged.plan_problems([plans[i.plan_id] for i in row.items], carried=carried)
+            result.errors += [f"line {row.line}: {e}" for e in errors]
+            result.warnings += [f"line {row.line}: {w}" for w in warnings]
         if row.tiers and row.tiers.lower() != NO_TIERS:
             _check_tiers(row, [plans[i.plan_id] for i in row.items if i.plan_id in plans], mapping, result)
     if result.errors:

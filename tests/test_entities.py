@@ -154,7 +154,7 @@ def test_the_plan_map_refuses_a_rate_plan_of_another_entity(multi, tmp_path, cap
     path.write_text(f"kommo_value,product_rate_plan_id,entity,currency\nScale,{us_plan},EU,EUR\n")
     with pytest.raises(CommandError):
         call_command("import_plan_map", str(path))
-    assert "is in US's catalog; the line is for EU" in capsys.readouterr().err
+    assert "is in entity US's catalog; this mapping is for EU" in capsys.readouterr().err
     path.write_text(f"kommo_value,product_rate_plan_id,entity\nScale,{us_plan},{US_ID}\n")
     call_command("import_plan_map", str(path), verbosity=0)
     assert PlanMapping.objects.get(kommo_value="Scale").entity == multi.us

@@ -264,3 +264,37 @@ def test_the_rate_plan_picker_says_which_plans_cannot_be_sold(revops):
     page = revops.get(f"/admin/catalog/planmapping/{mapping.pk}/change/").content.decode()
     assert "Growth (2024) — retired</option>" in page
     assert revops.get("/admin/autocomplete/?app_label=catalog&model_name=nope&field_name=x").status_code == 403
+
+
+def test_the_admin_and_the_csv_import_judge_a_mapping_by_the_same_rule(revops, tmp_path):
+    """A mapping already carrying a plan retired since is edited in the admin as the CSV re-imports it: kept,
+    with a warning; a change timing on a mapping that sells one-time products only is refused by both."""
+    from catalog.planmap import import_csv
+
+    mapping = PlanMapping.objects.create(kind="plan", kommo_value="Old deal", currency="USD", label="Old deal")
+    MappedRatePlan.objects.create(mapping=mapping, product_rate_plan=ProductRatePlan.objects.get(zuora_id=RETIRED))
+    retired = ProductRatePlan.objects.get(zuora_id=RETIRED)
+    form = {
+        **mapping_form("Old deal", RETIRED),
+        "label": "Old deal, relabelled",
+        "mapped_plans-INITIAL_FORMS": 1,
+        "mapped_plans-0-id": mapping.mapped_plans.get().pk,
+        "mapped_plans-0-mapping": mapping.pk,
+        "mapped_plans-0-product_rate_plan": retired.pk,
+    }
+    answer = revops.post(f"/admin/catalog/planmapping/{mapping.pk}/change/", form, follow=True)
+    page = answer.content.decode()
+    assert "kept (the mapping already has it)" in page
+    mapping.refresh_from_db()
+    assert mapping.label == "Old deal, relabelled"
+    imported = import_csv(f"kommo_value,product_rate_plan_id\nOld deal,{RETIRED}\n".encode(), "USD")
+    assert imported.errors == [] and any("kept (the mapping already has it)" in w for w in imported.warnings)
+
+    onboarding = PlanMapping.objects.create(
+        kind="plan", kommo_value="Onboarding", currency="USD", label="Onboarding", upgrade_timing="immediately"
+    )
+    MappedRatePlan.objects.create(
+        mapping=onboarding, product_rate_plan=ProductRatePlan.objects.get(zuora_id=zuora_id("Onboarding"))
+    )
+    refused = import_csv(f"kommo_value,product_rate_plan_id\nOnboarding,{zuora_id('Onboarding')}\n".encode(), "USD")
+    assert refused.errors and "sells one-time products only" in refused.errors[0]

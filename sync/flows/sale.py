@@ -73,11 +73,6 @@ def deal_currency(lead: dict[str, Any], entity: ZuoraEntity | None = None) -> st
     return value or (entity.currency() if entity is not None else settings.ZKBRIDGE_DEFAULT_CURRENCY)
 
 
-def is_one_time(plan: ProductRatePlan) -> bool:
-    charges = [c for c in plan.charges.all() if c.removed_at is None]
-    return bool(charges) and all(c.charge_type == "OneTime" for c in charges)
-
-
 def resolve_sale(
     lead: dict[str, Any],
     *,
@@ -141,7 +136,7 @@ def resolve_sale(
                 continue
             if converted is not None:
                 sale_item.tiers = (converted[0].zuora_id, converted[1])
-            (sale.one_time_items if is_one_time(plan) else sale.subscription_items).append(sale_item)
+            (sale.one_time_items if plan.one_time_only else sale.subscription_items).append(sale_item)
     if not problems:
         negotiated_tiers(lead, sale)
     if problems:
