@@ -316,6 +316,7 @@ def test_deals_a_task_put_back_in_the_queue_are_not_taken_up_again_by_it(catalog
 def test_two_workers_taking_bursts_at_once_never_run_a_deal_twice(catalog, monkeypatch):
     import threading
 
+    from sync.models import SyncRecordQuerySet
     from tests.conftest import run_together
 
     monkeypatch.setattr("sync.workers.leases.worker_id", lambda: f"worker-{threading.get_ident()}")
@@ -323,6 +324,26 @@ def test_two_workers_taking_bursts_at_once_never_run_a_deal_twice(catalog, monke
     records = won(*ids)
     firsts = iter([records[0].id, records[-1].id])
     guard = threading.Lock()
+    # Both workers choose the deals of their first burst before either claims them: they compete for the
+    # same deals, and the conditional UPDATE must give each deal to one of them only.
+    both_chose = threading.Barrier(2, timeout=20)
+    claims: list[tuple[int, int]] = []  # (deals chosen, deals claimed) of each worker's first burst
+    waited: set[int] = set()
+    real_transition = SyncRecordQuerySet.transition
+
+    def transition(self, name, **changes):
+        first_burst = name == "start" and threading.get_ident() not in waited and self.count() > 1
+        if not first_burst:
+            return real_transition(self, name, **changes)
+        waited.add(threading.get_ident())
+        chosen = self.count()
+        both_chose.wait()
+        moved = real_transition(self, name, **changes)
+        with guard:
+            claims.append((chosen, moved))
+        return moved
+
+    monkeypatch.setattr(SyncRecordQuerySet, "transition", transition)
 
     def worker() -> None:
         with guard:
@@ -330,6 +351,9 @@ def test_two_workers_taking_bursts_at_once_never_run_a_deal_twice(catalog, monke
         run_sync(record_id)
 
     assert run_together(2, worker) == []
+
+    assert len(claims) == 2  # each worker claimed a burst, at the same moment
+    assert sum(moved for _, moved in claims) < sum(chosen for chosen, _ in claims)  # some deals refused to one
 
     assert set(statuses(records).values()) == {"succeeded"}
     assert set(SyncRecord.objects.filter(id__in=[r.id for r in records]).values_list("attempts", flat=True)) == {1}

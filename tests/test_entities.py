@@ -11,7 +11,7 @@ from django.core.management import call_command
 
 from catalog.models import CatalogSyncRun, MappedRatePlan, PlanMapping, Product, ProductRatePlan, ZuoraEntity
 from sandbox import demo
-from sandbox.models import KLead, ZAccount, ZEntity
+from sandbox.models import KLead, ZAccount, ZEntity, ZProduct, ZToken
 from sync.migration.rules import validate as validate_rule
 from sync.models import EntityRoute, ProviderToken, SyncRecord
 
@@ -64,8 +64,18 @@ def test_each_entitys_catalog_is_mirrored_with_its_own_client(multi):
     assert set(Product.objects.filter(entity=multi.us).values_list("name", flat=True)) == {"US Platform"}
     assert set(Product.objects.filter(entity=multi.eu).values_list("name", flat=True)) == {"EU Platform"}
     assert CatalogSyncRun.objects.filter(entity=multi.us, ok=True).exists()
-    assert ProviderToken.objects.filter(provider=f"zuora:{multi.us.pk}").exists()  # US's own token
-    assert ProviderToken.objects.filter(provider="zuora").exists()  # the tenant's, shared by EU
+    # US's catalog was read with US's own OAuth client: its token is one Zuora issued to that client, which
+    # covers US only; EU's with the tenant's client, whose token covers both entities.
+    own = ProviderToken.objects.get(provider=f"zuora:{multi.us.pk}").access_token
+    shared = ProviderToken.objects.get(provider="zuora").access_token
+    assert own != shared
+    assert set(ZToken.objects.get(token=own).entities.values_list("entity_id", flat=True)) == {US_ID}
+    assert {EU_ID, US_ID} <= set(ZToken.objects.get(token=shared).entities.values_list("entity_id", flat=True))
+    # and each mirrored product is the one Zuora keeps in that entity (ids are per entity in the emulator)
+    for entity, zuora_entity in ((multi.us, US_ID), (multi.eu, EU_ID)):
+        ids = set(Product.objects.filter(entity=entity).values_list("zuora_id", flat=True))
+        in_zuora = set(ZProduct.objects.filter(entity__entity_id=zuora_entity).values_list("zid", flat=True))
+        assert ids and ids <= in_zuora, entity
 
 
 def test_a_pipeline_rule_sends_the_deal_to_its_entity(multi):
@@ -380,8 +390,16 @@ def test_the_subscription_mirror_is_refreshed_from_every_entity(multi):
     Subscription.objects.all().delete()
     assert refresh_all() == 2  # one in each entity, each read with its entity's client
     eu_number = record(UMBRELLA).zuora_subscription_number
+    for lead_id, product in ((UMBRELLA, "EU Platform Standard"), (ACME_EXPANSION, "US Platform Standard")):
+        mirror = Subscription.objects.get(number=record(lead_id).zuora_subscription_number)
+        [billed] = multi.subscriptions(lead_id)
+        assert mirror.kommo_lead_id == lead_id and mirror.account_number == billed.account.account_number
+        assert [(p["productRatePlanId"], p["name"]) for p in mirror.rate_plans] == [
+            (billed.rate_plans[0]["productRatePlanId"], product)
+        ]
     Subscription.objects.all().delete()
-    assert refresh(eu_number) is not None  # found in EU through its deal (a billing event names only the number)
+    refreshed = refresh(eu_number)  # found in EU through its deal (a billing event names only the number)
+    assert refreshed is not None and [p["name"] for p in refreshed.rate_plans] == ["EU Platform Standard"]
 
 
 def test_a_burst_of_deals_in_two_entities_bills_each_in_its_own(multi):

@@ -541,10 +541,18 @@ def test_kommos_report_of_zkbridges_own_field_write_is_not_a_change(catalog):
     assert SyncRecord.objects.filter(kommo_lead_id=ACME_EXPANSION).count() == 1
 
 
-def test_a_salespersons_change_in_the_same_second_as_zkbridges_write_is_still_seen(catalog):
+def test_a_salespersons_change_in_the_same_second_as_zkbridges_write_is_still_seen(catalog, monkeypatch):
+    """Kommo's clock is stopped, so zkbridge's field write and the salesperson's edit certainly share their
+    updated_at: only the plan tells the edit from the echo of zkbridge's own write."""
+    import sandbox.kommo
+
+    second = int(time.time())
+    monkeypatch.setattr(sandbox.kommo, "unix_now", lambda: second)
     hear_edits(catalog)
     catalog.win(ACME_EXPANSION)
-    edit_lead(catalog, ACME_EXPANSION, custom={PLAN: "Growth"})  # most likely within the same second
+    edit_lead(catalog, ACME_EXPANSION, custom={PLAN: "Growth"})
+    deal = SyncRecord.objects.get(key=f"deal_won:{ACME_EXPANSION}")
+    assert deal.own_write_at == catalog.lead(ACME_EXPANSION).updated_at == second
     assert [p["ratePlanName"] for p in current(number()).billed_plans] == ["Growth"]
 
 

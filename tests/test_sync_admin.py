@@ -8,8 +8,15 @@ from sync.models import ApiCall, SyncRecord
 
 
 @pytest.fixture
-def records(db, monkeypatch):
-    monkeypatch.setattr("sync.records.enqueue_record", lambda record_id: None)
+def queued(monkeypatch) -> list[int]:
+    """The records handed to the workers (recorded instead of run: these records point at no real deal)."""
+    handed: list[int] = []
+    monkeypatch.setattr("sync.records.enqueue_record", handed.append)
+    return handed
+
+
+@pytest.fixture
+def records(db, queued):
     made = {
         "ok": SyncRecord.objects.create(
             kind="deal_won",
@@ -63,10 +70,12 @@ def test_links_lead_to_the_real_kommo_and_zuora(admin_client, records, settings)
     assert "https://apisandbox.zuora.com/apps/NewSearch.do?searchTerm=A-S00000001" in page
 
 
-def test_retry_requeues_only_what_can_be_retried(admin_client, records):
+def test_retry_requeues_only_what_can_be_retried(admin_client, records, queued, django_capture_on_commit_callbacks):
     ids = [r.id for r in records.values()]
-    answer = admin_client.post("/admin/sync/syncrecord/", {"action": "retry", "_selected_action": ids}, follow=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = admin_client.post("/admin/sync/syncrecord/", {"action": "retry", "_selected_action": ids}, follow=True)
     assert "2 record(s) queued for retry" in answer.content.decode()
+    assert sorted(queued) == sorted([records["stuck"].id, records["failed"].id])  # handed over, once each
     statuses = dict(SyncRecord.objects.values_list("key", "status"))
     assert statuses == {"deal_won:1": "succeeded", "deal_won:2": "pending", "deal_won:3": "pending"}
     assert SyncRecord.objects.get(key="deal_won:2").generation == 2
