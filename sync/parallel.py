@@ -2,9 +2,9 @@
 
 A flow's critical path is the sum of its round trips; two reads that need nothing from each other (a lead's
 contacts and its company; the customer's Zuora account and the lead's Kommo contacts) cost one round trip
-when they travel together. Each call runs in a thread of its own with a copy of the caller's context (the
-sync record its API calls are logged under, the worker's lease), and closes the database connection Django
-opened for that thread when it ends.
+when they travel together. Each call runs in a thread of the standard library's ThreadPoolExecutor with a
+copy of the caller's context (contextvars: the sync record its API calls are logged under, the worker's
+lease), and closes the database connection Django opened for that thread when it ends.
 
 Only HTTP travels in these threads: a flow records its steps afterwards, in its own thread, so no two
 threads ever save the same sync record.
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,31 +33,35 @@ class Outcome:
         return self.value
 
 
+def _closing(call: Callable[[], Any]) -> Any:
+    """Run a call in a pool thread, then close the database connection Django opened for that thread."""
+    try:
+        return call()
+    finally:
+        connections.close_all()
+
+
 def settle(*calls: Callable[[], Any] | None) -> list[Outcome]:
     """Run every call at once and wait for all of them; one Outcome per call, in order (a None call is
-    skipped and gives an empty Outcome). The first call runs in the caller's thread."""
+    skipped and gives an empty Outcome). The first call runs in the caller's thread, the others in a
+    ThreadPoolExecutor's threads, each with a copy of the caller's context."""
     outcomes = [Outcome() for _ in calls]
     live = [(index, call) for index, call in enumerate(calls) if call is not None]
-
-    def run(index: int, call: Callable[[], Any], own_thread: bool) -> None:
+    if not live:
+        return outcomes
+    others = live[1:]
+    with ThreadPoolExecutor(max_workers=max(len(others), 1), thread_name_prefix="zkbridge-call") as pool:
+        futures = [(index, pool.submit(contextvars.copy_context().run, _closing, call)) for index, call in others]
+        first, call = live[0]
         try:
-            outcomes[index].value = call()
+            outcomes[first].value = call()
         except BaseException as exc:  # handed back to the caller, who decides
-            outcomes[index].error = exc
-        finally:
-            if own_thread:
-                connections.close_all()
-
-    threads = []
-    for index, call in live[1:]:
-        context = contextvars.copy_context()
-        thread = threading.Thread(target=context.run, args=(run, index, call, True), daemon=True)
-        thread.start()
-        threads.append(thread)
-    if live:
-        run(live[0][0], live[0][1], False)
-    for thread in threads:
-        thread.join()
+            outcomes[first].error = exc
+        for index, future in futures:
+            try:
+                outcomes[index].value = future.result()
+            except BaseException as exc:
+                outcomes[index].error = exc
     return outcomes
 
 
@@ -71,32 +76,29 @@ def together(*calls: Callable[[], Any] | None) -> list[Any]:
 
 
 def each(items: Sequence[Any], call: Callable[[Any], Any], at_once: int) -> list[Outcome]:
-    """call(item) for every item, at most `at_once` at a time, each in a thread with a copy of the caller's
-    context; one Outcome per item, in order. A thread keeps its database connection from item to item and
-    closes it when it runs out of items (a new PostgreSQL connection per item would cost a server process)."""
+    """call(item) for every item, at most `at_once` at a time, each in a pool thread with a copy of the
+    caller's context; one Outcome per item, in order. Each pool thread takes item after item and keeps its
+    database connection until it runs out (a new PostgreSQL connection per item would cost a server
+    process), then closes it."""
     outcomes = [Outcome() for _ in items]
     queue = iter(enumerate(items))
     guard = threading.Lock()
 
     def work() -> None:
-        try:
-            while True:
-                with guard:
-                    index, item = next(queue, (None, None))
-                if index is None:
-                    return
-                try:
-                    outcomes[index].value = call(item)
-                except BaseException as exc:  # handed back to the caller, who decides
-                    outcomes[index].error = exc
-        finally:
-            connections.close_all()
+        while True:
+            with guard:
+                index, item = next(queue, (None, None))
+            if index is None:
+                return
+            try:
+                outcomes[index].value = call(item)
+            except BaseException as exc:  # handed back to the caller, who decides
+                outcomes[index].error = exc
 
-    threads = []
-    for _ in range(min(max(at_once, 1), len(items))):
-        thread = threading.Thread(target=contextvars.copy_context().run, args=(work,), daemon=True)
-        thread.start()
-        threads.append(thread)
-    for thread in threads:
-        thread.join()
+    threads = min(max(at_once, 1), len(items))
+    if threads:
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="zkbridge-each") as pool:
+            loops = [pool.submit(contextvars.copy_context().run, _closing, work) for _ in range(threads)]
+        for loop in loops:
+            loop.result()
     return outcomes
