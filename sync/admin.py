@@ -36,6 +36,7 @@ from sync.models import (
     CustomerAccount,
     EntityRoute,
     SyncRecord,
+    UsageDelivery,
     UsageRecord,
     WebhookEvent,
 )
@@ -409,10 +410,22 @@ class CustomerAccountAdmin(ViewOnlyAdmin):
         return obj.account_number or "(being created: the next deal asks Zuora)"
 
 
+class InboxOutcomeFilter(admin.SimpleListFilter):
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        return [(key, label) for key, (label, _) in WebhookEvent.OUTCOMES.items()]
+
+    def queryset(self, request, queryset):
+        chosen = WebhookEvent.OUTCOMES.get(self.value() or "")
+        return queryset.filter(chosen[1]) if chosen else queryset
+
+
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ViewOnlyAdmin):
-    list_display = ["received_at", "source", "valid", "short_error", "duplicates", "processed_at"]
-    list_filter = ["source", "valid"]
+    list_display = ["received_at", "source", "outcome", "short_error", "duplicates"]
+    list_filter = ["source", InboxOutcomeFilter]
     search_fields = ["dedup_key", "body"]
     show_full_result_count = False
     readonly_fields = [
@@ -428,7 +441,11 @@ class WebhookEventAdmin(ViewOnlyAdmin):
         "error",
     ]
 
-    @admin.display(description="refused because", ordering="error")
+    @admin.display(description="outcome")
+    def outcome(self, obj: WebhookEvent) -> str:
+        return obj.outcome
+
+    @admin.display(description="why", ordering="error")
     def short_error(self, obj) -> str:
         return (obj.error[:120] + "…") if len(obj.error) > 120 else (obj.error or "—")
 
@@ -485,17 +502,8 @@ class UsageRecordAdmin(admin.ModelAdmin):
     """Usage as it arrived. The quantity is read as text, so a row whose stored quantity cannot be read
     back as a number (SQLite keeps decimals as floats) is listed with its reason instead of breaking the page."""
 
-    list_display = [
-        "unique_key",
-        "subscription_number",
-        "uom",
-        "quantity_shown",
-        "start_date",
-        "end_date",
-        "status",
-        "batch",
-        "received_at",
-    ]
+    # What a person checking a feed scans, narrow enough for 1024 px; the rest is on the row's page.
+    list_display = ["unique_key", "subscription_number", "uom", "quantity_shown", "period", "status"]
     # Built for millions of rows: newest first by the primary key (no sort of the table), a status filter
     # whose choices need no query, and search by exact key, subscription or account number (each indexed).
     ordering = ["-id"]
@@ -532,12 +540,86 @@ class UsageRecordAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).defer("quantity").annotate(quantity_text=Cast("quantity", CharField()))
 
+    @admin.display(description="period", ordering="start_date")
+    def period(self, obj: UsageRecord) -> str:
+        start = f"{obj.start_date:%Y-%m-%d}" if obj.start_date else "—"
+        return f"{start} – {obj.end_date:%Y-%m-%d}" if obj.end_date else start
+
     @admin.display(description="quantity")
     def quantity_shown(self, obj: UsageRecord) -> str:
         return getattr(obj, "quantity_text", "") or "—"
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+@admin.register(UsageDelivery)
+class UsageDeliveryAdmin(ViewOnlyAdmin):
+    """Every body the usage feed sent, with what zkbridge made of it; the body itself (kept gzip-compressed
+    until ZKBRIDGE_RETENTION_DAYS) is downloaded from the delivery's page, and replayed with
+    `manage.py replay_usage ID`."""
+
+    list_display = ["received_at", "feed", "size_shown", "accepted", "duplicates", "rejected", "problem_shown"]
+    list_filter = ["feed"]
+    show_full_result_count = False
+    readonly_fields = [
+        "received_at",
+        "feed",
+        "remote_addr",
+        "content_type",
+        "size_shown",
+        "sha256",
+        "accepted",
+        "duplicates",
+        "rejected",
+        "problem",
+        "body_link",
+    ]
+    fields = readonly_fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).defer("body_gzip")
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # evidence: the retention drops the bodies, nobody deletes the record of a delivery
+
+    def get_urls(self):
+        extra = [
+            path(
+                "<int:pk>/body/",
+                self.admin_site.admin_view(self.download_body),
+                name="sync_usagedelivery_body",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def download_body(self, request, pk: int):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        kept = UsageDelivery.objects.filter(pk=pk).first()
+        if kept is None or kept.body_gzip is None:
+            raise Http404("no kept body (past its retention?)")
+        answer = HttpResponse(bytes(kept.body_gzip), content_type="application/gzip")
+        kind = "csv" if "csv" in kept.content_type else "json"
+        answer["Content-Disposition"] = f'attachment; filename="usage-{kept.pk}.{kind}.gz"'
+        return answer
+
+    @admin.display(description="size", ordering="size")
+    def size_shown(self, obj: UsageDelivery) -> str:
+        return f"{obj.size:,} bytes"
+
+    @admin.display(description="problem")
+    def problem_shown(self, obj: UsageDelivery) -> str:
+        return (obj.problem[:100] + "…") if len(obj.problem) > 100 else (obj.problem or "—")
+
+    @admin.display(description="body")
+    def body_link(self, obj: UsageDelivery) -> str:
+        if obj.pk is None or not UsageDelivery.objects.filter(pk=obj.pk, body_gzip__isnull=False).exists():
+            return "dropped after the retention period"
+        url = reverse("admin:sync_usagedelivery_body", args=[obj.pk])
+        return format_html(
+            '<a href="{}">download (gzip)</a> · replay: <code>python manage.py replay_usage {}</code>', url, obj.pk
+        )
 
 
 class ApiTokenForm(forms.ModelForm):

@@ -34,6 +34,23 @@ class WebhookEvent(models.Model):
         constraints = [models.UniqueConstraint(fields=["source", "dedup_key"], name="webhook_event_dedup")]
         ordering = ["-received_at"]
 
+    # A delivery's outcome, from its columns: acted on, refused (why), stopped by an error (the sender's retry
+    # acts on it again), or received and not yet acted on.
+    OUTCOMES = {
+        "processed": ("processed", models.Q(processed_at__isnull=False)),
+        "refused": ("refused", models.Q(processed_at__isnull=True, valid=False)),
+        "error": ("error", models.Q(processed_at__isnull=True, valid=True) & ~models.Q(error="")),
+        "waiting": ("waiting", models.Q(processed_at__isnull=True, valid=True, error="")),
+    }
+
+    @property
+    def outcome(self) -> str:
+        if self.processed_at is not None:
+            return "processed"
+        if not self.valid:
+            return "refused"
+        return "error" if self.error else "waiting"
+
     def __str__(self) -> str:
         return f"{self.source} #{self.pk} at {self.received_at:%Y-%m-%d %H:%M:%S}"
 
@@ -661,6 +678,36 @@ class BillingEventRule(models.Model):
 
     def __str__(self) -> str:
         return self.event_type
+
+
+class UsageDelivery(models.Model):
+    """A body the usage feed sent, kept as it arrived (gzip) with what zkbridge made of it, so a disputed
+    import can be read and replayed (`replay_usage`). The body is dropped after ZKBRIDGE_RETENTION_DAYS;
+    the row stays."""
+
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    feed = models.CharField(max_length=150, blank=True, help_text="the API token's user")
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    size = models.BigIntegerField(default=0, help_text="bytes as sent")
+    sha256 = models.CharField(max_length=64, blank=True)
+    body_gzip = models.BinaryField(null=True, blank=True)
+    accepted = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    problem = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "usage deliveries"
+
+    def __str__(self) -> str:
+        return f"usage body #{self.pk} ({self.size:,} bytes)"
+
+    def body(self) -> bytes | None:
+        import gzip
+
+        return gzip.decompress(bytes(self.body_gzip)) if self.body_gzip is not None else None
 
 
 class UsageRecord(models.Model):

@@ -277,3 +277,23 @@ def test_setup_help_prints_every_event(capsys, db, settings):
     ):
         assert f'"eventType": "{name}"' in out
     assert "/webhooks/zuora/" in out and "<Account.AccountNumber>" in out and "user name zuora" in out
+
+
+def test_a_callout_that_could_not_be_acted_on_is_kept_and_zuoras_retry_acts_on_it(synced, monkeypatch):
+    """Stored before it is judged: a failure after that leaves the callout in the inbox with the error, not
+    processed; Zuora's retry (same notification id) makes the one note."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("sync.webhooks.views.ensure_record", broken)
+    assert callout(synced, event(synced, "PaymentProcessed"), notification_id="n-retry").status_code == 500
+    [kept] = WebhookEvent.objects.filter(source="zuora")
+    assert kept.processed_at is None and "RuntimeError: database went away" in kept.error
+    assert not SyncRecord.objects.filter(kind="billing_event").exists()
+    monkeypatch.undo()
+    assert callout(synced, event(synced, "PaymentProcessed"), notification_id="n-retry").status_code == 200
+    kept.refresh_from_db()
+    assert kept.processed_at is not None and kept.error == "" and kept.duplicates == 1
+    assert len(synced.notes(ACME_EXPANSION)) == 1
+    assert callout(synced, event(synced, "PaymentProcessed"), notification_id="n-retry").json()["duplicate"]

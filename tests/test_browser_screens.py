@@ -36,7 +36,8 @@ def pages(demo) -> list[str]:  # noqa: F811
     """The admin pages zkbridge adds: every list, and a change page of each model that has a row."""
     lists = [
         "sync/syncrecord", "sync/apicall", "sync/webhookevent", "sync/billingeventrule", "sync/customeraccount",
-        "sync/entityroute", "sync/usagerecord", "sync/subscription", "sync/migrationrule", "sync/migrationrun",
+        "sync/entityroute", "sync/usagerecord", "sync/usagedelivery", "sync/subscription", "sync/migrationrule",
+        "sync/migrationrun",
         "sync/reconciliationrun", "sync/discrepancy", "catalog/product", "catalog/productrateplan",
         "catalog/planmapping", "catalog/zuoraentity", "catalog/unitofmeasure",
     ]  # fmt: skip
@@ -59,6 +60,12 @@ def make_data(demo) -> None:  # noqa: F811
     demo.wait_until(record_status(UMBRELLA), [("needs_attention",)])
     assert demo.manage("reconcile").returncode in (0, 1)
     assert demo.manage("migrate_plans", "--dry-run").returncode == 0
+    made = demo.manage("drf_create_token", "admin")
+    key = made.stdout.split("Generated token ")[1].split()[0]
+    usage = [{"kommo_lead_id": ACME_EXPANSION, "uom": "API call", "quantity": "120", "start_date": "2026-11-01",
+              "unique_key": f"screen-{n}"} for n in range(3)]  # fmt: skip
+    answer = requests.post(f"{demo.url}/api/usage/", json=usage, headers={"Authorization": f"Token {key}"}, timeout=30)
+    assert answer.status_code == 202, answer.text
 
 
 @requires_chromium

@@ -74,12 +74,19 @@ def test_a_record_and_its_task_are_committed_together_or_not_at_all(client, url,
     monkeypatch.setattr("sync.webhooks.views.lifecycle_records", crash)
     client.raise_request_exception = False
     assert post(client, url, won_body()).status_code == 500
-    assert not SyncRecord.objects.exists() and not OrmQ.objects.exists() and not WebhookEvent.objects.exists()
+    assert not SyncRecord.objects.exists() and not OrmQ.objects.exists()
+    # the delivery itself was stored first: kept, unprocessed, with what stopped it
+    [kept] = WebhookEvent.objects.all()
+    assert kept.processed_at is None and kept.valid and "RuntimeError: the process dies" in kept.error
     monkeypatch.undo()
     monkeypatch.setattr(Conf, "SYNC", False)
     assert post(client, url, won_body()).json()["new_records"] == 1  # Kommo's retry of the delivery
     [task] = OrmQ.objects.all()
     assert task.task["args"] == (SyncRecord.objects.get().id,)
+    kept.refresh_from_db()
+    assert kept.processed_at is not None and kept.error == "" and kept.duplicates == 1
+    assert SyncRecord.objects.get().source_event_id == kept.pk
+    assert post(client, url, won_body()).json()["duplicate"] is True  # processed: a third delivery is a duplicate
 
 
 def test_a_body_naming_a_lead_that_has_its_record_and_a_new_one(

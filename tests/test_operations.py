@@ -136,7 +136,9 @@ def test_retention_blanks_old_bodies_and_keeps_sync_records(db, capsys):
     WebhookEvent.objects.create(source="kommo", dedup_key="old", body="leads=1", received_at=old)
     SyncRecord.objects.create(kind="deal_won", key="deal_won:1", created_at=old)
     call_command("prune")
-    assert "1 API call(s) and 1 webhook(s) pruned; 0 old successful task result(s) deleted" in capsys.readouterr().out
+    assert "1 API call(s), 1 webhook(s) and 0 usage body(ies) pruned; 0 old successful task result(s) deleted" in (
+        capsys.readouterr().out
+    )
     assert list(ApiCall.objects.order_by("at").values_list("request_body", flat=True)) == ["", "{}"]
     assert WebhookEvent.objects.get().body == "" and SyncRecord.objects.count() == 1
 

@@ -385,3 +385,42 @@ def test_unique_key_sent_to_a_tenant_without_consumption_billing_needs_attention
     batch = SyncRecord.objects.get(kind="usage_batch")
     assert batch.status == "needs_attention" and "Advanced Consumption Billing" in batch.reason
     assert UsageRecord.objects.get().status != "imported" and ZUsage.objects.count() == 0
+
+
+def test_every_body_is_kept_compressed_and_a_disputed_import_is_replayed(client, token, admin_client, capsys):
+    """The feed says it sent a row the ledger does not have: the body as sent is on record (gzip, with its
+    hash and what was made of it), downloadable, and replaying it stores only what is missing."""
+    import gzip
+    import hashlib
+
+    from django.core.management import CommandError
+
+    from sync.models import UsageDelivery
+    from sync.ops.retention import prune
+
+    sent = json.dumps([row("d1"), row("d2"), row("d3", quantity="x")]).encode()
+    assert post(client, token, sent).status_code == 202
+    [kept] = UsageDelivery.objects.all()
+    assert (kept.feed, kept.size, kept.sha256) == ("meter", len(sent), hashlib.sha256(sent).hexdigest())
+    assert (kept.accepted, kept.duplicates, kept.rejected) == (2, 0, 1) and kept.body() == sent
+    assert len(bytes(kept.body_gzip)) < len(sent) * 2  # compressed, not a copy
+    download = admin_client.get(f"/admin/sync/usagedelivery/{kept.pk}/body/")
+    assert download.status_code == 200 and gzip.decompress(download.content) == sent
+
+    UsageRecord.objects.filter(unique_key="d2").delete()  # lost downstream, disputed
+    call_command("replay_usage", str(kept.pk))
+    assert "1 row(s) stored, 1 already in the ledger, 1 rejected" in capsys.readouterr().out
+    assert sorted(UsageRecord.objects.values_list("unique_key", flat=True)) == ["d1", "d2"]
+
+    for garbage, words in (("abc", "not a usage delivery id"), ("999999", "no usage delivery 999999")):
+        with pytest.raises(CommandError, match=words):
+            call_command("replay_usage", garbage)
+    UsageDelivery.objects.update(received_at=kept.received_at - dt.timedelta(days=400))
+    assert prune()["usage_bodies"] == 1
+    with pytest.raises(CommandError, match="past its retention"):
+        call_command("replay_usage", str(kept.pk))
+    assert admin_client.get(f"/admin/sync/usagedelivery/{kept.pk}/body/").status_code == 404
+    assert (
+        "dropped after the retention period"
+        in admin_client.get(f"/admin/sync/usagedelivery/{kept.pk}/change/").content.decode()
+    )

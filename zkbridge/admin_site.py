@@ -14,7 +14,7 @@ SUPERUSER_MODELS = ("sync.apitoken",)
 # On the index, the operators' pages sit apart from RevOps' (after them): who may sign in, lockouts, the
 # workers' queues, and the raw traffic (API calls, deliveries, tokens).
 OPERATOR_APPS = ("auth", "axes", "django_q")
-OPERATOR_MODELS = ("sync.apicall", "sync.webhookevent", "sync.apitoken")
+OPERATOR_MODELS = ("sync.apicall", "sync.webhookevent", "sync.usagedelivery", "sync.apitoken")
 REVOPS_ORDER = ("sync", "catalog")  # deals first, then the catalog and plan map
 
 

@@ -1,5 +1,5 @@
-"""Retention: old API call bodies and web hook payloads are blanked (the rows, and sync records, stay); the
-workers' results of successful tasks are trimmed to the newest KEEP_TASK_RESULTS."""
+"""Retention: old API call bodies, web hook payloads and usage bodies are blanked (the rows, and sync
+records, stay); the workers' results of successful tasks are trimmed to the newest KEEP_TASK_RESULTS."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from sync.models import ApiCall, WebhookEvent
+from sync.models import ApiCall, UsageDelivery, WebhookEvent
 
 # django-q2 would trim its successful-task rows itself after every task (save_limit), but it does so by
 # loading and locking all of them each time: 1,000 rows read per task, which cost a burst of 1,000 won deals
@@ -26,7 +26,13 @@ def prune(days: int | None = None) -> dict[str, int]:
         .update(request_body="", response_body="")
     )
     events = WebhookEvent.objects.filter(received_at__lt=cutoff).exclude(body="").update(body="", headers={})
-    return {"api_calls": calls, "webhook_events": events, "task_results": trim_task_results()}
+    usage = UsageDelivery.objects.filter(received_at__lt=cutoff, body_gzip__isnull=False).update(body_gzip=None)
+    return {
+        "api_calls": calls,
+        "webhook_events": events,
+        "usage_bodies": usage,
+        "task_results": trim_task_results(),
+    }
 
 
 def trim_task_results(keep: int = KEEP_TASK_RESULTS) -> int:

@@ -9,12 +9,14 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from sync.models import UsageDelivery
 from sync.usage import intake
 from sync.webhooks import schema
 from sync.webhooks.auth import UsageFeedToken
 from sync.webhooks.base import MachineEndpoint
 from sync.webhooks.inbox import body_hash, store_event
 from sync.webhooks.parsers import UsageBody, UsageStream
+from zkbridge.network import client_address
 
 
 class UsageFeedView(MachineEndpoint):
@@ -28,6 +30,7 @@ class UsageFeedView(MachineEndpoint):
         if not isinstance(body, UsageBody):  # an empty body: no parser ran
             raise ParseError("the body is empty")
         result = intake.accept(body.rows())
+        keep(request, body, result)
         answer: dict[str, Any] = {
             "accepted": result.accepted,
             "duplicates": result.duplicates,
@@ -45,3 +48,20 @@ class UsageFeedView(MachineEndpoint):
         store_event("usage", request, body_hash(body.head), body.head, problem=problem)
         status = 413 if isinstance(result.problem, intake.TooLarge) else 400
         return Response({"error": problem, **answer} if read else {"error": problem}, status=status)
+
+
+def keep(request: Request, body: UsageBody, result: intake.Intake) -> None:
+    """The body as sent (gzip) and what was made of it: evidence, and a replay, for a disputed import."""
+    packed, digest = body.packed()
+    UsageDelivery.objects.create(
+        feed=str(getattr(request.user, "username", "") or "")[:150],
+        remote_addr=client_address(request) or None,
+        content_type=body.media_type[:100],
+        size=body.size,
+        sha256=digest,
+        body_gzip=packed,
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=result.rejected_total,
+        problem=str(result.problem or "")[:2000],
+    )

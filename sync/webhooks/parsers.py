@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -61,6 +63,10 @@ class UsageBody:
         self.limit = limit
         self.head = b""
         self.size = 0
+        # The whole body, gzip-compressed as it streams (kept for a replay; a tenth of the body or less).
+        self._packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+        self._packed: list[bytes] = []
+        self._digest = hashlib.sha256()
 
     def chunks(self) -> Iterator[bytes]:
         while self.stream is not None:
@@ -72,7 +78,14 @@ class UsageBody:
                 raise intake.TooLarge(f"body larger than {self.limit} bytes")
             if len(self.head) < self.HEAD:
                 self.head += chunk[: self.HEAD - len(self.head)]
+            self._packed.append(self._packer.compress(chunk))
+            self._digest.update(chunk)
             yield chunk
+
+    def packed(self) -> tuple[bytes, str]:
+        """What was read of the body, gzip-compressed, and its SHA-256 (call once, after reading)."""
+        self._packed.append(self._packer.flush())
+        return b"".join(self._packed), self._digest.hexdigest()
 
     def rows(self) -> Iterator[Any]:
         return intake.rows_of(self.chunks(), self.media_type)

@@ -18,7 +18,7 @@ from sync.records import ensure_record, pace
 from sync.webhooks import kommo, schema
 from sync.webhooks.auth import KommoWebhookToken, ZuoraCalloutCredentials, require_signature
 from sync.webhooks.base import MachineEndpoint
-from sync.webhooks.inbox import body_hash, store_event
+from sync.webhooks.inbox import body_hash, claim_event, outcome_written, refuse, store_event
 from sync.webhooks.parsers import KommoForm, ZuoraCallout
 from zkbridge.network import client_address
 
@@ -36,23 +36,28 @@ class KommoWebhookView(MachineEndpoint):
     @schema.kommo_webhook
     def post(self, request: Request, token: str) -> Response:
         received = self.received()
-        if received.problem:  # stored first, then refused: the body is visible in the admin's inbox
-            store_event("kommo", request, body_hash(received.body), received.body, problem=received.problem)
+        # Stored first, in a transaction of its own, before it is judged: whatever happens next, the delivery
+        # is in the inbox, and its outcome is written on it (processed, refused, or the error that stopped it).
+        stored, _ = store_event("kommo", request, body_hash(received.body), received.body, problem=received.problem)
+        if stored.processed_at is not None:  # a delivery already acted on (Kommo retries, duplicates)
+            return Response({"ok": True, "duplicate": True})
         _, events = received.judged()
         won = kommo.won_leads(events, settings.KOMMO_WON_STATUS_ID)
         if len(won) > settings.ZKBRIDGE_MAX_LEADS_PER_WEBHOOK:
             problem = f"{len(won)} won leads in one web hook; at most {settings.ZKBRIDGE_MAX_LEADS_PER_WEBHOOK}"
-            store_event("kommo", request, body_hash(received.body), received.body, problem=problem)
+            refuse(stored, problem)
             raise ParseError(problem)
         source = client_address(request) or "-"  # (the client behind our proxy: per-source budgets)
         new = self.not_recorded(won)
-        try:  # the common case, a new delivery of new won leads: no savepoints
-            outcome = self.record(request, received.body, events, new, source, careful=False)
-        except IntegrityError:  # a duplicate delivery, or a lead with a record already: one by one
-            outcome = self.record(request, received.body, events, new, source, careful=True)
+        with outcome_written(stored):
+            try:  # the common case, a new delivery of new won leads: no savepoints
+                outcome = self.record(stored, events, new, source, careful=False)
+            except IntegrityError:  # a lead with a record already (or made meanwhile): one by one
+                outcome = self.record(stored, events, new, source, careful=True)
         if outcome is None:
             return Response({"ok": True, "duplicate": True})
-        event, records, changes = outcome
+        records, changes = outcome
+        event = stored
         log.info(
             "kommo web hook %s: %s lead event(s), %s won, %s new sync record(s), %s change(s) to billed deals",
             event.id,
@@ -76,15 +81,13 @@ class KommoWebhookView(MachineEndpoint):
         return [item for item in won if item.lead_id not in known]
 
     @staticmethod
-    def record(
-        request: Request, body: bytes, events: list, won: list, source: str, *, careful: bool
-    ) -> tuple[WebhookEvent, int, int] | None:
-        """Store the delivery and create its records in one transaction; None for a duplicate delivery.
-        Not `careful`: every insert is plain, and any conflict (IntegrityError) undoes the whole transaction
-        for the caller to run again carefully (savepoints: duplicates found, existing records reused)."""
+    def record(event: WebhookEvent, events: list, won: list, source: str, *, careful: bool) -> tuple[int, int] | None:
+        """Act on the stored delivery: its records, and the delivery marked processed, in one transaction;
+        None when another request acted on it first. Not `careful`: every insert is plain, and any conflict
+        (IntegrityError) undoes the whole transaction for the caller to run again carefully (savepoints:
+        existing records reused)."""
         with transaction.atomic():
-            event, created = store_event("kommo", request, body_hash(body), body, processed=True, savepoint=careful)
-            if not created:
+            if not claim_event(event):
                 return None
             records, fresh = 0, set()
             for item in won:
@@ -103,7 +106,7 @@ class KommoWebhookView(MachineEndpoint):
                 records += new
             # A lead whose won record was created just now was never billed: no lifecycle to look for.
             changes = lifecycle_records([e for e in events if e.lead_id not in fresh], event, source)
-        return event, records, changes
+        return records, changes
 
 
 def callout_key(request, body: bytes) -> str:
@@ -127,14 +130,17 @@ class ZuoraCalloutView(MachineEndpoint):
     @schema.zuora_callout
     def post(self, request: Request) -> Response:
         received = self.received()
-        require_signature(request, received.body)  # before the body is judged: no hints to a forger
-        if received.problem:  # stored first, then refused: the body is visible in the admin's inbox
-            store_event("zuora", request, body_hash(received.body), received.body, problem=received.problem)
+        # The signature is checked before anything is stored: a forger fills no inbox and learns nothing.
+        require_signature(request, received.body)
+        # (a refused body is kept under its own hash: a later good callout with its notification id is not it)
+        dedup = body_hash(received.body) if received.problem else callout_key(request, received.body)
+        # Stored first, in a transaction of its own, before it is judged; its outcome is written on it.
+        stored, _ = store_event("zuora", request, dedup, received.body, problem=received.problem)
+        if stored.processed_at is not None:
+            return Response({"ok": True, "duplicate": True})
         event = received.judged()
-        dedup = callout_key(request, received.body)
-        with transaction.atomic():
-            stored, created = store_event("zuora", request, dedup, received.body, processed=True)
-            if not created:
+        with outcome_written(stored), transaction.atomic():
+            if not claim_event(stored):
                 return Response({"ok": True, "duplicate": True})
             ensure_record(
                 SyncRecord.Kind.BILLING_EVENT,

@@ -5,8 +5,8 @@ from sync.ops.retention import prune
 
 class Command(BaseCommand):
     help = (
-        "Blank API call bodies and webhook payloads older than ZKBRIDGE_RETENTION_DAYS; keep the newest 1,000 "
-        "successful task results (also scheduled)."
+        "Blank API call bodies, webhook payloads and usage bodies older than ZKBRIDGE_RETENTION_DAYS; keep the "
+        "newest 1,000 successful task results (also scheduled)."
     )
 
     def add_arguments(self, parser):
@@ -17,6 +17,7 @@ class Command(BaseCommand):
             raise CommandError("--days must be at least 1")
         result = prune(days)
         self.stdout.write(
-            f"{result['api_calls']} API call(s) and {result['webhook_events']} webhook(s) pruned; "
+            f"{result['api_calls']} API call(s), {result['webhook_events']} webhook(s) and "
+            f"{result['usage_bodies']} usage body(ies) pruned; "
             f"{result['task_results']} old successful task result(s) deleted."
         )
