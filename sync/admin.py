@@ -575,7 +575,7 @@ class UsageDeliveryAdmin(ViewOnlyAdmin):
         "problem",
         "body_link",
     ]
-    fields = readonly_fields
+    fields = tuple(readonly_fields)
 
     def get_queryset(self, request):
         return super().get_queryset(request).defer("body_gzip")
