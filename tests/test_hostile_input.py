@@ -156,6 +156,10 @@ def test_a_csv_header_with_nul_is_a_400_kept_in_the_inbox(client, token):
     assert answer.status_code == 400 and "unknown: \x00" in answer.json()["error"]
     stored = WebhookEvent.objects.get(source="usage")
     assert not stored.valid and stored.error.endswith("unknown: \\0") and stored.body == "\\0"
+    from sync.models import UsageDelivery
+
+    kept = UsageDelivery.objects.get()  # the whole body kept as sent; its problem written without the NUL
+    assert kept.body() == b"\x00" and kept.problem.endswith("unknown: \\0")
 
 
 def test_a_csv_row_with_nul_is_rejected_alone(client, token):

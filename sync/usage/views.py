@@ -56,12 +56,12 @@ def keep(request: Request, body: UsageBody, result: intake.Intake) -> None:
     UsageDelivery.objects.create(
         feed=str(getattr(request.user, "username", "") or "")[:150],
         remote_addr=client_address(request) or None,
-        content_type=body.media_type[:100],
+        content_type=body.media_type.replace("\x00", "\\0")[:100],
         size=body.size,
         sha256=digest,
         body_gzip=packed,
         accepted=result.accepted,
         duplicates=result.duplicates,
         rejected=result.rejected_total,
-        problem=str(result.problem or "")[:2000],
+        problem=str(result.problem or "").replace("\x00", "\\0")[:2000],  # PostgreSQL refuses NUL in text
     )
