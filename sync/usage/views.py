@@ -14,7 +14,7 @@ from sync.usage import intake
 from sync.webhooks import schema
 from sync.webhooks.auth import UsageFeedToken
 from sync.webhooks.base import MachineEndpoint
-from sync.webhooks.inbox import body_hash, store_event
+from sync.webhooks.inbox import body_hash, storable_text, store_event
 from sync.webhooks.parsers import UsageBody, UsageStream
 from zkbridge.network import client_address
 
@@ -56,12 +56,12 @@ def keep(request: Request, body: UsageBody, result: intake.Intake) -> None:
     UsageDelivery.objects.create(
         feed=str(getattr(request.user, "username", "") or "")[:150],
         remote_addr=client_address(request) or None,
-        content_type=body.media_type.replace("\x00", "\\0")[:100],
+        content_type=storable_text(body.media_type, 100),
         size=body.size,
         sha256=digest,
         body_gzip=packed,
         accepted=result.accepted,
         duplicates=result.duplicates,
         rejected=result.rejected_total,
-        problem=str(result.problem or "").replace("\x00", "\\0")[:2000],  # PostgreSQL refuses NUL in text
+        problem=storable_text(str(result.problem or ""), 2000),
     )

@@ -35,7 +35,13 @@ def body_hash(body: bytes) -> str:
 def storable(body: bytes) -> str:
     """The body as text a database column holds whatever arrived: undecodable bytes become U+FFFD and a
     NUL is written as the two characters \\0 (PostgreSQL refuses NUL in text)."""
-    return body.decode("utf-8", "replace").replace("\x00", "\\0")
+    return storable_text(body.decode("utf-8", "replace"))
+
+
+def storable_text(text: str, limit: int | None = None) -> str:
+    """Text from outside (or quoting it: a refusal, an exception) as a text column holds it: a NUL written as
+    the two characters \\0, cut to `limit`."""
+    return text.replace("\x00", "\\0")[:limit]
 
 
 def store_event(
@@ -60,7 +66,7 @@ def store_event(
             headers=headers,
             remote_addr=client_address(request) or None,
             valid=not problem,
-            error=problem.replace("\x00", "\\0")[:2000],  # a refusal may quote the body (a NUL in a CSV header)
+            error=storable_text(problem, 2000),  # a refusal may quote the body (a NUL in a CSV header)
         )
 
     try:
@@ -82,7 +88,9 @@ def claim_event(event: WebhookEvent) -> bool:
 
 def refuse(event: WebhookEvent, problem: str) -> None:
     """A stored delivery zkbridge will not act on, and why (kept, visible in the admin's inbox)."""
-    WebhookEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(valid=False, error=problem[:2000])
+    WebhookEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(
+        valid=False, error=storable_text(problem, 2000)
+    )
 
 
 @contextlib.contextmanager
@@ -92,7 +100,7 @@ def outcome_written(event: WebhookEvent) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        text = f"not processed: {type(exc).__name__}: {exc}".replace("\x00", "\\0")[:2000]
+        text = storable_text(f"not processed: {type(exc).__name__}: {exc}", 2000)
         WebhookEvent.objects.filter(pk=event.pk, processed_at__isnull=True).update(error=text)
         log.exception("web hook delivery %s not processed", event.pk)
         raise

@@ -57,10 +57,9 @@ class KommoWebhookView(MachineEndpoint):
         if outcome is None:
             return Response({"ok": True, "duplicate": True})
         records, changes = outcome
-        event = stored
         log.info(
             "kommo web hook %s: %s lead event(s), %s won, %s new sync record(s), %s change(s) to billed deals",
-            event.id,
+            stored.id,
             len(events),
             len(won),
             records,
