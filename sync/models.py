@@ -46,10 +46,12 @@ class WebhookEvent(models.Model):
     @property
     def outcome(self) -> str:
         if self.processed_at is not None:
-            return "processed"
-        if not self.valid:
-            return "refused"
-        return "error" if self.error else "waiting"
+            key = "processed"
+        elif not self.valid:
+            key = "refused"
+        else:
+            key = "error" if self.error else "waiting"
+        return self.OUTCOMES[key][0]  # the label the admin's filter offers
 
     def __str__(self) -> str:
         return f"{self.source} #{self.pk} at {self.received_at:%Y-%m-%d %H:%M:%S}"
