@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any, NamedTuple
 
 from django.db import models
+from django.db.models import F, Q
 from django.utils import timezone
 
 from sync.context import check_lease
@@ -57,6 +58,11 @@ class WebhookEvent(models.Model):
         return f"{self.source} #{self.pk} at {self.received_at:%Y-%m-%d %H:%M:%S}"
 
 
+# A record handed to the workers but not picked up (its task lost with a broker) is handed over again after this;
+# a pending record never handed over (its enqueue lost) is handed over this long after its creation.
+REDISPATCH = dt.timedelta(minutes=2)
+
+
 class SyncRecordQuerySet(models.QuerySet):
     def transition(self, name: str, **changes: Any) -> int:
         """Apply a transition of the state machine to every record here that may take it (the state is
@@ -67,6 +73,26 @@ class SyncRecordQuerySet(models.QuerySet):
     def movable(self, name: str) -> SyncRecordQuerySet:
         """The records here a transition may move now."""
         return self.filter(status__in=TRANSITIONS[name].sources)
+
+    # What is due: the one place that says it, for the claim (sync.workers.leases.claim) and for the dispatcher
+    # that hands records to the workers (sync.workers.dispatcher).
+    def due(self, now: dt.datetime) -> SyncRecordQuerySet:
+        """Records whose time has come: never put off, or put off (a retry, a source's per-minute budget)
+        until a moment now past."""
+        return self.filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+
+    def to_hand_over(self, now: dt.datetime) -> SyncRecordQuerySet:
+        """Due records waiting for a worker with no task known to be on its way: a retry (or a paced record)
+        whose due time came and was not handed over since; one handed over more than REDISPATCH ago (its task
+        lost with a broker); and a pending record whose enqueue at creation was lost (a broker outage)."""
+        not_handed = (
+            Q(dispatched_at__isnull=True)
+            | Q(dispatched_at__lt=F("next_attempt_at"))
+            | Q(dispatched_at__lt=now - REDISPATCH)
+        )
+        waiting = Q(status__in=(SyncRecord.Status.RETRYING, SyncRecord.Status.PENDING), next_attempt_at__lte=now)
+        lost = Q(status=SyncRecord.Status.PENDING, next_attempt_at__isnull=True, created_at__lt=now - REDISPATCH)
+        return self.filter((waiting | lost) & not_handed)
 
     # Which deal billed what: the one place that says it. A deal is a won lead's record; it is billed once
     # Zuora gave it a subscription number (kept if the record later needs attention); "billed" for the

@@ -11,6 +11,7 @@ from sync.models import SyncRecord
 
 FLOW_MODULES = (
     "sync.flows.deal_won",
+    "sync.flows.burst",
     "sync.lifecycle.plan_change",
     "sync.lifecycle.cancellation",
     "sync.lifecycle.reopening",
@@ -23,6 +24,10 @@ RECONCILE_MODULES = ("sync.reconcile.checks", "sync.reconcile.fixes")
 # Actions that are a person's work in Zuora or Kommo (the report links there); every other action has a fix.
 MANUAL_ACTIONS = frozenset({"open_zuora", "open_kommo", "plan_migration"})
 FLOWS: dict[str, Callable[[SyncRecord], None]] = {}
+# A kind's batching: given a claimed record and how to record an outcome, it may claim other records of its kind
+# due now and run them all together through the same flow's steps (True), or leave the record to its flow.
+Conclude = Callable[[SyncRecord, Callable[[SyncRecord], None]], None]
+BATCHES: dict[str, Callable[[SyncRecord, Conclude], bool]] = {}
 
 
 def flow(kind: str):
@@ -32,6 +37,18 @@ def flow(kind: str):
         if FLOWS.get(kind, function) is not function:
             raise RuntimeError(f"two flows for {kind}: {FLOWS[kind].__qualname__} and {function.__qualname__}")
         FLOWS[kind] = function
+        return function
+
+    return register
+
+
+def batch(kind: str):
+    """Register the decorated function as the batching of `kind` records (one at most per kind)."""
+
+    def register(function: Callable[[SyncRecord, Conclude], bool]):
+        if BATCHES.get(kind, function) is not function:
+            raise RuntimeError(f"two batchings for {kind}: {BATCHES[kind].__qualname__} and {function.__qualname__}")
+        BATCHES[kind] = function
         return function
 
     return register

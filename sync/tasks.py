@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db.models import F, Q
 from django.utils import timezone
 
 from sync import kommo_texts
@@ -21,7 +20,7 @@ from sync.context import current_record_id
 from sync.kommo_tasks import close_attention_task, notify_attention
 from sync.models import IllegalTransition, SyncRecord
 from sync.outcomes import Ignored, NeedsAttention, Waiting
-from sync.registry import FLOWS
+from sync.registry import BATCHES, FLOWS
 from sync.workers import leases
 
 log = logging.getLogger("zkbridge.sync")
@@ -35,19 +34,8 @@ def backoff(attempts: int, retry_after: float | None) -> dt.timedelta:
 
 def claim(record_id: int) -> SyncRecord | None:
     """Take a due record for this worker, with a lease (two workers can never both win)."""
-    now = timezone.now()
-    claimed = (
-        SyncRecord.objects.filter(id=record_id)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-        .transition(
-            "start",
-            attempts=F("attempts") + 1,
-            started_at=now,
-            worker=leases.worker_id(),
-            lease_until=now + leases.LEASE,
-        )
-    )
-    return SyncRecord.objects.get(id=record_id) if claimed else None
+    claimed = leases.claim(SyncRecord.objects.filter(id=record_id), 1)
+    return claimed[0] if claimed else None
 
 
 def run_sync(record_id: int) -> str:
@@ -55,14 +43,9 @@ def run_sync(record_id: int) -> str:
     record = claim(record_id)
     if record is None:
         return "not runnable"
-    if record.kind == SyncRecord.Kind.DEAL_WON:
-        from sync.flows import burst
-
-        others = burst.companions(record)
-        if others:  # won deals due together share their Kommo reads and writes
-            log.info("sync_record=%s runs in a burst with %s other won deal(s)", record.id, len(others))
-            burst.run([record, *others], conclude)
-            return record.status
+    batching = BATCHES.get(record.kind)
+    if batching is not None and batching(record, conclude):  # others of its kind were due: run together
+        return record.status
     token = current_record_id.set(record.id)
     prefix = f"sync_record={record.id} key={record.key}"
     try:
@@ -167,20 +150,12 @@ def close_stale_tasks(limit: int = 50) -> int:
 
 def dispatch_due() -> int:
     """Scheduled every minute, the safety net under the workers' own dispatcher (sync.workers.dispatcher,
-    every second): due retries, records whose worker died, records whose enqueue was lost (a broker
-    outage), and Kommo tasks still open on finished records."""
-    from sync.workers.dispatcher import dispatch_once, hand_over
-
-    now = timezone.now()
-    handed = dispatch_once(now)
-    lost = (
-        SyncRecord.objects.filter(status=SyncRecord.Status.PENDING, created_at__lt=now - dt.timedelta(minutes=2))
-        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - dt.timedelta(minutes=2)))
-        .order_by("id")
-    )
-    handed += hand_over(lost, now)
-    close_stale_tasks()
+    every second): its same pass (due retries, records whose worker died, records whose enqueue was lost),
+    then Kommo tasks still open on finished records and migrations' stragglers."""
     from sync.migration.flow import restore_stragglers
+    from sync.workers.dispatcher import dispatch_once
 
+    handed = dispatch_once(timezone.now())
+    close_stale_tasks()
     restore_stragglers()
     return handed

@@ -100,3 +100,32 @@ def test_the_circle_finder_sees_a_circle(tmp_path):
     (tmp_path / "sync" / "c.py").write_text("import sync.a\n")
     graph = module_imports(tmp_path)
     assert sorted(name for name in graph if name in reach(graph, name)) == ["sync.a", "sync.b"]
+
+
+def calls_in(package: str) -> dict[str, list[str]]:
+    """Module path → the names called in it (`x.name(...)` and `name(...)`), read from the source."""
+    called: dict[str, list[str]] = {}
+    for path in sorted(Path(package).rglob("*.py")):
+        names = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                func = node.func
+                names.append(func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", ""))
+                if names[-1] == "transition" and node.args and isinstance(node.args[0], ast.Constant):
+                    names.append(f"transition:{node.args[0].value}")
+        called[str(path)] = names
+    return called
+
+
+def test_one_claim_one_won_flow_one_kommo_write_back():
+    """The claim (the state machine's `start`) is made in one function; the won deals' lead fields and notes
+    are written by one write-back, which a burst reaches through its batching writer, and a burst runs the
+    won flow's own steps."""
+    called = calls_in("sync")
+    starts = sorted(path for path, names in called.items() if "transition:start" in names)
+    assert starts == ["sync/workers/leases.py"]
+    burst = called["sync/flows/burst.py"]
+    assert "order_steps" in burst and "write_back" in burst
+    assert not {"place_order", "fetch_lead", "kommo_told", "tell_kommo", "mark_step"} & set(burst)
+    batch_writers = sorted(path for path, names in called.items() if {"update_leads_fields", "add_notes"} & set(names))
+    assert batch_writers == ["sync/flows/burst.py"]  # its BatchWrites, the write-back's batching writer

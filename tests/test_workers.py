@@ -123,6 +123,26 @@ def test_the_minute_safety_net_finds_a_record_whose_enqueue_was_lost(db, queue):
     assert dispatch_due() == 0  # handed over once, not every minute
 
 
+def test_what_is_due_is_one_rule_for_the_dispatcher_and_the_claim(db, queue):
+    """A lost enqueue is found by the every-second pass too; a record held back until later (a source's budget)
+    is neither handed over nor claimable before its time, however old it is."""
+    now = timezone.now()
+    old = now - dt.timedelta(minutes=3)
+    lost = SyncRecord.objects.create(kind="deal_won", key="deal_won:1", kommo_lead_id=1, created_at=old)
+    held = SyncRecord.objects.create(
+        kind="deal_won",
+        key="deal_won:2",
+        kommo_lead_id=2,
+        created_at=old,
+        next_attempt_at=now + dt.timedelta(minutes=1),
+    )
+    assert dispatcher.dispatch_once(now) == 1 and queued_ids() == [lost.id]
+    assert claim(held.id) is None  # not yet: the claim reads the same rule
+    assert dispatcher.dispatch_once(now + dt.timedelta(minutes=1)) == 1 and queued_ids() == [lost.id, held.id]
+    SyncRecord.objects.filter(id=held.id).update(next_attempt_at=timezone.now())  # its time has come
+    assert claim(held.id).status == S.RUNNING
+
+
 def test_a_named_lock_excludes_others_and_gives_up_after_its_timeout(transactional_db):
     with named_lock("customer:company:1"):
         errors = run_together(1, lambda: named_lock("customer:company:1", timeout=0.3).__enter__())

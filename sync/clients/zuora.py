@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.utils import timezone
@@ -22,8 +22,17 @@ from sync.locks import one_of
 from sync.models import ProviderToken
 from sync.parallel import each
 
-if TYPE_CHECKING:
-    from catalog.models import ZuoraEntity
+
+class EntityCredentials(Protocol):
+    """What the client is handed for one Zuora entity (catalog.models.ZuoraEntity carries it): the client reads
+    no model and no database row to learn who it is."""
+
+    pk: Any
+    entity_id: str
+    client_id: str
+    client_secret: str
+    max_concurrent_calls: int | None
+
 
 TRANSIENT_CATEGORIES = {50, 61, 70, 99}  # locking contention, temporary, over a limit, integration
 TOKEN_MARGIN = dt.timedelta(seconds=60)
@@ -78,7 +87,7 @@ class ZuoraClient(HttpClient):
         )
 
     @classmethod
-    def for_entity(cls, entity: ZuoraEntity | None) -> ZuoraClient:
+    def for_entity(cls, entity: EntityCredentials | None) -> ZuoraClient:
         """The client for one Zuora entity: its id in Zuora-Entity-Ids on every call, its own OAuth client
         (or ZUORA_CLIENT_ID's), token and concurrency slots. None: the tenant's client (from_settings)."""
         if entity is None:

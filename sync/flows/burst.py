@@ -1,12 +1,14 @@
-"""Bursts: won deals due at the same time share their Kommo reads and writes.
+"""Bursts: won deals due at the same time share their Kommo reads and writes — the same won flow, batched.
 
 Kommo allows 7 requests a second; one deal on its own costs 5 (lead, contacts, company, fields, note), so a
 month-end close of 1,000 deals would take 12 minutes of Kommo calls alone. A worker that claims a won deal
-while others are due claims up to BURST - 1 of them too (sync.tasks.run_sync) and runs them here:
+while others are due claims up to BURST - 1 of them too (with_companions, the won deals' batching in
+sync.registry) and runs each through deal_won's own steps (order_steps, write_back) with a read cache
+(BurstReads) and a batching Kommo writer (BatchWrites):
 
   reads   their leads by id lists (100 a call, with contacts and products), the contacts and companies by
           id lists, the customers' Zuora accounts by one query per 50 keys (all three together);
-  Zuora   each deal's order (deal_won.place_order), several deals at once up to the shared concurrency cap;
+  Zuora   each deal's order (deal_won.order_steps), several deals at once up to the shared concurrency cap;
           deals of one customer one after another, so the second reuses the account the first created; one
           preview per distinct sale (same plans, prices, quantities, dates and currency give the same MRR);
   writes  lead fields in PATCH /api/v4/leads and notes in POST /api/v4/leads/notes, 50 a call, sent as soon as
@@ -38,7 +40,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import F, Q
 from django.utils import timezone
 
 from catalog.models import ZuoraEntity
@@ -48,23 +49,13 @@ from sync.clients.kommo import BATCH, KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.context import Lease, LeaseLost, current_lease, current_record_id
 from sync.flows.customer import customer_key, refs
-from sync.flows.deal_won import (
-    Reads,
-    customer_accounts,
-    fetch_lead,
-    kommo_told,
-    lead_field_values,
-    note_text,
-    place_order,
-    preview,
-    preview_body,
-    tell_kommo,
-)
+from sync.flows.deal_won import Reads, Writes, customer_accounts, order_steps, preview, preview_body, write_back
 from sync.flows.entities import entities_listed, link_key, route_record
 from sync.flows.sale import Sale
 from sync.models import CustomerAccount, SyncRecord
 from sync.outcomes import NeedsAttention, Waiting
 from sync.parallel import Outcome, each, settle, together
+from sync.registry import Conclude, batch
 from sync.workers import leases
 
 log = logging.getLogger("zkbridge.sync")
@@ -79,36 +70,22 @@ BUDGET_SECONDS = 90.0
 CHAIN_SECONDS = 60.0
 LOOKAHEAD = 60
 
-Conclude = Callable[[SyncRecord, Callable[[SyncRecord], None]], None]
+
+@batch(SyncRecord.Kind.DEAL_WON)
+def with_companions(record: SyncRecord, conclude: Conclude) -> bool:
+    """A claimed won deal runs in a burst when other won deals are due: up to BURST - 1 of them are claimed for
+    the worker that holds it (oldest first). False: none were, the deal runs alone (its flow, deal_won)."""
+    others = claim_due(record.worker, BURST - 1)
+    if not others:
+        return False
+    log.info("sync_record=%s runs in a burst with %s other won deal(s)", record.id, len(others))
+    run([record, *others], conclude)
+    return True
 
 
-def companions(record: SyncRecord) -> list[SyncRecord]:
-    """Other won deals due now, claimed for the worker that holds `record` (at most BURST - 1, oldest first)."""
-    return claim_due(record.worker, BURST - 1, exclude=record.id)
-
-
-def claim_due(
-    worker: str, limit: int, exclude: int | None = None, not_run_since: dt.datetime | None = None
-) -> list[SyncRecord]:
-    """Won deals due now, claimed for `worker` (at most `limit`, oldest first): the same conditional UPDATE as
-    a single claim, so no deal is ever run by two workers. `not_run_since`: leave out deals started since
-    then (a deal this task ran and put back in the queue is not taken up again by the same task)."""
-    now = timezone.now()
-    due = SyncRecord.objects.filter(kind=SyncRecord.Kind.DEAL_WON).filter(
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    )
-    if exclude is not None:
-        due = due.exclude(id=exclude)
-    if not_run_since is not None:
-        due = due.filter(Q(started_at__isnull=True) | Q(started_at__lt=not_run_since))
-    ids = list(due.movable("start").order_by("id").values_list("id", flat=True)[:limit])
-    if not ids:
-        return []
-    due.filter(id__in=ids).transition(
-        "start", attempts=F("attempts") + 1, started_at=now, worker=worker, lease_until=now + leases.LEASE
-    )
-    mine = SyncRecord.objects.filter(id__in=ids, status=SyncRecord.Status.RUNNING, worker=worker)
-    return list(mine.filter(started_at=now).order_by("id"))
+def claim_due(worker: str, limit: int, not_run_since: dt.datetime | None = None) -> list[SyncRecord]:
+    """Won deals due now, claimed for `worker` (at most `limit`, oldest first) by the one claim."""
+    return leases.claim(SyncRecord.objects.deals(), limit, worker=worker, not_run_since=not_run_since)
 
 
 class BurstReads(Reads):
@@ -159,6 +136,10 @@ class BurstReads(Reads):
         self.contacts = {c["id"]: c for c in contacts}
         self.companies = {c["id"]: c for c in companies}
         self.looked_up = accounts or {}
+
+    def route(self, record: SyncRecord, lead: dict[str, Any]) -> None:
+        """Routed once for the whole burst: a multi-entity tenant's deals were split by entity (by_entity), each
+        part reading through its entity's view; a tenant without entities has none to route."""
 
     def lead(self, lead_id: int) -> dict[str, Any]:
         if lead_id not in self.leads:  # Kommo's list leaves out leads that are deleted or not visible
@@ -387,7 +368,7 @@ class KommoWriter:
         try:
             while (batch := self.batches.get()) is not None:
                 try:
-                    errors = kommo_part(batch, self.kommo, self.lease_of)
+                    errors = write_back(batch, BatchWrites(self.kommo, self.lease_of))
                 except Exception as exc:  # never a deal left without an outcome
                     errors = {record.id: exc for record in batch}
                 for record in batch:
@@ -462,9 +443,7 @@ def zuora_part(
                 continue
             with acting_for(record, lease_of[record.id]):
                 try:
-                    lead = fetch_lead(reads, record)
-                    if not record.step_done("order"):
-                        place_order(record, reads, lead)
+                    order_steps(record, reads)
                 except Exception as exc:
                     stopped[record.id] = exc
                     continue
@@ -482,48 +461,34 @@ def zuora_part(
     return errors
 
 
-def kommo_part(records: list[SyncRecord], kommo: KommoClient, lease_of: dict[int, Lease]) -> dict[int, BaseException]:
-    """The lead fields and the notes: in batches for deals writing both for the first time; one by one for
-    a deal resuming (a note an earlier attempt may have written is looked for first)."""
-    errors: dict[int, BaseException] = {}
-    batched = []
-    for record in records:
-        with acting_for(record, lease_of[record.id]):
-            first_time = not (record.step_done("lead_fields") or record.step_done("note"))
-            if first_time and not record.step_data("note").get("attempted"):
-                try:
-                    record.mark_step("note", done=False, attempted=True)  # before the batch leaves
-                except LeaseLost as exc:
-                    errors[record.id] = exc
-                else:
-                    batched.append(record)
-                continue
-            try:
-                tell_kommo(record, kommo)
-            except Exception as exc:
-                errors[record.id] = exc
-    values = {r.id: lead_field_values(r.zuora_account_number, r.zuora_subscription_number) for r in batched}
-    texts = {r.id: note_text(r) for r in batched}
-    with_fields = [r for r in batched if values[r.id]]
+class BatchWrites(Writes):
+    """The burst's batching Kommo writer for the write-back (deal_won.write_back): the deals' lead fields in
+    PATCH /api/v4/leads and their notes in POST /api/v4/leads/notes, BATCH a call, both at once; each deal's
+    writes made under its own record id and lease."""
 
-    def write_fields(part: list[SyncRecord]) -> list[int | None]:
-        return kommo.update_leads_fields([(r.lead_id, values[r.id]) for r in part])
+    def __init__(self, kommo: KommoClient, lease_of: dict[int, Lease]):
+        super().__init__(kommo)
+        self.lease_of = lease_of
 
-    def write_notes(part: list[SyncRecord]) -> list[int | None]:
-        return kommo.add_notes("leads", [(r.lead_id, texts[r.id]) for r in part])
+    def acting(self, record: SyncRecord) -> contextlib.AbstractContextManager[Any]:
+        return acting_for(record, self.lease_of[record.id])
 
-    fields, notes = together(
-        (lambda: in_batches(with_fields, write_fields, lease_of)) if with_fields else None,
-        lambda: in_batches(batched, write_notes, lease_of),
-    )
-    for record in batched:
-        with acting_for(record, lease_of[record.id]):
-            try:
-                field_write = (fields or {}).get(record.id, Outcome())
-                kommo_told(record, values[record.id], texts[record.id], field_write, notes[record.id])
-            except Exception as exc:
-                errors[record.id] = exc
-    return errors
+    def send(
+        self, records: list[SyncRecord], values: dict[int, dict[int, str]], texts: dict[int, str]
+    ) -> tuple[dict[int, Outcome], dict[int, Outcome]]:
+        kommo, with_fields = self.kommo, [r for r in records if values[r.id]]
+
+        def write_fields(part: list[SyncRecord]) -> list[int | None]:
+            return kommo.update_leads_fields([(r.lead_id, values[r.id]) for r in part])
+
+        def write_notes(part: list[SyncRecord]) -> list[int | None]:
+            return kommo.add_notes("leads", [(r.lead_id, texts[r.id]) for r in part])
+
+        fields, notes = together(
+            (lambda: in_batches(with_fields, write_fields, self.lease_of)) if with_fields else None,
+            lambda: in_batches(records, write_notes, self.lease_of),
+        )
+        return fields or {}, notes
 
 
 def in_batches(

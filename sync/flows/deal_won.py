@@ -5,10 +5,15 @@ Steps, each recorded on the SyncRecord so a retry resumes after the last one com
   order       find what an earlier attempt created (by KommoLeadId__c), else one POST /v1/orders
   lead_fields write the account and subscription numbers into the configured lead fields
   note        a note on the lead naming them
+
+This is the only won flow. A burst of deals won together (sync.flows.burst) runs these same steps for each
+deal, handing them a read cache (BurstReads, a `Reads`) and a batching Kommo writer (a `Writes`): the steps,
+the Idempotency-Keys and the outcomes are the ones here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,11 +46,19 @@ log = logging.getLogger("zkbridge.sync")
 @flow(SyncRecord.Kind.DEAL_WON)
 def deal_won(record: SyncRecord) -> None:
     reads = Reads(KommoClient.from_settings(), ZuoraClient.from_settings())
+    order_steps(record, reads)
+    refused = write_back([record], Writes(reads.kommo))
+    if record.id in refused:
+        raise refused[record.id]
+
+
+def order_steps(record: SyncRecord, reads: Reads) -> None:
+    """The deal's steps up to Zuora's answer: the lead re-read (still Won), the entity that bills it, the order
+    (or what an earlier attempt made)."""
     lead = fetch_lead(reads, record)
     if not record.step_done("order"):
-        reads.in_entity(route_record(record, lead))
+        reads.route(record, lead)
         place_order(record, reads, lead)
-    tell_kommo(record, reads.kommo)
 
 
 class Reads:
@@ -61,6 +74,10 @@ class Reads:
         """Zuora is asked in the deal's entity (its header, OAuth client and concurrency cap)."""
         if entity is not None:
             self.entity, self.zuora = entity, ZuoraClient.for_entity(entity)
+
+    def route(self, record: SyncRecord, lead: dict[str, Any]) -> None:
+        """The deal's entity, routed now (sync.flows.entities.route_record)."""
+        self.in_entity(route_record(record, lead))
 
     def lead(self, lead_id: int) -> dict[str, Any]:
         """The lead with its contacts and products; NotFoundError when Kommo no longer shows it."""
@@ -441,24 +458,78 @@ def lead_field_values(account_number: str, subscription_number: str) -> dict[int
     return values
 
 
-def tell_kommo(record: SyncRecord, kommo: KommoClient) -> None:
-    """The lead's fields and the note, together on a first try. A retry of a note an earlier attempt may have
-    written looks first (write_note_once), so that path goes one step after the other."""
-    fields_due, note_due = not record.step_done("lead_fields"), not record.step_done("note")
-    if not (fields_due and note_due) or record.step_data("note").get("attempted"):
-        if fields_due:
-            write_lead_fields(record, kommo)
-        if note_due:
-            write_note_once(record, kommo, "leads", record.lead_id, note_text(record))
-        return
-    values = lead_field_values(record.zuora_account_number, record.zuora_subscription_number)
-    text = note_text(record)
-    record.mark_step("note", done=False, attempted=True)
-    fields, note = settle(
-        (lambda: kommo.update_lead_fields(record.lead_id, values)) if values else None,
-        lambda: kommo.add_note("leads", record.lead_id, text),
-    )
-    kommo_told(record, values, text, fields, note)
+class Writes:
+    """How the write-back reaches Kommo. A deal on its own sends its two writes itself, together; a burst
+    (sync.flows.burst.BatchWrites) sends many deals' fields and notes 50 a call."""
+
+    def __init__(self, kommo: KommoClient):
+        self.kommo = kommo
+
+    def acting(self, record: SyncRecord) -> contextlib.AbstractContextManager[Any]:
+        """The context a deal's writes are made in (a single deal's task has already set it)."""
+        return contextlib.nullcontext()
+
+    def send(
+        self, records: list[SyncRecord], values: dict[int, dict[int, str]], texts: dict[int, str]
+    ) -> tuple[dict[int, Outcome], dict[int, Outcome]]:
+        """Each deal's lead fields (where it has any) and note; what each came to, by record id."""
+        fields, notes = {}, {}
+        for record in records:
+            with self.acting(record):
+                wanted = values[record.id]
+                fields[record.id], notes[record.id] = settle(
+                    partial(self.kommo.update_lead_fields, record.lead_id, wanted) if wanted else None,
+                    partial(self.kommo.add_note, "leads", record.lead_id, texts[record.id]),
+                )
+        return fields, notes
+
+
+def write_back(records: list[SyncRecord], writes: Writes) -> dict[int, BaseException]:
+    """The write-back to Kommo, the only one: each deal's lead fields and note. A deal writing both for the
+    first time has its note step marked `attempted` (committed) before the writes leave, then both travel
+    together (in a burst, with other deals'); a deal resuming sends what is left one step after the other,
+    looking first for a note an earlier attempt may have written (write_note_once). Returns the deals that
+    stopped, with why (the field refusal as a reason a person can act on)."""
+    errors: dict[int, BaseException] = {}
+    first: list[SyncRecord] = []
+    for record in records:
+        with writes.acting(record):
+            try:
+                if first_write(record):
+                    record.mark_step("note", done=False, attempted=True)  # before the writes leave
+                    first.append(record)
+                else:
+                    write_rest(record, writes.kommo)
+            except Exception as exc:
+                errors[record.id] = exc
+    if not first:
+        return errors
+    values = {r.id: lead_field_values(r.zuora_account_number, r.zuora_subscription_number) for r in first}
+    texts = {r.id: note_text(r) for r in first}
+    fields, notes = writes.send(first, values, texts)
+    for record in first:
+        with writes.acting(record):
+            try:
+                kommo_told(
+                    record, values[record.id], texts[record.id], fields.get(record.id, Outcome()), notes[record.id]
+                )
+            except Exception as exc:
+                errors[record.id] = exc
+    return errors
+
+
+def first_write(record: SyncRecord) -> bool:
+    """Neither write done, nor a note maybe written by an earlier attempt."""
+    due = not record.step_done("lead_fields") and not record.step_done("note")
+    return due and not record.step_data("note").get("attempted")
+
+
+def write_rest(record: SyncRecord, kommo: KommoClient) -> None:
+    """A resumed deal's writes still due, one after the other."""
+    if not record.step_done("lead_fields"):
+        write_lead_fields(record, kommo)
+    if not record.step_done("note"):
+        write_note_once(record, kommo, "leads", record.lead_id, note_text(record))
 
 
 def kommo_told(record: SyncRecord, values: dict[int, str], text: str, fields: Outcome, note: Outcome) -> None:

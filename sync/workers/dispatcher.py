@@ -15,15 +15,13 @@ import time
 from collections.abc import Callable
 
 from django.db import DatabaseError, connection
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from sync import records
 from sync.models import SyncRecord
 
 log = logging.getLogger("zkbridge.sync")
-# A due retry handed over but not picked up (its task lost with a broker) is handed over again after this.
-REDISPATCH = dt.timedelta(minutes=2)
 # Records claimed before leases existed have none: taken back when they have run this long.
 UNLEASED_LIMIT = dt.timedelta(minutes=10)
 BATCH = 200
@@ -55,23 +53,14 @@ def rescue_abandoned(now: dt.datetime) -> int:
     ).transition("rescue", next_attempt_at=now, reason="the worker running it stopped; resuming")
 
 
-def due_retries(now: dt.datetime):
-    """Retries that are due, and records held back by a source's per-minute budget (sync.records.pace)."""
-    waiting = (SyncRecord.Status.RETRYING, SyncRecord.Status.PENDING)
-    return SyncRecord.objects.filter(status__in=waiting, next_attempt_at__lte=now).filter(
-        Q(dispatched_at__isnull=True)
-        | Q(dispatched_at__lt=F("next_attempt_at"))
-        | Q(dispatched_at__lt=now - REDISPATCH)
-    )
-
-
 def dispatch_once(now: dt.datetime | None = None) -> int:
-    """One pass: take back abandoned records, hand every due retry to the workers once. Returns how many."""
+    """One pass: take back abandoned records, hand every due record no task is on its way for to the workers
+    (SyncRecord.objects.to_hand_over: due retries, paced records, lost enqueues), once. Returns how many."""
     now = now or timezone.now()
     rescued = rescue_abandoned(now)
     if rescued:
         log.warning("%s record(s) abandoned by a stopped worker resume now", rescued)
-    return hand_over(due_retries(now).order_by("next_attempt_at", "id"), now)
+    return hand_over(SyncRecord.objects.to_hand_over(now).order_by("next_attempt_at", "id"), now)
 
 
 def hand_over(candidates, now: dt.datetime) -> int:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterator
 
 from django.db import DatabaseError, connection
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from sync.context import Lease, current_lease
@@ -29,6 +30,28 @@ HEARTBEAT_SECONDS = 5.0
 def worker_id() -> str:
     """This process's name in leases (a forked worker process has its own pid)."""
     return f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+
+def claim(
+    candidates: QuerySet[SyncRecord], limit: int, *, worker: str | None = None, not_run_since: dt.datetime | None = None
+) -> list[SyncRecord]:
+    """The claim, the only one: take up to `limit` of `candidates` (oldest first) that are due and may start,
+    for `worker` (this process by default), each with a lease and its attempt counted. The conditional UPDATE
+    re-checks the state, so two workers never both win a record; the claimed ones are read back by this claim's
+    moment. `not_run_since`: leave out records started since then (a deal a burst ran and put back in the queue
+    is not taken up again by the same task)."""
+    now, worker = timezone.now(), worker or worker_id()
+    due = candidates.due(now)  # type: ignore[attr-defined]
+    if not_run_since is not None:
+        due = due.filter(Q(started_at__isnull=True) | Q(started_at__lt=not_run_since))
+    ids = list(due.movable("start").order_by("id").values_list("id", flat=True)[:limit])
+    if not ids:
+        return []
+    due.filter(id__in=ids).transition(
+        "start", attempts=F("attempts") + 1, started_at=now, worker=worker, lease_until=now + LEASE
+    )
+    mine = SyncRecord.objects.filter(id__in=ids, status=SyncRecord.Status.RUNNING, worker=worker, started_at=now)
+    return list(mine.order_by("id"))
 
 
 def renew(lease: Lease) -> bool:
