@@ -127,8 +127,9 @@ def main() -> None:
         from django.utils import timezone
 
         from catalog.models import ProductRatePlan
+        from sync.migration.models import MigrationRule
         from sync.migration.run import run_migrations
-        from sync.models import ApiCall, MigrationRule, SyncRecord
+        from sync.models import ApiCall, SyncRecord
 
         arrange(args.due, args.not_due)
         MigrationRule.objects.create(

@@ -130,7 +130,8 @@ def main() -> None:
         from rest_framework.authtoken.models import Token
 
         from sandbox.models import RequestLog, ZUsageImport
-        from sync.models import SyncRecord, UsageRecord
+        from sync.models import SyncRecord
+        from sync.usage.models import UsageRecord
 
         pairs = arrange()
         user = User.objects.create_superuser("bench", password="bench-password-123")

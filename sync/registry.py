@@ -21,6 +21,16 @@ FLOW_MODULES = (
 )
 # The reconciliation's registries: one check per kind of discrepancy, one fix per automatic action.
 RECONCILE_MODULES = ("sync.reconcile.checks", "sync.reconcile.fixes")
+# The packages' admin pages, each module registering its own (loaded by sync/admin.py, which Django's admin
+# autodiscovery imports); tests/test_registries.py holds every model of the sync app to a page or a reason.
+ADMIN_MODULES = (
+    "sync.flows.admin",
+    "sync.lifecycle.admin",
+    "sync.migration.admin",
+    "sync.billing.admin",
+    "sync.usage.admin",
+    "sync.reconcile.admin",
+)
 # Actions that are a person's work in Zuora or Kommo (the report links there); every other action has a fix.
 MANUAL_ACTIONS = frozenset({"open_zuora", "open_kommo", "plan_migration"})
 FLOWS: dict[str, Callable[[SyncRecord], None]] = {}
@@ -52,6 +62,11 @@ def batch(kind: str):
         return function
 
     return register
+
+
+def load_admins() -> None:
+    for module in ADMIN_MODULES:
+        importlib.import_module(module)
 
 
 def load_flows() -> dict[str, Callable[[SyncRecord], None]]:

@@ -104,7 +104,7 @@ def run_flow(record: SyncRecord, prefix: str, body: Callable[[SyncRecord], None]
 def cause_gone(record: SyncRecord) -> None:
     """A record that succeeded: its Kommo task is completed, and reconciliation rows whose fix queued it
     are fixed now (not when the fix was only queued)."""
-    from sync.models import Discrepancy
+    from sync.reconcile.models import Discrepancy
 
     Discrepancy.objects.filter(sync_record=record, fixed_at__isnull=True, fix_requested_at__isnull=False).update(
         fixed_at=timezone.now()

@@ -17,7 +17,8 @@ import requests
 from django.core.management import call_command
 
 from sandbox.models import KNote, KTask
-from sync.models import BillingEventRule, SyncRecord, WebhookEvent
+from sync.billing.models import BillingEventRule
+from sync.models import SyncRecord, WebhookEvent
 
 ACME_EXPANSION, SOLO = 24312346, 24312349
 AUTH = ("zuora", "callout-password")

@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from sandbox import demo
 from sandbox.models import KLead, KNote, RequestLog, ZAccount, ZSubscription
-from sync.models import CustomerAccount, SyncRecord
+from sync.flows.models import CustomerAccount
+from sync.models import SyncRecord
 from sync.records import ensure_record
 from sync.tasks import run_sync
 

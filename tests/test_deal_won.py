@@ -15,7 +15,8 @@ from django.core.management import call_command
 
 from catalog.models import PlanMapping
 from sandbox.models import KContact, KLead, RequestLog, ZAccount, ZIdempotency
-from sync.models import ApiCall, CustomerAccount, SyncRecord
+from sync.flows.models import CustomerAccount
+from sync.models import ApiCall, SyncRecord
 from sync.tasks import run_sync
 from tests.conftest import map_plan
 

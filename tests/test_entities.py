@@ -12,8 +12,9 @@ from django.core.management import call_command
 from catalog.models import CatalogSyncRun, MappedRatePlan, PlanMapping, Product, ProductRatePlan, ZuoraEntity
 from sandbox import demo
 from sandbox.models import KLead, ZAccount, ZEntity, ZProduct, ZToken
+from sync.flows.models import EntityRoute
 from sync.migration.rules import validate as validate_rule
-from sync.models import EntityRoute, ProviderToken, SyncRecord
+from sync.models import ProviderToken, SyncRecord
 
 US_CLIENT = "5e2f9c14-8a7b-4d3e-b1c0-6f9a2d8e4b71"  # the US entity's OAuth client (demo.ENTITIES)
 EU_CLIENT = "9c4d1e7a-2f6b-4a8c-8e3d-1b5f7a9c2e60"  # the EU entity's OAuth client (demo.ENTITIES)
@@ -196,7 +197,7 @@ def test_the_dashboard_shows_one_entitys_syncs(multi, admin_client):
 def test_usage_goes_to_each_deals_entity_one_file_per_entity(multi, settings):
     from sandbox.common import set_setting
     from sandbox.models import ZUsage, ZUsageImport
-    from sync.models import UsageRecord
+    from sync.usage.models import UsageRecord
     from tests.test_usage import imports_finish
 
     settings.ZUORA_USAGE_UNIQUE_KEY = True  # a tenant with Advanced Consumption Billing: the keys travel
@@ -225,7 +226,7 @@ def test_usage_goes_to_each_deals_entity_one_file_per_entity(multi, settings):
 
 
 def test_usage_of_a_subscription_in_no_entity_or_in_two_is_sent_nowhere(multi):
-    from sync.models import UsageRecord
+    from sync.usage.models import UsageRecord
 
     multi.win(ACME_EXPANSION)  # the default entity: US
     deal = record(ACME_EXPANSION)
@@ -291,8 +292,8 @@ def test_plan_migrations_run_in_the_legacy_plans_entity(multi):
     import requests
 
     from sandbox.models import ZProduct, ZRatePlan, ZSubscription
+    from sync.migration.models import MigrationRule
     from sync.migration.run import run_migrations
-    from sync.models import MigrationRule
     from sync.tasks import dispatch_due
 
     ZRatePlan.objects.create(
@@ -380,8 +381,8 @@ def test_the_connection_check_tries_every_entitys_client(multi):
 
 
 def test_the_subscription_mirror_is_refreshed_from_every_entity(multi):
+    from sync.lifecycle.models import Subscription
     from sync.lifecycle.subscription import refresh, refresh_all
-    from sync.models import Subscription
 
     EntityRoute.objects.create(kind="field", field_id=REGION_FIELD, field_value="EU", entity=multi.eu)
     set_field(UMBRELLA, REGION_FIELD, "EU")

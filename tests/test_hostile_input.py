@@ -11,7 +11,8 @@ from django.contrib.auth.models import User
 from django.db import connection
 
 from sync.installation import kommo_webhook_token
-from sync.models import ApiToken, SyncRecord, UsageRecord, WebhookEvent
+from sync.models import ApiToken, SyncRecord, WebhookEvent
+from sync.usage.models import UsageRecord
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -156,7 +157,7 @@ def test_a_csv_header_with_nul_is_a_400_kept_in_the_inbox(client, token):
     assert answer.status_code == 400 and "unknown: \x00" in answer.json()["error"]
     stored = WebhookEvent.objects.get(source="usage")
     assert not stored.valid and stored.error.endswith("unknown: \\0") and stored.body == "\\0"
-    from sync.models import UsageDelivery
+    from sync.usage.models import UsageDelivery
 
     kept = UsageDelivery.objects.get()  # the whole body kept as sent; its problem written without the NUL
     assert kept.body() == b"\x00" and kept.problem.endswith("unknown: \\0")

@@ -17,10 +17,12 @@ from django.utils import timezone
 
 from catalog.models import ProductRatePlan
 from sandbox.models import Fault, KTask, KWebhookDelivery, ZIdempotency, ZOrder, ZSubscription
+from sync.lifecycle.models import Subscription
 from sync.locks import release, try_lock
-from sync.models import Discrepancy, Subscription, SyncRecord
+from sync.models import SyncRecord
 from sync.reconcile import run_reconciliation
 from sync.reconcile.fixes import fix
+from sync.reconcile.models import Discrepancy
 from sync.records import ensure_record
 from sync.tasks import dispatch_due, run_sync
 from tests.conftest import map_plan

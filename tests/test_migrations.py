@@ -16,10 +16,12 @@ from django.core.management import CommandError, call_command
 from catalog.models import ProductRatePlan
 from sandbox.models import ZAccount, ZOrder, ZSubscription
 from sync.migration import run as migration_run
+from sync.migration.models import MigrationRule, MigrationRun
 from sync.migration.rules import validate
 from sync.migration.run import run_migrations as run_only
-from sync.models import MigrationRule, MigrationRun, SyncRecord, UsageRecord
+from sync.models import SyncRecord
 from sync.tasks import dispatch_due
+from sync.usage.models import UsageRecord
 
 SCALE, STARTER, GROWTH, API = "Scale (retiring)", "Starter", "Growth", "API calls (tiered)"
 DAY = dt.date(2026, 12, 19)  # the run's date: tomorrow, 2026-12-20, is the moment of the due subscriptions

@@ -194,7 +194,7 @@ def bar_total(svg: str, index: int) -> str:
 
 
 def test_the_dashboard_charts_the_reconciliation_trend(admin_client, history):
-    from sync.models import ReconciliationRun
+    from sync.reconcile.models import ReconciliationRun
 
     assert "No reconciliation has run yet" in admin_client.get("/admin/").content.decode()
     for found in (12, 7, 3):
@@ -221,7 +221,7 @@ def test_the_dashboard_charts_renewals_and_the_mrr_ending_per_month(admin_client
     currency (auto-renew off, or cancelled to end that month), never across currencies."""
     from decimal import Decimal
 
-    from sync.models import Subscription
+    from sync.lifecycle.models import Subscription
     from zkbridge.business_time import business_today
 
     first = business_today().replace(day=1)
@@ -250,7 +250,7 @@ def test_the_dashboard_charts_renewals_and_the_mrr_ending_per_month(admin_client
 
 def test_the_dashboard_charts_subscribers_left_on_retired_plans(admin_client, db):
     from catalog.models import Product, ProductRatePlan
-    from sync.models import Subscription
+    from sync.lifecycle.models import Subscription
 
     product = Product.objects.create(
         zuora_id="p", name="Platform", effective_start=dt.date(2020, 1, 1), effective_end=dt.date(2099, 1, 1)

@@ -12,9 +12,10 @@ from django.core.management import CommandError, call_command
 
 from sandbox.demo import zuora_id
 from sandbox.models import KLead, KWebhook, ZAccount
-from sync.models import Discrepancy, SyncRecord
+from sync.models import SyncRecord
 from sync.reconcile import latest_report, run_reconciliation
 from sync.reconcile.fixes import Outcome, fix
+from sync.reconcile.models import Discrepancy
 from tests import builders
 from tests.conftest import map_plan
 
@@ -212,7 +213,7 @@ def test_the_report_pages_in_the_admin(billed, admin_client):
 
 
 def test_a_report_of_50000_rows_pages(admin_client, db, django_assert_max_num_queries):
-    from sync.models import ReconciliationRun
+    from sync.reconcile.models import ReconciliationRun
 
     run = ReconciliationRun.objects.create(ok=True, summary={"discrepancies": 50_000})
     Discrepancy.objects.bulk_create(

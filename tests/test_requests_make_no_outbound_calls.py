@@ -12,8 +12,9 @@ from django.urls import reverse
 from django_q.models import OrmQ
 
 from sandbox.models import KLead
-from sync.models import ApiToken, Discrepancy, SyncRecord
+from sync.models import ApiToken, SyncRecord
 from sync.reconcile import run_reconciliation
+from sync.reconcile.models import Discrepancy
 from tests.conftest import map_plan
 from tests.guards import outbound_guard
 

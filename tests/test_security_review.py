@@ -29,17 +29,10 @@ from sync.billing.rules import template_problems
 from sync.clients.errors import BusinessError
 from sync.clients.zuora import ZuoraClient
 from sync.groups import READ_ONLY, REVOPS
-from sync.models import (
-    ApiCall,
-    ApiToken,
-    Discrepancy,
-    MigrationRule,
-    MigrationRun,
-    ProviderToken,
-    ReconciliationRun,
-    Subscription,
-    SyncRecord,
-)
+from sync.lifecycle.models import Subscription
+from sync.migration.models import MigrationRule, MigrationRun
+from sync.models import ApiCall, ApiToken, ProviderToken, SyncRecord
+from sync.reconcile.models import Discrepancy, ReconciliationRun
 from tests.conftest import map_plan
 from zkbridge import spreadsheet
 

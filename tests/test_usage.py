@@ -12,8 +12,9 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 
 from sandbox.models import ZUsage
-from sync.models import ApiCall, ApiToken, SyncRecord, UsageRecord
+from sync.models import ApiCall, ApiToken, SyncRecord
 from sync.tasks import run_sync
+from sync.usage.models import UsageRecord
 
 ACME_EXPANSION = 24312346
 
@@ -395,8 +396,8 @@ def test_every_body_is_kept_compressed_and_a_disputed_import_is_replayed(client,
 
     from django.core.management import CommandError
 
-    from sync.models import UsageDelivery
     from sync.ops.retention import prune
+    from sync.usage.models import UsageDelivery
 
     sent = json.dumps([row("d1"), row("d2"), row("d3", quantity="x")]).encode()
     assert post(client, token, sent).status_code == 202

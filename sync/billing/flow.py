@@ -6,11 +6,13 @@ reconciliation view) instead of being dropped; an event type with no rule is kep
 
 from __future__ import annotations
 
+from sync.billing.models import BillingEventRule
 from sync.billing.rules import due_at, place, render
 from sync.clients.kommo import KommoClient
 from sync.kommo_tasks import write_note_once
+from sync.lifecycle.models import Subscription
 from sync.lifecycle.subscription import refresh
-from sync.models import BillingEventRule, Subscription, SyncRecord
+from sync.models import SyncRecord
 from sync.outcomes import Ignored, NeedsAttention
 from sync.registry import flow
 from sync.webhooks.zuora import BillingEvent

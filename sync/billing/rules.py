@@ -9,7 +9,8 @@ from typing import Any
 
 from django.conf import settings
 
-from sync.models import BillingEventRule, SyncRecord
+from sync.billing.models import BillingEventRule
+from sync.models import SyncRecord
 from sync.money import format_money
 from sync.webhooks.zuora import BillingEvent
 from zkbridge.business_time import business_today, end_of_business_day

@@ -51,8 +51,9 @@ from sync.context import Lease, LeaseLost, current_lease, current_record_id
 from sync.flows.customer import customer_key, refs
 from sync.flows.deal_won import Reads, Writes, customer_accounts, order_steps, preview, preview_body, write_back
 from sync.flows.entities import entities_listed, link_key, route_record
+from sync.flows.models import CustomerAccount
 from sync.flows.sale import Sale
-from sync.models import CustomerAccount, SyncRecord
+from sync.models import SyncRecord
 from sync.outcomes import NeedsAttention, Waiting
 from sync.parallel import Outcome, each, settle, together
 from sync.registry import Conclude, batch

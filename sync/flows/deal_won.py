@@ -30,11 +30,12 @@ from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.flows.customer import Customer, customer_key, customer_of, people_reads
 from sync.flows.entities import link_key, route_record
+from sync.flows.models import CustomerAccount
 from sync.flows.sale import Sale, charge_overrides, field_value, line_items, resolve_sale, subscription_terms
 from sync.kommo_tasks import note_entry, write_note_once
 from sync.lifecycle.subscription import LEAD_FIELD, RatePlan, from_order, in_force, mirror
 from sync.locks import named_lock
-from sync.models import CustomerAccount, SyncRecord
+from sync.models import SyncRecord
 from sync.money import format_money
 from sync.outcomes import NeedsAttention
 from sync.parallel import Outcome, settle, together

@@ -9,8 +9,9 @@ from typing import Any
 from catalog.models import CatalogSyncRun, ZuoraEntity, normalize
 from sync import kommo_texts
 from sync.clients.zuora import ZuoraClient
+from sync.flows.models import EntityRoute
 from sync.flows.sale import field_value
-from sync.models import EntityRoute, SyncRecord
+from sync.models import SyncRecord
 from sync.outcomes import NeedsAttention
 
 

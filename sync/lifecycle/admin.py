@@ -12,7 +12,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from sync.admin_common import LeadIdSearchAdmin, deal_cell, outside_links
-from sync.models import Subscription, SyncRecord
+from sync.lifecycle.models import Subscription
+from sync.models import SyncRecord
 from sync.records import hand_to_workers
 from zkbridge.business_time import business_today
 

@@ -22,8 +22,9 @@ from sync import kommo_texts
 from sync.clients.errors import NotFoundError
 from sync.clients.zuora import ZuoraClient
 from sync.flows.sale import field_value
+from sync.lifecycle.models import Subscription
 from sync.locks import release, try_lock
-from sync.models import Subscription, SyncRecord
+from sync.models import SyncRecord
 from sync.outcomes import NeedsAttention, Waiting
 from zkbridge.business_time import date_of_timestamp
 

@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 
 from sync.admin_common import ViewOnlyAdmin
 from sync.migration import rules
-from sync.models import MigrationRule, MigrationRun
+from sync.migration.models import MigrationRule, MigrationRun
 from sync.records import hand_to_workers
 from zkbridge import spreadsheet
 from zkbridge.business_time import business_today

@@ -25,9 +25,10 @@ from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
 from sync.flows.sale import field_value
 from sync.kommo_tasks import write_note_once
+from sync.lifecycle.models import Subscription
 from sync.lifecycle.subscription import Current, read_current, refresh, subscription_turn
 from sync.migration.run import names_alternative
-from sync.models import Subscription, SyncRecord
+from sync.models import SyncRecord
 from sync.outcomes import Ignored, NeedsAttention
 from sync.registry import flow
 from zkbridge.business_time import business_today

@@ -6,7 +6,8 @@ import datetime as dt
 
 from catalog.models import ProductRatePlan
 from catalog.sellable import sellable_on
-from sync.models import MigrationRule, Subscription
+from sync.lifecycle.models import Subscription
+from sync.migration.models import MigrationRule
 from zkbridge.business_time import business_today
 
 HORIZON = dt.timedelta(days=366)  # a rule with no known subscribers still runs for at least one yearly term

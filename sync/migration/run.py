@@ -22,7 +22,9 @@ from django.utils import timezone
 from catalog.models import ProductRatePlan
 from sync.clients.zuora import ZuoraClient
 from sync.lifecycle.subscription import LEAD_FIELD, in_force, zuora_date
-from sync.models import MigrationRule, MigrationRun, SyncRecord, UsageRecord
+from sync.migration.models import MigrationRule, MigrationRun
+from sync.models import SyncRecord
+from sync.usage.models import UsageRecord
 from zkbridge.business_time import business_today
 
 log = logging.getLogger("zkbridge.sync")

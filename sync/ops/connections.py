@@ -47,7 +47,7 @@ def run_check(check_id: int) -> str:
 def required_fields() -> list[dict[str, Any]]:
     """The Zuora custom fields zkbridge relies on: object, field, what for, and whether it filters on it."""
     from sync.lifecycle.subscription import LEAD_FIELD
-    from sync.models import MigrationRule
+    from sync.migration.models import MigrationRule
 
     wanted = []
     if settings.ZUORA_ACCOUNT_CRM_FIELD.endswith("__c"):

@@ -14,8 +14,10 @@ from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
 from catalog.models import ProductRatePlan, ZuoraEntity
-from sync.models import ApiCall, ReconciliationRun, Subscription, SyncRecord, WebhookEvent
+from sync.lifecycle.models import Subscription
+from sync.models import ApiCall, SyncRecord, WebhookEvent
 from sync.ops import charts
+from sync.reconcile.models import ReconciliationRun
 from zkbridge.business_time import business_today, start_of_business_day
 
 S = SyncRecord.Status

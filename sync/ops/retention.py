@@ -9,7 +9,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from sync.models import ApiCall, UsageDelivery, WebhookEvent
+from sync.models import ApiCall, WebhookEvent
+from sync.usage.models import UsageDelivery
 
 # django-q2 would trim its successful-task rows itself after every task (save_limit), but it does so by
 # loading and locking all of them each time: 1,000 rows read per task, which cost a burst of 1,000 won deals

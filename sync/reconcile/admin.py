@@ -11,8 +11,8 @@ from django.urls import path
 from django.utils.html import format_html
 
 from sync.admin_common import LeadIdSearchAdmin, ViewOnlyAdmin, deal_cell, outside_links
-from sync.models import Discrepancy, ReconciliationRun
 from sync.reconcile.fixes import fix, outcome
+from sync.reconcile.models import Discrepancy, ReconciliationRun
 from sync.reconcile.run import latest_report, report_csv
 from zkbridge.audit import log_action
 

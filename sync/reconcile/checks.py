@@ -15,7 +15,8 @@ from django.conf import settings
 from catalog.models import normalize
 from catalog.sellable import sellable_on
 from sync.flows.sale import field_value
-from sync.models import Discrepancy, SyncRecord
+from sync.models import SyncRecord
+from sync.reconcile.models import Discrepancy
 from sync.reconcile.snapshot import Snapshot, active
 
 Kind, Action = Discrepancy.Kind, Discrepancy.Action

@@ -18,7 +18,8 @@ from django.utils import timezone
 from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
 from sync.flows.deal_won import lead_field_values
-from sync.models import Discrepancy, SyncRecord
+from sync.models import SyncRecord
+from sync.reconcile.models import Discrepancy
 from sync.records import ensure_record, hand_to_workers, requeue
 
 Action = Discrepancy.Action

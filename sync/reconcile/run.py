@@ -14,8 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from sync.clients.errors import ApiError
-from sync.models import ApiCall, Discrepancy, ReconciliationRun
+from sync.models import ApiCall
 from sync.reconcile.checks import compare
+from sync.reconcile.models import Discrepancy, ReconciliationRun
 from sync.reconcile.snapshot import read_snapshot
 from zkbridge import spreadsheet
 

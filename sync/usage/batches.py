@@ -24,9 +24,10 @@ from django.db.models.functions import Concat
 
 from catalog.models import ZuoraEntity
 from sync.locks import named_lock
-from sync.models import SyncRecord, UsageRecord
+from sync.models import SyncRecord
 from sync.records import ensure_record
 from sync.usage.intake import synced_deals
+from sync.usage.models import UsageRecord
 
 ZUORA_COLUMNS = [
     "ACCOUNT_ID",

@@ -11,10 +11,11 @@ import datetime as dt
 
 from sync.clients.errors import BusinessError
 from sync.clients.zuora import ZuoraClient
-from sync.models import SyncRecord, UsageRecord
+from sync.models import SyncRecord
 from sync.outcomes import NeedsAttention, Waiting
 from sync.registry import flow
 from sync.usage.batches import LINE_FIELDS, batch_rows, take_rows, usage_csv
+from sync.usage.models import UsageRecord
 
 FIRST_LOOK_SECONDS = 1
 MAX_LOOK_SECONDS = 300

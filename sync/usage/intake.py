@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 from django.db import connection, transaction
 from django.utils import timezone
 
-from sync.models import SyncRecord, UsageRecord
+from sync.models import SyncRecord
+from sync.usage.models import UsageRecord
 from sync.webhooks import values
 
 BATCH = 5_000  # rows stored per transaction

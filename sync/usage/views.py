@@ -9,8 +9,8 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from sync.models import UsageDelivery
 from sync.usage import intake
+from sync.usage.models import UsageDelivery
 from sync.webhooks import schema
 from sync.webhooks.auth import UsageFeedToken
 from sync.webhooks.base import MachineEndpoint

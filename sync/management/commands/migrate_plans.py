@@ -2,7 +2,7 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sync.models import MigrationRule
+from sync.migration.models import MigrationRule
 from sync.ops.connections import emulators_unreachable
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from sync.models import UsageDelivery
 from sync.usage import intake
+from sync.usage.models import UsageDelivery
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from sync.models import UsageRecord
 from sync.usage.batches import create_batches
+from sync.usage.models import UsageRecord
 
 
 class Command(BaseCommand):
