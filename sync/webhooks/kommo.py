@@ -6,9 +6,8 @@ The payload is a hint, never the truth: it is unsigned, so the won flow re-fetch
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote_plus
+from urllib.parse import parse_qsl
 
 from qs_codec import DecodeOptions, decode
 
@@ -19,70 +18,6 @@ MAX_PARAMETERS = 5000
 OPTIONS = DecodeOptions(depth=10, list_limit=1000, parameter_limit=MAX_PARAMETERS, raise_on_limit_exceeded=True)
 LEAD_ACTIONS = ("add", "update", "status", "delete", "restore", "responsible")
 ENTITIES = ("leads", "contacts", "companies", "customers", "tasks", "catalogs", "unsorted", "talk", "message")
-
-
-# The shape of a well-formed Kommo body, read without the general decoder: `name[seg][seg]…=value` parts, each
-# key once, percent-escapes whole, numbers as list indices only where a parent holds nothing else.
-PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\[[A-Za-z0-9_]+\])*\Z")
-SEGMENT = re.compile(r"\[([A-Za-z0-9_]+)\]")
-INDEX = re.compile(r"(?:0|[1-9][0-9]{0,3})\Z")
-LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-
-def plain_form(text: str) -> dict | None:
-    """The nested value of a well-formed body, exactly as the general decoder (qs_codec with OPTIONS) gives it,
-    in a fraction of its time; None for anything else (a key twice, brackets out of shape, a lone %, a number
-    beside a name under one parent, …), which the general decoder then reads. The web hook's hot path."""
-    parts = text.split("&")
-    if len(parts) > MAX_PARAMETERS:
-        return None
-    tree: dict = {}
-    for part in parts:
-        raw_key, sep, raw_value = part.partition("=")
-        if not sep or "]=" in raw_value or LONE_PERCENT.search(part):
-            return None
-        key, value = unquote_plus(raw_key), unquote_plus(raw_value)
-        if not PLAIN_KEY.match(key) or "\ufffd" in key or "\ufffd" in value:
-            return None
-        bracket = key.find("[")
-        segments = [key if bracket < 0 else key[:bracket], *SEGMENT.findall(key)]
-        if len(segments) - 1 > OPTIONS.depth:
-            return None
-        node = tree
-        for segment in segments[:-1]:
-            child = node.setdefault(segment, {})
-            if not isinstance(child, dict):
-                return None  # a value and a branch under one key
-            node = child
-        if segments[-1] in node:
-            return None  # a key twice (the general decoder makes a list of the values)
-        node[segments[-1]] = value
-    try:
-        return {name: _lists(child) for name, child in tree.items()}
-    except _NotPlain:
-        return None
-
-
-def _lists(node):
-    """Parents whose keys are all list indices become lists (in index order), as the general decoder does."""
-    if isinstance(node, str):
-        return node
-    keys = list(node)
-    numbered = [k for k in keys if k.isdigit()]
-    if numbered and len(numbered) < len(keys):
-        raise _NotPlain  # numbers beside names under one parent
-    if numbered:
-        if not all(INDEX.match(k) and int(k) <= OPTIONS.list_limit for k in keys):
-            raise _NotPlain
-        items = [_lists(node[k]) for k in sorted(keys, key=int)]
-        if any(isinstance(item, list) for item in items):
-            raise _NotPlain  # a list in a list: the general decoder has its own reading of those
-        return items
-    return {k: _lists(v) for k, v in node.items()}
-
-
-class _NotPlain(Exception):
-    """Raised inside plain_form's list building: the body is left to the general decoder."""
 
 
 class NotKommoFormat(ValueError):
@@ -129,8 +64,7 @@ def parse(body: bytes) -> tuple[dict, list[LeadEvent]]:
     if not parse_qsl(text, keep_blank_values=True):
         raise NotKommoFormat("the body has no form fields")
     try:
-        payload = plain_form(text)
-        payload = payload if payload is not None else decode(text, OPTIONS)
+        payload = decode(text, OPTIONS)
     except (ValueError, IndexError) as exc:
         raise NotKommoFormat(f"the body cannot be decoded as form data ({str(exc)[:80]})") from None
     if not isinstance(payload, dict) or not any(isinstance(payload.get(e), dict) for e in ENTITIES):
