@@ -25,7 +25,7 @@ from sync.reconcile.fixes import fix
 from sync.reconcile.models import Discrepancy
 from sync.records import ensure_record
 from sync.tasks import dispatch_due, run_sync
-from tests.conftest import map_plan
+from tests.conftest import map_plan, requires_postgres
 from zkbridge.business_time import business_today, start_of_business_day
 
 ACME_EXPANSION, SOLO = 24312346, 24312349
@@ -591,3 +591,48 @@ def test_more_seats_on_the_same_plan_is_one_update_product_order(billed):
     assert "upgrade, immediately" in billed.notes(ACME_EXPANSION)[-1]
     sell(15)  # the same quantity again: nothing sent
     assert records("plan_change")[-1].status == "ignored" and len(change_orders()) == 2
+
+
+@requires_postgres
+def test_two_deliveries_about_one_deal_at_once_make_one_lifecycle_record(transactional_db, settings):
+    """ "A cancellation already waits" is checked, then one inserted: the second delivery waits for the first to
+    commit (the deal's row is locked) and then finds its record, instead of adding a second."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from sync.lifecycle.routing import lifecycle_records
+    from sync.models import WebhookEvent
+    from sync.webhooks.kommo import LeadEvent
+
+    settings.ZKBRIDGE_CHURN_STATUS_IDS = [143]
+    SyncRecord.objects.create(
+        kind="deal_won", key="deal_won:7", kommo_lead_id=7, status="succeeded", zuora_subscription_number="A-S7"
+    )
+    lost = LeadEvent(action="status", lead_id=7, status_id=143, pipeline_id=1, entity={"id": "7"})
+    deliveries = [WebhookEvent.objects.create(source="kommo", body=f"d{n}", dedup_key=f"d{n}") for n in range(2)]
+    first_in, release, made = threading.Event(), threading.Event(), {}
+
+    def deliver(n: int) -> None:
+        try:
+            if n == 1:
+                first_in.wait(5)
+            with transaction.atomic():
+                made[n] = lifecycle_records([lost], deliveries[n], "kommo")
+                if n == 0:
+                    first_in.set()
+                    release.wait(5)  # the first delivery's transaction stays open a while
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    assert first_in.wait(5)
+    threads[1].join(0.5)
+    assert threads[1].is_alive()  # the second waits for the first's commit…
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert made == {0: 1, 1: 0}  # …and then finds the cancellation it made
+    assert SyncRecord.objects.filter(kind="cancellation", kommo_lead_id=7).count() == 1

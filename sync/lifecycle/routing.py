@@ -80,13 +80,20 @@ def lifecycle_records(events: list[LeadEvent], event: WebhookEvent, source: str)
     created = 0
     won = [deal.lead_id for deal in deals if latest[deal.lead_id].status_id == settings.KOMMO_WON_STATUS_ID]
     undo = last_undo_kinds(won) if won else {}
+    wanted: list[tuple[SyncRecord, LeadEvent, str]] = []
     for deal in deals:
         item = latest[deal.lead_id]
         kind = kind_for(item, undo)
-        if kind is None:
+        if kind is None or (kind == SyncRecord.Kind.PLAN_CHANGE and own_write(deal, item)):
             continue
-        if kind == SyncRecord.Kind.PLAN_CHANGE and own_write(deal, item):
-            continue
+        wanted.append((deal, item, kind))
+    if not wanted:
+        return 0
+    # "A record of this kind already waits" is checked, then a record inserted: two deliveries about one deal at
+    # once must not both find none. Each locks the deals it would add to (in id order: no deadlock between two
+    # deliveries), so the second checks only once the first committed, and sees its record.
+    list(SyncRecord.objects.filter(id__in=[deal.id for deal, _, _ in wanted]).order_by("id").select_for_update())
+    for deal, item, kind in wanted:
         waiting = SyncRecord.objects.filter(kind=kind, kommo_lead_id=deal.lead_id, status__in=SyncRecord.RUNNABLE)
         if waiting.exists():
             continue
