@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--database-url")
     parser.add_argument("--port", type=int, default=8771)
+    parser.add_argument("--moves-minutes", type=float, default=60, help="stop watching the moves after this long")
     args = parser.parse_args()
     env = bench_env(args.port, args.database_url, ZKBRIDGE_WORKERS=str(args.workers), ZUORA_MAX_CONCURRENT_CALLS="10")
     with running_zkbridge(env, workers=True):
@@ -155,10 +156,12 @@ def main() -> None:
         assert run.ok, run.error
         print(f"run: {run.summary['moved']} scheduled in {scheduled:.1f} s with {run.summary['zuora_reads']} reads")
         moves = SyncRecord.objects.filter(kind="plan_migration")
-        deadline = time.monotonic() + 3600
+        deadline = time.monotonic() + args.moves_minutes * 60
         while moves.filter(status__in=SyncRecord.OPEN).exists() and time.monotonic() < deadline:
             time.sleep(2)
         drained = time.monotonic() - started
+        done = moves.filter(status="succeeded").count()
+        print(f"moves done: {done} in {drained:.0f} s after the run started ({done / max(drained, 0.001):.1f} moves/s)")
         if gauge:
             gauge.running = False
             gauge.join()
