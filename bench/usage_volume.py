@@ -127,15 +127,14 @@ def main() -> None:
         django_setup(env)
         from django.contrib.auth.models import User
         from django.test import Client
-        from rest_framework.authtoken.models import Token
 
         from sandbox.models import RequestLog, ZUsageImport
-        from sync.models import SyncRecord
+        from sync.models import ApiToken, SyncRecord
         from sync.usage.models import UsageRecord
 
         pairs = arrange()
         user = User.objects.create_superuser("bench", password="bench-password-123")
-        token = Token.objects.create(user=user).key
+        _, token = ApiToken.issue(user)  # (only its digest is stored)
         feed = Path(folder) / "usage.csv"
         bad = write_feed(feed, args.rows, pairs)
         size_mb = feed.stat().st_size / 1024 / 1024

@@ -212,13 +212,17 @@ class ZuoraClient(HttpClient):
         """The product catalog, one page of products at a time (following nextPage), each product with its
         rate plans. From Zuora-Version 230.0 a product's `productRatePlans` is the URL of its rate plans
         ("List all product rate plans of a product"), read here page by page; earlier versions embed them."""
+        # One read per product: a page's products are read several at once (within the shared concurrency cap),
+        # or 1,000 products would be 1,000 round trips one after another.
         for products in self._pages("/v1/catalog/products", "products", page_size):
-            for product in products:
-                plans = product.get("productRatePlans")
-                if isinstance(plans, str) and plans:
-                    product["productRatePlans"] = [
-                        plan for page in self._pages(self.relative(plans), "productRatePlans", 40) for plan in page
-                    ]
+            linked = [p for p in products if isinstance(p.get("productRatePlans"), str) and p["productRatePlans"]]
+
+            def read_plans(product: dict) -> list[dict]:
+                path = self.relative(product["productRatePlans"])
+                return [plan for page in self._pages(path, "productRatePlans", 40) for plan in page]
+
+            for product, outcome in zip(linked, each(linked, read_plans, self.max_concurrent_calls or 1), strict=True):
+                product["productRatePlans"] = outcome.get()
             yield products
 
     def _pages(self, path: str, key: str, page_size: int) -> Iterator[list[dict]]:
