@@ -33,6 +33,11 @@ DEFAULTS: dict[str, Any] = {
     "zuora_clients": {"2b7e1a90-5c3d-4f8e-9a6b-0d4c7e1f3a25": "zkbridge-demo-secret"},
     "kommo_long_lived_tokens": ["kommo-demo-long-lived-token"],
     "kommo_oauth_clients": {"kommo-demo-client": "kommo-demo-client-secret"},
+    # Each OAuth client's redirect URI, as the integration's settings hold it (its consent page sends the browser
+    # there with the code). Empty: the one the consent page's link names.
+    "kommo_oauth_redirects": {"kommo-demo-client": ""},
+    # The account the emulated Kommo is (GET /api/v4/account).
+    "kommo_account": {"id": 30112233, "name": "Hooli (Kommo sandbox)", "subdomain": "sandbox"},
     "kommo_requests_per_second": 7,
     # "async": deliver web hooks from a thread after commit, as Kommo does (a little later);
     # "sync": deliver before answering (deterministic tests); "off": record only.

@@ -14,10 +14,13 @@ import re
 import secrets
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.utils import timezone
+from django.utils.html import escape
+from django.views.decorators.csrf import csrf_exempt
 from qs_codec import DecodeOptions, decode
 
 from sandbox.common import emulated, get_setting, json_body, problem, refused_entities, sleep_then
@@ -105,6 +108,9 @@ def kommo_view(view):
     return emulated("kommo", PREFIX, _fault_response, _authenticate)(view)
 
 
+CODE_LIFETIME = dt.timedelta(minutes=20)
+
+
 def unix_now() -> int:
     return int(time.time())
 
@@ -125,8 +131,16 @@ def oauth_token(request: HttpRequest) -> HttpResponse:
         return problem(401, "Unauthorized", "Client authentication failed")
     grant = body.get("grant_type")
     if grant == "authorization_code":
-        if not KAuthCode.objects.filter(code=str(body.get("code", "")), used=False).update(used=True):
+        # Valid 20 minutes, once, for the redirect URI it was issued to (Kommo's OAuth documentation).
+        code = KAuthCode.objects.filter(code=str(body.get("code", ""))).first()
+        if code is None or code.used:
+            return problem(400, "Bad Request", "Authorization code has been revoked")
+        if code.created_at < timezone.now() - CODE_LIFETIME:
             return problem(400, "Bad Request", "Authorization code has expired")
+        if code.redirect_uri and code.redirect_uri != str(body.get("redirect_uri", "")):
+            return problem(400, "Bad Request", "redirect_uri does not match the integration's")
+        if not KAuthCode.objects.filter(id=code.id, used=False).update(used=True):
+            return problem(400, "Bad Request", "Authorization code has been revoked")
     elif grant == "refresh_token":
         # Single use: the first redemption wins, every later one is refused.
         old = str(body.get("refresh_token", ""))
@@ -147,6 +161,53 @@ def oauth_token(request: HttpRequest) -> HttpResponse:
             "expires_in": 86400,
             "access_token": token.access_token,
             "refresh_token": token.refresh_token,
+        }
+    )
+
+
+@csrf_exempt  # a page of Kommo's own site, not zkbridge's
+def consent(request: HttpRequest) -> HttpResponse:
+    """Kommo's consent page (www.kommo.com/oauth?client_id=…&state=…): "Allow" issues a code and sends the
+    browser to the integration's redirect URI with `code`, `state`, `referer` (the account's domain) and
+    `client_id`; "Deny" sends `error=access_denied`."""
+    client_id, state = request.GET.get("client_id", ""), request.GET.get("state", "")
+    redirects = get_setting("kommo_oauth_redirects")
+    if client_id not in get_setting("kommo_oauth_clients"):
+        return HttpResponse("Unknown integration", status=400, content_type="text/plain")
+    target = redirects.get(client_id) or request.GET.get("redirect_uri", "")
+    if not target.startswith(("http://", "https://")):
+        return HttpResponse("The integration has no redirect URI", status=400, content_type="text/plain")
+    account = get_setting("kommo_account")
+    if request.method != "POST":
+        html = (
+            "<!doctype html><title>Kommo: allow access</title><h1>Allow the integration access to "
+            f"{escape(account['name'])}?</h1><form method=post><button name=answer value=allow id=allow>Allow</button> "
+            "<button name=answer value=deny id=deny>Deny</button></form>"
+        )
+        return HttpResponse(html)
+    query = {"state": state, "client_id": client_id}
+    if request.POST.get("answer") == "allow":
+        code = KAuthCode.objects.create(code=secrets.token_urlsafe(24), redirect_uri=target)
+        query.update(code=code.code, referer=f"{account['subdomain']}.kommo.com", platform="2")
+    else:
+        query["error"] = "access_denied"
+    return HttpResponseRedirect(f"{target}{'&' if '?' in target else '?'}{urlencode(query)}")
+
+
+@kommo_view
+def account(request: HttpRequest) -> HttpResponse:
+    """GET /api/v4/account: who the token is for."""
+    if request.method != "GET":
+        return problem(405, "Method Not Allowed", "Use GET")
+    found = get_setting("kommo_account")
+    return JsonResponse(
+        {
+            "id": found["id"],
+            "name": found["name"],
+            "subdomain": found["subdomain"],
+            "currency": "USD",
+            "country": "US",
+            "_links": link_to("/api/v4/account"),
         }
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 
 from django.db import models
+from django.utils import timezone
 
 
 class Fault(models.Model):
@@ -296,8 +297,13 @@ class KToken(models.Model):
 
 
 class KAuthCode(models.Model):
+    """An authorization code, as Kommo issues one (an integration's Keys tab, or its consent page): valid 20
+    minutes, single use, for the redirect URI it was issued to (empty: whichever the exchange names)."""
+
     code = models.CharField(max_length=100, unique=True)
     used = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    redirect_uri = models.CharField(max_length=500, blank=True)
 
 
 class KCompany(models.Model):

@@ -46,6 +46,8 @@ k = [
     path("kommo/demo/leads/<int:lead_id>/move/", pages.kommo_move),
     path("kommo/demo/leads/<int:lead_id>/plan/", pages.kommo_plan),
     path("kommo/oauth2/access_token", kommo.oauth_token),
+    path("kommo/oauth", kommo.consent),
+    path("kommo/api/v4/account", kommo.account),
     path("kommo/api/v4/leads", kommo.leads),
     path("kommo/api/v4/leads/pipelines", kommo.pipelines),
     path("kommo/api/v4/leads/notes", kommo_activity.notes, {"entity_type": "leads"}),

@@ -379,6 +379,39 @@ class ProviderToken(models.Model):
     refresh_count = models.PositiveIntegerField(default=0)
 
 
+class KommoConnection(models.Model):
+    """Kommo connected from the admin (sync/kommo_connect.py): an OAuth authorization code, pasted from the
+    integration's settings or brought back by Kommo's consent page to /kommo/oauth/callback, exchanged by a worker.
+    One row per attempt, with its outcome; the tokens it bought are ProviderToken "kommo" (encrypted)."""
+
+    class Status(models.TextChoices):
+        AWAITING = "awaiting", "Waiting for Kommo's consent page"
+        EXCHANGING = "exchanging", "Exchanging the code"
+        CONNECTED = "connected", "Connected"
+        FAILED = "failed", "Failed"
+        REPLACED = "replaced", "Replaced by a later connection"
+        DISCONNECTED = "disconnected", "Disconnected"
+
+    started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    requested_by = models.CharField(max_length=150, blank=True)
+    via = models.CharField(max_length=10, choices=[("pasted", "code pasted"), ("callback", "Kommo's consent page")])
+    status = models.CharField(max_length=12, choices=Status.choices, db_index=True)
+    # The consent page's `state`: the callback must bring it back (random; unique while waiting).
+    state = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    code = EncryptedTextField(blank=True)  # until exchanged, then blanked (encrypted at rest: zkbridge/vault.py)
+    message = models.TextField(blank=True)
+    account_id = models.BigIntegerField(null=True, blank=True)
+    account_name = models.CharField(max_length=200, blank=True)
+    account_domain = models.CharField(max_length=200, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Kommo connection #{self.pk} ({self.get_status_display().lower()})"
+
+
 class Throttle(models.Model):
     """Recent request times per provider (a sliding window shared by every worker)."""
 

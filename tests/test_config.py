@@ -98,7 +98,19 @@ def test_sandbox_on_mixes_a_real_zuora_with_the_kommo_emulator():
 
 def test_half_an_oauth_configuration_names_what_is_missing():
     result = manage("check", KOMMO_BASE_URL="https://acme.kommo.com", KOMMO_CLIENT_ID="id")
-    assert result.returncode == 2 and "KOMMO_CLIENT_SECRET, KOMMO_REDIRECT_URI, KOMMO_REFRESH_TOKEN" in result.stderr
+    assert result.returncode == 2 and "KOMMO_CLIENT_SECRET, KOMMO_REDIRECT_URI: Kommo OAuth needs" in result.stderr
+
+
+def test_oauth_without_a_refresh_token_starts_so_kommo_can_be_connected_from_the_admin():
+    result = manage(
+        "check",
+        KOMMO_BASE_URL="https://acme.kommo.com",
+        KOMMO_CLIENT_ID="id",
+        KOMMO_CLIENT_SECRET="secret",
+        KOMMO_REDIRECT_URI="https://zk.example.com/kommo/oauth/callback",
+        ZKBRIDGE_SANDBOX="on",
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_no_variables_at_all_is_a_working_sandbox():

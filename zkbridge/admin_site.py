@@ -101,6 +101,9 @@ class ZkbridgeAdminSite(admin.AdminSite):
         from sync.ops.connections import request_check
 
         if request.method == "POST":
+            action = request.POST.get("action", "check")
+            if action in ("connect_code", "connect_kommo", "disconnect_kommo"):
+                return self.connect_kommo(request, action)
             if not request.user.has_perm("sync.change_syncrecord"):
                 raise PermissionDenied
             request_check(str(request.user))
@@ -119,8 +122,55 @@ class ZkbridgeAdminSite(admin.AdminSite):
             # prints the URL to the operator, `--register` subscribes it without anyone copying it).
             "webhook_url": kommo_webhook_url(masked=True),
             "can_check": request.user.has_perm("sync.change_syncrecord"),
+            **self.kommo_connection_context(request),
         }
         return TemplateResponse(request, "admin/connections.html", context)
+
+    @staticmethod
+    def kommo_connection_context(request) -> dict:
+        from django.conf import settings
+
+        from sync import kommo_connect
+
+        latest = kommo_connect.latest()
+        return {
+            "kommo_connection": kommo_connect.current(),
+            "kommo_attempt": latest,
+            "kommo_exchanging": bool(latest and latest.status == latest.Status.EXCHANGING),
+            "kommo_missing_keys": kommo_connect.missing_keys(),
+            "kommo_long_lived": bool(settings.KOMMO_ACCESS_TOKEN),
+            "kommo_redirect_uri": settings.KOMMO_REDIRECT_URI,
+            "can_connect": request.user.is_superuser,
+        }
+
+    @staticmethod
+    def connect_kommo(request, action: str):
+        """Connect Kommo (a pasted code, or off to Kommo's consent page) or disconnect it: superusers only, since
+        it changes whose Kommo zkbridge writes to. The exchange itself is a worker's."""
+        from django.contrib import messages
+
+        from sync import kommo_connect
+        from sync.models import KommoConnection
+        from zkbridge.audit import log_action
+
+        if not request.user.is_superuser:
+            raise PermissionDenied
+        who = str(request.user)
+        try:
+            if action == "connect_code":
+                kommo_connect.connect_with_code(request.POST.get("code", "")[:4000], who)
+                log_action(request, KommoConnection, "connected Kommo with a pasted authorization code")
+                messages.info(request, "The code was handed to the workers; this page shows the outcome.")
+            elif action == "connect_kommo":
+                _, url = kommo_connect.begin_consent(who)
+                log_action(request, KommoConnection, "went to Kommo's consent page to connect Kommo")
+                return redirect(url)
+            elif kommo_connect.disconnect(who):
+                log_action(request, KommoConnection, "disconnected Kommo")
+                messages.info(request, "Disconnected: zkbridge uses the Kommo credentials of its environment again.")
+        except kommo_connect.Refused as exc:
+            messages.error(request, f"Kommo was not connected: {exc}.")
+        return redirect("admin:connections")
 
 
 class SuperuserOnly:

@@ -269,6 +269,16 @@ KOMMO_CLIENT_ID = config.string("KOMMO_CLIENT_ID")
 KOMMO_CLIENT_SECRET = config.string("KOMMO_CLIENT_SECRET")
 KOMMO_REDIRECT_URI = config.url("KOMMO_REDIRECT_URI")
 KOMMO_REFRESH_TOKEN = config.string("KOMMO_REFRESH_TOKEN")
+# Kommo's consent page, where the admin's "Connect with Kommo" sends the operator (an addition).
+KOMMO_OAUTH_URL = config.url("KOMMO_OAUTH_URL", None)
+if KOMMO_USES_EMULATOR:
+    # The emulator's own OAuth integration, so "Connect Kommo" works in the demo with no variables.
+    KOMMO_CLIENT_ID = KOMMO_CLIENT_ID or "kommo-demo-client"
+    KOMMO_CLIENT_SECRET = KOMMO_CLIENT_SECRET or "kommo-demo-client-secret"
+    KOMMO_REDIRECT_URI = KOMMO_REDIRECT_URI or f"{ZKBRIDGE_URL}/kommo/oauth/callback"
+KOMMO_OAUTH_URL = KOMMO_OAUTH_URL or (
+    f"{KOMMO_BASE_URL}/oauth" if KOMMO_USES_EMULATOR else "https://www.kommo.com/oauth"
+)
 KOMMO_TIMEOUT_SECONDS = config.integer("KOMMO_TIMEOUT_SECONDS", 20, minimum=1)
 KOMMO_REQUESTS_PER_SECOND = config.integer("KOMMO_REQUESTS_PER_SECOND", 7, minimum=1)
 KOMMO_WEBHOOK_TOKEN = config.string("KOMMO_WEBHOOK_TOKEN")
@@ -329,18 +339,21 @@ if "date_field" in (ZKBRIDGE_UPGRADE_TIMING, ZKBRIDGE_DOWNGRADE_TIMING) and not 
     )
 
 _has_long_lived = KOMMO_ACCESS_TOKEN is not None
-_oauth = [KOMMO_CLIENT_ID, KOMMO_CLIENT_SECRET, KOMMO_REDIRECT_URI, KOMMO_REFRESH_TOKEN]
-if not _has_long_lived and any(_oauth) and not all(_oauth):
+# OAuth needs the integration's three keys; the first refresh token comes from KOMMO_REFRESH_TOKEN or from
+# connecting Kommo in the admin (Connections: an authorization code exchanged by a worker).
+_oauth = [KOMMO_CLIENT_ID, KOMMO_CLIENT_SECRET, KOMMO_REDIRECT_URI]
+if (KOMMO_REFRESH_TOKEN or (not _has_long_lived and any(_oauth))) and not all(_oauth):
     from django.core.exceptions import ImproperlyConfigured
 
     _missing = [
         n
-        for n, v in zip(
-            ["KOMMO_CLIENT_ID", "KOMMO_CLIENT_SECRET", "KOMMO_REDIRECT_URI", "KOMMO_REFRESH_TOKEN"], _oauth, strict=True
-        )
+        for n, v in zip(["KOMMO_CLIENT_ID", "KOMMO_CLIENT_SECRET", "KOMMO_REDIRECT_URI"], _oauth, strict=True)
         if not v
     ]
-    raise ImproperlyConfigured(f"{', '.join(_missing)}: Kommo OAuth needs all four variables (or KOMMO_ACCESS_TOKEN)")
+    raise ImproperlyConfigured(
+        f"{', '.join(_missing)}: Kommo OAuth needs the integration's client id, secret and redirect URI "
+        "(or KOMMO_ACCESS_TOKEN)"
+    )
 
 # A real API needs its credentials, and with the emulators off both APIs need a real address; say so at
 # start-up rather than on the first won deal. (ZKBRIDGE_SANDBOX=on with one real URL mixes the two.)

@@ -4,6 +4,7 @@ from django.http import HttpResponse, HttpResponseNotFound
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from sync import kommo_connect
 from sync.ops import health, metrics
 from sync.usage.views import UsageFeedView
 from sync.webhooks.views import KommoWebhookView, ZuoraCalloutView
@@ -30,6 +31,7 @@ urlpatterns = [
     path("webhooks/kommo/<str:token>/", KommoWebhookView.as_view(), name="kommo-webhook"),
     path("webhooks/zuora/", ZuoraCalloutView.as_view(), name="zuora-callout"),
     path("api/usage/", UsageFeedView.as_view(), name="usage-feed"),
+    path("kommo/oauth/callback", kommo_connect.callback, name="kommo-oauth-callback"),
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics.metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

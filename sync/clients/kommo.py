@@ -19,7 +19,7 @@ from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundErro
 from sync.clients.http import Answer, HttpClient, excerpt
 from sync.clients.tokens import shared_token
 from sync.locks import locked_row
-from sync.models import ProviderToken, Throttle
+from sync.models import KommoConnection, ProviderToken, Throttle
 
 REFRESH_MARGIN = dt.timedelta(minutes=5)
 BATCH = 50  # Kommo asks for at most 50 entities per write
@@ -57,12 +57,18 @@ class KommoClient(HttpClient):
         self.initial_refresh_token = refresh_token
         self.rps = requests_per_second
         self._access: str | None = None
+        self._spent_codes: list[str] = []  # authorization codes this client exchanged: kept out of the call log
 
     @classmethod
-    def from_settings(cls) -> KommoClient:
+    def from_settings(cls, *, connected: bool | None = None) -> KommoClient:
+        """The client as configured. Kommo connected from the admin (an OAuth connection, sync.kommo_connect)
+        takes precedence over a long-lived KOMMO_ACCESS_TOKEN: the connection is the operator's latest word.
+        `connected`: whether it is (read from the database when not given)."""
+        if connected is None:
+            connected = KommoConnection.objects.filter(status=KommoConnection.Status.CONNECTED).exists()
         return cls(
             settings.KOMMO_BASE_URL,
-            access_token=settings.KOMMO_ACCESS_TOKEN,
+            access_token=None if connected else settings.KOMMO_ACCESS_TOKEN,
             client_id=settings.KOMMO_CLIENT_ID,
             client_secret=settings.KOMMO_CLIENT_SECRET,
             redirect_uri=settings.KOMMO_REDIRECT_URI,
@@ -72,7 +78,14 @@ class KommoClient(HttpClient):
         )
 
     def secrets(self) -> list[str]:
-        known = [self.long_lived, self.client_secret, self.initial_refresh_token, self._access, *self._webhook_tokens]
+        known = [
+            self.long_lived,
+            self.client_secret,
+            self.initial_refresh_token,
+            self._access,
+            *self._spent_codes,
+            *self._webhook_tokens,
+        ]
         return [s for s in known if s]
 
     @cached_property
@@ -128,20 +141,32 @@ class KommoClient(HttpClient):
         self._access = token
         return token
 
+    def exchange_code(self, code: str) -> tuple[str, str, int]:
+        """An authorization code (Kommo's integration settings, or its consent page's redirect) for a token pair:
+        valid 20 minutes and once; Kommo answers 400 for a code expired, used or issued to another redirect URI."""
+        self._spent_codes.append(code)
+        return self._token_call({"grant_type": "authorization_code", "code": code})
+
+    def account(self) -> dict[str, Any]:
+        """Who the token is for: the Kommo account's id, name and subdomain."""
+        return self.request("GET", "/api/v4/account").body or {}
+
     def _exchange(self, row: ProviderToken) -> tuple[str, str | None, int]:
         """Kommo's refresh tokens are single-use: the stored one (or KOMMO_REFRESH_TOKEN, the first time) buys
         a new pair."""
         refresh_token = row.refresh_token or self.initial_refresh_token
         if not refresh_token:
             raise AuthError("Kommo: no refresh token stored; set KOMMO_REFRESH_TOKEN", provider=self.provider)
+        return self._token_call({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    def _token_call(self, grant: dict[str, str]) -> tuple[str, str, int]:
         answer = self.request(
             "POST",
             "/oauth2/access_token",
             json_body={
                 "client_id": self.client_id,
                 "client_secret": self.client_secret,
-                "grant_type": "refresh_token",
-                "refresh_token": refresh_token,
+                **grant,
                 "redirect_uri": self.redirect_uri,
             },
             authenticated=False,

@@ -39,12 +39,24 @@ def shared_token(
         if fresh(locked, margin) and (not force_refresh or locked.access_token != stale):
             assert locked.expires_at is not None
             return locked.access_token, locked.expires_at  # another worker refreshed while we waited
-        access, refresh, lifetime = exchange(locked)
-        locked.access_token = access
-        if refresh is not None:
-            locked.refresh_token = refresh
-        locked.expires_at = timezone.now() + dt.timedelta(seconds=lifetime)
-        locked.refreshed_at = timezone.now()
-        locked.refresh_count += 1
-        locked.save()
-        return access, locked.expires_at
+        return _exchanged(locked, exchange)
+
+
+def replace_token(key: str, exchange: Exchange) -> tuple[str, dt.datetime]:
+    """A new pair under `key` whatever the stored one is (Kommo connected anew from the admin: an authorization
+    code bought it), exchanged under the same lock as every refresh, so no refresh runs beside it."""
+    with locked_row(ProviderToken, provider=key) as locked:
+        return _exchanged(locked, exchange)
+
+
+def _exchanged(locked: ProviderToken, exchange: Exchange) -> tuple[str, dt.datetime]:
+    access, refresh, lifetime = exchange(locked)
+    locked.access_token = access
+    if refresh is not None:
+        locked.refresh_token = refresh
+    locked.expires_at = timezone.now() + dt.timedelta(seconds=lifetime)
+    locked.refreshed_at = timezone.now()
+    locked.refresh_count += 1
+    locked.save()
+    assert locked.expires_at is not None
+    return access, locked.expires_at
