@@ -118,6 +118,10 @@ def announce_webhook_token(verbosity: int = 1, **kwargs) -> None:
         print(f"Kommo web hook URL (generated; set KOMMO_WEBHOOK_TOKEN to choose it): {kommo_webhook_url()}")
 
 
+# The lead events zkbridge's web hook subscribes to (plan changes need the edits).
+WEBHOOK_EVENTS = ["status_lead", "add_lead", "update_lead"]
+
+
 def kommo_webhook_url(masked: bool = False) -> str:
     token = kommo_webhook_token()
     return f"{settings.ZKBRIDGE_URL}/webhooks/kommo/{mask(token) if masked else token}/"

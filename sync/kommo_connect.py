@@ -29,13 +29,12 @@ from django.utils import timezone
 from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
 from sync.clients.tokens import replace_token
-from sync.installation import kommo_webhook_url
+from sync.installation import WEBHOOK_EVENTS, kommo_webhook_url
 from sync.models import KommoConnection, ProviderToken
 
 log = logging.getLogger("zkbridge.sync")
 S = KommoConnection.Status
 CODE_LIFETIME = dt.timedelta(minutes=20)  # Kommo's authorization codes; a consent left open longer is dead too
-WEBHOOK_EVENTS = ["status_lead", "add_lead", "update_lead"]
 # Kommo's codes are long opaque strings (JWT-like); anything else pasted is a mistake worth naming at once.
 CODE_SHAPE = re.compile(r"[A-Za-z0-9._~+/=-]{20,2000}")
 
@@ -105,9 +104,9 @@ def accept_callback(params: dict[str, str]) -> KommoConnection:
     (a denied consent closes its waiting connection)."""
     state = params.get("state", "")
     waiting = (
-        KommoConnection.objects.filter(state=state, status=S.AWAITING, started_at__gte=timezone.now() - CODE_LIFETIME)
-        .exclude(state__isnull=True)
-        .first()
+        KommoConnection.objects.filter(
+            state=state, status=S.AWAITING, started_at__gte=timezone.now() - CODE_LIFETIME
+        ).first()
         if state
         else None
     )

@@ -2,7 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
-from sync.installation import ROTATION_GRACE, kommo_webhook_url, rotate_webhook_token
+from sync.installation import ROTATION_GRACE, WEBHOOK_EVENTS, kommo_webhook_url, rotate_webhook_token
 from sync.ops.connections import emulators_unreachable
 
 
@@ -33,7 +33,7 @@ class Command(BaseCommand):
                 raise CommandError(problem)
             kommo = KommoClient.from_settings()
             try:
-                kommo.subscribe_webhook(url, ["status_lead", "add_lead", "update_lead"])
+                kommo.subscribe_webhook(url, WEBHOOK_EVENTS)
                 if rotate:
                     kommo.unsubscribe_webhook(old_url)
             except ApiError as exc:
