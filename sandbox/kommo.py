@@ -44,13 +44,20 @@ WON, LOST = 142, 143
 LEAD_FIELDS = {
     881234: ("Plan", "select"),
     881240: ("Contract start", "date"),
+    881242: ("Expected close", "date"),
     881250: ("Zuora account", "text"),
     881251: ("Zuora subscription", "text"),
     881260: ("Currency", "text"),
     881270: ("Cancellation date", "date"),
     881271: ("Plan change date", "date"),
     881280: ("Upgrade choice", "text"),
+    881290: ("Quote MRR", "numeric"),
+    881291: ("Quote TCV", "numeric"),
+    881292: ("First invoice", "numeric"),
+    881293: ("First invoice date", "date"),
+    881294: ("Quote term", "text"),
 }
+PROPOSAL = 39402113
 PIPELINE_ID = 4520110
 QUERY = DecodeOptions(depth=10, list_limit=1000, parameter_limit=2000)
 
@@ -509,7 +516,8 @@ def set_status(lead: KLead, status_id: int, old_status: int) -> None:
 @kommo_view
 def pipelines(request: HttpRequest) -> HttpResponse:
     statuses = [
-        {"id": 39402112, "name": "Negotiation", "sort": 10},
+        {"id": PROPOSAL, "name": "Proposal", "sort": 20},
+        {"id": 39402112, "name": "Negotiation", "sort": 30},
         {"id": WON, "name": "Closed - won", "sort": 10000},
         {"id": LOST, "name": "Closed - lost", "sort": 11000},
     ]

@@ -10,12 +10,28 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from sandbox.demo import PLAN_FIELD
-from sandbox.kommo import LOST, WON, set_status
+from sandbox.kommo import LEAD_FIELDS, LOST, PROPOSAL, WON, set_status
 from sandbox.models import KLead, KNote, KTask, KWebhook, ZAccount, ZOrder, ZSubscription
 
-STAGES = {39402112: "Negotiation", 142: "Won", 143: "Lost"}
+STAGES = {PROPOSAL: "Proposal", 39402112: "Negotiation", 142: "Won", 143: "Lost"}
 # The demo's lead fields by id (a field written through the API carries its id only).
-FIELD_NAMES = {PLAN_FIELD: "Plan", 881250: "Zuora account", 881251: "Zuora subscription"}
+FIELD_NAMES = {
+    PLAN_FIELD: "Plan",
+    881250: "Zuora account",
+    881251: "Zuora subscription",
+    881290: "Quote MRR",
+    881291: "Quote TCV",
+    881292: "First invoice",
+    881293: "First invoice date",
+    881294: "Quote term",
+}
+
+
+def shown(field_id: int | None, value: object) -> str:
+    """A field's value as Kommo's card shows it: a date field's Unix time as its date."""
+    if LEAD_FIELDS.get(field_id or 0, ("", ""))[1] == "date" and str(value).lstrip("-").isdigit():
+        return dt.datetime.fromtimestamp(int(str(value)), dt.UTC).date().isoformat()
+    return str(value)
 
 
 def kommo_home(request: HttpRequest) -> HttpResponse:
@@ -33,7 +49,7 @@ def kommo_home(request: HttpRequest) -> HttpResponse:
     for lead in leads:
         fields = {
             f.get("field_name") or FIELD_NAMES.get(f.get("field_id"), f"field {f.get('field_id')}"): ", ".join(
-                str(v.get("value")) for v in f.get("values") or []
+                shown(f.get("field_id"), v.get("value")) for v in f.get("values") or []
             )
             for f in lead.custom_fields_values or []
         }
@@ -52,7 +68,14 @@ def kommo_home(request: HttpRequest) -> HttpResponse:
                 "tasks": tasks.get(lead.id, []),
             }
         )
-    context = {"rows": rows, "hooks": KWebhook.objects.all(), "WON": WON, "LOST": LOST, "plans": DEMO_PLANS}
+    context = {
+        "rows": rows,
+        "hooks": KWebhook.objects.all(),
+        "WON": WON,
+        "LOST": LOST,
+        "PROPOSAL": PROPOSAL,
+        "plans": DEMO_PLANS,
+    }
     return render(request, "sandbox/kommo.html", context)
 
 

@@ -195,6 +195,7 @@ def _subscribe(rate_plan_specs: list, currency: str, contract_date: dt.date) -> 
                     "name": charge["name"],
                     "type": charge.get("type"),
                     "model": charge.get("model"),
+                    "billingPeriod": charge.get("billingPeriod"),
                     "effectiveStartDate": contract_date.isoformat(),
                     "chargedThroughDate": None,  # set by a bill run
                     "quantity": str(quantity),
@@ -469,4 +470,70 @@ def orders_preview(request: HttpRequest) -> HttpResponse:
                 )
         metrics.append({"subscriptionNumber": "", "charges": charges})
     metrics += [zuora_subscriptions.preview_metrics(change) for change in plan["changes"]]
-    return JsonResponse({"success": True, "previewResult": {"chargeMetrics": metrics}})
+    result: dict[str, Any] = {"chargeMetrics": metrics}
+    options = body.get("previewOptions") if isinstance(body.get("previewOptions"), dict) else {}
+    if "BillingDocs" in (options.get("previewTypes") or []):
+        result["invoices"] = _preview_invoices(plan)
+    return JsonResponse({"success": True, "previewResult": result})
+
+
+def _preview_invoices(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The invoice a bill run through the term's end would make (Zuora's preview of billing documents): each
+    recurring charge once per billing period, billed in advance; one-time charges and order line items on their
+    day; usage is billed in arrears, so it is not in a preview. No tax in this tenant."""
+    items: list[dict[str, Any]] = []
+    end = None
+    for sub in plan["subscriptions"]:
+        months = sub["period"] if sub["term_type"] == "TERMED" else 12
+        term_end = _add_months(sub["contract"], months)
+        end = max(end or term_end, term_end)
+        for rp in sub["rate_plans"]:
+            for charge in rp["charges"]:
+                kind = charge.get("type")
+                if kind not in ("Recurring", "OneTime"):
+                    continue
+                period = PERIOD_MONTHS.get(charge.get("billingPeriod") or "Month", 1) if kind == "Recurring" else 0
+                start = sub["contract"]
+                while start < term_end:
+                    stop = _add_months(start, period) if period else start + dt.timedelta(days=1)
+                    items.append(
+                        {
+                            "serviceStartDate": start.isoformat(),
+                            "serviceEndDate": (min(stop, term_end) - dt.timedelta(days=1)).isoformat(),
+                            "amountWithoutTax": float(Decimal(charge["amount"])),
+                            "taxAmount": 0.0,
+                            "chargeName": charge["name"],
+                            "productName": rp["productName"],
+                            "productRatePlanChargeId": charge["productRatePlanChargeId"],
+                            "processingType": "Charge",
+                        }
+                    )
+                    if not period:
+                        break
+                    start = stop
+    for line in plan["line_items"]:
+        day = str(line.get("transactionStartDate") or plan["order_date"].isoformat())
+        items.append(
+            {
+                "serviceStartDate": day,
+                "serviceEndDate": day,
+                "amountWithoutTax": float(Decimal(line["amount"])),
+                "taxAmount": 0.0,
+                "chargeName": str(line.get("itemName")),
+                "productRatePlanChargeId": str(line.get("productRatePlanChargeId") or ""),
+                "processingType": "Charge",
+            }
+        )
+    if not items:
+        return []
+    total = sum(Decimal(str(i["amountWithoutTax"])) for i in items)
+    target = end or plan["order_date"]
+    return [
+        {
+            "amount": float(total),
+            "amountWithoutTax": float(total),
+            "taxAmount": 0.0,
+            "targetDate": target.isoformat(),
+            "invoiceItems": items,
+        }
+    ]

@@ -34,6 +34,12 @@ def notify_attention(record: SyncRecord, exc: NeedsAttention) -> None:
     current = open_attention_task(record)
     if current.get("reason") == exc.reason:
         return
+    from sync.preview.models import QuotePreview
+
+    if not current and (task_id := QuotePreview.hand_over_task(record.kommo_lead_id, exc.reason)) is not None:
+        # The quote preview already told the salesperson this very problem: the deal takes that task over.
+        record.mark_step(ATTENTION_TASK, reason=exc.reason, task_id=task_id, closed=False, result="")
+        return
     from sync.clients.kommo import KommoClient
 
     kommo = KommoClient.from_settings()

@@ -53,7 +53,10 @@ FORBIDDEN = (
     (re.compile(r"[{}]|\[\]|\{'"), "a template field or a Python value left in the text"),
     (re.compile(r"\b(RevOps|zkbridge|we) will\b", re.I), "a promise in someone's name (say what to do instead)"),
     (re.compile(r"\bRevOps (fixes|decides|adds)\b"), "RevOps in the third person (write 'ask RevOps to …')"),
-    (re.compile(r"\b(deal_won|plan_change|cancellation|usage_batch|billing_event):\d"), "a sync record key"),
+    (
+        re.compile(r"\b(deal_won|plan_change|cancellation|usage_batch|billing_event|quote_preview):\d"),
+        "a sync record key",
+    ),
     (re.compile(r"  "), "a double space"),
     (re.compile(r"\.\."), "a doubled full stop"),
 )

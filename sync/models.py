@@ -130,6 +130,7 @@ class SyncRecord(models.Model):
         PLAN_MIGRATION = "plan_migration", "Plan migration (off a retired plan)"
         BILLING_EVENT = "billing_event", "Billing event"
         USAGE_BATCH = "usage_batch", "Usage batch"
+        QUOTE_PREVIEW = "quote_preview", "Quote preview (before Won)"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -485,5 +486,6 @@ from sync.billing.models import BillingEventRule  # noqa: E402,F401
 from sync.flows.models import CustomerAccount, EntityRoute  # noqa: E402,F401
 from sync.lifecycle.models import Subscription  # noqa: E402,F401
 from sync.migration.models import MigrationRule, MigrationRun  # noqa: E402,F401
+from sync.preview.models import QuotePreview  # noqa: E402,F401
 from sync.reconcile.models import Discrepancy, ReconciliationRun  # noqa: E402,F401
 from sync.usage.models import UsageDelivery, UsageRecord  # noqa: E402,F401

@@ -14,6 +14,9 @@ from typing import Any
 NO_BILLING = {"runBilling": False, "collectPayment": False}
 # What zkbridge reads from a preview: the charges' MRR and TCV (their deltas for a change), through the term.
 PREVIEW = {"previewTypes": ["ChargeMetrics"], "previewThruType": "TermEnd"}
+# A quote (before Won) also reads the invoices a bill run through the term's end would make: the first one is
+# what the customer pays first.
+QUOTE = {"previewTypes": ["ChargeMetrics", "BillingDocs"], "previewThruType": "TermEnd"}
 
 
 def new_sale(
@@ -46,13 +49,16 @@ def change(on: dt.date, *, account_number: str, subscription_number: str, action
     }
 
 
-def preview(order: dict[str, Any], *, account_info: dict[str, Any] | None = None) -> dict[str, Any]:
+def preview(
+    order: dict[str, Any], *, account_info: dict[str, Any] | None = None, invoices: bool = False
+) -> dict[str, Any]:
     """The preview of `order` (Zuora's preview has no processing options). With `account_info`, the preview
-    is made for a stand-in account (`previewAccountInfo`) instead of the order's own."""
+    is made for a stand-in account (`previewAccountInfo`) instead of the order's own; with `invoices`, Zuora
+    also previews the invoices (a quote)."""
     body = {k: v for k, v in order.items() if k != "processingOptions"}
     if account_info is not None:
         body.pop("existingAccountNumber", None)
         body.pop("newAccount", None)
         body["previewAccountInfo"] = account_info
-    body["previewOptions"] = dict(PREVIEW)
+    body["previewOptions"] = dict(QUOTE if invoices else PREVIEW)
     return body

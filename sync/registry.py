@@ -18,6 +18,7 @@ FLOW_MODULES = (
     "sync.migration.flow",
     "sync.billing.flow",
     "sync.usage.flow",
+    "sync.preview.flow",
 )
 # The reconciliation's registries: one check per kind of discrepancy, one fix per automatic action.
 RECONCILE_MODULES = ("sync.reconcile.checks", "sync.reconcile.fixes")
@@ -30,6 +31,7 @@ ADMIN_MODULES = (
     "sync.billing.admin",
     "sync.usage.admin",
     "sync.reconcile.admin",
+    "sync.preview.admin",
 )
 # Actions that are a person's work in Zuora or Kommo (the report links there); every other action has a fix.
 MANUAL_ACTIONS = frozenset({"open_zuora", "open_kommo", "plan_migration"})

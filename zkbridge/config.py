@@ -89,6 +89,22 @@ def places_by_unit(name: str) -> dict[str, int]:
     return result
 
 
+def field_ids(name: str, names: tuple[str, ...]) -> dict[str, int]:
+    """`mrr=881290, tcv=881291`: which Kommo field receives each named figure (only the names listed)."""
+    result: dict[str, int] = {}
+    for item in listing(name, ""):
+        what, equals, number = item.partition("=")
+        what = what.strip()
+        if not equals or what not in names or not number.strip().isdigit() or int(number) <= 0:
+            raise ImproperlyConfigured(
+                f"{name}: expected name=field id pairs, the names among {', '.join(names)}, got {item!r}"
+            )
+        if what in result:
+            raise ImproperlyConfigured(f"{name}: {what} is named twice")
+        result[what] = int(number)
+    return result
+
+
 def choice(name: str, default: str, options: tuple[str, ...]) -> str:
     value = raw(name)
     if value is None:

@@ -297,6 +297,14 @@ KOMMO_CURRENCY_FIELD_ID = config.integer("KOMMO_CURRENCY_FIELD_ID")
 # they override the plan map's tiers for that deal.
 KOMMO_TIERS_FIELD_ID = config.integer("KOMMO_TIERS_FIELD_ID")
 
+# Quote previews before Won (docs/configuration.md, "Quote previews"): the stages where a lead's sale is priced by
+# Zuora's order preview, the lead fields that receive the figures, and the lead field of the expected close date
+# (the day the plans must still be sellable; today when not set).
+PREVIEW_FIGURES = ("mrr", "tcv", "first_invoice", "first_invoice_date", "term")
+KOMMO_PREVIEW_STATUS_IDS = config.integers("KOMMO_PREVIEW_STATUS_IDS", "")
+KOMMO_PREVIEW_FIELD_IDS = config.field_ids("KOMMO_PREVIEW_FIELD_IDS", PREVIEW_FIGURES)
+KOMMO_CLOSE_DATE_FIELD_ID = config.integer("KOMMO_CLOSE_DATE_FIELD_ID")
+
 # After Won (docs/configuration.md, "Plan changes and cancellations").
 CANCEL_POLICIES = ("EndOfCurrentTerm", "EndOfLastInvoicePeriod", "SpecificDate")
 CHANGE_TIMINGS = ("immediately", "end_of_billing_period", "date_field")
@@ -318,8 +326,25 @@ if KOMMO_WON_STATUS_ID in ZKBRIDGE_CHURN_STATUS_IDS:
         f"its own subscription"
     )
 
+if set(KOMMO_PREVIEW_STATUS_IDS) & {KOMMO_WON_STATUS_ID, *ZKBRIDGE_CHURN_STATUS_IDS}:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "KOMMO_PREVIEW_STATUS_IDS: names the Won status or a churn status; previews are for stages before Won"
+    )
+
 if KOMMO_USES_EMULATOR:
     # The built-in Kommo emulator's lead fields (sandbox/kommo.py), so the demo works with no variables.
+    if config.raw("KOMMO_PREVIEW_STATUS_IDS") is None:
+        KOMMO_PREVIEW_STATUS_IDS = [39402113]  # the emulator's "Proposal" stage
+    KOMMO_PREVIEW_FIELD_IDS = KOMMO_PREVIEW_FIELD_IDS or {
+        "mrr": 881290,
+        "tcv": 881291,
+        "first_invoice": 881292,
+        "first_invoice_date": 881293,
+        "term": 881294,
+    }
+    KOMMO_CLOSE_DATE_FIELD_ID = KOMMO_CLOSE_DATE_FIELD_ID or 881242
     KOMMO_PLAN_FIELD_ID = KOMMO_PLAN_FIELD_ID or 881234
     KOMMO_ACCOUNT_FIELD_ID = KOMMO_ACCOUNT_FIELD_ID or 881250
     KOMMO_SUBSCRIPTION_FIELD_ID = KOMMO_SUBSCRIPTION_FIELD_ID or 881251

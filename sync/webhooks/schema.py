@@ -27,6 +27,10 @@ class KommoWebhookAnswer(serializers.Serializer):
         required=False,
         help_text="Plan change, cancellation and reopening records created for deals zkbridge billed",
     )
+    previews = serializers.IntegerField(
+        required=False,
+        help_text="Quote preview records created for leads in a preview stage (KOMMO_PREVIEW_STATUS_IDS)",
+    )
     duplicate = serializers.BooleanField(required=False, help_text="The same body arrived before; nothing new")
 
 

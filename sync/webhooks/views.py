@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from sync.lifecycle.routing import lifecycle_records
 from sync.models import SyncRecord, WebhookEvent
+from sync.preview.routing import preview_records
 from sync.records import ensure_record, pace
 from sync.webhooks import kommo, schema
 from sync.webhooks.auth import KommoWebhookToken, ZuoraCalloutCredentials, require_signature
@@ -56,16 +57,18 @@ class KommoWebhookView(MachineEndpoint):
                 outcome = self.record(stored, events, new, source, careful=True)
         if outcome is None:
             return Response({"ok": True, "duplicate": True})
-        records, changes = outcome
+        records, changes, previews = outcome
         log.info(
-            "kommo web hook %s: %s lead event(s), %s won, %s new sync record(s), %s change(s) to billed deals",
+            "kommo web hook %s: %s lead event(s), %s won, %s new sync record(s), %s change(s) to billed deals, "
+            "%s quote preview(s)",
             stored.id,
             len(events),
             len(won),
             records,
             changes,
+            previews,
         )
-        return Response({"ok": True, "won": len(won), "new_records": records, "changes": changes})
+        return Response({"ok": True, "won": len(won), "new_records": records, "changes": changes, "previews": previews})
 
     @staticmethod
     def not_recorded(won: list) -> list:
@@ -80,7 +83,9 @@ class KommoWebhookView(MachineEndpoint):
         return [item for item in won if item.lead_id not in known]
 
     @staticmethod
-    def record(event: WebhookEvent, events: list, won: list, source: str, *, careful: bool) -> tuple[int, int] | None:
+    def record(
+        event: WebhookEvent, events: list, won: list, source: str, *, careful: bool
+    ) -> tuple[int, int, int] | None:
         """Act on the stored delivery: its records, and the delivery marked processed, in one transaction;
         None when another request acted on it first. Not `careful`: every insert is plain, and any conflict
         (IntegrityError) undoes the whole transaction for the caller to run again carefully (savepoints:
@@ -104,8 +109,10 @@ class KommoWebhookView(MachineEndpoint):
                     fresh.add(item.lead_id)
                 records += new
             # A lead whose won record was created just now was never billed: no lifecycle to look for.
-            changes = lifecycle_records([e for e in events if e.lead_id not in fresh], event, source)
-        return records, changes
+            rest = [e for e in events if e.lead_id not in fresh]
+            changes = lifecycle_records(rest, event, source)
+            previews = preview_records(rest, event, source)
+        return records, changes, previews
 
 
 def callout_key(request, body: bytes) -> str:
