@@ -29,8 +29,19 @@ from catalog.tiers import POLICIES as TIER_POLICIES
 from zkbridge import spreadsheet
 
 MAX_CSV_BYTES = 2 * 1024 * 1024
+# How a plan that Zuora no longer sells is offered in Kommo's plan field: its option is kept (removing it would
+# clear it on every deal carrying it) and renamed with this mark. The plan map reads the mark off.
+RETIRED_MARK = " (retired)"
 REQUIRED_COLUMNS = ["kommo_value", "product_rate_plan_id"]
 OPTIONAL_COLUMNS = ["currency", "label", "kind", "quantity", "price", "term_months", "auto_renew"]
+
+
+def plan_option(value: str) -> str:
+    """A plan field's value as the plan map knows it: the retired mark zkbridge gives an option read off."""
+    value = str(value).strip()
+    while value.casefold().endswith(RETIRED_MARK.casefold()):
+        value = value[: -len(RETIRED_MARK)].rstrip()
+    return value
 
 
 @dataclass(frozen=True)

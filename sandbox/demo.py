@@ -19,6 +19,7 @@ from sandbox.models import (
     KCatalogElement,
     KCompany,
     KContact,
+    KField,
     KLead,
     KNote,
     KTask,
@@ -245,6 +246,9 @@ def _plan(value: str) -> list[dict]:
 
 
 def seed_kommo() -> None:
+    from sandbox.kommo_fields import seed_fields
+
+    seed_fields()
     now = int(time.time())
     companies = [
         (5550001, "ACME Corp", "billing@acme.example"),
@@ -518,6 +522,7 @@ def reset() -> None:
         KContact,
         KCompany,
         KCatalogElement,
+        KField,
         KWebhook,
     ):
         model.objects.all().delete()

@@ -13,6 +13,7 @@ import logging
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -395,6 +396,7 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
     """PATCH one lead or a batch: every entry is checked first, and one refused entry refuses the request
     (Kommo writes all or nothing); a batch's problem+json names each refused entry by request_id."""
     refused = refused_entities("kommo", request, PREFIX)
+    known = lead_fields()
     named = [int(item["id"]) for item in items if isinstance(item, dict) and str(item.get("id", "")).isdigit()]
     locked = {  # (in id order: two batches naming the same leads never wait for each other in a circle)
         lead.id: lead
@@ -411,7 +413,7 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
         if int(item["id"]) in refused:
             errors.append({"code": "InvalidValue", "path": "custom_fields_values", "detail": refused[int(item["id"])]})
         for f_index, field in enumerate(item.get("custom_fields_values") or []):
-            if not isinstance(field, dict) or field.get("field_id") not in LEAD_FIELDS:
+            if not isinstance(field, dict) or field.get("field_id") not in known:
                 errors.append(
                     {
                         "code": "NotSupportedChoice",
@@ -430,7 +432,7 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
                     }
                 )
             else:
-                errors += _value_errors(LEAD_FIELDS[field["field_id"]][1], field["values"], f_index)
+                errors += _value_errors(known[field["field_id"]], field["values"], f_index)
     by_entry = {index: errors for index, errors in by_entry.items() if errors}
     if by_entry:  # one invalid entry rejects the whole request
         return problem(400, "Bad Request", "Request validation failed", by_entry=by_entry)
@@ -442,7 +444,7 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
     changed = []
     with one_delivery():
         for item in items:
-            changed.append(_patch_lead(locked[int(item["id"])], item))
+            changed.append(_patch_lead(locked[int(item["id"])], item, known))
     shaped = [
         {"id": lead.id, "updated_at": lead.updated_at, "_links": link_to(f"/api/v4/leads/{lead.id}")}
         for lead in changed
@@ -452,9 +454,35 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
     return JsonResponse({"_links": link_to("/api/v4/leads"), "_embedded": {"leads": shaped}})
 
 
-def _value_errors(kind: str, values: list, f_index: int) -> list[dict]:
+def lead_fields() -> dict[int, Field]:
+    """The account's lead fields (their definitions, options included), as Kommo has them now."""
+    from sandbox.models import KField
+
+    defined = {f.id: Field(f.name, f.type, f.enums) for f in KField.objects.filter(entity_type="leads")}
+    return defined or {fid: Field(name, kind, None) for fid, (name, kind) in LEAD_FIELDS.items()}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+    enums: list[dict] | None
+
+    def option(self, entry: dict) -> dict | None:
+        """The option a select value names (by enum_id, else by its text); None when it names none."""
+        for enum in self.enums or []:
+            if entry.get("enum_id") == enum["id"] or (
+                entry.get("enum_id") is None and entry.get("value") == enum["value"]
+            ):
+                return enum
+        return None
+
+
+def _value_errors(field: Field, values: list, f_index: int) -> list[dict]:
     """What Kommo refuses in a field's values: an empty string on a select, multiselect or numeric field (Kommo
-    clears with "values": null), a number field holding no number, a date that is not a Unix time."""
+    clears with "values": null), a number field holding no number, a date that is not a Unix time, a select
+    value that is none of the field's options."""
+    kind = field.type
     errors = []
     for v_index, entry in enumerate(values):
         value = entry.get("value") if isinstance(entry, dict) else None
@@ -467,10 +495,14 @@ def _value_errors(kind: str, values: list, f_index: int) -> list[dict]:
             errors.append({"code": "InvalidType", "path": path, "detail": "This value should be of type numeric."})
         if kind == "date" and not str(value).lstrip("-").isdigit():
             errors.append({"code": "InvalidType", "path": path, "detail": "This value should be a Unix timestamp."})
+        if kind in ("select", "multiselect", "radiobutton") and field.enums is not None and field.option(entry) is None:
+            errors.append(
+                {"code": "InvalidValue", "path": path, "detail": "The value is not one of the field's options."}
+            )
     return errors
 
 
-def _patch_lead(lead: KLead, item: dict) -> KLead:
+def _patch_lead(lead: KLead, item: dict, known: dict[int, Field]) -> KLead:
     """Apply one entry of a PATCH to its (locked) lead and report the edit."""
     old_status = lead.status_id
     if "name" in item:
@@ -481,16 +513,22 @@ def _patch_lead(lead: KLead, item: dict) -> KLead:
         lead.status_id = int(item["status_id"])
     fields = {f["field_id"]: f for f in (lead.custom_fields_values or [])}
     for field in item.get("custom_fields_values") or []:
-        name, kind = LEAD_FIELDS[field["field_id"]]
+        definition = known[field["field_id"]]
         if field.get("values") is None:
             fields.pop(field["field_id"], None)  # cleared
             continue
+        values = []
+        for entry in field["values"]:
+            option = definition.option(entry) if definition.enums is not None else None
+            values.append(
+                {"value": option["value"], "enum_id": option["id"]} if option else {"value": entry.get("value")}
+            )
         fields[field["field_id"]] = {
             "field_id": field["field_id"],
-            "field_name": name,
+            "field_name": definition.name,
             "field_code": None,
-            "field_type": kind,
-            "values": [{"value": v.get("value")} for v in field["values"]],
+            "field_type": definition.type,
+            "values": values,
         }
     lead.custom_fields_values = list(fields.values()) or None
     set_status(lead, lead.status_id, old_status)

@@ -324,6 +324,22 @@ class KContact(models.Model):
     updated_at = models.BigIntegerField(default=0)
 
 
+class KField(models.Model):
+    """A custom field definition of the Kommo account (leads, contacts, companies): a select field's options are its
+    `enums` [{id, value, sort}]; an entity carrying an option holds its value and enum_id."""
+
+    id = models.BigIntegerField(primary_key=True)
+    entity_type = models.CharField(max_length=20, default="leads")
+    name = models.CharField(max_length=255)
+    type = models.CharField(max_length=30)
+    code = models.CharField(max_length=100, blank=True)
+    sort = models.IntegerField(default=500)
+    enums = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["sort", "id"]
+
+
 class KCatalogElement(models.Model):
     id = models.BigIntegerField(primary_key=True)
     catalog_id = models.BigIntegerField()

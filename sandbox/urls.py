@@ -1,11 +1,12 @@
 """/sandbox/…: the Zuora and Kommo emulators, their pages and their control API."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from sandbox import (
     control,
     kommo,
     kommo_activity,
+    kommo_fields,
     kommo_webhooks,
     pages,
     zuora,
@@ -50,6 +51,11 @@ k = [
     path("kommo/api/v4/account", kommo.account),
     path("kommo/api/v4/leads", kommo.leads),
     path("kommo/api/v4/leads/pipelines", kommo.pipelines),
+    re_path(r"^kommo/api/v4/(?P<entity_type>leads|contacts|companies)/custom_fields$", kommo_fields.custom_fields),
+    re_path(
+        r"^kommo/api/v4/(?P<entity_type>leads|contacts|companies)/custom_fields/(?P<field_id>[0-9]+)$",
+        kommo_fields.custom_field,
+    ),
     path("kommo/api/v4/leads/notes", kommo_activity.notes, {"entity_type": "leads"}),
     path("kommo/api/v4/leads/<int:lead_id>", kommo.lead_detail),
     path("kommo/api/v4/leads/<int:lead_id>/notes", kommo_activity.lead_notes),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -14,6 +15,7 @@ from catalog.models import CatalogSyncRun, ZuoraEntity
 from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundError
 from sync.clients.zuora import ZuoraClient
 from sync.models import SyncRecord
+from sync.offering.run import run as plan_field_run
 
 log = logging.getLogger("zkbridge.catalog")
 
@@ -82,4 +84,8 @@ def scheduled_sync() -> str:
     """django-q2 entry point for the nightly schedule (and the admin's "sync now"): every entity's catalog."""
     runs = [sync_catalog(entity=entity) for entity in catalogs_to_sync()]
     failed = [f"{run.entity or 'catalog'}: {run.error}" for run in runs if not run.ok]
+    if settings.KOMMO_PLAN_FIELD_ID:  # the plan field offers what the mirror now says is sellable today
+        offered = plan_field_run(requested_by="after the catalog sync")
+        if offered.error:
+            failed.append(f"Kommo's plan field: {offered.error}")
     return "ok" if not failed else "failed: " + "; ".join(failed)

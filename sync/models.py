@@ -486,6 +486,7 @@ from sync.billing.models import BillingEventRule  # noqa: E402,F401
 from sync.flows.models import CustomerAccount, EntityRoute  # noqa: E402,F401
 from sync.lifecycle.models import Subscription  # noqa: E402,F401
 from sync.migration.models import MigrationRule, MigrationRun  # noqa: E402,F401
+from sync.offering.models import PlanFieldRun  # noqa: E402,F401
 from sync.preview.models import QuotePreview  # noqa: E402,F401
 from sync.reconcile.models import Discrepancy, ReconciliationRun  # noqa: E402,F401
 from sync.usage.models import UsageDelivery, UsageRecord  # noqa: E402,F401

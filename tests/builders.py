@@ -17,6 +17,15 @@ WON = 142
 ACCOUNT_FIELD, SUBSCRIPTION_FIELD = 881250, 881251
 
 
+def offered_in_kommo(value: str, field_id: int = 881234) -> None:
+    """A Kommo administrator adds an option to a select field by hand (Kommo refuses a value that is none of them)."""
+    from sandbox.models import KField
+
+    field = KField.objects.get(id=field_id)
+    field.enums = [*field.enums, {"id": 559000 + len(field.enums), "value": value, "sort": 1000}]
+    field.save()
+
+
 def account_number(lead_id: int) -> str:
     return f"A{lead_id:09d}"
 

@@ -25,6 +25,7 @@ from sync.reconcile.fixes import fix
 from sync.reconcile.models import Discrepancy
 from sync.records import ensure_record
 from sync.tasks import dispatch_due, run_sync
+from tests.builders import offered_in_kommo
 from tests.conftest import map_plan, requires_postgres
 from zkbridge.business_time import business_today, start_of_business_day
 
@@ -236,6 +237,7 @@ def test_a_change_to_an_unmapped_plan_needs_attention_and_sends_nothing(billed):
 
 def test_a_change_to_a_plan_not_yet_effective_needs_attention(billed):
     map_plan("Enterprise", "Enterprise (2027)")
+    offered_in_kommo("Enterprise")  # (zkbridge offers it on its effective date; an administrator added it early)
     edit_lead(billed, ACME_EXPANSION, custom={PLAN: "Enterprise"})
     [record] = records("plan_change")
     assert record.status == "needs_attention" and "Enterprise (2027)" in record.reason

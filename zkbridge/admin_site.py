@@ -104,6 +104,8 @@ class ZkbridgeAdminSite(admin.AdminSite):
             action = request.POST.get("action", "check")
             if action in ("connect_code", "connect_kommo", "disconnect_kommo"):
                 return self.connect_kommo(request, action)
+            if action == "create_fields":
+                return self.create_kommo_fields(request)
             if not request.user.has_perm("sync.change_syncrecord"):
                 raise PermissionDenied
             request_check(str(request.user))
@@ -125,6 +127,25 @@ class ZkbridgeAdminSite(admin.AdminSite):
             **self.kommo_connection_context(request),
         }
         return TemplateResponse(request, "admin/connections.html", context)
+
+    @staticmethod
+    def create_kommo_fields(request):
+        """Connections → "Create missing fields": a worker creates them in Kommo, then checks again (superusers:
+        it changes the Kommo account's setup)."""
+        if not request.user.is_superuser:
+            raise PermissionDenied
+        from django.contrib import messages
+        from django_q.tasks import async_task
+
+        from sync.models import ConnectionCheck
+        from zkbridge.audit import log_action
+
+        async_task("sync.kommo_fields.create_missing", str(request.user), task_name=f"Kommo fields by {request.user}")
+        log_action(request, ConnectionCheck, "asked to create the missing Kommo lead fields")
+        messages.success(
+            request, "Asked a worker to create the missing Kommo fields; the table shows them once checked."
+        )
+        return redirect("admin:connections")
 
     @staticmethod
     def kommo_connection_context(request) -> dict:

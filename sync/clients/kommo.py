@@ -193,6 +193,9 @@ class KommoClient(HttpClient):
             )
         if status == 401:
             return AuthError(f"Kommo authentication failed (401): {detail}", **kw)
+        if status == 403 and isinstance(body, dict):
+            # A problem+json 403 is a refusal of this request (an administrator's right, say), not the block.
+            return BusinessError(f"Kommo refused the request (403): {detail}", **kw)
         if status == 403:
             # Kommo blocks accounts that keep exceeding the rate limit with an HTML 403 on every call.
             return TransientError(
@@ -405,6 +408,38 @@ class KommoClient(HttpClient):
             f"/api/v4/tasks/{int(task_id)}",
             json_body={"is_completed": True, "result": {"text": result[:1000]}},
         )
+
+    FIELD_ENTITIES = ("leads", "contacts", "companies")
+
+    def custom_fields(self, entity: str = "leads") -> list[dict]:
+        """The account's field definitions for leads, contacts or companies (select fields with their `enums`)."""
+        if entity not in self.FIELD_ENTITIES:
+            raise ValueError(f"no custom fields for {entity!r}")
+        return list(self._list(f"/api/v4/{entity}/custom_fields", "custom_fields", [("limit", 250)]))
+
+    def custom_field(self, entity: str, field_id: int) -> dict | None:
+        """One field's definition; None when the account has no such field."""
+        if entity not in self.FIELD_ENTITIES:
+            raise ValueError(f"no custom fields for {entity!r}")
+        answer = self.request("GET", f"/api/v4/{entity}/custom_fields/{int(field_id)}")
+        return answer.body if answer.status != 204 and isinstance(answer.body, dict) else None
+
+    def set_field_options(self, entity: str, field_id: int, enums: list[dict]) -> dict:
+        """Give a select field its options, whole (Kommo removes an option left out, and clears it on every entity
+        carrying it: callers pass every existing option with its id)."""
+        if entity not in self.FIELD_ENTITIES:
+            raise ValueError(f"no custom fields for {entity!r}")
+        answer = self.request("PATCH", f"/api/v4/{entity}/custom_fields/{int(field_id)}", json_body={"enums": enums})
+        return answer.body if isinstance(answer.body, dict) else {}
+
+    def add_fields(self, entity: str, fields: list[dict]) -> list[dict]:
+        """Create fields ({name, type[, enums]}); the created definitions, in order."""
+        if entity not in self.FIELD_ENTITIES:
+            raise ValueError(f"no custom fields for {entity!r}")
+        answer = self.request("POST", f"/api/v4/{entity}/custom_fields", json_body=fields)
+        if not isinstance(answer.body, dict):
+            return []
+        return (answer.body.get("_embedded") or {}).get("custom_fields") or []
 
     def webhooks(self) -> list[dict]:
         answer = self.request("GET", "/api/v4/webhooks")

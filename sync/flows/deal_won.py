@@ -31,7 +31,7 @@ from sync.clients.zuora import ZuoraClient
 from sync.flows.customer import Customer, customer_key, customer_of, people_reads
 from sync.flows.entities import link_key, route_record
 from sync.flows.models import CustomerAccount
-from sync.flows.sale import Sale, charge_overrides, field_value, line_items, resolve_sale, subscription_terms
+from sync.flows.sale import Sale, charge_overrides, line_items, plan_of, resolve_sale, subscription_terms
 from sync.kommo_tasks import note_entry, write_note_once
 from sync.lifecycle.subscription import LEAD_FIELD, RatePlan, from_order, in_force, mirror
 from sync.locks import named_lock
@@ -121,7 +121,7 @@ def fetch_lead(reads: Reads, record: SyncRecord) -> dict[str, Any]:
         "lead",
         responsible_user_id=lead.get("responsible_user_id"),
         name=lead.get("name"),
-        plan=field_value(lead, settings.KOMMO_PLAN_FIELD_ID),
+        plan=plan_of(lead),
     )
     return lead
 

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 
 from catalog.models import PlanMapping, ProductRatePlan, ZuoraEntity, convert_for_plan, has_tiered_charge
-from catalog.planmap import find_mapping
+from catalog.planmap import find_mapping, plan_option
 from catalog.sellable import sellable_on
 from catalog.tiers import TierError
 from sync import kommo_texts
@@ -53,6 +53,11 @@ def field_value(lead: dict[str, Any], field_id: int | None) -> str:
     return ""
 
 
+def plan_of(lead: dict[str, Any]) -> str:
+    """The deal's plan field as the plan map knows it (an option Kommo shows marked retired reads as its plan)."""
+    return plan_option(field_value(lead, settings.KOMMO_PLAN_FIELD_ID))
+
+
 def contract_date(lead: dict[str, Any]) -> dt.date:
     """The lead's closed_at as a business date in ZKBRIDGE_TIME_ZONE."""
     stamp = lead.get("closed_at") or lead.get("updated_at")
@@ -88,7 +93,7 @@ def resolve_sale(
     sale = Sale(currency=currency, contract_date=on or contract_date(lead))
     problems: list[str] = []
     wanted: list[tuple[str, str, Decimal]] = []
-    plan_value = field_value(lead, settings.KOMMO_PLAN_FIELD_ID)
+    plan_value = plan_of(lead)
     if plan_value:
         wanted.append((PlanMapping.Kind.PLAN, plan_value, Decimal(1)))
     for element in (lead.get("_embedded") or {}).get("catalog_elements") or []:

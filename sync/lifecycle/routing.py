@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from catalog.planmap import plan_option
 from sync.lifecycle.subscription import churned
 from sync.models import SyncRecord, WebhookEvent
 from sync.records import ensure_record, pace
@@ -52,7 +53,7 @@ def hinted_plan(item: LeadEvent) -> str | None:
         if isinstance(field, dict) and str(field.get("id")) == field_id:
             values = field.get("values")
             first = (list(values.values()) if isinstance(values, dict) else values or [None])[0]
-            return str(first.get("value") if isinstance(first, dict) else first or "").strip()
+            return plan_option(str(first.get("value") if isinstance(first, dict) else first or ""))
     return None
 
 

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog.models import ZuoraEntity
+from sync import kommo_fields
 from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
 from sync.clients.zuora import ZuoraClient
@@ -166,6 +167,7 @@ def check_connections() -> dict[str, Any]:
             "base_url": settings.KOMMO_BASE_URL,
             "pipelines": _timed(kommo_pipelines),
             "webhook": _timed(kommo_hook),
+            "field_list": _timed(partial(kommo_fields.report, kommo)),
             "won_status": settings.KOMMO_WON_STATUS_ID,
             "fields": {
                 "plan": settings.KOMMO_PLAN_FIELD_ID,

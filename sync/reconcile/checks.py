@@ -14,7 +14,7 @@ from django.conf import settings
 
 from catalog.models import normalize
 from catalog.sellable import sellable_on
-from sync.flows.sale import field_value
+from sync.flows.sale import field_value, plan_of
 from sync.models import SyncRecord
 from sync.reconcile.models import Discrepancy
 from sync.reconcile.snapshot import Snapshot, active
@@ -186,7 +186,7 @@ def wrong_plan(snap: Snapshot) -> Iterator[Discrepancy]:
             continue
         billed = set(snap.plans_of.get(sub["Id"], []))
         entity = record.entity_id if record is not None else None  # the deal's entity's plan map
-        wanted = snap.plan_map.get((entity, normalize(field_value(lead, settings.KOMMO_PLAN_FIELD_ID))))
+        wanted = snap.plan_map.get((entity, normalize(plan_of(lead))))
         if not (wanted and billed) or wanted <= billed:
             continue
         yield finding(

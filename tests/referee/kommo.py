@@ -372,6 +372,28 @@ class CustomField(BaseModel):
     links: Links | None = Field(default=None, alias="_links")
 
 
+class EnumWrite(BaseModel):
+    """An option of a select field as a field write gives it (the "Updating custom fields" page: `enums` whole,
+    each with its `id` when it is an existing option, `value`, `sort`)."""
+
+    id: StrictInt | None = None
+    value: StrictStr
+    sort: StrictInt | None = None
+    code: StrictStr | None = None
+
+
+class CustomFieldWrite(BaseModel):
+    """POST /api/v4/{entity}/custom_fields (an array of these) and PATCH …/custom_fields/{id} (one)."""
+
+    id: StrictInt | None = None
+    name: StrictStr | None = None
+    type: StrictStr | None = None
+    code: StrictStr | None = None
+    sort: StrictInt | None = None
+    is_api_only: StrictBool | None = None
+    enums: list[EnumWrite] | None = None
+
+
 def _listing(key: str, item: type[BaseModel]) -> type[BaseModel]:
     embedded = type(f"{key.title()}Embedded", (BaseModel,), {"__annotations__": {key: list[item]}})
     return type(
@@ -494,6 +516,21 @@ OPERATIONS = [
         "GET",
         r"^/api/v4/(leads|contacts|companies)/custom_fields$",
         answer=_listing("custom_fields", CustomField),
+    ),
+    Operation(
+        "add_fields",
+        "POST",
+        r"^/api/v4/(leads|contacts|companies)/custom_fields$",
+        body=[CustomFieldWrite],
+        answer=_listing("custom_fields", CustomField),
+    ),
+    Operation("get_field", "GET", r"^/api/v4/(leads|contacts|companies)/custom_fields/(\d+)$", answer=CustomField),
+    Operation(
+        "update_field",
+        "PATCH",
+        r"^/api/v4/(leads|contacts|companies)/custom_fields/(\d+)$",
+        body=CustomFieldWrite,
+        answer=CustomField,
     ),
     Operation("oauth_token", "POST", r"^/oauth2/access_token$", body=TokenRequest, answer=TokenAnswer),
 ]

@@ -5,7 +5,7 @@ created on the first run only; a restart changes nothing. `--reset` starts over,
 built-in emulators' data: it refuses as soon as a real Zuora or Kommo is configured.
 
 Like everything in sandbox/, this imports nothing from zkbridge's own apps: it drives them through their
-commands (sync_catalog, import_plan_map, loaddata, kommo_webhook), as an operator would.
+commands (sync_catalog, import_plan_map, loaddata, kommo_plan_field, kommo_webhook), as an operator would.
 """
 
 import secrets
@@ -82,4 +82,5 @@ class Command(BaseCommand):
             # A mapping made while "Growth (2024)" was sellable: it shows the retired-plan path.
             call_command("loaddata", str(FIXTURES / "demo-legacy-mapping.json"), verbosity=0)
             set_setting("demo_connected", True)
+        call_command("kommo_plan_field", verbosity=0)  # the plan field offers what the plan map sells today
         call_command("kommo_webhook", register=True, stdout=self.stdout)

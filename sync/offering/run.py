@@ -1,0 +1,214 @@
+"""Kommo's plan field kept in step with what Zuora sells (issue 29, part 1).
+
+The plan map says which Kommo values sell which Zuora rate plans, in which currency and entity; the catalog mirror
+says from and until when each plan is sellable. Each run compares the plan field's options with that, today:
+
+- a value whose plans are sellable (in some currency and entity) and that Kommo does not offer → an option added
+  (so a new plan appears on its effective date: the run after the catalog sync of that day adds it);
+- a value whose plans are all retired or removed → its option renamed "<value> (retired)": never removed, since
+  Kommo clears a removed option on every deal carrying it (the deals keep their value; the plan map reads the mark
+  off, catalog.planmap.plan_option);
+- a marked option whose plan is sellable again → the mark taken off;
+- an option the plan map does not know → left as it is, and reported.
+
+The field's options are written in one PATCH, all of them with their ids (Kommo removes any left out). A field
+Kommo refuses to change (an administrator's right, a type without options) makes the run report it and change
+nothing. A dry run only compares.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from catalog.models import PlanMapping, normalize
+from catalog.planmap import RETIRED_MARK, plan_option
+from catalog.sellable import Unsellable, sellable_on
+from sync.clients.errors import ApiError, BusinessError
+from sync.clients.kommo import KommoClient
+from sync.offering.models import PlanFieldRun
+from zkbridge.business_time import business_today
+
+log = logging.getLogger("zkbridge.catalog")
+OPTION_TYPES = ("select", "multiselect", "radiobutton")
+SELLABLE, NOT_YET, RETIRED, UNSELLABLE = "sellable", "not yet effective", "retired", "not sellable"
+
+
+@dataclass
+class Offer:
+    """A plan-map value and what Zuora says of it today, per entity and currency."""
+
+    value: str
+    state: str = UNSELLABLE
+    where: list[dict[str, str]] = field(default_factory=list)  # [{entity, currency, verdict}]
+
+
+@dataclass
+class Change:
+    action: str  # add | retire | restore
+    value: str  # the option's text after the change
+    was: str = ""
+    enum_id: int | None = None
+
+
+def offers(today: dt.date) -> dict[str, Offer]:
+    """Every active plan mapping of the plan field, by normalised value: sellable where any of its mappings sells
+    all its rate plans today; not yet effective where none does but one will; retired where every plan ended."""
+    found: dict[str, Offer] = {}
+    states: dict[str, list[str]] = {}
+    mappings = (
+        PlanMapping.objects.filter(kind=PlanMapping.Kind.PLAN, active=True)
+        .select_related("entity")
+        .prefetch_related("mapped_plans__product_rate_plan__product", "mapped_plans__product_rate_plan__charges")
+        .order_by("kommo_value", "currency")
+    )
+    for mapping in mappings:
+        key = normalize(plan_option(mapping.kommo_value))
+        offer = found.setdefault(key, Offer(value=plan_option(mapping.kommo_value)))
+        verdicts = [sellable_on(item.product_rate_plan, today, mapping.currency) for item in mapping.mapped_plans.all()]
+        if not verdicts:
+            state, said = UNSELLABLE, "maps to no rate plan"
+        elif all(v.ok for v in verdicts):
+            state, said = (
+                SELLABLE,
+                "sellable" + next((f", retires {v.retires_on:%Y-%m-%d}" for v in verdicts if v.retires_on), ""),
+            )
+        else:
+            refused = [v for v in verdicts if not v.ok]
+            if any(v.ended for v in refused):
+                state = RETIRED
+            elif any(v.code == Unsellable.NOT_YET_EFFECTIVE for v in refused):
+                state = NOT_YET
+            else:
+                state = UNSELLABLE
+            said = refused[0].reason
+        states.setdefault(key, []).append(state)
+        offer.where.append(
+            {"entity": mapping.entity.name if mapping.entity else "", "currency": mapping.currency, "verdict": said}
+        )
+    for key, offer in found.items():
+        seen = states[key]
+        offer.state = next((s for s in (SELLABLE, NOT_YET, RETIRED) if s in seen), UNSELLABLE)
+    return found
+
+
+def marked(text: str) -> bool:
+    return plan_option(text) != str(text).strip()
+
+
+def compare(options: list[dict], wanted: dict[str, Offer]) -> tuple[list[Change], list[dict[str, Any]]]:
+    """The changes that bring the options in step with `wanted`, and the comparison, one row per value."""
+    changes: list[Change] = []
+    rows: list[dict[str, Any]] = []
+    by_key = {normalize(plan_option(o.get("value") or "")): o for o in options}
+    for key, offer in sorted(wanted.items()):
+        option = by_key.get(key)
+        text = str(option.get("value")) if option else ""
+        change = None
+        if offer.state == SELLABLE and option is None:
+            change = Change("add", offer.value)
+        elif option is not None and offer.state == SELLABLE and marked(text):
+            change = Change("restore", plan_option(text), was=text, enum_id=option["id"])
+        elif option is not None and offer.state == RETIRED and not marked(text):
+            change = Change("retire", f"{text}{RETIRED_MARK}", was=text, enum_id=option["id"])
+        if change is not None:
+            changes.append(change)
+        rows.append(
+            {
+                "value": offer.value,
+                "kommo": text or "not offered",
+                "state": offer.state,
+                "zuora": offer.where,
+                "change": describe(change) if change else "",
+            }
+        )
+    for key, option in by_key.items():
+        if key not in wanted:
+            rows.append(
+                {
+                    "value": plan_option(str(option.get("value"))),
+                    "kommo": str(option.get("value")),
+                    "state": "not in the plan map",
+                    "zuora": [],
+                    "change": "kept (the plan map does not know it: map it, or remove it in Kommo)",
+                }
+            )
+    return changes, rows
+
+
+def describe(change: Change) -> str:
+    if change.action == "add":
+        return f"add '{change.value}'"
+    if change.action == "retire":
+        return f"mark '{change.was}' retired (deals keep it)"
+    return f"offer '{change.value}' again"
+
+
+def options_after(options: list[dict], changes: list[Change]) -> list[dict]:
+    """The field's options as one PATCH gives them: every existing one with its id (renamed where a change says),
+    then the new ones after the last."""
+    renamed = {c.enum_id: c.value for c in changes if c.enum_id is not None}
+    result = [
+        {"id": o["id"], "value": renamed.get(o["id"], o["value"]), "sort": int(o.get("sort") or 0)} for o in options
+    ]
+    sort = max([r["sort"] for r in result] + [0])
+    for change in changes:
+        if change.action == "add":
+            sort += 10
+            result.append({"value": change.value, "sort": sort})
+    return result
+
+
+def run(*, dry_run: bool = False, requested_by: str = "", today: dt.date | None = None) -> PlanFieldRun:
+    """Compare the plan field with what Zuora sells today and, unless `dry_run`, make Kommo offer it."""
+    record = PlanFieldRun.objects.create(dry_run=dry_run, requested_by=requested_by[:150])
+    field_id = settings.KOMMO_PLAN_FIELD_ID
+    record.field_id = field_id
+    try:
+        if not field_id:
+            raise Refused("KOMMO_PLAN_FIELD_ID is not set: there is no plan field to keep in step")
+        kommo = KommoClient.from_settings()
+        definition = kommo.custom_field("leads", field_id)
+        if definition is None:
+            raise Refused(f"Kommo has no lead field {field_id} (KOMMO_PLAN_FIELD_ID)")
+        if definition.get("type") not in OPTION_TYPES:
+            raise Refused(
+                f"the plan field {field_id} ('{definition.get('name')}') is a {definition.get('type')} field, which "
+                f"has no options to keep: make it a list (select) field in Kommo"
+            )
+        options = [o for o in definition.get("enums") or [] if isinstance(o, dict) and "id" in o]
+        changes, rows = compare(options, offers(today or business_today()))
+        record.changes = [asdict(c) for c in changes]
+        record.rows = rows
+        if changes and not dry_run:
+            try:
+                kommo.set_field_options("leads", field_id, options_after(options, changes))
+            except BusinessError as exc:
+                raise Refused(f"Kommo refused to change the plan field's options: {exc.message}") from None
+        record.ok = True
+    except Refused as exc:
+        record.error = str(exc)
+    except ApiError as exc:
+        record.error = f"Kommo could not be asked: {exc}"
+    record.finished_at = timezone.now()
+    record.save()
+    if record.error:
+        log.warning("plan field run %s: %s", record.id, record.error)
+    else:
+        log.info("plan field run %s: %s change(s)%s", record.id, len(record.changes), " (dry run)" if dry_run else "")
+    return record
+
+
+class Refused(Exception):
+    """The run cannot change the field: why, for the report."""
+
+
+def scheduled(dry_run: bool = False, requested_by: str = "schedule") -> str:
+    """django-q2 entry point: after each catalog sync (and the admin's buttons)."""
+    record = run(dry_run=dry_run, requested_by=requested_by)
+    return record.error or f"{len(record.changes)} change(s)"
