@@ -55,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "zuora_usage_unique_key": False,
     # The tenant's notification (communication) profiles; a new account gets the first.
     "zuora_communication_profiles": ["CP-STANDARD", "CP-SILENT"],
+    # The tenant's callout notifications (payments): where Zuora posts them, with which Basic credentials. None: off.
+    "zuora_callout": None,
 }
 
 

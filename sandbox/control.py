@@ -167,6 +167,32 @@ def bill_subscription(request: HttpRequest, number: str) -> HttpResponse:
     return JsonResponse({"subscriptionNumber": number, "chargedThroughDate": through.isoformat()})
 
 
+@csrf_exempt
+@local_only
+def account_payment(request: HttpRequest, number: str) -> HttpResponse:
+    """POST {"amount": "300.00", "outcome": "processed" | "failed"}: a payment run charges the account; a processed
+    payment pays its oldest invoices, a failed one changes nothing (Zuora then sends its callout)."""
+    from decimal import Decimal, InvalidOperation
+
+    from sandbox.models import ZAccount
+    from sandbox.zuora_subscriptions import pay
+
+    if request.method != "POST":
+        return _bad("use POST", 405)
+    try:
+        body = json_body(request)
+        amount = Decimal(str(body["amount"]))
+        outcome = str(body.get("outcome") or "processed")
+        assert outcome in ("processed", "failed") and amount > 0
+    except (ValueError, KeyError, TypeError, InvalidOperation, AssertionError):
+        return _bad('body must be {"amount": "<positive number>", "outcome": "processed" | "failed"}')
+    account = ZAccount.objects.filter(account_number=number).first()
+    if account is None:
+        return _bad("no such account", 404)
+    unapplied = pay(account, amount) if outcome == "processed" else Decimal(0)
+    return JsonResponse({"accountNumber": number, "outcome": outcome, "unapplied": str(unapplied)})
+
+
 @local_only
 def state(request: HttpRequest) -> HttpResponse:
     calls = RequestLog.objects.values("service", "method", "path").annotate(n=Count("id")).order_by("service", "path")

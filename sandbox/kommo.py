@@ -586,7 +586,88 @@ def contacts(request: HttpRequest) -> HttpResponse:
 
 @kommo_view
 def companies(request: HttpRequest) -> HttpResponse:
+    if request.method == "PATCH":
+        try:
+            body = json_body(request)
+        except ValueError:
+            return problem(400, "Bad Request", "The body must be JSON")
+        if not isinstance(body, list) or not body or len(body) > 250:
+            return problem(400, "Bad Request", "Expected an array of 1 to 250 companies")
+        return _patch_companies(request, body)
     return by_ids(request, KCompany.objects.all(), "companies", company_json)
+
+
+def company_fields() -> dict[int, Field]:
+    from sandbox.models import KField
+
+    return {f.id: Field(f.name, f.type, f.enums) for f in KField.objects.filter(entity_type="companies")}
+
+
+def _patch_companies(request: HttpRequest, items: list, single: bool = False) -> HttpResponse:
+    """PATCH companies (their name and custom fields), all or nothing, as leads are."""
+    known = company_fields()
+    refused = refused_entities("kommo", request, PREFIX)
+    named = [int(item["id"]) for item in items if isinstance(item, dict) and str(item.get("id", "")).isdigit()]
+    locked = {c.id: c for c in KCompany.objects.select_for_update().filter(id__in=named).order_by("id")}
+    by_entry: dict[int, list[dict]] = {}
+    for index, item in enumerate(items):
+        errors = by_entry.setdefault(index, [])
+        if not isinstance(item, dict) or not str(item.get("id", "")).isdigit():
+            errors.append({"code": "NotSupportedChoice", "path": "id", "detail": "id is required"})
+            continue
+        if int(item["id"]) not in locked:
+            errors.append({"code": "NotFound", "path": "id", "detail": f"Company {item['id']} not found"})
+        if int(item["id"]) in refused:
+            errors.append({"code": "InvalidValue", "path": "custom_fields_values", "detail": refused[int(item["id"])]})
+        for f_index, field in enumerate(item.get("custom_fields_values") or []):
+            if not isinstance(field, dict) or field.get("field_id") not in known:
+                errors.append(
+                    {
+                        "code": "NotSupportedChoice",
+                        "path": f"custom_fields_values.{f_index}.field_id",
+                        "detail": "The value you have provided is not supported",
+                    }
+                )
+            elif field.get("values") is not None:
+                if not isinstance(field["values"], list) or not field["values"]:
+                    errors.append(
+                        {
+                            "code": "FieldMissing",
+                            "path": f"custom_fields_values.{f_index}.values",
+                            "detail": "This field is missing",
+                        }
+                    )
+                else:
+                    errors += _value_errors(known[field["field_id"]], field["values"], f_index)
+    by_entry = {index: errors for index, errors in by_entry.items() if errors}
+    if by_entry:
+        return problem(400, "Bad Request", "Request validation failed", by_entry=by_entry)
+    now = unix_now()
+    shaped = []
+    for item in items:
+        company = locked[int(item["id"])]
+        if "name" in item:
+            company.name = str(item["name"])[:255]
+        values = {f["field_id"]: f for f in company.custom_fields_values or []}
+        for field in item.get("custom_fields_values") or []:
+            definition = known[field["field_id"]]
+            if field.get("values") is None:
+                values.pop(field["field_id"], None)
+                continue
+            values[field["field_id"]] = {
+                "field_id": field["field_id"],
+                "field_name": definition.name,
+                "field_code": None,
+                "field_type": definition.type,
+                "values": [{"value": v.get("value")} for v in field["values"]],
+            }
+        company.custom_fields_values = list(values.values()) or None
+        company.updated_at = now
+        company.save()
+        shaped.append({"id": company.id, "updated_at": now, "_links": link_to(f"/api/v4/companies/{company.id}")})
+    if single:
+        return JsonResponse(shaped[0])
+    return JsonResponse({"_links": link_to("/api/v4/companies"), "_embedded": {"companies": shaped}})
 
 
 @kommo_view
@@ -597,6 +678,14 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
 
 @kommo_view
 def company_detail(request: HttpRequest, company_id: int) -> HttpResponse:
+    if request.method == "PATCH":
+        try:
+            body = json_body(request)
+        except ValueError:
+            return problem(400, "Bad Request", "The body must be JSON")
+        if not isinstance(body, dict):
+            return problem(400, "Bad Request", "Expected a JSON object")
+        return _patch_companies(request, [{**body, "id": company_id}], single=True)
     company = KCompany.objects.filter(id=company_id).first()
     return JsonResponse(company_json(company)) if company else HttpResponse(status=204)
 

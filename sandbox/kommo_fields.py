@@ -28,9 +28,24 @@ def plan_enum_id(value: str) -> int:
     return 553300 + int(hashlib.md5(value.encode()).hexdigest()[:4], 16) % 100  # noqa: S324 (an id, not a secret)
 
 
+# The demo account's company fields that receive the customer's billing health.
+COMPANY_FIELDS = {
+    882001: ("Billing status", "text"),
+    882002: ("MRR", "numeric"),
+    882003: ("Renews or ends", "date"),
+    882004: ("Balance", "numeric"),
+    882005: ("Overdue", "numeric"),
+    882006: ("Last payment", "text"),
+    882007: ("Zuora account", "url"),
+}
+
+
 def seed_fields() -> None:
-    """The demo account's lead fields (sandbox.kommo.LEAD_FIELDS), the plan field with its options."""
+    """The demo account's lead fields (sandbox.kommo.LEAD_FIELDS), the plan field with its options, and its
+    company fields."""
     KField.objects.all().delete()
+    for sort, (field_id, (name, kind)) in enumerate(COMPANY_FIELDS.items()):
+        KField.objects.create(id=field_id, entity_type="companies", name=name, type=kind, sort=(sort + 1) * 10)
     for sort, (field_id, (name, kind)) in enumerate(LEAD_FIELDS.items()):
         enums = None
         if kind == "select":

@@ -273,6 +273,21 @@ class ZUsageImport(InEntity):
     objects = EntityScoped("entity")
 
 
+class ZInvoice(models.Model):
+    """A posted invoice of a bill run, and what is still owed on it (payments reduce its balance)."""
+
+    account = models.ForeignKey(ZAccount, on_delete=models.CASCADE, related_name="invoices")
+    invoice_number = models.CharField(max_length=30, unique=True)
+    invoice_date = models.DateField()
+    due_date = models.DateField()
+    amount = models.DecimalField(max_digits=18, decimal_places=2)
+    balance = models.DecimalField(max_digits=18, decimal_places=2)
+    status = models.CharField(max_length=20, default="Posted")
+
+    class Meta:
+        ordering = ["invoice_date", "id"]
+
+
 class ZUsage(models.Model):
     unique_key = models.CharField(max_length=100, blank=True, db_index=True)  # each import looks its keys up
     account_number = models.CharField(max_length=30)

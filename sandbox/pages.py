@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -30,6 +31,47 @@ FIELD_NAMES = {
 def shown(field_id: int | None, value: object) -> str:
     """A field's value as Kommo's card shows it: a date field's Unix time as its date."""
     if LEAD_FIELDS.get(field_id or 0, ("", ""))[1] == "date" and str(value).lstrip("-").isdigit():
+        return dt.datetime.fromtimestamp(int(str(value)), dt.UTC).date().isoformat()
+    return str(value)
+
+
+@require_POST
+def zuora_account_action(request: HttpRequest, number: str) -> HttpResponse:
+    """The demo's bill run and payment run on one account: "bill" invoices its active subscriptions through today;
+    "paid" and "failed" run a payment of what it owes (a month's MRR when it owes nothing) and post Zuora's
+    callout."""
+    from decimal import Decimal
+
+    from django.contrib import messages
+
+    from sandbox.zuora_callouts import send
+    from sandbox.zuora_subscriptions import bill_through, pay, plan_mrr
+
+    account = get_object_or_404(ZAccount, account_number=number)
+    action = request.POST.get("action", "")
+    today = timezone.localdate()
+    subs = [s for s in ZSubscription.objects.filter(account=account, status="Active").order_by("-version")]
+    latest = {s.subscription_number: s for s in reversed(subs)}
+    if action == "bill":
+        for sub_number in latest:
+            bill_through(sub_number, today)
+        messages.info(request, f"{number}: billed through {today:%Y-%m-%d}")
+    elif action in ("paid", "failed"):
+        owed = sum((i.balance for i in account.invoices.all()), Decimal(0))
+        monthly = sum((plan_mrr(p) for s in latest.values() for p in s.rate_plans), Decimal(0))
+        amount = owed if owed > 0 else monthly
+        if action == "paid":
+            pay(account, amount)
+        event = "PaymentProcessed" if action == "paid" else "PaymentProcessingError"
+        said = send(event, account, amount.quantize(Decimal("0.01")), next(iter(latest), "") or "")
+        messages.info(request, f"{number}: payment of {amount:.2f} {action}; {said}")
+    return redirect("sandbox-zuora-home")
+
+
+def shown_company(field_id: int | None, value: object) -> str:
+    from sandbox.kommo_fields import COMPANY_FIELDS
+
+    if COMPANY_FIELDS.get(field_id or 0, ("", ""))[1] == "date" and str(value).lstrip("-").isdigit():
         return dt.datetime.fromtimestamp(int(str(value)), dt.UTC).date().isoformat()
     return str(value)
 
@@ -63,6 +105,13 @@ def kommo_home(request: HttpRequest) -> HttpResponse:
             {
                 "lead": lead,
                 "stage": STAGES.get(lead.status_id, lead.status_id),
+                "company_fields": [
+                    (
+                        f.get("field_name"),
+                        ", ".join(shown_company(f.get("field_id"), v.get("value")) for v in f.get("values") or []),
+                    )
+                    for f in (lead.company.custom_fields_values if lead.company else None) or []
+                ],
                 "fields": fields,
                 "notes": notes.get(lead.id, []),
                 "tasks": tasks.get(lead.id, []),
@@ -152,10 +201,11 @@ def plan_lines(subscription: ZSubscription, today: dt.date) -> list[dict]:
 
 def zuora_home(request: HttpRequest) -> HttpResponse:
     today = timezone.localdate()
-    accounts = list(ZAccount.objects.order_by("-id")[:200])
+    accounts = list(ZAccount.objects.prefetch_related("invoices").order_by("-id")[:200])
     subscriptions = list(ZSubscription.objects.select_related("account").order_by("-id")[:200])
     for account in accounts:
         account.fields = custom_fields(account.custom_fields)
+        account.owes = f"{sum((i.balance for i in account.invoices.all()), Decimal(0)):.2f} {account.currency}"
     for subscription in subscriptions:
         subscription.fields = custom_fields(subscription.custom_fields)
         subscription.plans = plan_lines(subscription, today)

@@ -43,6 +43,7 @@ z = [
     path("zuora/v1/usage/<str:import_id>/status", zuora_usage.usage_status),
 ]
 k = [
+    path("zuora/demo/accounts/<str:number>/", pages.zuora_account_action),
     path("kommo/", pages.kommo_home, name="sandbox-kommo-home"),
     path("kommo/demo/leads/<int:lead_id>/move/", pages.kommo_move),
     path("kommo/demo/leads/<int:lead_id>/plan/", pages.kommo_plan),
@@ -79,5 +80,6 @@ c = [
     path("control/kommo/leads/<int:lead_id>/status", control.lead_status),
     path("control/kommo/leads", control.generate_leads),
     path("control/zuora/subscriptions/<str:number>/bill", control.bill_subscription),
+    path("control/zuora/accounts/<str:number>/payment", control.account_payment),
 ]
 urlpatterns = z + k + c

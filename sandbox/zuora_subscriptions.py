@@ -28,7 +28,7 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from sandbox.models import ZAccount, ZOrder, ZSubscription
+from sandbox.models import ZAccount, ZInvoice, ZOrder, ZSubscription
 from sandbox.zuora import Reject, failure, zuora_view
 
 SUBSCRIPTIONS = 500000  # resource code of subscription errors in this emulator
@@ -484,12 +484,61 @@ def order_detail(request: HttpRequest, order_number: str) -> HttpResponse:
     return JsonResponse({"success": True})
 
 
+def invoice(sub: ZSubscription, through: dt.date) -> ZInvoice | None:
+    """The invoice of a bill run: the subscription's recurring charges from where it was billed to `through`
+    (a month's MRR per month begun), due after the account's payment term ("Net 30": 30 days)."""
+    start = sub.charged_through_date or sub.contract_effective_date
+    # Billed in advance: every period that begins on or before `through` (the charged-through date is the day
+    # after the last billed one).
+    months = 0
+    while _month_after(start, months) <= through:
+        months += 1
+    amount = sum((plan_mrr(plan) for plan in sub.rate_plans if in_force(plan)), Decimal(0)) * max(months, 0)
+    if amount <= 0:
+        return None
+    account = sub.account
+    today = dt.date.today()
+    term = account.payment_term or ""
+    days = int(term.split()[-1]) if term.lower().startswith("net") and term.split()[-1].isdigit() else 0
+    count = ZInvoice.objects.count() + 1
+    return ZInvoice.objects.create(
+        account=account,
+        invoice_number=f"INV{count:08d}",
+        invoice_date=today,
+        due_date=today + dt.timedelta(days=days),
+        amount=amount.quantize(Decimal("0.01")),
+        balance=amount.quantize(Decimal("0.01")),
+    )
+
+
+def _month_after(day: dt.date, months: int) -> dt.date:
+    import calendar
+
+    month = day.month - 1 + months
+    year, month = day.year + month // 12, month % 12 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def pay(account: ZAccount, amount: Decimal) -> Decimal:
+    """A processed payment applied to the oldest invoices still owed; what was not applied (a credit) returned."""
+    left = amount
+    for inv in ZInvoice.objects.filter(account=account, balance__gt=0).order_by("invoice_date", "id"):
+        if left <= 0:
+            break
+        applied = min(left, inv.balance)
+        inv.balance -= applied
+        inv.save(update_fields=["balance"])
+        left -= applied
+    return left
+
+
 def bill_through(number: str, through: dt.date) -> ZSubscription | None:
     """A bill run: the subscription's charges are invoiced through `through`; the orders that changed it
     so far are then part of an invoice (Zuora refuses to delete them)."""
     sub = latest(number)
     if sub is None:
         return None
+    invoice(sub, through)
     plans = [
         {**plan, "charges": [{**c, "chargedThroughDate": through.isoformat()} for c in plan.get("charges") or []]}
         if in_force(plan)

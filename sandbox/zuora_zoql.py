@@ -1,8 +1,10 @@
 """ZOQL in the Zuora emulator: POST /v1/action/query and /v1/action/queryMore (≤ 2000 records a page).
 
 A subset of the language: `select f1, f2 from Object [where cond [and cond]…]` with conditions
-`field = 'v'`, `field != 'v'`, `field = null`, `field != null`.
-Objects: Account, Subscription, RatePlan, RatePlanCharge, UnitOfMeasure — each with every field Zuora defines
+`field = 'v'`, `field != 'v'`, `field = null`, `field != null`, and `<`, `<=`, `>`, `>=` against a number or a
+quoted date (`Balance > 0`, `DueDate < '2026-12-06'`).
+Objects: Account (its Balance: what its invoices still owe), Subscription, RatePlan, RatePlanCharge, Invoice,
+UnitOfMeasure — each with every field Zuora defines
 on it (zuora_objects.py): a field the emulator keeps no value for answers null, a field the object does not have
 is refused. Field names are matched without regard to case and answered as Zuora spells them.
 As in Zuora, Subscription and RatePlan rows cover every version of a subscription (earlier versions have
@@ -15,12 +17,13 @@ from __future__ import annotations
 import base64
 import json
 import re
+from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from sandbox.common import json_body
-from sandbox.models import ZAccount, ZSubscription, ZUnitOfMeasure
+from sandbox.models import ZAccount, ZInvoice, ZSubscription, ZUnitOfMeasure
 from sandbox.zuora import failure, zuora_view
 from sandbox.zuora_objects import FIELDS
 from sandbox.zuora_subscriptions import charged_through, rate_plan_id
@@ -29,7 +32,7 @@ PAGE = 2000
 QUERY = re.compile(
     r"^\s*select\s+(?P<fields>.+?)\s+from\s+(?P<object>\w+)(?:\s+where\s+(?P<where>.+?))?\s*$", re.I | re.S
 )
-CONDITION = re.compile(r"^\s*(\w+)\s*(=|!=)\s*(null|'(?:[^'\\]|\\.)*')\s*$", re.I)
+CONDITION = re.compile(r"^\s*(\w+)\s*(=|!=|>=|<=|>|<)\s*(null|'(?:[^'\\]|\\.)*'|-?\d+(?:\.\d+)?)\s*$", re.I)
 
 
 def _day(value) -> str | None:
@@ -49,10 +52,27 @@ def _accounts() -> list[dict[str, Any]]:
             "BillCycleDay": a.bill_cycle_day,
             "PaymentTerm": a.payment_term,
             "AutoPay": False,
+            "Balance": float(sum((i.balance for i in a.invoices.all()), Decimal(0))),
             "CreatedDate": a.created.isoformat(),
             **a.custom_fields,
         }
-        for a in ZAccount.objects.order_by("id")
+        for a in ZAccount.objects.prefetch_related("invoices").order_by("id")
+    ]
+
+
+def _invoices() -> list[dict[str, Any]]:
+    return [
+        {
+            "Id": str(i.id),
+            "AccountId": str(i.account_id),
+            "InvoiceNumber": i.invoice_number,
+            "InvoiceDate": _day(i.invoice_date),
+            "DueDate": _day(i.due_date),
+            "Amount": float(i.amount),
+            "Balance": float(i.balance),
+            "Status": i.status,
+        }
+        for i in ZInvoice.objects.order_by("id")
     ]
 
 
@@ -150,6 +170,7 @@ OBJECTS = {
     "Subscription": _subscriptions,
     "RatePlan": _rate_plans,
     "RatePlanCharge": _rate_plan_charges,
+    "Invoice": _invoices,
 }
 BY_LOWER = {name.lower(): name for name in OBJECTS}
 
@@ -180,16 +201,40 @@ def _run(query: str) -> list[dict[str, Any]]:
             raise ValueError(f"unsupported condition: {part.strip()}")
         name, op, value = cond.groups()
         name = _field(object_name, name)
-        conditions.append((name, op, None if value.lower() == "null" else value[1:-1].replace("\\'", "'")))
+        if value.lower() == "null":
+            conditions.append((name, op, None))
+        elif value.startswith("'"):
+            conditions.append((name, op, value[1:-1].replace("\\'", "'")))
+        else:
+            conditions.append((name, op, Decimal(value)))
     rows = []
     for record in OBJECTS[object_name]():
-        ok = all(
-            (record.get(n) not in (None, "")) == (op == "!=") if v is None else (str(record.get(n)) == v) == (op == "=")
-            for n, op, v in conditions
-        )
-        if ok:
+        if all(_holds(record.get(n), op, v) for n, op, v in conditions):
             rows.append({f: record.get(f) for f in fields})
     return rows
+
+
+def _holds(have: Any, op: str, value: Any) -> bool:
+    """One condition: = and != against a string or null; <, <=, >, >= against a number or a date ('2026-12-06')."""
+    if value is None:
+        return (have not in (None, "")) == (op == "!=")
+    if op in ("=", "!="):
+        same = str(have) == str(value) if not isinstance(value, Decimal) else _number(have) == value
+        return same == (op == "=")
+    if have in (None, ""):
+        return False
+    left: Any = _number(have) if isinstance(value, Decimal) else str(have)
+    right: Any = value
+    if left is None:
+        return False
+    return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+
+
+def _number(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value))
+    except ArithmeticError:
+        return None
 
 
 def _page(rows: list[dict], offset: int, query: str) -> JsonResponse:

@@ -20,6 +20,7 @@ from sync.admin_common import (
     LeadIdSearchAdmin,
     ViewOnlyAdmin,
     age,
+    breakable,
     deal_cell,
     kommo_lead_url,
     outside_links,
@@ -118,7 +119,7 @@ class SyncRecordAdmin(LeadIdSearchAdmin):
     @admin.display(description="what")
     def what(self, obj: SyncRecord) -> str:
         number = obj.zuora_subscription_number or obj.zuora_account_number
-        summary = obj.summary[:80] + ("…" if len(obj.summary) > 80 else "")
+        summary = breakable(obj.summary[:80] + ("…" if len(obj.summary) > 80 else ""))
         return format_html('{}<span class="zk-sub">{}</span>', summary or "—", number) if number else summary or "—"
 
     @admin.display(description="age", ordering="created_at")

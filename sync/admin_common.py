@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.conf import settings
 from django.contrib import admin
 from django.utils.html import format_html
@@ -25,6 +27,12 @@ class LeadIdSearchAdmin(admin.ModelAdmin):
         if search_term.strip().isdigit():
             results |= queryset.filter(kommo_lead_id=int(search_term.strip()))
         return results, distinct
+
+
+def breakable(text: str) -> str:
+    """A text whose long CamelCase words (Zuora's event names: PaymentProcessingError) may wrap between their
+    parts in a narrow column."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "\u200b", text)
 
 
 def kommo_lead_url(lead_id: int) -> str:

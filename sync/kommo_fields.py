@@ -1,6 +1,6 @@
-"""The Kommo lead fields zkbridge reads and writes: which are configured, whether Kommo has them with a type that
-works, and creating the ones that are missing (issue 29, part 4). Field ids are settings (environment variables):
-a field found or created is reported with the variable to set."""
+"""The Kommo lead and company fields zkbridge reads and writes: which are configured, whether Kommo has them with a
+type that works, and creating the ones that are missing (issue 29, part 4). Field ids are settings (environment
+variables): a field found or created is reported with the variable to set."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class Need:
     purpose: str
     name: str  # the name zkbridge gives the field it creates
     types: tuple[str, ...]  # the Kommo types that work; the first is the one created
-    required: bool = False
+    entity: str = "leads"
 
     def configured(self) -> int | None:
         if ":" in self.setting:
@@ -51,20 +51,34 @@ NEEDS = (
     ),
     Need("KOMMO_PREVIEW_FIELD_IDS:first_invoice_date", "the first invoice's date", "First invoice date", ("date",)),
     Need("KOMMO_PREVIEW_FIELD_IDS:term", "the quote's term", "Quote term", ("text",)),
+    *(
+        Need(f"KOMMO_COMPANY_HEALTH_FIELD_IDS:{name}", purpose, label, types, "companies")
+        for name, purpose, label, types in (
+            ("status", "the customer's subscription status", "Billing status", ("text",)),
+            ("mrr", "the customer's MRR", "MRR", ("numeric", "monetary", "text")),
+            ("renewal", "the next renewal or end date", "Renews or ends", ("date",)),
+            ("balance", "the account's balance", "Balance", ("numeric", "monetary", "text")),
+            ("overdue", "what is overdue", "Overdue", ("numeric", "monetary", "text")),
+            ("last_payment", "the last payment's outcome", "Last payment", ("text",)),
+            ("account_link", "a link to the Zuora account", "Zuora account", ("url", "text")),
+        )
+    ),
 )
 
 
 def report(kommo: KommoClient) -> list[dict[str, Any]]:
     """Each field zkbridge can use: its setting, what Kommo has, and what to do."""
-    fields = kommo.custom_fields("leads")
-    by_id = {f.get("id"): f for f in fields}
-    by_name = {str(f.get("name") or "").strip().casefold(): f for f in fields}
+    definitions = {entity: kommo.custom_fields(entity) for entity in ("leads", "companies")}
     rows = []
     for need in NEEDS:
+        fields = definitions[need.entity]
+        by_id = {f.get("id"): f for f in fields}
+        by_name = {str(f.get("name") or "").strip().casefold(): f for f in fields}
         configured = need.configured()
         field = by_id.get(configured) if configured else None
         if configured and field is None:
-            state, todo = "missing", f"Kommo has no lead field {configured}: fix {need.setting.split(':')[0]}"
+            what = "lead" if need.entity == "leads" else "company"
+            state, todo = "missing", f"Kommo has no {what} field {configured}: fix {need.setting.split(':')[0]}"
         elif field is not None and field.get("type") not in need.types:
             state, todo = "wrong type", f"a {field.get('type')} field; zkbridge needs {' or '.join(need.types)}"
         elif field is not None:
@@ -81,6 +95,7 @@ def report(kommo: KommoClient) -> list[dict[str, Any]]:
         rows.append(
             {
                 "setting": need.setting,
+                "entity": "lead" if need.entity == "leads" else "company",
                 "purpose": need.purpose,
                 "configured": configured,
                 "name": (field or {}).get("name") or "",
@@ -103,13 +118,16 @@ def create_missing(requested_by: str = "") -> str:
     """Create every field zkbridge can use that is neither configured nor found by its name in Kommo (one POST);
     says which variables to set. A worker runs it (the admin's "Create missing fields")."""
     kommo = KommoClient.from_settings()
-    fields = kommo.custom_fields("leads")
-    names = {str(f.get("name") or "").strip().casefold() for f in fields}
-    wanted = [need for need in NEEDS if not need.configured() and need.name.casefold() not in names]
-    if not wanted:
+    said = []
+    for entity in ("leads", "companies"):
+        names = {str(f.get("name") or "").strip().casefold() for f in kommo.custom_fields(entity)}
+        wanted = [n for n in NEEDS if n.entity == entity and not n.configured() and n.name.casefold() not in names]
+        if not wanted:
+            continue
+        created = kommo.add_fields(entity, [{"name": need.name, "type": need.types[0]} for need in wanted])
+        said += [assignment(need, field["id"]) for need, field in zip(wanted, created, strict=False) if "id" in field]
+    if not said:
         return "nothing to create: every field is configured or exists in Kommo"
-    created = kommo.add_fields("leads", [{"name": need.name, "type": need.types[0]} for need in wanted])
-    said = [assignment(need, field["id"]) for need, field in zip(wanted, created, strict=False) if "id" in field]
     from sync.ops.connections import request_check
 
     request_check(requested_by or "creating Kommo fields")

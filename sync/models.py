@@ -130,7 +130,7 @@ class SyncRecord(models.Model):
         PLAN_MIGRATION = "plan_migration", "Plan migration (off a retired plan)"
         BILLING_EVENT = "billing_event", "Billing event"
         USAGE_BATCH = "usage_batch", "Usage batch"
-        QUOTE_PREVIEW = "quote_preview", "Quote preview (before Won)"
+        QUOTE_PREVIEW = "quote_preview", "Quote preview"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -484,6 +484,7 @@ class Cursor(models.Model):
 # (Django imports an app's `models` only). Import a model from the module that owns it.
 from sync.billing.models import BillingEventRule  # noqa: E402,F401
 from sync.flows.models import CustomerAccount, EntityRoute  # noqa: E402,F401
+from sync.health.models import BillingHealth  # noqa: E402,F401
 from sync.lifecycle.models import Subscription  # noqa: E402,F401
 from sync.migration.models import MigrationRule, MigrationRun  # noqa: E402,F401
 from sync.offering.models import PlanFieldRun  # noqa: E402,F401

@@ -33,6 +33,7 @@ ADMIN_MODULES = (
     "sync.reconcile.admin",
     "sync.preview.admin",
     "sync.offering.admin",
+    "sync.health.admin",
 )
 # Actions that are a person's work in Zuora or Kommo (the report links there); every other action has a fix.
 MANUAL_ACTIONS = frozenset({"open_zuora", "open_kommo", "plan_migration"})

@@ -10,6 +10,7 @@ SCHEDULES = [
     ("zkbridge: submit usage to Zuora", "sync.usage.batches.create_batches", 15),
     ("zkbridge: reconcile Kommo, zkbridge and Zuora", "sync.reconcile.scheduled", 24 * 60),
     ("zkbridge: refresh the subscription mirror", "sync.lifecycle.subscription.scheduled_refresh", 24 * 60),
+    ("zkbridge: billing health on Kommo companies", "sync.health.run.scheduled", 24 * 60),
     ("zkbridge: move subscribers off retired plans (migration rules)", "sync.migration.run.scheduled", 24 * 60),
     ("zkbridge: prune old API call bodies and webhook payloads", "sync.ops.retention.prune", 24 * 60),
     ("zkbridge: keep Kommo's refresh token alive", "sync.clients.kommo.keep_refresh_token_alive", 7 * 24 * 60),

@@ -10,7 +10,7 @@ import requests
 from tests.browser import ARTIFACTS, browser_page, login, requires_chromium
 from tests.test_demo import ACME_EXPANSION, UMBRELLA, demo, record_status  # noqa: F401 - the fixture
 
-GLOBEX, INITECH, SOLO = 24312347, 24312348, 24312349
+ACME, GLOBEX, INITECH, SOLO = 24312345, 24312347, 24312348, 24312349
 SIZES = [(1280, 800), (1024, 768)]
 SHOTS = ARTIFACTS / "screens"
 
@@ -39,7 +39,8 @@ def pages(demo) -> list[str]:  # noqa: F811
         "sync/entityroute", "sync/usagerecord", "sync/usagedelivery", "sync/subscription", "sync/migrationrule",
         "sync/migrationrun",
         "sync/reconciliationrun", "sync/discrepancy", "catalog/product", "catalog/productrateplan",
-        "catalog/planmapping", "catalog/zuoraentity", "catalog/unitofmeasure",
+        "catalog/planmapping", "catalog/zuoraentity", "catalog/unitofmeasure", "sync/quotepreview",
+        "sync/planfieldrun", "sync/billinghealth",
     ]  # fmt: skip
     urls = ["/admin/", "/admin/connections/", "/admin/catalog/product/legacy/"]
     for name in lists:
@@ -58,8 +59,24 @@ def make_data(demo) -> None:  # noqa: F811
         requests.post(f"{demo.url}/sandbox/control/kommo/leads/{lead}/status", json={"status_id": 142}, timeout=30)
     demo.wait_until(record_status(ACME_EXPANSION), [("succeeded",)])
     demo.wait_until(record_status(UMBRELLA), [("needs_attention",)])
+    # A quote before Won, and a failed payment Zuora reports on ACME's account (its company's billing health).
+    requests.post(f"{demo.url}/sandbox/control/kommo/leads/{ACME}/status", json={"status_id": 39402113}, timeout=30)
+    demo.wait_until(f"SELECT count(*) FROM sync_quotepreview WHERE lead_id = {ACME} AND mrr IS NOT NULL", [(1,)])
+    [(account,)] = demo.query(
+        f"SELECT zuora_account_number FROM sync_syncrecord WHERE key = 'deal_won:{ACME_EXPANSION}'"
+    )
+    failed = {"eventType": "PaymentProcessingError", "accountNumber": account, "amount": "300", "currency": "USD"}
+    assert requests.post(f"{demo.url}/webhooks/zuora/", json=failed, timeout=30).status_code == 200
+    demo.wait_until(f"SELECT count(*) FROM sync_billinghealth WHERE account_number = '{account}'", [(1,)])
     assert demo.manage("reconcile").returncode in (0, 1)
     assert demo.manage("migrate_plans", "--dry-run").returncode == 0
+    checked = demo.manage(
+        "shell",
+        "-c",
+        "from sync.models import ConnectionCheck; from sync.ops.connections import run_check; "
+        "run_check(ConnectionCheck.objects.create(requested_by='screens').id)",
+    )
+    assert checked.returncode == 0, checked.stderr
     made = demo.manage("drf_create_token", "admin")
     key = made.stdout.split("Generated token ")[1].split()[0]
     usage = [{"kommo_lead_id": ACME_EXPANSION, "uom": "API call", "quantity": "120", "start_date": "2026-11-01",

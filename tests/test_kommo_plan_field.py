@@ -217,6 +217,7 @@ def test_connections_lists_the_fields_and_creates_the_missing_ones(catalog, admi
     settings.KOMMO_PREVIEW_FIELD_IDS = {"mrr": 881290}
     settings.KOMMO_TIERS_FIELD_ID = 881250  # a text field: right type
     settings.KOMMO_CURRENCY_FIELD_ID = 123  # no such field
+    settings.KOMMO_COMPANY_HEALTH_FIELD_IDS = {"status": 882001}
     rows = {r["setting"]: r for r in kommo_fields.report(KommoClientForTest())}
     assert rows["KOMMO_PLAN_FIELD_ID"]["state"] == "ok" and rows["KOMMO_PLAN_FIELD_ID"]["type"] == "select"
     assert rows["KOMMO_CURRENCY_FIELD_ID"]["state"] == "missing"
@@ -227,19 +228,24 @@ def test_connections_lists_the_fields_and_creates_the_missing_ones(catalog, admi
         == "Kommo has 'Expected close' (881242): set KOMMO_CLOSE_DATE_FIELD_ID=881242"
     )
     assert rows["KOMMO_PREVIEW_FIELD_IDS:tcv"]["todo"].endswith("add tcv=881291 to KOMMO_PREVIEW_FIELD_IDS")
-    KField.objects.filter(id__in=[881242, 881291]).delete()
+    assert rows["KOMMO_COMPANY_HEALTH_FIELD_IDS:status"]["state"] == "ok"
+    assert rows["KOMMO_COMPANY_HEALTH_FIELD_IDS:mrr"]["todo"].endswith(
+        "add mrr=882002 to KOMMO_COMPANY_HEALTH_FIELD_IDS"
+    )
+    KField.objects.filter(id__in=[881242, 881291, 882006]).delete()
     with outbound_guard(settings, monkeypatch):  # the admin's request queues the work
         answer = admin_client.post("/admin/connections/", {"action": "create_fields"})
     assert answer.status_code == 302
     said = run_queued("sync.kommo_fields.create_missing")
     created = {f.name: f for f in KField.objects.filter(id__gte=900000)}
     assert created["Expected close"].type == "date" and created["Quote TCV"].type == "numeric"
+    assert (created["Last payment"].entity_type, created["Last payment"].type) == ("companies", "text")
     assert f"set KOMMO_CLOSE_DATE_FIELD_ID={created['Expected close'].id}" in said
     from sync.models import ConnectionCheck
 
     assert ConnectionCheck.objects.get().finished_at is not None  # and the fields were checked again
     page = admin_client.get("/admin/connections/").content.decode()
-    assert "Kommo lead fields" in page and "Create missing fields" in page
+    assert "Kommo fields" in page and "Create missing fields" in page
     assert f"set KOMMO_CLOSE_DATE_FIELD_ID={created['Expected close'].id}" in page
     assert check_connections()["kommo"]["field_list"]["ok"]
 

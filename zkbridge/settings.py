@@ -304,6 +304,9 @@ PREVIEW_FIGURES = ("mrr", "tcv", "first_invoice", "first_invoice_date", "term")
 KOMMO_PREVIEW_STATUS_IDS = config.integers("KOMMO_PREVIEW_STATUS_IDS", "")
 KOMMO_PREVIEW_FIELD_IDS = config.field_ids("KOMMO_PREVIEW_FIELD_IDS", PREVIEW_FIGURES)
 KOMMO_CLOSE_DATE_FIELD_ID = config.integer("KOMMO_CLOSE_DATE_FIELD_ID")
+# The customer's billing health on its Kommo company (docs/configuration.md, "Billing health").
+HEALTH_FIGURES = ("status", "mrr", "renewal", "balance", "overdue", "last_payment", "account_link")
+KOMMO_COMPANY_HEALTH_FIELD_IDS = config.field_ids("KOMMO_COMPANY_HEALTH_FIELD_IDS", HEALTH_FIGURES)
 
 # After Won (docs/configuration.md, "Plan changes and cancellations").
 CANCEL_POLICIES = ("EndOfCurrentTerm", "EndOfLastInvoicePeriod", "SpecificDate")
@@ -345,6 +348,8 @@ if KOMMO_USES_EMULATOR:
         "term": 881294,
     }
     KOMMO_CLOSE_DATE_FIELD_ID = KOMMO_CLOSE_DATE_FIELD_ID or 881242
+    if config.raw("KOMMO_COMPANY_HEALTH_FIELD_IDS") is None:  # the emulator's company fields
+        KOMMO_COMPANY_HEALTH_FIELD_IDS = dict(zip(HEALTH_FIGURES, range(882001, 882008), strict=True))
     KOMMO_PLAN_FIELD_ID = KOMMO_PLAN_FIELD_ID or 881234
     KOMMO_ACCOUNT_FIELD_ID = KOMMO_ACCOUNT_FIELD_ID or 881250
     KOMMO_SUBSCRIPTION_FIELD_ID = KOMMO_SUBSCRIPTION_FIELD_ID or 881251

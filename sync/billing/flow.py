@@ -6,9 +6,13 @@ reconciliation view) instead of being dropped; an event type with no rule is kep
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from sync.billing.models import BillingEventRule
 from sync.billing.rules import due_at, place, render
+from sync.clients.errors import ApiError
 from sync.clients.kommo import KommoClient
+from sync.health.run import after_event
 from sync.kommo_tasks import write_note_once
 from sync.lifecycle.models import Subscription
 from sync.lifecycle.subscription import refresh
@@ -34,6 +38,14 @@ def billing_event(record: SyncRecord) -> None:
         # Renewals, cancellations and amendments change the subscription's current version: re-read it.
         refresh(event.subscription_number)
         record.mark_step("mirror")
+    if settings.KOMMO_COMPANY_HEALTH_FIELD_IDS and event.account_number and not record.step_done("health"):
+        # The customer's billing health on its Kommo company (status, MRR, balance, last payment…): a courtesy
+        # beside the note, so Zuora or Kommo failing it leaves the event's own work to go on.
+        try:
+            said = after_event(event)
+        except ApiError as exc:
+            said = f"not refreshed: {exc}"
+        record.mark_step("health", result=said[:300])
     rule = BillingEventRule.objects.filter(event_type=event.event_type, active=True).first()
     if rule is None:
         raise Ignored(f"no active rule for Zuora event '{event.event_type}': stored, nothing sent to Kommo")

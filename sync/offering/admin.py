@@ -61,7 +61,7 @@ class PlanFieldRunAdmin(ViewOnlyAdmin):
             ),
         )
         return format_html(
-            '<table class="zk-compare"><thead><tr><th>plan</th><th>Kommo offers</th><th>today</th>'
+            '<table class="zk-compare"><thead><tr><th>plan</th><th>Kommo offered</th><th>today</th>'
             "<th>Zuora sells (entity, currency)</th><th>change</th></tr></thead><tbody>{}</tbody></table>",
             rows,
         )

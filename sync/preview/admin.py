@@ -13,22 +13,25 @@ from sync.preview.models import QuotePreview
 
 @admin.register(QuotePreview)
 class QuotePreviewAdmin(ViewOnlyAdmin):
-    list_display = (
-        "lead",
-        "summary",
-        "mrr_shown",
-        "tcv_shown",
-        "first_invoice_shown",
-        "term",
-        "problem_shown",
-        "updated_at",
-    )
+    list_display = ("lead", "summary", "quote", "problem_shown", "updated_at")
     list_filter = (("task_id", admin.EmptyFieldListFilter), "currency")
     search_fields = ("=lead_id", "summary", "problem")
 
     @admin.display(description="Kommo lead", ordering="lead_id")
     def lead(self, row: QuotePreview) -> str:
         return format_html('<a href="{}" target="_blank">{}</a>', kommo_lead_url(row.lead_id), row.lead_id)
+
+    @admin.display(description="Zuora's preview")
+    def quote(self, row: QuotePreview) -> str:
+        if row.mrr is None or not row.currency:
+            return "—"
+        return format_html(
+            "{} MRR · {} TCV<br>first invoice {}<br><small>{}</small>",
+            self.mrr_shown(row),
+            self.tcv_shown(row),
+            self.first_invoice_shown(row),
+            row.term,
+        )
 
     @admin.display(description="MRR", ordering="mrr")
     def mrr_shown(self, row: QuotePreview) -> str:

@@ -372,6 +372,23 @@ class CustomField(BaseModel):
     links: Links | None = Field(default=None, alias="_links")
 
 
+class CompanyWrite(BaseModel):
+    """PATCH /api/v4/companies (an array of these) and /api/v4/companies/{id} (one): CompanyModel::toApi and the
+    "Editing companies" page."""
+
+    id: StrictInt | None = None
+    name: StrictStr | None = None
+    responsible_user_id: StrictInt | None = None
+    created_by: StrictInt | None = None
+    updated_by: StrictInt | None = None
+    created_at: StrictInt | None = None
+    updated_at: StrictInt | None = None
+    custom_fields_values: list[CustomFieldValues] | None = None
+    tags_to_add: list[Tag] | None = None
+    tags_to_delete: list[Tag] | None = None
+    request_id: StrictStr | None = None
+
+
 class EnumWrite(BaseModel):
     """An option of a select field as a field write gives it (the "Updating custom fields" page: `enums` whole,
     each with its `id` when it is an existing option, `value`, `sort`)."""
@@ -489,6 +506,14 @@ OPERATIONS = [
         "list_companies", "GET", r"^/api/v4/companies$", answer=_listing("companies", Party), with_allowed=PARTY_WITH
     ),
     Operation("get_company", "GET", r"^/api/v4/companies/(\d+)$", answer=Party, with_allowed=PARTY_WITH),
+    Operation("update_company", "PATCH", r"^/api/v4/companies/(\d+)$", body=CompanyWrite, answer=Updated),
+    Operation(
+        "update_companies",
+        "PATCH",
+        r"^/api/v4/companies$",
+        body=[CompanyWrite],
+        answer=_listing("companies", Updated),
+    ),
     Operation(
         "add_notes",
         "POST",
@@ -631,6 +656,8 @@ def token_rules(body: Any) -> list[str]:
 RULES = {
     "update_lead": [custom_field_rules],
     "update_leads": [custom_field_rules, batch_rules],
+    "update_company": [custom_field_rules],
+    "update_companies": [custom_field_rules, batch_rules],
     "add_notes": [note_rules, batch_rules],
     "add_tasks": [task_rules, batch_rules],
     "update_task": [task_rules],

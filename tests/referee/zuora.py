@@ -181,6 +181,7 @@ ZOQL_OBJECTS = {
     "subscription": "ExpandedSubscription",
     "rateplan": "ExpandedRatePlan",
     "rateplancharge": "ExpandedRatePlanCharge",
+    "invoice": "ExpandedInvoice",
     "product": "ExpandedProduct",
     "productrateplan": "ExpandedProductRatePlan",
     "productrateplancharge": "ExpandedProductRatePlanCharge",

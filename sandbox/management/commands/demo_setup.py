@@ -83,4 +83,13 @@ class Command(BaseCommand):
             call_command("loaddata", str(FIXTURES / "demo-legacy-mapping.json"), verbosity=0)
             set_setting("demo_connected", True)
         call_command("kommo_plan_field", verbosity=0)  # the plan field offers what the plan map sells today
+        # The tenant's payment notifications post to zkbridge, as an operator sets them up (`zuora_callouts`).
+        set_setting(
+            "zuora_callout",
+            {
+                "url": f"{settings.ZKBRIDGE_URL}/webhooks/zuora/",
+                "username": settings.ZUORA_CALLOUT_USERNAME or "",
+                "password": settings.ZUORA_CALLOUT_PASSWORD or "",
+            },
+        )
         call_command("kommo_webhook", register=True, stdout=self.stdout)
