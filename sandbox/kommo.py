@@ -491,7 +491,7 @@ def _value_errors(field: Field, values: list, f_index: int) -> list[dict]:
             if kind in ("select", "multiselect", "numeric", "date", "checkbox"):
                 errors.append({"code": "InvalidValue", "path": path, "detail": "This value should not be blank."})
             continue
-        if kind == "numeric" and not re.fullmatch(r"-?\d+(\.\d+)?", str(value)):
+        if kind in ("numeric", "price", "monetary") and not re.fullmatch(r"-?\d+(\.\d+)?", str(value)):
             errors.append({"code": "InvalidType", "path": path, "detail": "This value should be of type numeric."})
         if kind == "date" and not str(value).lstrip("-").isdigit():
             errors.append({"code": "InvalidType", "path": path, "detail": "This value should be a Unix timestamp."})
@@ -698,8 +698,91 @@ def catalogs(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"_embedded": {"catalogs": [{"id": i, "name": "Products", "type": "products"} for i in ids]}})
 
 
+def catalog_fields(catalog_id: int) -> dict[int, Field]:
+    from sandbox.models import KField
+
+    return {f.id: Field(f.name, f.type, f.enums) for f in KField.objects.filter(entity_type=f"catalogs/{catalog_id}")}
+
+
+def _patch_elements(request: HttpRequest, catalog_id: int) -> HttpResponse:
+    """PATCH /api/v4/catalogs/{id}/elements: elements' names and fields (by field_id or field_code), all or nothing."""
+    from sandbox.models import KField
+
+    try:
+        items = json_body(request)
+    except ValueError:
+        return problem(400, "Bad Request", "The body must be JSON")
+    if not isinstance(items, list) or not items or len(items) > 250:
+        return problem(400, "Bad Request", "Expected an array of 1 to 250 elements")
+    definitions = list(KField.objects.filter(entity_type=f"catalogs/{catalog_id}"))
+    by_id = {f.id: f for f in definitions}
+    by_code = {f.code: f for f in definitions if f.code}
+    named = [int(i["id"]) for i in items if isinstance(i, dict) and str(i.get("id", "")).isdigit()]
+    locked = {e.id: e for e in KCatalogElement.objects.select_for_update().filter(catalog_id=catalog_id, id__in=named)}
+    refused = refused_entities("kommo", request, PREFIX)
+    by_entry: dict[int, list[dict]] = {}
+    for index, item in enumerate(items):
+        errors = by_entry.setdefault(index, [])
+        if not isinstance(item, dict) or not str(item.get("id", "")).isdigit() or int(item["id"]) not in locked:
+            errors.append({"code": "NotFound", "path": "id", "detail": "Element not found"})
+            continue
+        if "name" in item and not str(item.get("name") or "").strip():
+            errors.append({"code": "FieldMissing", "path": "name", "detail": "This field is missing"})
+        if int(item["id"]) in refused:
+            errors.append({"code": "InvalidValue", "path": "id", "detail": refused[int(item["id"])]})
+        for f_index, field in enumerate(item.get("custom_fields_values") or []):
+            known = by_id.get(field.get("field_id")) if isinstance(field, dict) else None
+            known = known or (by_code.get(field.get("field_code")) if isinstance(field, dict) else None)
+            if known is None:
+                errors.append(
+                    {
+                        "code": "NotSupportedChoice",
+                        "path": f"custom_fields_values.{f_index}.field_id",
+                        "detail": "The value you have provided is not supported",
+                    }
+                )
+            elif field.get("values") is not None:
+                errors += _value_errors(Field(known.name, known.type, known.enums), field["values"], f_index)
+    by_entry = {i: e for i, e in by_entry.items() if e}
+    if by_entry:
+        return problem(400, "Bad Request", "Request validation failed", by_entry=by_entry)
+    shaped = []
+    for item in items:
+        element = locked[int(item["id"])]
+        if "name" in item:
+            element.name = str(item["name"]).strip()[:255]
+        values = {f["field_id"]: f for f in element.custom_fields_values or []}
+        for field in item.get("custom_fields_values") or []:
+            known = by_id.get(field.get("field_id")) or by_code[field.get("field_code")]
+            if field.get("values") is None:
+                values.pop(known.id, None)
+                continue
+            values[known.id] = {
+                "field_id": known.id,
+                "field_name": known.name,
+                "field_code": known.code or None,
+                "field_type": known.type,
+                "values": [{"value": v.get("value")} for v in field["values"]],
+            }
+        element.custom_fields_values = list(values.values()) or None
+        element.save()
+        shaped.append({"id": element.id, "name": element.name, "catalog_id": catalog_id})
+    return JsonResponse({"_embedded": {"elements": shaped}})
+
+
+@kommo_view
+def catalog_custom_fields(request: HttpRequest, catalog_id: int) -> HttpResponse:
+    from sandbox.kommo_fields import field_json
+    from sandbox.models import KField
+
+    fields = KField.objects.filter(entity_type=f"catalogs/{catalog_id}").order_by("sort", "id")
+    return page_of(request, fields, "custom_fields", field_json)
+
+
 @kommo_view
 def catalog_elements(request: HttpRequest, catalog_id: int) -> HttpResponse:
+    if request.method == "PATCH":
+        return _patch_elements(request, catalog_id)
     return page_of(
         request,
         KCatalogElement.objects.filter(catalog_id=catalog_id).order_by("id"),

@@ -40,10 +40,19 @@ COMPANY_FIELDS = {
 }
 
 
+# The demo products catalog's fields (Kommo's predefined SKU and price).
+PRODUCTS_CATALOG = 12001
+CATALOG_FIELDS = {883001: ("SKU", "text", "SKU"), 883002: ("Price", "price", "PRICE")}
+
+
 def seed_fields() -> None:
     """The demo account's lead fields (sandbox.kommo.LEAD_FIELDS), the plan field with its options, and its
     company fields."""
     KField.objects.all().delete()
+    for sort, (field_id, (name, kind, code)) in enumerate(CATALOG_FIELDS.items()):
+        KField.objects.create(
+            id=field_id, entity_type=f"catalogs/{PRODUCTS_CATALOG}", name=name, type=kind, code=code, sort=sort + 1
+        )
     for sort, (field_id, (name, kind)) in enumerate(COMPANY_FIELDS.items()):
         KField.objects.create(id=field_id, entity_type="companies", name=name, type=kind, sort=(sort + 1) * 10)
     for sort, (field_id, (name, kind)) in enumerate(LEAD_FIELDS.items()):
@@ -61,7 +70,7 @@ def field_json(field: KField) -> dict[str, Any]:
         "code": field.code or None,
         "sort": field.sort,
         "is_api_only": False,
-        "entity_type": field.entity_type,
+        "entity_type": field.entity_type if "/" not in field.entity_type else "catalogs",
         "enums": field.enums if field.type in ENUM_TYPES else None,
         "required_statuses": [],
         "_links": link_to(f"/api/v4/{field.entity_type}/custom_fields/{field.id}"),

@@ -68,6 +68,7 @@ k = [
     path("kommo/api/v4/companies/<int:company_id>", kommo.company_detail),
     path("kommo/api/v4/catalogs", kommo.catalogs),
     path("kommo/api/v4/catalogs/<int:catalog_id>/elements", kommo.catalog_elements),
+    path("kommo/api/v4/catalogs/<int:catalog_id>/custom_fields", kommo.catalog_custom_fields),
     path("kommo/api/v4/tasks", kommo_activity.tasks),
     path("kommo/api/v4/tasks/<int:task_id>", kommo_activity.task_detail),
     path("kommo/api/v4/webhooks", kommo_webhooks.webhooks),

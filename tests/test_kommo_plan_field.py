@@ -26,6 +26,12 @@ PLAN_FIELD = 881234
 INITECH = 24312348  # sells "Growth (2024)", retired on 2026-06-30
 
 
+@pytest.fixture(autouse=True)
+def _plan_field_only(settings):
+    """The plan field's tests look at the plan field alone (the `products` fixture turns the products list on)."""
+    settings.KOMMO_PRODUCTS_CATALOG_ID = None
+
+
 def options() -> list[str]:
     return [e["value"] for e in KField.objects.get(id=PLAN_FIELD).enums]
 
@@ -265,3 +271,61 @@ def KommoClientForTest():  # noqa: N802 - reads as the client it is
     from sync.clients.kommo import KommoClient
 
     return KommoClient.from_settings()
+
+
+# --- the products list (KOMMO_PRODUCTS_CATALOG_ID) ------------------------------------------------------------
+def element(element_id: int) -> tuple[str, dict[str, str]]:
+    from sandbox.models import KCatalogElement
+
+    found = KCatalogElement.objects.get(id=element_id)
+    return found.name, {f["field_code"]: f["values"][0]["value"] for f in found.custom_fields_values or []}
+
+
+@pytest.fixture
+def products(catalog, settings):
+    settings.KOMMO_PRODUCTS_CATALOG_ID = 12001
+    return catalog
+
+
+def test_the_products_list_gets_each_mapped_products_sku_and_price_and_unknown_ones_are_kept(products):
+    from catalog.models import ProductRatePlan
+
+    result = run()
+    assert result.ok, result.error
+    sku = ProductRatePlan.objects.get(name="Onboarding").product.sku
+    assert element(770001) == ("Onboarding package", {"SKU": sku, "PRICE": "2000.00"})
+    assert element(770002) == ("Extra seats", {})  # the plan map does not know it: kept, reported
+    unknown = [r for r in result.rows if r["value"] == "Extra seats (product 770002)"]
+    assert unknown and unknown[0]["state"] == "not in the plan map"
+    assert run().changes == []  # in step
+
+
+def test_a_retired_products_element_is_marked_and_its_leads_keep_it(products):
+    import datetime as dt
+
+    from catalog.models import ProductRatePlan
+
+    ProductRatePlan.objects.filter(name="Onboarding").update(effective_end=dt.date(2026, 1, 31))
+    result = run(dry_run=True)
+    assert element(770001)[0] == "Onboarding package"  # a dry run changes nothing
+    assert any(c["action"] == "product" for c in result.changes)
+    run()
+    assert element(770001)[0] == "Onboarding package (retired)"
+    lead = KLead.objects.get(id=24312345)
+    assert [e["id"] for e in lead.catalog_elements] == [770001]
+
+
+def test_kommo_refusing_the_products_list_leaves_the_plan_field_done(products):
+    map_plan("Growth (2024)", "Growth (2024)")
+    Fault.objects.create(
+        service="kommo",
+        kind="refuse_entity",
+        path_prefix="/api/v4/catalogs/12001/elements",
+        reason_code=770001,
+        reason_message="You cannot edit this list",
+    )
+    result = run()
+    assert not result.ok and "Kommo refused to change the products list" in result.error
+    assert "You cannot edit this list" in result.error
+    assert "Growth (2024) (retired)" in options()  # the plan field's part stands
+    assert element(770001) == ("Onboarding package", {})

@@ -304,6 +304,8 @@ PREVIEW_FIGURES = ("mrr", "tcv", "first_invoice", "first_invoice_date", "term")
 KOMMO_PREVIEW_STATUS_IDS = config.integers("KOMMO_PREVIEW_STATUS_IDS", "")
 KOMMO_PREVIEW_FIELD_IDS = config.field_ids("KOMMO_PREVIEW_FIELD_IDS", PREVIEW_FIGURES)
 KOMMO_CLOSE_DATE_FIELD_ID = config.integer("KOMMO_CLOSE_DATE_FIELD_ID")
+# Kommo's products list kept in step with the plan map's product mappings (SKU, price, retired marked).
+KOMMO_PRODUCTS_CATALOG_ID = config.integer("KOMMO_PRODUCTS_CATALOG_ID", minimum=1)
 # The customer's billing health on its Kommo company (docs/configuration.md, "Billing health").
 HEALTH_FIGURES = ("status", "mrr", "renewal", "balance", "overdue", "last_payment", "account_link")
 KOMMO_COMPANY_HEALTH_FIELD_IDS = config.field_ids("KOMMO_COMPANY_HEALTH_FIELD_IDS", HEALTH_FIGURES)
@@ -348,6 +350,7 @@ if KOMMO_USES_EMULATOR:
         "term": 881294,
     }
     KOMMO_CLOSE_DATE_FIELD_ID = KOMMO_CLOSE_DATE_FIELD_ID or 881242
+    KOMMO_PRODUCTS_CATALOG_ID = KOMMO_PRODUCTS_CATALOG_ID or 12001  # the emulator's products list
     if config.raw("KOMMO_COMPANY_HEALTH_FIELD_IDS") is None:  # the emulator's company fields
         KOMMO_COMPANY_HEALTH_FIELD_IDS = dict(zip(HEALTH_FIGURES, range(882001, 882008), strict=True))
     KOMMO_PLAN_FIELD_ID = KOMMO_PLAN_FIELD_ID or 881234

@@ -420,6 +420,20 @@ class KommoClient(HttpClient):
 
     FIELD_ENTITIES = ("leads", "contacts", "companies")
 
+    def catalog_fields(self, catalog_id: int) -> list[dict]:
+        """A list's (the products catalog's) field definitions: SKU, PRICE… by their codes."""
+        return list(self._list(f"/api/v4/catalogs/{int(catalog_id)}/custom_fields", "custom_fields", [("limit", 250)]))
+
+    def catalog_elements(self, catalog_id: int) -> list[dict]:
+        """Every element of a list (the products catalog), paged."""
+        return list(self._list(f"/api/v4/catalogs/{int(catalog_id)}/elements", "elements", [("limit", 250)]))
+
+    def update_catalog_elements(self, catalog_id: int, elements: list[dict]) -> None:
+        """Write up to 50 elements ({id, name?, custom_fields_values?}) in one PATCH, all or nothing."""
+        if not 1 <= len(elements) <= BATCH:
+            raise ValueError(f"1 to {BATCH} elements per PATCH, not {len(elements)}")
+        self.request("PATCH", f"/api/v4/catalogs/{int(catalog_id)}/elements", json_body=elements)
+
     def custom_fields(self, entity: str = "leads") -> list[dict]:
         """The account's field definitions for leads, contacts or companies (select fields with their `enums`)."""
         if entity not in self.FIELD_ENTITIES:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -30,7 +31,7 @@ from catalog.models import PlanMapping, normalize
 from catalog.planmap import RETIRED_MARK, plan_option
 from catalog.sellable import Unsellable, sellable_on
 from sync.clients.errors import ApiError, BusinessError
-from sync.clients.kommo import KommoClient
+from sync.clients.kommo import BATCH, KommoClient
 from sync.offering.models import PlanFieldRun
 from zkbridge.business_time import business_today
 
@@ -165,36 +166,26 @@ def options_after(options: list[dict], changes: list[Change]) -> list[dict]:
 
 
 def run(*, dry_run: bool = False, requested_by: str = "", today: dt.date | None = None) -> PlanFieldRun:
-    """Compare the plan field with what Zuora sells today and, unless `dry_run`, make Kommo offer it."""
+    """Compare the plan field (and, with KOMMO_PRODUCTS_CATALOG_ID, the products list) with what Zuora sells today
+    and, unless `dry_run`, make Kommo offer it. Each part stands on its own: one refused leaves the other done."""
     record = PlanFieldRun.objects.create(dry_run=dry_run, requested_by=requested_by[:150])
-    field_id = settings.KOMMO_PLAN_FIELD_ID
-    record.field_id = field_id
-    try:
-        if not field_id:
-            raise Refused("KOMMO_PLAN_FIELD_ID is not set: there is no plan field to keep in step")
-        kommo = KommoClient.from_settings()
-        definition = kommo.custom_field("leads", field_id)
-        if definition is None:
-            raise Refused(f"Kommo has no lead field {field_id} (KOMMO_PLAN_FIELD_ID)")
-        if definition.get("type") not in OPTION_TYPES:
-            raise Refused(
-                f"the plan field {field_id} ('{definition.get('name')}') is a {definition.get('type')} field, which "
-                f"has no options to keep: make it a list (select) field in Kommo"
-            )
-        options = [o for o in definition.get("enums") or [] if isinstance(o, dict) and "id" in o]
-        changes, rows = compare(options, offers(today or business_today()))
-        record.changes = [asdict(c) for c in changes]
-        record.rows = rows
-        if changes and not dry_run:
-            try:
-                kommo.set_field_options("leads", field_id, options_after(options, changes))
-            except BusinessError as exc:
-                raise Refused(f"Kommo refused to change the plan field's options: {exc.message}") from None
-        record.ok = True
-    except Refused as exc:
-        record.error = str(exc)
-    except ApiError as exc:
-        record.error = f"Kommo could not be asked: {exc}"
+    record.field_id = settings.KOMMO_PLAN_FIELD_ID
+    day = today or business_today()
+    errors = []
+    parts = [plan_field] + ([products] if settings.KOMMO_PRODUCTS_CATALOG_ID else [])
+    for part in parts:
+        try:
+            changes, rows = part(day, dry_run)
+        except Refused as exc:
+            errors.append(str(exc))
+            continue
+        except ApiError as exc:
+            errors.append(f"Kommo could not be asked: {exc}")
+            continue
+        record.changes += [asdict(c) for c in changes]
+        record.rows += rows
+    record.error = "; ".join(errors)
+    record.ok = not errors
     record.finished_at = timezone.now()
     record.save()
     if record.error:
@@ -202,6 +193,145 @@ def run(*, dry_run: bool = False, requested_by: str = "", today: dt.date | None 
     else:
         log.info("plan field run %s: %s change(s)%s", record.id, len(record.changes), " (dry run)" if dry_run else "")
     return record
+
+
+def plan_field(day: dt.date, dry_run: bool) -> tuple[list[Change], list[dict[str, Any]]]:
+    field_id = settings.KOMMO_PLAN_FIELD_ID
+    if not field_id:
+        raise Refused("KOMMO_PLAN_FIELD_ID is not set: there is no plan field to keep in step")
+    kommo = KommoClient.from_settings()
+    definition = kommo.custom_field("leads", field_id)
+    if definition is None:
+        raise Refused(f"Kommo has no lead field {field_id} (KOMMO_PLAN_FIELD_ID)")
+    if definition.get("type") not in OPTION_TYPES:
+        raise Refused(
+            f"the plan field {field_id} ('{definition.get('name')}') is a {definition.get('type')} field, which "
+            f"has no options to keep: make it a list (select) field in Kommo"
+        )
+    options = [o for o in definition.get("enums") or [] if isinstance(o, dict) and "id" in o]
+    changes, rows = compare(options, offers(day))
+    if changes and not dry_run:
+        try:
+            kommo.set_field_options("leads", field_id, options_after(options, changes))
+        except BusinessError as exc:
+            raise Refused(f"Kommo refused to change the plan field's options: {exc.message}") from None
+    return changes, rows
+
+
+def products(day: dt.date, dry_run: bool) -> tuple[list[Change], list[dict[str, Any]]]:
+    """Kommo's products list (KOMMO_PRODUCTS_CATALOG_ID): each element the plan map maps (a product mapping names
+    the element) gets its Zuora product's SKU and its price in ZKBRIDGE_DEFAULT_CURRENCY (the mapping's price, else
+    the charges' list prices, times the mapped quantity), and its name marked "(retired)" once its plans ended
+    (never deleted: leads carry it). Elements the plan map does not know are kept and reported."""
+    catalog_id: int = settings.KOMMO_PRODUCTS_CATALOG_ID or 0
+    kommo = KommoClient.from_settings()
+    codes = {str(f.get("code") or "").upper(): f for f in kommo.catalog_fields(catalog_id)}
+    elements = {e.get("id"): e for e in kommo.catalog_elements(catalog_id)}
+    currency = settings.ZKBRIDGE_DEFAULT_CURRENCY
+    chosen: dict[int, PlanMapping] = {}
+    for mapping in (
+        PlanMapping.objects.filter(kind=PlanMapping.Kind.PRODUCT, active=True)
+        .prefetch_related("mapped_plans__product_rate_plan__product", "mapped_plans__product_rate_plan__charges")
+        .order_by("kommo_value", "id")
+    ):
+        if mapping.kommo_value.strip().isdigit():
+            element_id = int(mapping.kommo_value.strip())
+            if element_id not in chosen or mapping.currency == currency:
+                chosen[element_id] = mapping
+    changes: list[Change] = []
+    rows: list[dict[str, Any]] = []
+    writes: list[dict[str, Any]] = []
+    for element_id, mapping in sorted(chosen.items()):
+        element = elements.get(element_id)
+        items = list(mapping.mapped_plans.all())
+        verdicts = [sellable_on(item.product_rate_plan, day, mapping.currency) for item in items]
+        state = (
+            SELLABLE
+            if verdicts and all(v.ok for v in verdicts)
+            else RETIRED
+            if any(v.ended for v in verdicts)
+            else NOT_YET
+        )
+        if element is None:
+            rows.append(product_row(f"element {element_id}", "not in Kommo's products list", state, mapping, "—"))
+            continue
+        name = str(element.get("name") or "")
+        wanted_name = plan_option(name) + (RETIRED_MARK if state == RETIRED else "")
+        have = {
+            f.get("field_id"): ((f.get("values") or [{}])[0].get("value"))
+            for f in element.get("custom_fields_values") or []
+        }
+        write: dict[str, Any] = {"id": element_id}
+        said = []
+        if wanted_name != name and state in (SELLABLE, RETIRED):
+            write["name"] = wanted_name
+            said.append(f"name '{wanted_name}'")
+        values = []
+        sku = items[0].product_rate_plan.product.sku if items else ""
+        if "SKU" in codes and sku and str(have.get(codes["SKU"]["id"]) or "") != sku:
+            values.append({"field_id": codes["SKU"]["id"], "values": [{"value": sku}]})
+            said.append(f"SKU {sku}")
+        price = list_price(mapping, mapping.currency)
+        if "PRICE" in codes and price is not None and mapping.currency == currency:
+            current = have.get(codes["PRICE"]["id"])
+            if current is None or Decimal(str(current)) != price:
+                values.append({"field_id": codes["PRICE"]["id"], "values": [{"value": str(price)}]})
+                said.append(f"price {price} {currency}")
+        if values:
+            write["custom_fields_values"] = values
+        if len(write) > 1:
+            writes.append(write)
+            changes.append(Change("product", f"{plan_option(name)}: {', '.join(said)}", was=name, enum_id=None))
+        rows.append(
+            product_row(f"{plan_option(name)} (product {element_id})", name, state, mapping, ", ".join(said) or "")
+        )
+    for known_id, element in elements.items():
+        if known_id not in chosen:
+            name = str(element.get("name") or "")
+            rows.append(
+                {
+                    "value": f"{name} (product {known_id})",
+                    "kommo": name,
+                    "state": "not in the plan map",
+                    "zuora": [],
+                    "change": "kept (the plan map does not know it)",
+                }
+            )
+    if writes and not dry_run:
+        for start in range(0, len(writes), BATCH):
+            try:
+                kommo.update_catalog_elements(catalog_id, writes[start : start + BATCH])
+            except BusinessError as exc:
+                raise Refused(f"Kommo refused to change the products list: {exc.message}") from None
+    return changes, rows
+
+
+def list_price(mapping: PlanMapping, currency: str) -> Decimal | None:
+    """What one of the element costs: each mapped plan's price (the mapping's, else its charges' list prices), times
+    its quantity."""
+    total = Decimal(0)
+    for item in mapping.mapped_plans.all():
+        if item.price is not None:
+            each = item.price
+        else:
+            prices = [c.price_in(currency) for c in item.product_rate_plan.charges.all() if not c.removed_at]
+            if any(p is None or p.get("price") in (None, "") for p in prices):
+                return None
+            each = sum((Decimal(str(p["price"])) for p in prices if p), Decimal(0))
+        total += each * (item.quantity or 1)
+    return total.quantize(Decimal("0.01"))
+
+
+def product_row(value: str, kommo: str, state: str, mapping: PlanMapping, change: str) -> dict[str, Any]:
+    return {
+        "value": value,
+        "kommo": kommo,
+        "state": state,
+        "zuora": [
+            {"entity": mapping.entity.name if mapping.entity else "", "currency": mapping.currency, "verdict": state}
+        ],
+        "change": change,
+    }
 
 
 class Refused(Exception):

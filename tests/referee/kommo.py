@@ -389,6 +389,16 @@ class CompanyWrite(BaseModel):
     request_id: StrictStr | None = None
 
 
+class ElementWrite(BaseModel):
+    """PATCH /api/v4/catalogs/{id}/elements (an array of these): CatalogElementModel::toApi and the "Editing list
+    elements" page."""
+
+    id: StrictInt | None = None
+    name: StrictStr | None = None
+    custom_fields_values: list[CustomFieldValues] | None = None
+    request_id: StrictStr | None = None
+
+
 class EnumWrite(BaseModel):
     """An option of a select field as a field write gives it (the "Updating custom fields" page: `enums` whole,
     each with its `id` when it is an existing option, `value`, `sort`)."""
@@ -537,6 +547,19 @@ OPERATIONS = [
         answer=_listing("elements", CatalogElement),
     ),
     Operation(
+        "catalog_fields",
+        "GET",
+        r"^/api/v4/catalogs/(\d+)/custom_fields$",
+        answer=_listing("custom_fields", CustomField),
+    ),
+    Operation(
+        "update_catalog_elements",
+        "PATCH",
+        r"^/api/v4/catalogs/(\d+)/elements$",
+        body=[ElementWrite],
+        answer=_listing("elements", CatalogElement),
+    ),
+    Operation(
         "lead_fields",
         "GET",
         r"^/api/v4/(leads|contacts|companies)/custom_fields$",
@@ -658,6 +681,7 @@ RULES = {
     "update_leads": [custom_field_rules, batch_rules],
     "update_company": [custom_field_rules],
     "update_companies": [custom_field_rules, batch_rules],
+    "update_catalog_elements": [custom_field_rules, batch_rules],
     "add_notes": [note_rules, batch_rules],
     "add_tasks": [task_rules, batch_rules],
     "update_task": [task_rules],
