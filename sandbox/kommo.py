@@ -581,6 +581,14 @@ def by_ids(request: HttpRequest, queryset, key: str, shape) -> HttpResponse:
 
 @kommo_view
 def contacts(request: HttpRequest) -> HttpResponse:
+    if request.method == "PATCH":
+        try:
+            body = json_body(request)
+        except ValueError:
+            return problem(400, "Bad Request", "The body must be JSON")
+        if not isinstance(body, list) or not body or len(body) > 250:
+            return problem(400, "Bad Request", "Expected an array of 1 to 250 contacts")
+        return _patch_parties(request, body, "contacts")
     return by_ids(request, KContact.objects.all(), "contacts", contact_json)
 
 
@@ -597,18 +605,24 @@ def companies(request: HttpRequest) -> HttpResponse:
     return by_ids(request, KCompany.objects.all(), "companies", company_json)
 
 
-def company_fields() -> dict[int, Field]:
+def party_fields(entity_type: str) -> dict[int, Field]:
     from sandbox.models import KField
 
-    return {f.id: Field(f.name, f.type, f.enums) for f in KField.objects.filter(entity_type="companies")}
+    return {f.id: Field(f.name, f.type, f.enums) for f in KField.objects.filter(entity_type=entity_type)}
 
 
 def _patch_companies(request: HttpRequest, items: list, single: bool = False) -> HttpResponse:
-    """PATCH companies (their name and custom fields), all or nothing, as leads are."""
-    known = company_fields()
+    return _patch_parties(request, items, "companies", single)
+
+
+def _patch_parties(request: HttpRequest, items: list, entity_type: str, single: bool = False) -> HttpResponse:
+    """PATCH companies or contacts (their name and custom fields), all or nothing, as leads are."""
+    model = KCompany if entity_type == "companies" else KContact
+    what = "Company" if entity_type == "companies" else "Contact"
+    known = party_fields(entity_type)
     refused = refused_entities("kommo", request, PREFIX)
     named = [int(item["id"]) for item in items if isinstance(item, dict) and str(item.get("id", "")).isdigit()]
-    locked = {c.id: c for c in KCompany.objects.select_for_update().filter(id__in=named).order_by("id")}
+    locked = {c.id: c for c in model.objects.select_for_update().filter(id__in=named).order_by("id")}
     by_entry: dict[int, list[dict]] = {}
     for index, item in enumerate(items):
         errors = by_entry.setdefault(index, [])
@@ -616,7 +630,7 @@ def _patch_companies(request: HttpRequest, items: list, single: bool = False) ->
             errors.append({"code": "NotSupportedChoice", "path": "id", "detail": "id is required"})
             continue
         if int(item["id"]) not in locked:
-            errors.append({"code": "NotFound", "path": "id", "detail": f"Company {item['id']} not found"})
+            errors.append({"code": "NotFound", "path": "id", "detail": f"{what} {item['id']} not found"})
         if int(item["id"]) in refused:
             errors.append({"code": "InvalidValue", "path": "custom_fields_values", "detail": refused[int(item["id"])]})
         for f_index, field in enumerate(item.get("custom_fields_values") or []):
@@ -664,10 +678,10 @@ def _patch_companies(request: HttpRequest, items: list, single: bool = False) ->
         company.custom_fields_values = list(values.values()) or None
         company.updated_at = now
         company.save()
-        shaped.append({"id": company.id, "updated_at": now, "_links": link_to(f"/api/v4/companies/{company.id}")})
+        shaped.append({"id": company.id, "updated_at": now, "_links": link_to(f"/api/v4/{entity_type}/{company.id}")})
     if single:
         return JsonResponse(shaped[0])
-    return JsonResponse({"_links": link_to("/api/v4/companies"), "_embedded": {"companies": shaped}})
+    return JsonResponse({"_links": link_to(f"/api/v4/{entity_type}"), "_embedded": {entity_type: shaped}})
 
 
 @kommo_view

@@ -55,6 +55,8 @@ def seed_fields() -> None:
         )
     for sort, (field_id, (name, kind)) in enumerate(COMPANY_FIELDS.items()):
         KField.objects.create(id=field_id, entity_type="companies", name=name, type=kind, sort=(sort + 1) * 10)
+        # The same fields on contacts (a customer billed as a person): ids 884001…
+        KField.objects.create(id=field_id + 2000, entity_type="contacts", name=name, type=kind, sort=(sort + 1) * 10)
     for sort, (field_id, (name, kind)) in enumerate(LEAD_FIELDS.items()):
         enums = None
         if kind == "select":

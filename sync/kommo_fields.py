@@ -52,7 +52,14 @@ NEEDS = (
     Need("KOMMO_PREVIEW_FIELD_IDS:first_invoice_date", "the first invoice's date", "First invoice date", ("date",)),
     Need("KOMMO_PREVIEW_FIELD_IDS:term", "the quote's term", "Quote term", ("text",)),
     *(
-        Need(f"KOMMO_COMPANY_HEALTH_FIELD_IDS:{name}", purpose, label, types, "companies")
+        Need(
+            f"KOMMO_{party.upper()}_HEALTH_FIELD_IDS:{name}",
+            purpose,
+            label,
+            types,
+            f"{party}s" if party == "contact" else "companies",
+        )
+        for party in ("company", "contact")
         for name, purpose, label, types in (
             ("status", "the customer's subscription status", "Billing status", ("text",)),
             ("mrr", "the customer's MRR", "MRR", ("numeric", "monetary", "text")),
@@ -68,7 +75,7 @@ NEEDS = (
 
 def report(kommo: KommoClient) -> list[dict[str, Any]]:
     """Each field zkbridge can use: its setting, what Kommo has, and what to do."""
-    definitions = {entity: kommo.custom_fields(entity) for entity in ("leads", "companies")}
+    definitions = {entity: kommo.custom_fields(entity) for entity in ("leads", "companies", "contacts")}
     rows = []
     for need in NEEDS:
         fields = definitions[need.entity]
@@ -77,7 +84,7 @@ def report(kommo: KommoClient) -> list[dict[str, Any]]:
         configured = need.configured()
         field = by_id.get(configured) if configured else None
         if configured and field is None:
-            what = "lead" if need.entity == "leads" else "company"
+            what = {"leads": "lead", "companies": "company", "contacts": "contact"}[need.entity]
             state, todo = "missing", f"Kommo has no {what} field {configured}: fix {need.setting.split(':')[0]}"
         elif field is not None and field.get("type") not in need.types:
             state, todo = "wrong type", f"a {field.get('type')} field; zkbridge needs {' or '.join(need.types)}"
@@ -95,7 +102,7 @@ def report(kommo: KommoClient) -> list[dict[str, Any]]:
         rows.append(
             {
                 "setting": need.setting,
-                "entity": "lead" if need.entity == "leads" else "company",
+                "entity": {"leads": "lead", "companies": "company", "contacts": "contact"}[need.entity],
                 "purpose": need.purpose,
                 "configured": configured,
                 "name": (field or {}).get("name") or "",
@@ -119,7 +126,7 @@ def create_missing(requested_by: str = "") -> str:
     says which variables to set. A worker runs it (the admin's "Create missing fields")."""
     kommo = KommoClient.from_settings()
     said = []
-    for entity in ("leads", "companies"):
+    for entity in ("leads", "companies", "contacts"):
         names = {str(f.get("name") or "").strip().casefold() for f in kommo.custom_fields(entity)}
         wanted = [n for n in NEEDS if n.entity == entity and not n.configured() and n.name.casefold() not in names]
         if not wanted:

@@ -28,6 +28,7 @@ STATUS, MRR, RENEWAL, BALANCE, OVERDUE, LAST_PAYMENT, LINK = range(882001, 88200
 @pytest.fixture
 def billed(catalog, settings):
     settings.ZUORA_CALLOUT_USERNAME, settings.ZUORA_CALLOUT_PASSWORD = AUTH
+    settings.KOMMO_CONTACT_HEALTH_FIELD_IDS = {}
     settings.KOMMO_COMPANY_HEALTH_FIELD_IDS = {
         "status": STATUS,
         "mrr": MRR,
@@ -78,7 +79,8 @@ def test_a_failed_payment_callout_updates_the_companys_health(billed):
     assert fields[LINK].startswith("http")
     # The event's own note is written as before.
     assert "failed" in billed.notes(ACME_EXPANSION)[-1]
-    assert BillingHealth.objects.get(account_number=account).company_id == ACME
+    row = BillingHealth.objects.get(account_number=account)
+    assert (row.entity, row.kommo_id) == ("companies", ACME)
 
 
 def test_a_processed_payment_clears_the_balance_and_an_unchanged_refresh_writes_nothing(billed):
@@ -95,8 +97,8 @@ def test_a_processed_payment_clears_the_balance_and_an_unchanged_refresh_writes_
     assert fields[BALANCE] == "0.00" and fields[OVERDUE] == "0.00"
     assert fields[LAST_PAYMENT].startswith("paid $300.00 on ")
     writes = RequestLog.objects.filter(service="kommo", method="PATCH", path="/api/v4/companies").count()
-    assert refresh([account]).endswith("0 company(ies) written, 1 unchanged")
-    assert scheduled().endswith("0 company(ies) written, 1 unchanged")
+    assert refresh([account]).endswith("0 written, 1 unchanged")
+    assert scheduled().endswith("0 written, 1 unchanged")
     assert RequestLog.objects.filter(service="kommo", method="PATCH", path="/api/v4/companies").count() == writes
 
 
@@ -129,7 +131,7 @@ def test_a_company_with_hundreds_of_subscriptions_is_one_paged_read_and_one_writ
     )
     RequestLog.objects.all().delete()
     said = refresh([account])
-    assert said.endswith("1 company(ies) written, 0 unchanged"), said
+    assert said.endswith("1 written, 0 unchanged"), said
     fields = company_fields()
     assert fields[STATUS] == "Active (301 subscriptions)" and fields[MRR] == "3300.00"
     assert fields[BALANCE] == "3000.00" and fields[OVERDUE] == "1500.00"
@@ -138,9 +140,19 @@ def test_a_company_with_hundreds_of_subscriptions_is_one_paged_read_and_one_writ
     assert RequestLog.objects.filter(service="kommo", method="PATCH").count() == 1
 
 
-def test_a_customer_without_a_company_gets_no_company_write(billed):
+def test_a_customer_billed_as_a_person_gets_it_on_the_contact(billed, settings):
+    from sandbox.models import KContact
+
     solo = SyncRecord.objects.get(key=f"deal_won:{SOLO}")
-    assert refresh([solo.zuora_account_number]) == "no company billed on these accounts"
+    settings.KOMMO_CONTACT_HEALTH_FIELD_IDS = {"status": 884001, "mrr": 884002}
+    assert refresh([solo.zuora_account_number]).endswith("1 written, 0 unchanged")
+    contact = KContact.objects.get(id=6660005)
+    shown = {f["field_id"]: f["values"][0]["value"] for f in contact.custom_fields_values if f["field_id"] > 884000}
+    assert shown == {884001: "Active", 884002: "300.00"}
+    row = BillingHealth.objects.get(account_number=solo.zuora_account_number)
+    assert (row.entity, row.kommo_id) == ("contacts", 6660005)
+    settings.KOMMO_CONTACT_HEALTH_FIELD_IDS = {}
+    assert refresh([solo.zuora_account_number]).startswith("no company or contact with health fields")
 
 
 def test_kommo_refusing_the_company_write_is_kept_on_the_row_and_the_event_goes_on(billed):
@@ -161,6 +173,7 @@ def test_kommo_refusing_the_company_write_is_kept_on_the_row_and_the_event_goes_
 
 def test_without_health_fields_nothing_is_written(billed, settings):
     settings.KOMMO_COMPANY_HEALTH_FIELD_IDS = {}
+    settings.KOMMO_CONTACT_HEALTH_FIELD_IDS = {}
     callout(billed, event(billed, "PaymentProcessed", amount="300", currency="USD"))
     assert company_fields() == {} or STATUS not in company_fields()
     assert not BillingHealth.objects.exists()

@@ -309,6 +309,8 @@ KOMMO_PRODUCTS_CATALOG_ID = config.integer("KOMMO_PRODUCTS_CATALOG_ID", minimum=
 # The customer's billing health on its Kommo company (docs/configuration.md, "Billing health").
 HEALTH_FIGURES = ("status", "mrr", "renewal", "balance", "overdue", "last_payment", "account_link")
 KOMMO_COMPANY_HEALTH_FIELD_IDS = config.field_ids("KOMMO_COMPANY_HEALTH_FIELD_IDS", HEALTH_FIGURES)
+# The same on the contact of a customer billed as a person (no company).
+KOMMO_CONTACT_HEALTH_FIELD_IDS = config.field_ids("KOMMO_CONTACT_HEALTH_FIELD_IDS", HEALTH_FIGURES)
 
 # After Won (docs/configuration.md, "Plan changes and cancellations").
 CANCEL_POLICIES = ("EndOfCurrentTerm", "EndOfLastInvoicePeriod", "SpecificDate")
@@ -353,6 +355,8 @@ if KOMMO_USES_EMULATOR:
     KOMMO_PRODUCTS_CATALOG_ID = KOMMO_PRODUCTS_CATALOG_ID or 12001  # the emulator's products list
     if config.raw("KOMMO_COMPANY_HEALTH_FIELD_IDS") is None:  # the emulator's company fields
         KOMMO_COMPANY_HEALTH_FIELD_IDS = dict(zip(HEALTH_FIGURES, range(882001, 882008), strict=True))
+    if config.raw("KOMMO_CONTACT_HEALTH_FIELD_IDS") is None:  # the emulator's contact fields
+        KOMMO_CONTACT_HEALTH_FIELD_IDS = dict(zip(HEALTH_FIGURES, range(884001, 884008), strict=True))
     KOMMO_PLAN_FIELD_ID = KOMMO_PLAN_FIELD_ID or 881234
     KOMMO_ACCOUNT_FIELD_ID = KOMMO_ACCOUNT_FIELD_ID or 881250
     KOMMO_SUBSCRIPTION_FIELD_ID = KOMMO_SUBSCRIPTION_FIELD_ID or 881251

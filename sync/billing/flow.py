@@ -38,7 +38,8 @@ def billing_event(record: SyncRecord) -> None:
         # Renewals, cancellations and amendments change the subscription's current version: re-read it.
         refresh(event.subscription_number)
         record.mark_step("mirror")
-    if settings.KOMMO_COMPANY_HEALTH_FIELD_IDS and event.account_number and not record.step_done("health"):
+    wants_health = settings.KOMMO_COMPANY_HEALTH_FIELD_IDS or settings.KOMMO_CONTACT_HEALTH_FIELD_IDS
+    if wants_health and event.account_number and not record.step_done("health"):
         # The customer's billing health on its Kommo company (status, MRR, balance, last payment…): a courtesy
         # beside the note, so Zuora or Kommo failing it leaves the event's own work to go on.
         try:

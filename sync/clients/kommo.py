@@ -345,14 +345,16 @@ class KommoClient(HttpClient):
                 stamps[lead.get("id")] = int(stamp)
         return [stamps.get(int(lead_id)) for lead_id, _ in changes]
 
-    def update_companies_fields(self, changes: Sequence[tuple[int, Mapping[int, str | None]]]) -> None:
-        """Write the fields of up to 50 companies in one PATCH /api/v4/companies (all or nothing)."""
+    def update_parties_fields(self, entity: str, changes: Sequence[tuple[int, Mapping[int, str | None]]]) -> None:
+        """Write the fields of up to 50 companies or contacts in one PATCH /api/v4/{entity} (all or nothing)."""
+        if entity not in ("companies", "contacts"):
+            raise ValueError(f"not a party: {entity!r}")
         if not 1 <= len(changes) <= BATCH:
-            raise ValueError(f"1 to {BATCH} companies per PATCH, not {len(changes)}")
+            raise ValueError(f"1 to {BATCH} {entity} per PATCH, not {len(changes)}")
         body = [
-            {"id": int(company_id), "custom_fields_values": self.field_values(values)} for company_id, values in changes
+            {"id": int(party_id), "custom_fields_values": self.field_values(values)} for party_id, values in changes
         ]
-        self.request("PATCH", "/api/v4/companies", json_body=body)
+        self.request("PATCH", f"/api/v4/{entity}", json_body=body)
 
     def add_notes(self, entity: str, notes: list[tuple[int, str]]) -> list[int | None]:
         """Up to 50 common notes in one POST (entity id, text); the new notes' ids, in order."""

@@ -22,9 +22,13 @@ LABELS = {
 
 @admin.register(BillingHealth)
 class BillingHealthAdmin(ViewOnlyAdmin):
-    list_display = ["account", "company_id", "shown", "written_at", "problem"]
-    search_fields = ["=account_number", "=company_id"]
-    list_filter = [("written_at", admin.EmptyFieldListFilter)]
+    list_display = ["account", "written_to", "shown", "written_at", "problem"]
+    search_fields = ["=account_number", "=kommo_id"]
+    list_filter = ["entity", ("written_at", admin.EmptyFieldListFilter)]
+
+    @admin.display(description="Kommo", ordering="kommo_id")
+    def written_to(self, row: BillingHealth) -> str:
+        return f"{row.get_entity_display()} {row.kommo_id}" if row.kommo_id else "—"
 
     @admin.display(description="Zuora account", ordering="account_number")
     def account(self, row: BillingHealth) -> str:

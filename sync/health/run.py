@@ -1,7 +1,8 @@
 """The customer's billing health on its Kommo company (issue 29, part 3): what Zuora 360 gives Salesforce.
 
 For each Zuora account zkbridge bills a Kommo company on (CustomerAccount), the configured company fields
-(KOMMO_COMPANY_HEALTH_FIELD_IDS) receive: the subscriptions' status, their MRR, the next renewal or end date (from
+(KOMMO_COMPANY_HEALTH_FIELD_IDS) — for a customer billed as a person, its contact's (KOMMO_CONTACT_HEALTH_FIELD_IDS)
+— receive: the subscriptions' status, their MRR, the next renewal or end date (from
 the subscription mirror), the account's balance and what is overdue (Zuora's Account and Invoice objects, by ZOQL:
 one paged read for any number of accounts or invoices), the last payment's outcome (Zuora's payment callouts) and a
 link to the account. Refreshed for one account after each billing event zkbridge receives, and for every account
@@ -45,23 +46,39 @@ class Owed:
 @dataclass(frozen=True)
 class Customer:
     account_number: str
-    company_id: int
+    party: str  # "companies" or "contacts": where its health is written
+    party_id: int
     currency: str
-    entity_id: int | None
+    entity_id: int | None  # the Zuora entity that bills it
+
+
+PARTIES = {"company": "companies", "contact": "contacts"}
+
+
+def health_fields() -> dict[str, dict[str, int]]:
+    """Each Kommo entity's configured health fields (a party with none is not written)."""
+    return {
+        "companies": settings.KOMMO_COMPANY_HEALTH_FIELD_IDS,
+        "contacts": settings.KOMMO_CONTACT_HEALTH_FIELD_IDS,
+    }
 
 
 def customers(account_numbers: list[str] | None = None) -> list[Customer]:
-    """The accounts zkbridge bills a Kommo company on (a contact's account has no company to write on)."""
-    links = CustomerAccount.objects.filter(customer_key__startswith="company:").exclude(account_number="")
+    """The accounts zkbridge bills a Kommo company — or, for a person, a contact — on (the won flow's links)."""
+    links = CustomerAccount.objects.exclude(account_number="")
     if account_numbers is not None:
         links = links.filter(account_number__in=account_numbers)
     found = {}
     for link in links.order_by("customer_key"):
         key, _, entity = link.customer_key.partition("@")
-        company = key.removeprefix("company:")
-        if company.isdigit():
+        kind, _, party_id = key.partition(":")
+        if kind in PARTIES and party_id.isdigit():
             found[link.account_number] = Customer(
-                link.account_number, int(company), link.currency, int(entity) if entity.isdigit() else None
+                link.account_number,
+                PARTIES[kind],
+                int(party_id),
+                link.currency,
+                int(entity) if entity.isdigit() else None,
             )
     return list(found.values())
 
@@ -133,13 +150,14 @@ def figures(customer: Customer, owed_now: Owed, last_payment: str) -> dict[str, 
 
 
 def refresh(account_numbers: list[str] | None = None) -> str:
-    """Bring the health fields of these accounts' companies (None: every one) in step; returns what it did."""
-    fields = settings.KOMMO_COMPANY_HEALTH_FIELD_IDS
-    if not fields:
-        return "KOMMO_COMPANY_HEALTH_FIELD_IDS is not set: no health written"
-    wanted = customers(account_numbers)
+    """Bring the health fields of these accounts' companies or contacts (None: every account) in step; returns what
+    it did."""
+    fields = health_fields()
+    if not any(fields.values()):
+        return "KOMMO_COMPANY_HEALTH_FIELD_IDS and KOMMO_CONTACT_HEALTH_FIELD_IDS are not set: no health written"
+    wanted = [c for c in customers(account_numbers) if fields[c.party]]
     if not wanted:
-        return "no company billed on these accounts"
+        return "no company or contact with health fields billed on these accounts"
     by_entity: dict[int | None, list[Customer]] = defaultdict(list)
     for customer in wanted:
         by_entity[customer.entity_id].append(customer)
@@ -155,39 +173,38 @@ def refresh(account_numbers: list[str] | None = None) -> str:
         for customer in group:
             row = rows.get(customer.account_number) or BillingHealth(account_number=customer.account_number)
             values = figures(customer, balances.get(customer.account_number, Owed()), row.last_payment)
-            shown = {name: values[name] for name in fields}
-            if row.values != shown or row.company_id != customer.company_id:
+            shown = {name: values[name] for name in fields[customer.party]}
+            if row.values != shown or (row.entity, row.kommo_id) != (customer.party, customer.party_id):
                 changes.append((customer, shown))
             rows[customer.account_number] = row
     kommo = KommoClient.from_settings()
     written, failed = 0, []
-    for start in range(0, len(changes), BATCH):
-        batch = changes[start : start + BATCH]
-        try:
-            kommo.update_companies_fields(
-                [(c.company_id, {fields[name]: value for name, value in shown.items()}) for c, shown in batch]
-            )
-        except ApiError as exc:
-            failed.append(str(exc))
-            for customer, _ in batch:
+    for party in ("companies", "contacts"):
+        changed = [(c, shown) for c, shown in changes if c.party == party]
+        for start in range(0, len(changed), BATCH):
+            batch = changed[start : start + BATCH]
+            try:
+                kommo.update_parties_fields(
+                    party,
+                    [(c.party_id, {fields[party][name]: value for name, value in shown.items()}) for c, shown in batch],
+                )
+            except ApiError as exc:
+                failed.append(str(exc))
+                for customer, _ in batch:
+                    row = rows[customer.account_number]
+                    row.entity, row.kommo_id = customer.party, customer.party_id
+                    row.error, row.checked_at = str(exc)[:1000], now
+                    row.save()
+                continue
+            for customer, shown in batch:
                 row = rows[customer.account_number]
-                row.company_id, row.error, row.checked_at = customer.company_id, str(exc)[:1000], now
+                row.entity, row.kommo_id, row.values = customer.party, customer.party_id, shown
+                row.written_at, row.checked_at, row.error = now, now, ""
                 row.save()
-            continue
-        for customer, shown in batch:
-            row = rows[customer.account_number]
-            row.company_id, row.values, row.written_at, row.checked_at, row.error = (
-                customer.company_id,
-                shown,
-                now,
-                now,
-                "",
-            )
-            row.save()
-        written += len(batch)
+            written += len(batch)
     unchanged = [n for n, row in rows.items() if n not in {c.account_number for c, _ in changes}]
     BillingHealth.objects.filter(account_number__in=unchanged).update(checked_at=now)
-    said = f"{len(wanted)} account(s): {written} company(ies) written, {len(unchanged)} unchanged"
+    said = f"{len(wanted)} account(s): {written} written, {len(unchanged)} unchanged"
     if failed:
         said += f"; Kommo refused: {'; '.join(failed)[:300]}"
     return said

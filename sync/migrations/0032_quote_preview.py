@@ -37,6 +37,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='syncrecord',
             name='kind',
-            field=models.CharField(choices=[('deal_won', 'Deal won'), ('plan_change', 'Plan change'), ('cancellation', 'Cancellation'), ('reopening', 'Reopening (cancellation undone)'), ('plan_migration', 'Plan migration (off a retired plan)'), ('billing_event', 'Billing event'), ('usage_batch', 'Usage batch'), ('quote_preview', 'Quote preview (before Won)')], max_length=20),
+            field=models.CharField(choices=[('deal_won', 'Deal won'), ('plan_change', 'Plan change'), ('cancellation', 'Cancellation'), ('reopening', 'Reopening (cancellation undone)'), ('plan_migration', 'Plan migration (off a retired plan)'), ('billing_event', 'Billing event'), ('usage_batch', 'Usage batch'), ('quote_preview', 'Quote preview')], max_length=20),
         ),
     ]

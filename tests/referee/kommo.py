@@ -399,6 +399,13 @@ class ElementWrite(BaseModel):
     request_id: StrictStr | None = None
 
 
+class ContactWrite(CompanyWrite):
+    """PATCH /api/v4/contacts (an array of these): ContactModel::toApi and the "Editing contacts" page."""
+
+    first_name: StrictStr | None = None
+    last_name: StrictStr | None = None
+
+
 class EnumWrite(BaseModel):
     """An option of a select field as a field write gives it (the "Updating custom fields" page: `enums` whole,
     each with its `id` when it is an existing option, `value`, `sort`)."""
@@ -512,6 +519,9 @@ OPERATIONS = [
         "list_contacts", "GET", r"^/api/v4/contacts$", answer=_listing("contacts", Party), with_allowed=PARTY_WITH
     ),
     Operation("get_contact", "GET", r"^/api/v4/contacts/(\d+)$", answer=Party, with_allowed=PARTY_WITH),
+    Operation(
+        "update_contacts", "PATCH", r"^/api/v4/contacts$", body=[ContactWrite], answer=_listing("contacts", Updated)
+    ),
     Operation(
         "list_companies", "GET", r"^/api/v4/companies$", answer=_listing("companies", Party), with_allowed=PARTY_WITH
     ),
@@ -681,6 +691,7 @@ RULES = {
     "update_leads": [custom_field_rules, batch_rules],
     "update_company": [custom_field_rules],
     "update_companies": [custom_field_rules, batch_rules],
+    "update_contacts": [custom_field_rules, batch_rules],
     "update_catalog_elements": [custom_field_rules, batch_rules],
     "add_notes": [note_rules, batch_rules],
     "add_tasks": [task_rules, batch_rules],
