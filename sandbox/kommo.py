@@ -13,6 +13,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -332,17 +333,23 @@ def with_of(request: HttpRequest) -> set[str]:
     return {w.strip() for w in request.GET.get("with", "").split(",") if w.strip()}
 
 
+def batch_body(request: HttpRequest, what: str) -> list | HttpResponse:
+    """A batch write's body: an array of 1 to 250 entities, or Kommo's refusal."""
+    try:
+        body = json_body(request)
+    except ValueError:
+        return problem(400, "Bad Request", "The body must be JSON")
+    if not isinstance(body, list) or not body or len(body) > 250:
+        return problem(400, "Bad Request", f"Expected an array of 1 to 250 {what}")
+    return body
+
+
 # --- Leads -----------------------------------------------------------------------------------------
 @kommo_view
 def leads(request: HttpRequest) -> HttpResponse:
     if request.method == "PATCH":
-        try:
-            body = json_body(request)
-        except ValueError:
-            return problem(400, "Bad Request", "The body must be JSON")
-        if not isinstance(body, list) or not body or len(body) > 250:
-            return problem(400, "Bad Request", "Expected an array of 1 to 250 leads")
-        return _patch_leads(request, body)
+        body = batch_body(request, "leads")
+        return body if isinstance(body, HttpResponse) else _patch_leads(request, body)
     if request.method != "GET":
         return problem(405, "Method Not Allowed", "Use GET or PATCH")
     filters = query_of(request).get("filter") or {}
@@ -412,27 +419,7 @@ def _patch_leads(request: HttpRequest, items: list, single: bool = False) -> Htt
             errors.append({"code": "NotFound", "path": "id", "detail": f"Lead {item['id']} not found"})
         if int(item["id"]) in refused:
             errors.append({"code": "InvalidValue", "path": "custom_fields_values", "detail": refused[int(item["id"])]})
-        for f_index, field in enumerate(item.get("custom_fields_values") or []):
-            if not isinstance(field, dict) or field.get("field_id") not in known:
-                errors.append(
-                    {
-                        "code": "NotSupportedChoice",
-                        "path": f"custom_fields_values.{f_index}.field_id",
-                        "detail": "The value you have provided is not supported",
-                    }
-                )
-            elif field.get("values") is None:
-                pass  # "values": null clears the field (the PHP SDK's NullCustomFieldValueCollection)
-            elif not isinstance(field.get("values"), list) or not field["values"]:
-                errors.append(
-                    {
-                        "code": "FieldMissing",
-                        "path": f"custom_fields_values.{f_index}.values",
-                        "detail": "This field is missing",
-                    }
-                )
-            else:
-                errors += _value_errors(known[field["field_id"]], field["values"], f_index)
+        errors += _fields_errors(item.get("custom_fields_values"), lambda f: known.get(f.get("field_id")))
     by_entry = {index: errors for index, errors in by_entry.items() if errors}
     if by_entry:  # one invalid entry rejects the whole request
         return problem(400, "Bad Request", "Request validation failed", by_entry=by_entry)
@@ -458,8 +445,8 @@ def lead_fields() -> dict[int, Field]:
     """The account's lead fields (their definitions, options included), as Kommo has them now."""
     from sandbox.models import KField
 
-    defined = {f.id: Field(f.name, f.type, f.enums) for f in KField.objects.filter(entity_type="leads")}
-    return defined or {fid: Field(name, kind, None) for fid, (name, kind) in LEAD_FIELDS.items()}
+    defined = {f.id: Field(f.name, f.type, f.enums, f.id, f.code) for f in KField.objects.filter(entity_type="leads")}
+    return defined or {fid: Field(name, kind, None, fid) for fid, (name, kind) in LEAD_FIELDS.items()}
 
 
 @dataclass(frozen=True)
@@ -467,6 +454,8 @@ class Field:
     name: str
     type: str
     enums: list[dict] | None
+    id: int = 0
+    code: str = ""
 
     def option(self, entry: dict) -> dict | None:
         """The option a select value names (by enum_id, else by its text); None when it names none."""
@@ -502,6 +491,63 @@ def _value_errors(field: Field, values: list, f_index: int) -> list[dict]:
     return errors
 
 
+def _fields_errors(entries: Any, find: Callable[[dict], Field | None]) -> list[dict]:
+    """What Kommo refuses in an entity's custom_fields_values: a field it does not have, values missing, values
+    the field's type refuses ("values": null clears a field: the PHP SDK's NullCustomFieldValueCollection)."""
+    errors: list[dict] = []
+    for f_index, field in enumerate(entries or []):
+        definition = find(field) if isinstance(field, dict) else None
+        if definition is None:
+            errors.append(
+                {
+                    "code": "NotSupportedChoice",
+                    "path": f"custom_fields_values.{f_index}.field_id",
+                    "detail": "The value you have provided is not supported",
+                }
+            )
+        elif field.get("values") is None:
+            continue
+        elif not isinstance(field.get("values"), list) or not field["values"]:
+            errors.append(
+                {
+                    "code": "FieldMissing",
+                    "path": f"custom_fields_values.{f_index}.values",
+                    "detail": "This field is missing",
+                }
+            )
+        else:
+            errors += _value_errors(definition, field["values"], f_index)
+    return errors
+
+
+def _stored_fields(
+    current: list[dict] | None, entries: list[dict], find: Callable[[dict], Field | None]
+) -> list[dict] | None:
+    """An entity's custom_fields_values after a write of `entries` (checked by _fields_errors): a field given
+    values replaces its own, `"values": null` clears it; a select value is stored with its option's id."""
+    fields = {f["field_id"]: f for f in current or []}
+    for field in entries:
+        definition = find(field)
+        assert definition is not None  # (checked before)
+        if field.get("values") is None:
+            fields.pop(definition.id, None)
+            continue
+        values = []
+        for entry in field["values"]:
+            option = definition.option(entry) if definition.enums is not None else None
+            values.append(
+                {"value": option["value"], "enum_id": option["id"]} if option else {"value": entry.get("value")}
+            )
+        fields[definition.id] = {
+            "field_id": definition.id,
+            "field_name": definition.name,
+            "field_code": definition.code or None,
+            "field_type": definition.type,
+            "values": values,
+        }
+    return list(fields.values()) or None
+
+
 def _patch_lead(lead: KLead, item: dict, known: dict[int, Field]) -> KLead:
     """Apply one entry of a PATCH to its (locked) lead and report the edit."""
     old_status = lead.status_id
@@ -511,26 +557,10 @@ def _patch_lead(lead: KLead, item: dict, known: dict[int, Field]) -> KLead:
         lead.price = int(item["price"])
     if "status_id" in item:
         lead.status_id = int(item["status_id"])
-    fields = {f["field_id"]: f for f in (lead.custom_fields_values or [])}
-    for field in item.get("custom_fields_values") or []:
-        definition = known[field["field_id"]]
-        if field.get("values") is None:
-            fields.pop(field["field_id"], None)  # cleared
-            continue
-        values = []
-        for entry in field["values"]:
-            option = definition.option(entry) if definition.enums is not None else None
-            values.append(
-                {"value": option["value"], "enum_id": option["id"]} if option else {"value": entry.get("value")}
-            )
-        fields[field["field_id"]] = {
-            "field_id": field["field_id"],
-            "field_name": definition.name,
-            "field_code": None,
-            "field_type": definition.type,
-            "values": values,
-        }
-    lead.custom_fields_values = list(fields.values()) or None
+    entries = item.get("custom_fields_values") or []
+    lead.custom_fields_values = _stored_fields(
+        lead.custom_fields_values, entries, lambda f: known.get(f.get("field_id"))
+    )
     set_status(lead, lead.status_id, old_status)
     from sandbox.kommo_webhooks import fire_webhooks
 
@@ -582,33 +612,23 @@ def by_ids(request: HttpRequest, queryset, key: str, shape) -> HttpResponse:
 @kommo_view
 def contacts(request: HttpRequest) -> HttpResponse:
     if request.method == "PATCH":
-        try:
-            body = json_body(request)
-        except ValueError:
-            return problem(400, "Bad Request", "The body must be JSON")
-        if not isinstance(body, list) or not body or len(body) > 250:
-            return problem(400, "Bad Request", "Expected an array of 1 to 250 contacts")
-        return _patch_parties(request, body, "contacts")
+        body = batch_body(request, "contacts")
+        return body if isinstance(body, HttpResponse) else _patch_parties(request, body, "contacts")
     return by_ids(request, KContact.objects.all(), "contacts", contact_json)
 
 
 @kommo_view
 def companies(request: HttpRequest) -> HttpResponse:
     if request.method == "PATCH":
-        try:
-            body = json_body(request)
-        except ValueError:
-            return problem(400, "Bad Request", "The body must be JSON")
-        if not isinstance(body, list) or not body or len(body) > 250:
-            return problem(400, "Bad Request", "Expected an array of 1 to 250 companies")
-        return _patch_companies(request, body)
+        body = batch_body(request, "companies")
+        return body if isinstance(body, HttpResponse) else _patch_companies(request, body)
     return by_ids(request, KCompany.objects.all(), "companies", company_json)
 
 
 def party_fields(entity_type: str) -> dict[int, Field]:
     from sandbox.models import KField
 
-    return {f.id: Field(f.name, f.type, f.enums) for f in KField.objects.filter(entity_type=entity_type)}
+    return {f.id: Field(f.name, f.type, f.enums, f.id, f.code) for f in KField.objects.filter(entity_type=entity_type)}
 
 
 def _patch_companies(request: HttpRequest, items: list, single: bool = False) -> HttpResponse:
@@ -633,26 +653,7 @@ def _patch_parties(request: HttpRequest, items: list, entity_type: str, single: 
             errors.append({"code": "NotFound", "path": "id", "detail": f"{what} {item['id']} not found"})
         if int(item["id"]) in refused:
             errors.append({"code": "InvalidValue", "path": "custom_fields_values", "detail": refused[int(item["id"])]})
-        for f_index, field in enumerate(item.get("custom_fields_values") or []):
-            if not isinstance(field, dict) or field.get("field_id") not in known:
-                errors.append(
-                    {
-                        "code": "NotSupportedChoice",
-                        "path": f"custom_fields_values.{f_index}.field_id",
-                        "detail": "The value you have provided is not supported",
-                    }
-                )
-            elif field.get("values") is not None:
-                if not isinstance(field["values"], list) or not field["values"]:
-                    errors.append(
-                        {
-                            "code": "FieldMissing",
-                            "path": f"custom_fields_values.{f_index}.values",
-                            "detail": "This field is missing",
-                        }
-                    )
-                else:
-                    errors += _value_errors(known[field["field_id"]], field["values"], f_index)
+        errors += _fields_errors(item.get("custom_fields_values"), lambda f: known.get(f.get("field_id")))
     by_entry = {index: errors for index, errors in by_entry.items() if errors}
     if by_entry:
         return problem(400, "Bad Request", "Request validation failed", by_entry=by_entry)
@@ -662,20 +663,10 @@ def _patch_parties(request: HttpRequest, items: list, entity_type: str, single: 
         company = locked[int(item["id"])]
         if "name" in item:
             company.name = str(item["name"])[:255]
-        values = {f["field_id"]: f for f in company.custom_fields_values or []}
-        for field in item.get("custom_fields_values") or []:
-            definition = known[field["field_id"]]
-            if field.get("values") is None:
-                values.pop(field["field_id"], None)
-                continue
-            values[field["field_id"]] = {
-                "field_id": field["field_id"],
-                "field_name": definition.name,
-                "field_code": None,
-                "field_type": definition.type,
-                "values": [{"value": v.get("value")} for v in field["values"]],
-            }
-        company.custom_fields_values = list(values.values()) or None
+        entries = item.get("custom_fields_values") or []
+        company.custom_fields_values = _stored_fields(
+            company.custom_fields_values, entries, lambda f: known.get(f.get("field_id"))
+        )
         company.updated_at = now
         company.save()
         shaped.append({"id": company.id, "updated_at": now, "_links": link_to(f"/api/v4/{entity_type}/{company.id}")})
@@ -712,25 +703,23 @@ def catalogs(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"_embedded": {"catalogs": [{"id": i, "name": "Products", "type": "products"} for i in ids]}})
 
 
-def catalog_fields(catalog_id: int) -> dict[int, Field]:
-    from sandbox.models import KField
-
-    return {f.id: Field(f.name, f.type, f.enums) for f in KField.objects.filter(entity_type=f"catalogs/{catalog_id}")}
-
-
 def _patch_elements(request: HttpRequest, catalog_id: int) -> HttpResponse:
     """PATCH /api/v4/catalogs/{id}/elements: elements' names and fields (by field_id or field_code), all or nothing."""
     from sandbox.models import KField
 
-    try:
-        items = json_body(request)
-    except ValueError:
-        return problem(400, "Bad Request", "The body must be JSON")
-    if not isinstance(items, list) or not items or len(items) > 250:
-        return problem(400, "Bad Request", "Expected an array of 1 to 250 elements")
-    definitions = list(KField.objects.filter(entity_type=f"catalogs/{catalog_id}"))
+    items = batch_body(request, "elements")
+    if isinstance(items, HttpResponse):
+        return items
+    definitions = [
+        Field(f.name, f.type, f.enums, f.id, f.code)
+        for f in KField.objects.filter(entity_type=f"catalogs/{catalog_id}")
+    ]
     by_id = {f.id: f for f in definitions}
     by_code = {f.code: f for f in definitions if f.code}
+
+    def find(field: dict) -> Field | None:  # a list's field is named by its id or its code (SKU, PRICE)
+        return by_id.get(field.get("field_id")) or by_code.get(field.get("field_code"))
+
     named = [int(i["id"]) for i in items if isinstance(i, dict) and str(i.get("id", "")).isdigit()]
     locked = {e.id: e for e in KCatalogElement.objects.select_for_update().filter(catalog_id=catalog_id, id__in=named)}
     refused = refused_entities("kommo", request, PREFIX)
@@ -744,19 +733,7 @@ def _patch_elements(request: HttpRequest, catalog_id: int) -> HttpResponse:
             errors.append({"code": "FieldMissing", "path": "name", "detail": "This field is missing"})
         if int(item["id"]) in refused:
             errors.append({"code": "InvalidValue", "path": "id", "detail": refused[int(item["id"])]})
-        for f_index, field in enumerate(item.get("custom_fields_values") or []):
-            known = by_id.get(field.get("field_id")) if isinstance(field, dict) else None
-            known = known or (by_code.get(field.get("field_code")) if isinstance(field, dict) else None)
-            if known is None:
-                errors.append(
-                    {
-                        "code": "NotSupportedChoice",
-                        "path": f"custom_fields_values.{f_index}.field_id",
-                        "detail": "The value you have provided is not supported",
-                    }
-                )
-            elif field.get("values") is not None:
-                errors += _value_errors(Field(known.name, known.type, known.enums), field["values"], f_index)
+        errors += _fields_errors(item.get("custom_fields_values"), find)
     by_entry = {i: e for i, e in by_entry.items() if e}
     if by_entry:
         return problem(400, "Bad Request", "Request validation failed", by_entry=by_entry)
@@ -765,20 +742,9 @@ def _patch_elements(request: HttpRequest, catalog_id: int) -> HttpResponse:
         element = locked[int(item["id"])]
         if "name" in item:
             element.name = str(item["name"]).strip()[:255]
-        values = {f["field_id"]: f for f in element.custom_fields_values or []}
-        for field in item.get("custom_fields_values") or []:
-            known = by_id.get(field.get("field_id")) or by_code[field.get("field_code")]
-            if field.get("values") is None:
-                values.pop(known.id, None)
-                continue
-            values[known.id] = {
-                "field_id": known.id,
-                "field_name": known.name,
-                "field_code": known.code or None,
-                "field_type": known.type,
-                "values": [{"value": v.get("value")} for v in field["values"]],
-            }
-        element.custom_fields_values = list(values.values()) or None
+        element.custom_fields_values = _stored_fields(
+            element.custom_fields_values, item.get("custom_fields_values") or [], find
+        )
         element.save()
         shaped.append({"id": element.id, "name": element.name, "catalog_id": catalog_id})
     return JsonResponse({"_embedded": {"elements": shaped}})
