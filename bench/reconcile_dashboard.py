@@ -64,6 +64,9 @@ def main() -> None:
         from django.test.utils import CaptureQueriesContext
 
         arrange_records(args.records)
+        from zkbridge.warmup import warm
+
+        warm()  # as each gunicorn worker does at its start (zkbridge/wsgi.py)
         client = Client()
         client.force_login(User.objects.create_superuser("bench", password="x"))
         times = []
