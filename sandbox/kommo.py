@@ -344,6 +344,17 @@ def batch_body(request: HttpRequest, what: str) -> list | HttpResponse:
     return body
 
 
+def single_body(request: HttpRequest, entity_id: int) -> list | HttpResponse:
+    """A write of one entity (PATCH …/{id}): the batch of that one entry, or Kommo's refusal."""
+    try:
+        body = json_body(request)
+    except ValueError:
+        return problem(400, "Bad Request", "The body must be JSON")
+    if not isinstance(body, dict):
+        return problem(400, "Bad Request", "Expected a JSON object")
+    return [{**body, "id": entity_id}]
+
+
 # --- Leads -----------------------------------------------------------------------------------------
 @kommo_view
 def leads(request: HttpRequest) -> HttpResponse:
@@ -387,13 +398,8 @@ def lead_detail(request: HttpRequest, lead_id: int) -> HttpResponse:
     if lead is None:
         return HttpResponse(status=204) if request.method == "GET" else problem(404, "Not Found", "Lead not found")
     if request.method == "PATCH":
-        try:
-            body = json_body(request)
-        except ValueError:
-            return problem(400, "Bad Request", "The body must be JSON")
-        if not isinstance(body, dict):
-            return problem(400, "Bad Request", "Expected a JSON object")
-        return _patch_leads(request, [{**body, "id": lead_id}], single=True)
+        items = single_body(request, lead_id)
+        return items if isinstance(items, HttpResponse) else _patch_leads(request, items, single=True)
     if request.method != "GET":
         return problem(405, "Method Not Allowed", "Use GET or PATCH")
     return JsonResponse(lead_json(lead, with_of(request)))
@@ -621,7 +627,7 @@ def contacts(request: HttpRequest) -> HttpResponse:
 def companies(request: HttpRequest) -> HttpResponse:
     if request.method == "PATCH":
         body = batch_body(request, "companies")
-        return body if isinstance(body, HttpResponse) else _patch_companies(request, body)
+        return body if isinstance(body, HttpResponse) else _patch_parties(request, body, "companies")
     return by_ids(request, KCompany.objects.all(), "companies", company_json)
 
 
@@ -629,10 +635,6 @@ def party_fields(entity_type: str) -> dict[int, Field]:
     from sandbox.models import KField
 
     return {f.id: Field(f.name, f.type, f.enums, f.id, f.code) for f in KField.objects.filter(entity_type=entity_type)}
-
-
-def _patch_companies(request: HttpRequest, items: list, single: bool = False) -> HttpResponse:
-    return _patch_parties(request, items, "companies", single)
 
 
 def _patch_parties(request: HttpRequest, items: list, entity_type: str, single: bool = False) -> HttpResponse:
@@ -684,13 +686,8 @@ def contact_detail(request: HttpRequest, contact_id: int) -> HttpResponse:
 @kommo_view
 def company_detail(request: HttpRequest, company_id: int) -> HttpResponse:
     if request.method == "PATCH":
-        try:
-            body = json_body(request)
-        except ValueError:
-            return problem(400, "Bad Request", "The body must be JSON")
-        if not isinstance(body, dict):
-            return problem(400, "Bad Request", "Expected a JSON object")
-        return _patch_companies(request, [{**body, "id": company_id}], single=True)
+        items = single_body(request, company_id)
+        return items if isinstance(items, HttpResponse) else _patch_parties(request, items, "companies", single=True)
     company = KCompany.objects.filter(id=company_id).first()
     return JsonResponse(company_json(company)) if company else HttpResponse(status=204)
 

@@ -436,32 +436,30 @@ class KommoClient(HttpClient):
             raise ValueError(f"1 to {BATCH} elements per PATCH, not {len(elements)}")
         self.request("PATCH", f"/api/v4/catalogs/{int(catalog_id)}/elements", json_body=elements)
 
-    def custom_fields(self, entity: str = "leads") -> list[dict]:
-        """The account's field definitions for leads, contacts or companies (select fields with their `enums`)."""
+    def fields_path(self, entity: str) -> str:
+        """Where an entity's field definitions are (leads, contacts or companies only)."""
         if entity not in self.FIELD_ENTITIES:
             raise ValueError(f"no custom fields for {entity!r}")
-        return list(self._list(f"/api/v4/{entity}/custom_fields", "custom_fields", [("limit", 250)]))
+        return f"/api/v4/{entity}/custom_fields"
+
+    def custom_fields(self, entity: str = "leads") -> list[dict]:
+        """The account's field definitions for leads, contacts or companies (select fields with their `enums`)."""
+        return list(self._list(self.fields_path(entity), "custom_fields", [("limit", 250)]))
 
     def custom_field(self, entity: str, field_id: int) -> dict | None:
         """One field's definition; None when the account has no such field."""
-        if entity not in self.FIELD_ENTITIES:
-            raise ValueError(f"no custom fields for {entity!r}")
-        answer = self.request("GET", f"/api/v4/{entity}/custom_fields/{int(field_id)}")
+        answer = self.request("GET", f"{self.fields_path(entity)}/{int(field_id)}")
         return answer.body if answer.status != 204 and isinstance(answer.body, dict) else None
 
     def set_field_options(self, entity: str, field_id: int, enums: list[dict]) -> dict:
         """Give a select field its options, whole (Kommo removes an option left out, and clears it on every entity
         carrying it: callers pass every existing option with its id)."""
-        if entity not in self.FIELD_ENTITIES:
-            raise ValueError(f"no custom fields for {entity!r}")
-        answer = self.request("PATCH", f"/api/v4/{entity}/custom_fields/{int(field_id)}", json_body={"enums": enums})
+        answer = self.request("PATCH", f"{self.fields_path(entity)}/{int(field_id)}", json_body={"enums": enums})
         return answer.body if isinstance(answer.body, dict) else {}
 
     def add_fields(self, entity: str, fields: list[dict]) -> list[dict]:
         """Create fields ({name, type[, enums]}); the created definitions, in order."""
-        if entity not in self.FIELD_ENTITIES:
-            raise ValueError(f"no custom fields for {entity!r}")
-        answer = self.request("POST", f"/api/v4/{entity}/custom_fields", json_body=fields)
+        answer = self.request("POST", self.fields_path(entity), json_body=fields)
         if not isinstance(answer.body, dict):
             return []
         return (answer.body.get("_embedded") or {}).get("custom_fields") or []

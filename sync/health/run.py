@@ -116,9 +116,20 @@ def owed(zuora: ZuoraClient, account_numbers: list[str] | None) -> dict[str, Owe
     }
 
 
-def figures(customer: Customer, owed_now: Owed, last_payment: str) -> dict[str, str | None]:
-    """The health figures as the company fields show them (None clears a field)."""
-    subs = list(Subscription.objects.filter(account_number=customer.account_number))
+def subscriptions_of(account_numbers: list[str] | None) -> dict[str, list[Subscription]]:
+    """The mirrored subscriptions of these accounts (None: every account), in one read."""
+    found: dict[str, list[Subscription]] = defaultdict(list)
+    mirrored = Subscription.objects.all()
+    if account_numbers is not None:
+        mirrored = mirrored.filter(account_number__in=account_numbers)
+    for sub in mirrored:
+        found[sub.account_number].append(sub)
+    return found
+
+
+def figures(customer: Customer, subs: list[Subscription], owed_now: Owed, last_payment: str) -> dict[str, str | None]:
+    """The health figures as the company fields show them (None clears a field), from the account's mirrored
+    subscriptions and what Zuora says it owes."""
     active = [s for s in subs if s.status == "Active"]
     currency = customer.currency or next((s.currency for s in subs if s.currency), "") or "USD"
     places = Decimal(1).scaleb(-decimals(currency))
@@ -166,13 +177,19 @@ def refresh(account_numbers: list[str] | None = None) -> str:
         h.account_number: h for h in BillingHealth.objects.filter(account_number__in=[c.account_number for c in wanted])
     }
     changes: list[tuple[Customer, dict[str, str | None]]] = []
+    subscriptions = subscriptions_of(account_numbers)
     for entity_id, group in by_entity.items():
         entity = ZuoraEntity.objects.filter(pk=entity_id).first() if entity_id else None
         numbers = [c.account_number for c in group]
         balances = owed(ZuoraClient.for_entity(entity), numbers if account_numbers is not None else None)
         for customer in group:
             row = rows.get(customer.account_number) or BillingHealth(account_number=customer.account_number)
-            values = figures(customer, balances.get(customer.account_number, Owed()), row.last_payment)
+            values = figures(
+                customer,
+                subscriptions.get(customer.account_number, []),
+                balances.get(customer.account_number, Owed()),
+                row.last_payment,
+            )
             shown = {name: values[name] for name in fields[customer.party]}
             if row.values != shown or (row.entity, row.kommo_id) != (customer.party, customer.party_id):
                 changes.append((customer, shown))

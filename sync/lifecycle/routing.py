@@ -14,7 +14,7 @@ from catalog.planmap import plan_option
 from sync.lifecycle.subscription import churned
 from sync.models import SyncRecord, WebhookEvent
 from sync.records import ensure_record, pace
-from sync.webhooks.kommo import LeadEvent
+from sync.webhooks.kommo import LeadEvent, latest_by_lead
 
 UNDONE = (SyncRecord.Status.CANCELLED, SyncRecord.Status.IGNORED, SyncRecord.Status.RESOLVED)
 
@@ -71,10 +71,7 @@ def own_write(deal: SyncRecord, item: LeadEvent) -> bool:
 def lifecycle_records(events: list[LeadEvent], event: WebhookEvent, source: str) -> int:
     """Create the lifecycle records a delivery asks for; returns how many are new. A record of the same
     kind still waiting for a worker covers a newer event too (it re-reads the lead when it runs)."""
-    latest: dict[int, LeadEvent] = {}
-    for item in events:
-        if item.action in ("status", "update", "add"):
-            latest[item.lead_id] = item
+    latest = latest_by_lead(events)
     if not latest:
         return 0
     deals = list(SyncRecord.objects.billed().filter(status=SyncRecord.Status.SUCCEEDED, kommo_lead_id__in=list(latest)))

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from catalog.models import PlanMapping, normalize
 from catalog.planmap import RETIRED_MARK, plan_option
-from catalog.sellable import Unsellable, sellable_on
+from catalog.sellable import Sellability, Unsellable, sellable_on
 from sync.clients.errors import ApiError, BusinessError
 from sync.clients.kommo import BATCH, KommoClient
 from sync.offering.models import PlanFieldRun
@@ -72,22 +72,13 @@ def offers(today: dt.date) -> dict[str, Offer]:
         key = normalize(plan_option(mapping.kommo_value))
         offer = found.setdefault(key, Offer(value=plan_option(mapping.kommo_value)))
         verdicts = [sellable_on(item.product_rate_plan, today, mapping.currency) for item in mapping.mapped_plans.all()]
+        state = state_of(verdicts)
         if not verdicts:
-            state, said = UNSELLABLE, "maps to no rate plan"
-        elif all(v.ok for v in verdicts):
-            state, said = (
-                SELLABLE,
-                "sellable" + next((f", retires {v.retires_on:%Y-%m-%d}" for v in verdicts if v.retires_on), ""),
-            )
+            said = "maps to no rate plan"
+        elif state == SELLABLE:
+            said = "sellable" + next((f", retires {v.retires_on:%Y-%m-%d}" for v in verdicts if v.retires_on), "")
         else:
-            refused = [v for v in verdicts if not v.ok]
-            if any(v.ended for v in refused):
-                state = RETIRED
-            elif any(v.code == Unsellable.NOT_YET_EFFECTIVE for v in refused):
-                state = NOT_YET
-            else:
-                state = UNSELLABLE
-            said = refused[0].reason
+            said = next(v.reason for v in verdicts if not v.ok)
         states.setdefault(key, []).append(state)
         offer.where.append(
             {"entity": mapping.entity.name if mapping.entity else "", "currency": mapping.currency, "verdict": said}
@@ -96,6 +87,18 @@ def offers(today: dt.date) -> dict[str, Offer]:
         seen = states[key]
         offer.state = next((s for s in (SELLABLE, NOT_YET, RETIRED) if s in seen), UNSELLABLE)
     return found
+
+
+def state_of(verdicts: list[Sellability]) -> str:
+    """What a mapping's rate plans come to today: sellable when all are; retired when one ended; not yet effective
+    when one will be; not sellable otherwise (no price in the currency, no charges, no plan at all)."""
+    if verdicts and all(v.ok for v in verdicts):
+        return SELLABLE
+    if any(v.ended for v in verdicts):
+        return RETIRED
+    if any(v.code == Unsellable.NOT_YET_EFFECTIVE for v in verdicts):
+        return NOT_YET
+    return UNSELLABLE
 
 
 def marked(text: str) -> bool:
@@ -244,14 +247,7 @@ def products(day: dt.date, dry_run: bool) -> tuple[list[Change], list[dict[str, 
     for element_id, mapping in sorted(chosen.items()):
         element = elements.get(element_id)
         items = list(mapping.mapped_plans.all())
-        verdicts = [sellable_on(item.product_rate_plan, day, mapping.currency) for item in items]
-        state = (
-            SELLABLE
-            if verdicts and all(v.ok for v in verdicts)
-            else RETIRED
-            if any(v.ended for v in verdicts)
-            else NOT_YET
-        )
+        state = state_of([sellable_on(item.product_rate_plan, day, mapping.currency) for item in items])
         if element is None:
             rows.append(product_row(f"element {element_id}", "not in Kommo's products list", state, mapping, "—"))
             continue

@@ -8,7 +8,7 @@ from django.conf import settings
 from sync.models import SyncRecord, WebhookEvent
 from sync.preview.models import QuotePreview
 from sync.records import ensure_record, pace
-from sync.webhooks.kommo import LeadEvent
+from sync.webhooks.kommo import LeadEvent, latest_by_lead
 
 
 def preview_records(events: list[LeadEvent], event: WebhookEvent, source: str) -> int:
@@ -18,10 +18,7 @@ def preview_records(events: list[LeadEvent], event: WebhookEvent, source: str) -
     stages = settings.KOMMO_PREVIEW_STATUS_IDS
     if not stages:
         return 0
-    latest: dict[int, LeadEvent] = {}
-    for item in events:
-        if item.action in ("status", "update", "add"):
-            latest[item.lead_id] = item
+    latest = latest_by_lead(events)
     leads = sorted(lead_id for lead_id, item in latest.items() if item.status_id in stages)
     if not leads:
         return 0

@@ -17,6 +17,8 @@ MAX_PARAMETERS = 5000
 # Deep enough for leads[status][0][custom_fields][0][values][0][value]; lists up to Kommo's batch sizes.
 OPTIONS = DecodeOptions(depth=10, list_limit=1000, parameter_limit=MAX_PARAMETERS, raise_on_limit_exceeded=True)
 LEAD_ACTIONS = ("add", "update", "status", "delete", "restore", "responsible")
+# The lead events that show a lead's stage and fields as they are now (a delete, a restore or a new owner do not).
+STATE_ACTIONS = ("status", "add", "update")
 ENTITIES = ("leads", "contacts", "companies", "customers", "tasks", "catalogs", "unsorted", "talk", "message")
 
 
@@ -101,16 +103,17 @@ def parse(body: bytes) -> tuple[dict, list[LeadEvent]]:
     return payload, events
 
 
+def latest_by_lead(events: list[LeadEvent]) -> dict[int, LeadEvent]:
+    """Each lead's latest event that shows its state (a delivery may report one lead several times)."""
+    return {item.lead_id: item for item in events if item.action in STATE_ACTIONS}
+
+
 def won_leads(events: list[LeadEvent], won_status_id: int) -> list[LeadEvent]:
     """Lead events that put a lead in the Won status (a stage change, or a lead added or edited there)."""
     seen: set[int] = set()
     result = []
     for event in events:
-        if (
-            event.action in ("status", "add", "update")
-            and event.status_id == won_status_id
-            and event.lead_id not in seen
-        ):
+        if event.action in STATE_ACTIONS and event.status_id == won_status_id and event.lead_id not in seen:
             seen.add(event.lead_id)
             result.append(event)
     return result
