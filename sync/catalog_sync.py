@@ -15,6 +15,7 @@ from catalog.models import CatalogSyncRun, ZuoraEntity
 from sync.clients.errors import ApiError, AuthError, BusinessError, NotFoundError
 from sync.clients.zuora import ZuoraClient
 from sync.models import SyncRecord
+from sync.offering.models import PlanFieldRun
 from sync.offering.run import run as plan_field_run
 
 log = logging.getLogger("zkbridge.catalog")
@@ -84,8 +85,15 @@ def scheduled_sync() -> str:
     """django-q2 entry point for the nightly schedule (and the admin's "sync now"): every entity's catalog."""
     runs = [sync_catalog(entity=entity) for entity in catalogs_to_sync()]
     failed = [f"{run.entity or 'catalog'}: {run.error}" for run in runs if not run.ok]
-    if settings.KOMMO_PLAN_FIELD_ID:  # the plan field offers what the mirror now says is sellable today
-        offered = plan_field_run(requested_by="after the catalog sync")
-        if offered.error:
-            failed.append(f"Kommo's plan field: {offered.error}")
+    offered = offer_in_kommo("after the catalog sync")
+    if offered is not None and offered.error:
+        failed.append(f"Kommo's plan field: {offered.error}")
     return "ok" if not failed else "failed: " + "; ".join(failed)
+
+
+def offer_in_kommo(requested_by: str) -> PlanFieldRun | None:
+    """After a catalog sync: Kommo's plan field and products list offer what the mirror now says is sellable today
+    (None when neither is configured)."""
+    if not (settings.KOMMO_PLAN_FIELD_ID or settings.KOMMO_PRODUCTS_CATALOG_ID):
+        return None
+    return plan_field_run(requested_by=requested_by)

@@ -329,3 +329,13 @@ def test_kommo_refusing_the_products_list_leaves_the_plan_field_done(products):
     assert "You cannot edit this list" in result.error
     assert "Growth (2024) (retired)" in options()  # the plan field's part stands
     assert element(770001) == ("Onboarding package", {})
+
+
+def test_a_products_list_without_a_plan_field_is_kept_after_the_catalog_sync(products, settings):
+    from sync.catalog_sync import scheduled_sync
+
+    settings.KOMMO_PLAN_FIELD_ID = None
+    assert scheduled_sync() == "ok"
+    result = PlanFieldRun.objects.get(requested_by="after the catalog sync")
+    assert result.ok and [c["action"] for c in result.changes] == ["product"]
+    assert element(770001)[1]["PRICE"] == "2000.00"

@@ -175,7 +175,9 @@ def run(*, dry_run: bool = False, requested_by: str = "", today: dt.date | None 
     record.field_id = settings.KOMMO_PLAN_FIELD_ID
     day = today or business_today()
     errors = []
-    parts = [plan_field] + ([products] if settings.KOMMO_PRODUCTS_CATALOG_ID else [])
+    # The plan field unless only the products list is kept (a run asked for with neither says the field is missing).
+    keeps_field = settings.KOMMO_PLAN_FIELD_ID or not settings.KOMMO_PRODUCTS_CATALOG_ID
+    parts = ([plan_field] if keeps_field else []) + ([products] if settings.KOMMO_PRODUCTS_CATALOG_ID else [])
     for part in parts:
         try:
             changes, rows = part(day, dry_run)

@@ -1,10 +1,8 @@
 import sys
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from sync.catalog_sync import catalogs_to_sync, sync_catalog
-from sync.offering.run import run as plan_field_run
+from sync.catalog_sync import catalogs_to_sync, offer_in_kommo, sync_catalog
 from sync.ops.connections import emulators_unreachable
 
 
@@ -43,11 +41,10 @@ class Command(BaseCommand):
                     f"{counts.get('unchanged', 0)} unchanged, {counts.get('removed', 0)} no longer in Zuora"
                 )
             self.stdout.write(self.style.SUCCESS(f"Catalog mirrored from {run.pages} page(s)."))
-        if settings.KOMMO_PLAN_FIELD_ID:  # Kommo's plan field offers what the mirror now says is sellable
-            offered = plan_field_run(requested_by="manage.py sync_catalog")
-            if offered.error:
-                failed.append(f"Kommo's plan field was not changed: {offered.error}")
-            elif verbose:
-                self.stdout.write(f"Kommo's plan field: {len(offered.changes)} change(s).")
+        offered = offer_in_kommo("manage.py sync_catalog")
+        if offered is not None and offered.error:
+            failed.append(f"Kommo's plan field was not changed: {offered.error}")
+        elif offered is not None and verbose:
+            self.stdout.write(f"Kommo's plan field: {len(offered.changes)} change(s).")
         if failed:
             raise CommandError("; ".join(failed))
